@@ -1,0 +1,178 @@
+"""Seq2seq models for arithmetic, selected by name from the config.
+
+Every model maps (encoder ids [B, S], decoder inputs [B, T]) to logits [B, T, vocab] for
+training with teacher forcing, and offers ``greedy_decode(encoder_ids, steps)`` returning
+(ids [B, steps], probabilities of the chosen ids [B, steps]) for the exported graph.
+
+* ``attention`` (default): embeddings, a bidirectional LSTM encoder, an autoregressive LSTM
+  decoder with Luong (dot-product) attention over the encoder, trained with teacher forcing.
+* ``seed``: the 2017 post's shape: one-hot input, BiLSTM, BatchNorm, RepeatVector, BiLSTM,
+  BatchNorm, TimeDistributed softmax (not autoregressive: all positions at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import layers, ops
+
+from components.tokenizer import PAD_ID, START_ID, VOCAB_SIZE
+
+
+@dataclasses.dataclass
+class ModelHParams:
+    """Hyperparameters a tuner may search; names are the config's ``trainer.model.*`` keys."""
+
+    family: str = "attention"
+    embedding_dim: int = 32
+    encoder_units: int = 128
+    decoder_units: int = 128
+    encoder_layers: int = 1
+    dropout: float = 0.0
+    attention: bool = True
+    reverse_output: bool = True
+    learning_rate: float = 3e-3
+
+
+@keras.saving.register_keras_serializable("lstm_math")
+class AttentionSeq2Seq(keras.Model):
+    def __init__(
+        self,
+        embedding_dim=32,
+        encoder_units=128,
+        decoder_units=128,
+        encoder_layers=1,
+        dropout=0.0,
+        attention=True,
+        vocab_size=VOCAB_SIZE,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.config_values = dict(
+            embedding_dim=embedding_dim,
+            encoder_units=encoder_units,
+            decoder_units=decoder_units,
+            encoder_layers=encoder_layers,
+            dropout=dropout,
+            attention=attention,
+            vocab_size=vocab_size,
+        )
+        self.use_attention = attention
+        self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.encoder_layers = [
+            layers.Bidirectional(
+                layers.LSTM(encoder_units, return_sequences=True, dropout=dropout),
+                name=f"encoder_{i}",
+            )
+            for i in range(encoder_layers)
+        ]
+        self.bridge_h = layers.Dense(decoder_units, activation="tanh", name="bridge_h")
+        self.bridge_c = layers.Dense(decoder_units, name="bridge_c")
+        self.decoder = layers.LSTM(
+            decoder_units, return_sequences=True, return_state=True, name="decoder"
+        )
+        self.query = layers.Dense(2 * encoder_units, use_bias=False, name="attention_query")
+        self.combine = layers.Dense(decoder_units, activation="tanh", name="combine")
+        self.dropout = layers.Dropout(dropout)
+        self.logits = layers.Dense(vocab_size, name="logits")
+
+    def get_config(self):
+        return {**super().get_config(), **self.config_values}
+
+    def encode(self, encoder_ids, training=False):
+        mask = ops.not_equal(encoder_ids, PAD_ID)
+        x = self.embedding(encoder_ids)
+        for layer in self.encoder_layers:
+            x = layer(x, mask=mask, training=training)
+        weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        summary = ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+        state = [self.bridge_h(summary), self.bridge_c(summary)]
+        return x, mask, state
+
+    def decode(self, decoder_ids, encoder_out, mask, state, training=False):
+        y = self.embedding(decoder_ids)
+        decoder_out, h, c = self.decoder(y, initial_state=state, training=training)
+        if self.use_attention:
+            query = self.query(decoder_out)
+            scores = ops.einsum("btd,bsd->bts", query, encoder_out)
+            scores = ops.where(ops.expand_dims(mask, 1), scores, -1e9)
+            context = ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), encoder_out)
+            features = ops.concatenate([decoder_out, context], axis=-1)
+        else:
+            features = decoder_out
+        z = self.dropout(self.combine(features), training=training)
+        return self.logits(z), [h, c]
+
+    def call(self, inputs, training=False):
+        encoder_ids, decoder_ids = inputs
+        encoder_out, mask, state = self.encode(encoder_ids, training=training)
+        logits, _ = self.decode(decoder_ids, encoder_out, mask, state, training=training)
+        return logits
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        encoder_out, mask, state = self.encode(encoder_ids)
+        batch = ops.shape(encoder_ids)[0]
+        token = ops.full((batch, 1), START_ID, dtype="int32")
+        ids, probs = [], []
+        for _ in range(steps):
+            logits, state = self.decode(token, encoder_out, mask, state)
+            p = ops.softmax(logits[:, 0, :], axis=-1)
+            token_id = ops.cast(ops.argmax(p, axis=-1), "int32")
+            ids.append(token_id)
+            probs.append(ops.max(p, axis=-1))
+            token = ops.expand_dims(token_id, 1)
+        return ops.stack(ids, axis=1), ops.stack(probs, axis=1)
+
+
+@keras.saving.register_keras_serializable("lstm_math")
+class SeedModel(keras.Model):
+    """The post's model: one-hot -> BiLSTM(20) -> BN -> RepeatVector -> BiLSTM(20) -> BN -> softmax."""
+
+    def __init__(self, output_length, units=20, vocab_size=VOCAB_SIZE, **kwargs):
+        super().__init__(**kwargs)
+        self.config_values = dict(output_length=output_length, units=units, vocab_size=vocab_size)
+        self.vocab_size = vocab_size
+        self.encoder = layers.Bidirectional(layers.LSTM(units), name="encoder")
+        self.norm_1 = layers.BatchNormalization()
+        self.repeat = layers.RepeatVector(output_length)
+        self.decoder = layers.Bidirectional(layers.LSTM(units, return_sequences=True), name="decoder")
+        self.norm_2 = layers.BatchNormalization()
+        self.logits = layers.TimeDistributed(layers.Dense(vocab_size), name="logits")
+
+    def get_config(self):
+        return {**super().get_config(), **self.config_values}
+
+    def call(self, inputs, training=False):
+        encoder_ids = inputs[0]
+        x = ops.one_hot(encoder_ids, self.vocab_size)
+        x = self.norm_1(self.encoder(x), training=training)
+        x = self.norm_2(self.decoder(self.repeat(x)), training=training)
+        return self.logits(x)
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        batch = ops.shape(encoder_ids)[0]
+        dummy = ops.zeros((batch, steps), dtype="int32")
+        p = ops.softmax(self((encoder_ids, dummy))[:, :steps, :], axis=-1)
+        return ops.cast(ops.argmax(p, axis=-1), "int32"), ops.max(p, axis=-1)
+
+
+def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
+    """output_length: decoder steps = longest result in characters + 1 (END)."""
+    if hparams.family == "attention":
+        return AttentionSeq2Seq(
+            embedding_dim=hparams.embedding_dim,
+            encoder_units=hparams.encoder_units,
+            decoder_units=hparams.decoder_units,
+            encoder_layers=hparams.encoder_layers,
+            dropout=hparams.dropout,
+            attention=hparams.attention,
+            name="attention_seq2seq",
+        )
+    if hparams.family == "seed":
+        return SeedModel(output_length=output_length, units=hparams.encoder_units, name="seed")
+    raise ValueError(f"trainer.model.family: unknown model family {hparams.family!r}; "
+                     "choose 'attention' or 'seed'")
+
+
+MODEL_FAMILIES = ("attention", "seed")

@@ -1,0 +1,90 @@
+"""The one tokenizer: used by the tf.data input pipeline and by the serving signature.
+
+Everything is TensorFlow ops on string tensors, so it runs inside the exported graph and
+training and serving cannot drift apart.
+
+Input:  equation text -> whitespace removed -> one id per character, left aligned, padded.
+Output: result text -> (optionally reversed, least significant digit first) -> ids + END.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIALS = (PAD, START, END, UNK)
+CHARACTERS = tuple("0123456789+-*/")
+VOCAB = SPECIALS + CHARACTERS
+PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
+VOCAB_SIZE = len(VOCAB)
+
+
+def _byte_table() -> np.ndarray:
+    table = np.full([256], UNK_ID, dtype=np.int32)
+    for i, ch in enumerate(VOCAB):
+        if ch in CHARACTERS:
+            table[ord(ch)] = i
+    return table
+
+
+_BYTE_TO_ID = _byte_table()
+_ID_TO_CHAR = np.array([c if c in CHARACTERS else "" for c in VOCAB])
+
+
+def compact(text: tf.Tensor) -> tf.Tensor:
+    """Removes all whitespace: '31 + 87' and ' 31+87 ' both become '31+87'."""
+    return tf.strings.regex_replace(text, r"\s+", "")
+
+
+def _char_ids(text: tf.Tensor) -> tf.RaggedTensor:
+    codepoints = tf.strings.unicode_decode(text, "UTF-8", errors="replace")
+    codepoints = tf.clip_by_value(codepoints, 0, 255)  # anything non-ASCII maps to UNK
+    return tf.gather(tf.constant(_BYTE_TO_ID), codepoints)
+
+
+def encode_equations(equations: tf.Tensor, max_length: int) -> tf.Tensor:
+    """[batch] strings -> [batch, max_length] int32 ids (whitespace removed, padded)."""
+    ids = _char_ids(compact(equations))
+    return ids.to_tensor(default_value=PAD_ID, shape=[None, max_length])
+
+
+def encode_results(results: tf.Tensor, max_length: int, reverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """[batch] result strings -> (decoder inputs, decoder targets), each [batch, max_length + 1].
+
+    Targets are the characters followed by END; inputs are START followed by the targets
+    shifted right (teacher forcing).
+    """
+    ids = _char_ids(results)
+    if reverse:
+        ids = tf.reverse(ids, axis=[1])
+    batch = tf.shape(results)[0]
+    end = tf.fill([batch, 1], END_ID)
+    start = tf.fill([batch, 1], START_ID)
+    targets = tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1)
+    inputs = tf.concat([tf.RaggedTensor.from_tensor(start), ids], axis=1)
+    width = max_length + 1
+    return (
+        inputs.to_tensor(default_value=PAD_ID, shape=[None, width]),
+        targets.to_tensor(default_value=PAD_ID, shape=[None, width]),
+    )
+
+
+def decode_results(ids: tf.Tensor, reverse: bool) -> tf.Tensor:
+    """[batch, time] output ids -> [batch] strings; everything from the first END is dropped."""
+    ids = tf.convert_to_tensor(ids, tf.int32)
+    is_end = tf.cast(tf.equal(ids, END_ID), tf.int32)
+    before_end = tf.equal(tf.cumsum(is_end, axis=1), 0)
+    chars = tf.gather(tf.constant(_ID_TO_CHAR), ids)
+    chars = tf.where(before_end, chars, "")
+    if reverse:
+        chars = tf.reverse(chars, axis=[1])
+    return tf.strings.reduce_join(chars, axis=1)
+
+
+def result_lengths(ids: tf.Tensor) -> tf.Tensor:
+    """Number of tokens up to and including the first END (the whole width if none)."""
+    ids = tf.convert_to_tensor(ids, tf.int32)
+    is_end = tf.cast(tf.equal(ids, END_ID), tf.int32)
+    upto = tf.cast(tf.equal(tf.cumsum(is_end, axis=1) - is_end, 0), tf.int32)
+    return tf.reduce_sum(upto, axis=1)

@@ -1,0 +1,158 @@
+"""The pipeline as a pure description: components, what each consumes, which config it reads.
+
+Nothing here runs anything; ``pipeline.runner.LocalRunner`` (or any orchestrator calling
+``lstm-math component NAME``) executes the nodes in order. Each node's function receives a
+``Context`` (config, upstream artifacts, its own output directory) and returns the
+properties of the artifact it produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable
+
+from pipeline.config import PipelineConfig, coverage_of
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A component's output: where it is and what it is (TFX's typed artifact, simply)."""
+
+    component: str
+    uri: str
+    fingerprint: str
+    properties: dict
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+
+    @staticmethod
+    def from_json(text: str) -> "Artifact":
+        return Artifact(**json.loads(text))
+
+
+@dataclasses.dataclass
+class Context:
+    config: PipelineConfig
+    inputs: dict  # upstream component name -> Artifact
+    output_dir: str
+
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    run: Callable[[Context], dict]
+    inputs: tuple = ()
+    config_sections: tuple = ()  # dotted config paths whose values change the output
+    fingerprint_extra: Callable[[PipelineConfig], object] | None = None
+
+
+@dataclasses.dataclass
+class Pipeline:
+    name: str
+    nodes: list
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no component named {name!r}; components: "
+                       + ", ".join(n.name for n in self.nodes))
+
+
+# --------------------------------------------------------------------------------------
+# Node functions: thin adapters from artifacts to the components' own functions.
+
+
+def _example_gen(ctx: Context) -> dict:
+    from components.example_gen import run_example_gen
+
+    stats = run_example_gen(ctx.config.task.data, ctx.output_dir, ctx.config.runtime.beam_args)
+    return {"examples_dir": ctx.output_dir, "coverage": coverage_of(ctx.config),
+            "counts": {s: v["count"] for s, v in stats["splits"].items()}}
+
+
+def _data_validation(ctx: Context) -> dict:
+    from components.data_validation import run_data_validation
+
+    examples = ctx.inputs["ExampleGen"].properties
+    return run_data_validation(examples["examples_dir"], examples["coverage"], ctx.output_dir)
+
+
+def _tuner(ctx: Context) -> dict:
+    import dataclasses as dc
+
+    from components.tuner import run_tuner
+
+    examples = ctx.inputs["ExampleGen"].properties
+    if not ctx.config.tuner.enabled:
+        return {"best": dc.asdict(ctx.config.trainer.model), "trials": [], "tuned": False}
+    result = run_tuner(ctx.config, examples["examples_dir"], examples["coverage"], ctx.output_dir)
+    return {**result, "tuned": True, "tensorboard": os.path.join(ctx.output_dir, "logs")}
+
+
+def _trainer(ctx: Context) -> dict:
+    from components.models import ModelHParams
+    from components.trainer import run_trainer
+
+    examples = ctx.inputs["ExampleGen"].properties
+    hparams = ModelHParams(**ctx.inputs["Tuner"].properties["best"])
+    result = run_trainer(ctx.config, examples["examples_dir"], examples["coverage"], hparams,
+                         ctx.output_dir)
+    return {**result, "model_dir": ctx.output_dir}
+
+
+def _evaluator(ctx: Context) -> dict:
+    from components.evaluator import run_evaluator
+
+    result = run_evaluator(ctx.config, ctx.inputs["Trainer"].properties["model_dir"],
+                           ctx.inputs["ExampleGen"].properties["examples_dir"], ctx.output_dir)
+    metrics = {k: v for k, v in result["metrics"].items() if k != "errors"}
+    return {"metrics": metrics, "blessing": result["blessing"],
+            "metrics_file": os.path.join(ctx.output_dir, "metrics.json")}
+
+
+def _exporter(ctx: Context) -> dict:
+    from components.exporter import run_exporter
+
+    return run_exporter(ctx.inputs["Trainer"].properties["model_dir"],
+                        ctx.inputs["Evaluator"].uri, ctx.output_dir)
+
+
+def _infra_validator(ctx: Context) -> dict:
+    from components.infra_validator import run_infra_validator
+
+    exported = ctx.inputs["Exporter"].properties
+    return run_infra_validator(exported["saved_model"], exported["coverage"],
+                               ctx.config.evaluator.threshold, ctx.output_dir,
+                               timeout_s=ctx.config.runtime.infra_validation_timeout_s)
+
+
+def _pusher(ctx: Context) -> dict:
+    from components.pusher import run_pusher
+
+    p = ctx.config.pusher
+    return run_pusher(ctx.inputs["Exporter"].properties["saved_model"],
+                      ctx.inputs["Evaluator"].properties["blessing"],
+                      ctx.inputs["InfraValidator"].properties, p.serving_base, p.model_name,
+                      p.keep_versions)
+
+
+def create_pipeline(config: PipelineConfig) -> Pipeline:
+    return Pipeline(
+        name=config.name,
+        nodes=[
+            Node("ExampleGen", _example_gen, (), ("task.data",)),
+            Node("DataValidation", _data_validation, ("ExampleGen",), ()),
+            Node("Tuner", _tuner, ("ExampleGen", "DataValidation"),
+                 ("tuner", "trainer.model", "trainer.batch_size", "trainer.shuffle_buffer")),
+            Node("Trainer", _trainer, ("ExampleGen", "Tuner"), ("trainer",)),
+            Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"), ("evaluator",)),
+            Node("Exporter", _exporter, ("Trainer", "Evaluator"), ()),
+            Node("InfraValidator", _infra_validator, ("Exporter",), ("evaluator.threshold",)),
+            Node("Pusher", _pusher, ("Exporter", "Evaluator", "InfraValidator"), ("pusher",),
+                 fingerprint_extra=lambda c: os.path.abspath(c.pusher.serving_base)),
+        ],
+    )

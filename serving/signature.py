@@ -1,0 +1,120 @@
+"""The serving signature: strings in, strings out, validation per row, all in the graph.
+
+``build_serving_function(model, coverage)`` returns a tf.function with the contract of
+DESIGN.md section 4: input ``equation`` (string [batch]); outputs ``result`` (string),
+``valid`` (bool), ``error`` (string), ``confidence`` (float32), each [batch]. A bad row is
+answered ``valid=false`` with a reason and never fails the batch. The Evaluator calls the
+same function in process, so what is evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components import tokenizer
+
+ALL_OPERATORS = "+-*/"
+MAX_REASON_CHARS = 40
+
+
+def _char_class(chars: str) -> str:
+    """A regex character class of the given operator characters ('-' placed last)."""
+    body = "".join(c for c in chars if c != "-") + ("-" if "-" in chars else "")
+    return "[" + body.replace("*", r"\*").replace("/", r"\/").replace("+", r"\+") + "]"
+
+
+def validate(equation: tf.Tensor, coverage: dict):
+    """Per row: (valid bool, reason string, canonical compact text for the tokenizer)."""
+    ops_all = _char_class(ALL_OPERATORS)
+    trained = coverage["operators"]
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    num_operands = int(coverage["num_operands"])
+    max_digits = len(str(high))
+
+    # Invalid UTF-8 becomes U+FFFD instead of failing the batch.
+    text = tf.strings.unicode_transcode(equation, "UTF-8", "UTF-8", errors="replace",
+                                        replacement_char=0xFFFD)
+    stripped = tf.strings.strip(text)
+    compact = tokenizer.compact(text)
+
+    is_empty = tf.equal(tf.strings.length(compact), 0)
+    bad_chars = tf.strings.regex_replace(compact, r"[0-9+\-*/]", "")
+    has_unknown = tf.strings.length(bad_chars) > 0
+    first_bad = tf.strings.substr(bad_chars, 0, 1, unit="UTF8_CHAR")
+    digit_space_digit = tf.strings.regex_full_match(stripped, r".*\d\s+\d.*")
+    well_formed = tf.strings.regex_full_match(compact, rf"\d+({ops_all}\d+)+")
+    no_operator = tf.strings.regex_full_match(compact, r"\d+")
+    operator_count = tf.strings.length(tf.strings.regex_replace(compact, r"[^+\-*/]", ""))
+    untrained = tf.strings.regex_replace(compact, r"[^+\-*/]", "")
+    if trained:
+        untrained = tf.strings.regex_replace(untrained, _char_class("".join(trained)), "")
+    has_untrained = tf.strings.length(untrained) > 0
+    first_untrained = tf.strings.substr(untrained, 0, 1)
+
+    # Operands: strip leading zeros ('007' is 7), then check the range.
+    canonical = tf.strings.regex_replace(compact, r"(^|[+\-*/])0+(\d)", r"\1\2")
+    operands = tf.strings.split(tf.strings.regex_replace(canonical, r"[^0-9]+", " "))
+    lengths = tf.strings.length(operands)
+    safe = tf.ragged.map_flat_values(
+        lambda s: tf.where(tf.strings.regex_full_match(s, r"\d{1,18}"), s, "0"), operands)
+    values = tf.ragged.map_flat_values(tf.strings.to_number, safe, out_type=tf.int64)
+    out_of_range = (
+        tf.reduce_any(lengths > max_digits, axis=1)
+        | tf.reduce_any(values > high, axis=1)
+        | tf.reduce_any(values < low, axis=1)
+    )
+    division_by_zero = tf.strings.regex_full_match(canonical, r".*/0+($|[^0-9].*)")
+
+    invalid_reasons = [
+        (is_empty, tf.fill(tf.shape(equation), "empty equation")),
+        (has_unknown, tf.strings.join(["unknown character '", first_bad, "'"])),
+        (digit_space_digit, tf.fill(tf.shape(equation),
+                                    "malformed: two numbers without an operator between them")),
+        (no_operator, tf.fill(tf.shape(equation), "malformed: no operator")),
+        (~well_formed, tf.fill(tf.shape(equation),
+                               "malformed: expected numbers separated by single operators, "
+                               "like '31 + 87'")),
+        (operator_count + 1 > num_operands,
+         tf.fill(tf.shape(equation), f"too long: this model takes {num_operands} operands")),
+        (operator_count + 1 < num_operands,
+         tf.fill(tf.shape(equation), f"too short: this model takes {num_operands} operands")),
+        (has_untrained, tf.strings.join(["operator '", first_untrained, "' not trained (trained: ",
+                                         " ".join(trained), ")"])),
+        (out_of_range, tf.fill(tf.shape(equation),
+                               f"operand out of the trained range {low}..{high}")),
+        (division_by_zero, tf.fill(tf.shape(equation), "division by zero")),
+    ]
+    reason = tf.fill(tf.shape(equation), "")
+    for condition, message in reversed(invalid_reasons):
+        reason = tf.where(condition, message, reason)
+    valid = tf.equal(reason, "")
+    return valid, reason, canonical
+
+
+def build_serving_function(model, coverage: dict):
+    """The ``serving_default`` function for a trained model and what it covers."""
+    max_input = int(coverage["max_input_length"])
+    steps = int(coverage["max_result_length"]) + 1
+    reverse = bool(coverage["reverse_output"])
+    placeholder = "+".join(["0"] * int(coverage["num_operands"]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")])
+    def serve(equation):
+        valid, error, canonical = validate(equation, coverage)
+        model_input = tf.where(valid, canonical, placeholder)
+        ids = tokenizer.encode_equations(model_input, max_input)
+        out_ids, probs = model.greedy_decode(ids, steps)
+        out_ids = tf.convert_to_tensor(out_ids)
+        probs = tf.cast(tf.convert_to_tensor(probs), tf.float32)
+        lengths = tokenizer.result_lengths(out_ids)
+        used = tf.sequence_mask(lengths, steps, dtype=tf.float32)
+        confidence = tf.exp(tf.reduce_sum(tf.math.log(tf.maximum(probs, 1e-30)) * used, axis=1))
+        result = tokenizer.decode_results(out_ids, reverse)
+        return {
+            "result": tf.where(valid, result, ""),
+            "valid": valid,
+            "error": error,
+            "confidence": tf.where(valid, tf.clip_by_value(confidence, 0.0, 1.0), 0.0),
+        }
+
+    return serve

@@ -1,0 +1,34 @@
+"""lstm-math: LSTM seq2seq models that learn arithmetic from strings, as a TFX-style pipeline."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lstm-math",
+    version="0.1.0",
+    description="Beam -> tf.data -> Keras (tf.distribute) -> keras-tuner -> SavedModel -> TF Serving, "
+    "for seq2seq arithmetic",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+                                    "serving", "serving.*"]),
+    package_data={"pipeline": ["configs/*.yaml"], "serving": ["deploy/*", "deploy/**/*"]},
+    install_requires=[
+        # The full tensorflow package (not tensorflow-cpu): it uses GPUs where there are some,
+        # and tensorflow-serving-api requires it.
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "keras-tuner>=1.4.7,<1.5",
+        "tensorboard>=2.20,<2.22",
+        "tensorflow-datasets>=4.9.9,<4.10",
+        "apache-beam>=2.77,<2.78",
+        "google-crc32c>=1.5,<2",  # fast CRCs for TFRecords written from Beam
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio>=1.60,<2",
+        "pyyaml>=6,<7",
+        "matplotlib>=3.7,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "pytest-timeout>=2.3,<3"],
+        "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+    },
+    entry_points={"console_scripts": ["lstm-math=pipeline.cli:main"]},
+)

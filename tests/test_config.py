@@ -1,0 +1,52 @@
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config, coverage_of
+
+
+def test_presets_load_and_smoke_inherits_default():
+    default = load_config("default")
+    smoke = load_config("smoke")
+    assert default.task.data.operators == ["+"] and default.task.data.operand_max == 999
+    assert smoke.task.data.operand_max == 99
+    assert smoke.pusher.model_name == default.pusher.model_name == "lstm_math"
+    assert coverage_of(default)["max_result_length"] == 4
+    assert coverage_of(default)["max_input_length"] == 7
+
+
+def test_overrides_are_typed():
+    c = load_config("smoke", ["trainer.epochs=3", "task.data.operators=['+', '-']",
+                              "evaluator.threshold=0.5", "tuner.enabled=false"])
+    assert c.trainer.epochs == 3
+    assert c.task.data.operators == ["+", "-"]
+    assert c.evaluator.threshold == 0.5
+    assert c.tuner.enabled is False
+
+
+@pytest.mark.parametrize("override,field", [
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.epochs=three", "trainer.epochs"),
+    ("trainer.epoch=3", "trainer.epoch"),
+    ("task.data.operators=['%']", "task.data.operators"),
+    ("task.data.operand_max=-1", "task.data.operand_max"),
+    ("task.data.split_fractions={train: 0.5, validation: 0.1, test: 0.1}", "task.data.split_fractions"),
+    ("tuner.search_space={}", "tuner.search_space"),
+    ("tuner.search_space={units: [1, 2]}", "tuner.search_space.units"),
+    ("tuner.max_trials=0", "tuner.max_trials"),
+    ("trainer.model.family=transformer", "trainer.model.family"),
+    ("evaluator.threshold=2", "evaluator.threshold"),
+    ("pusher.model_name=a/b", "pusher.model_name"),
+])
+def test_bad_configs_fail_fast_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as info:
+        load_config("smoke", [override])
+    assert str(info.value).startswith(field)
+
+
+def test_yaml_file_with_base(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"base": "smoke", "trainer": {"epochs": 2}}))
+    c = load_config(str(path))
+    assert c.trainer.epochs == 2 and c.task.data.operand_max == 99
+    with pytest.raises(ConfigError, match="no such file and no such preset"):
+        load_config("nope")

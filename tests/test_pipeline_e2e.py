@@ -1,0 +1,113 @@
+"""`lstm-math run --config smoke` end to end, and its pushed SavedModel from a fresh process."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+from components import equations as eq
+from components import data as data_lib
+from tests.conftest import lstm_math
+
+
+def test_every_stage_ran_and_wrote_its_artifacts(smoke_run):
+    comps = smoke_run["manifest"]["components"]
+    assert list(comps) == ["ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator",
+                           "Exporter", "InfraValidator", "Pusher"]
+    assert all(not c["cached"] for c in comps.values())
+    run_dir = smoke_run["manifest"]["run_dir"]
+    assert os.path.exists(os.path.join(run_dir, "config.yaml"))
+    # Where to look is printed at the end.
+    out = smoke_run["stdout"]
+    assert "tensorboard --logdir" in out and "saved_model_cli show" in out
+
+
+def test_shards_for_all_splits_and_no_leakage(smoke_run):
+    examples = smoke_run["manifest"]["components"]["ExampleGen"]["uri"]
+    seen = {}
+    for split in eq.SPLITS:
+        assert glob.glob(os.path.join(examples, f"{split}-*-of-*.tfrecord.gz"))
+        for batch in data_lib.features_dataset(examples, split, 1024):
+            for text in batch["equation"].numpy().astype(str):
+                assert seen.setdefault(text, split) == split
+    assert len(seen) == 3000
+
+
+def test_tensorboard_logs_and_tuner_trials(smoke_run):
+    comps = smoke_run["manifest"]["components"]
+    trainer = comps["Trainer"]["uri"]
+    events = glob.glob(os.path.join(trainer, "logs", "**", "events.out.tfevents.*"), recursive=True)
+    assert any("/train/" in e for e in events) and any("/validation/" in e for e in events)
+    trials = comps["Tuner"]["properties"]["trials"]
+    assert len(trials) == 2 and all(t["val_exact_match"] is not None for t in trials)
+    with open(os.path.join(comps["Tuner"]["uri"], "best_hyperparameters.json")) as f:
+        best = json.load(f)
+    assert best["encoder_units"] in (8, 16)
+    with open(os.path.join(trainer, "hparams.json")) as f:
+        assert json.load(f) == best  # the Trainer trained what the Tuner chose
+
+
+def test_blessed_model_was_pushed_with_a_version(smoke_run):
+    push = smoke_run["manifest"]["components"]["Pusher"]["properties"]
+    assert push["pushed"] is True and push["version"] == 1
+    assert os.path.exists(os.path.join(smoke_run["serving"], "lstm_math", "1", "saved_model.pb"))
+    metrics = smoke_run["manifest"]["components"]["Evaluator"]["properties"]["metrics"]
+    assert 0.0 <= metrics["exact_match"] <= 1.0 and metrics["count"] > 0
+
+
+FRESH = r"""
+import json, sys
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rows = ["31 + 87", "12+7", "31 + x", "", "1 + 2 + 3", "5 * 5", "1000 + 1"]
+out = fn(equation=tf.constant(rows))
+print(json.dumps({
+    "dtypes": {k: v.dtype.name for k, v in out.items()},
+    "inputs": {k: v.dtype.name for k, v in fn.structured_input_signature[1].items()},
+    "valid": out["valid"].numpy().tolist(),
+    "error": [e.decode() for e in out["error"].numpy()],
+    "result": [r.decode() for r in out["result"].numpy()],
+    "confidence": out["confidence"].numpy().tolist(),
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pipeline", "serving")),
+}))
+"""
+
+
+def test_pushed_model_answers_from_a_process_without_project_code(smoke_run, tmp_path):
+    path = os.path.join(smoke_run["serving"], "lstm_math", "1")
+    proc = subprocess.run([sys.executable, "-I", "-c", FRESH, path], capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path), check=True)
+    out = json.loads(proc.stdout)
+    assert out["project_modules"] == []
+    assert out["inputs"] == {"equation": "string"}
+    assert out["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
+                             "confidence": "float32"}
+    assert out["valid"] == [True, True, False, False, False, False, False]
+    assert out["error"][:2] == ["", ""]
+    assert "unknown character 'x'" in out["error"][2]
+    assert "empty" in out["error"][3]
+    assert "too long" in out["error"][4]
+    assert "not trained" in out["error"][5]
+    assert "out of the trained range" in out["error"][6]
+    assert all(r == "" for r in out["result"][2:])
+    assert all(0.0 <= c <= 1.0 for c in out["confidence"])
+    assert out["confidence"][2:] == [0.0] * 5
+
+
+def test_rerun_is_cached_and_pushes_nothing_new(smoke_run):
+    proc = lstm_math("run", "--config", "smoke", "--pipeline-root", str(smoke_run["root"]),
+                     "--serving-base", str(smoke_run["serving"]))
+    runs = sorted(os.listdir(smoke_run["root"] / "runs"))
+    with open(smoke_run["root"] / "runs" / runs[-1] / "manifest.json") as f:
+        manifest = json.load(f)
+    assert all(c["cached"] for c in manifest["components"].values())
+    assert sorted(os.listdir(smoke_run["serving"] / "lstm_math")) == ["1"]
+
+
+def test_bad_config_fails_fast_naming_the_field(tmp_path):
+    proc = lstm_math("run", "--config", "smoke", "--set", "trainer.epochs=0",
+                     "--pipeline-root", str(tmp_path), check=False, timeout=120)
+    assert proc.returncode == 2
+    assert "trainer.epochs" in proc.stderr
+    assert not os.path.exists(tmp_path / "ExampleGen")

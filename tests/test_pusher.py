@@ -1,0 +1,57 @@
+import os
+
+import pytest
+
+from components import pusher
+from components.evaluator import bless
+
+
+def make_model(path, marker):
+    os.makedirs(path / "variables", exist_ok=True)
+    (path / "saved_model.pb").write_text(marker)
+    return str(path)
+
+
+def test_versions_grow_and_old_ones_are_pruned(tmp_path):
+    src = make_model(tmp_path / "export", "m")
+    base = tmp_path / "serving"
+    pushed = [pusher.push(src, str(base), "lstm_math", keep_versions=2)["version"] for _ in range(3)]
+    assert pushed == [1, 2, 3]
+    assert sorted(os.listdir(base / "lstm_math")) == ["2", "3"]
+
+
+def test_crash_mid_push_leaves_serving_base_as_it_was(tmp_path, monkeypatch):
+    src = make_model(tmp_path / "export", "m")
+    base = tmp_path / "serving"
+    pusher.push(src, str(base), "lstm_math", keep_versions=5)
+    before = sorted(os.listdir(base / "lstm_math"))
+
+    def exploding_copy(a, b, *args, **kw):
+        os.makedirs(b)
+        (open(os.path.join(b, "saved_model.pb"), "w")).write("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pusher.shutil, "copytree", exploding_copy)
+    with pytest.raises(OSError):
+        pusher.push(src, str(base), "lstm_math", keep_versions=5)
+    versions = [v for v in os.listdir(base / "lstm_math") if v.isdigit()]
+    assert sorted(versions) == before  # no half-written numbered version is visible
+
+
+def test_unblessed_or_infra_failed_models_are_not_pushed(tmp_path):
+    src = make_model(tmp_path / "export", "m")
+    out = pusher.run_pusher(src, {"blessed": False, "reasons": ["low"]}, {"passed": True},
+                            str(tmp_path / "s"), "lstm_math", 3)
+    assert out["pushed"] is False and "not blessed" in out["reason"]
+    out = pusher.run_pusher(src, {"blessed": True}, {"passed": False, "problems": ["x"]},
+                            str(tmp_path / "s"), "lstm_math", 3)
+    assert out["pushed"] is False and "InfraValidator" in out["reason"]
+    assert not os.path.exists(tmp_path / "s" / "lstm_math" / "1")
+
+
+def test_blessing_threshold_and_regression():
+    assert bless(0.9995, 0.999, None, 0.001)["blessed"] is True
+    assert bless(0.998, 0.999, None, 0.001)["blessed"] is False
+    assert bless(0.9995, 0.999, 0.9999, 0.001)["blessed"] is True
+    out = bless(0.9992, 0.999, 0.99999, 0.0005)
+    assert out["blessed"] is False and any("regression" in r for r in out["reasons"])
