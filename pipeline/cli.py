@@ -125,6 +125,12 @@ def cmd_generate(args, beam_args) -> int:
     return 0
 
 
+def cmd_tune(args, beam_args) -> int:
+    from components.tuner import run_tune
+
+    return run_tune(args, _load(args, beam_args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-math", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,17 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="directory (or gfile URL) for the shards")
     p.set_defaults(func=cmd_generate, beam_passthrough=True)
 
-    try:
-        from serving import client, server
-    except ImportError:  # pragma: no cover - the serving package is part of the project
-        client = server = None
-    if server is not None:
-        p = sub.add_parser("serve", help="TF Serving-compatible local server (REST + gRPC)")
-        server.add_serve_arguments(p)
-        p.set_defaults(func=lambda a, _: server.run_serve(a), beam_passthrough=False)
-        p = sub.add_parser("predict", help="answer equations via REST, gRPC or a SavedModel")
-        client.add_predict_arguments(p)
-        p.set_defaults(func=lambda a, _: client.run_predict(a), beam_passthrough=False)
+    from components import tuner
+
+    p = sub.add_parser("tune", help="hyperparameter search: local, or one chief + N workers "
+                                    "(keras-tuner's distributed mode)")
+    _add_config_arguments(p)
+    tuner.add_tune_arguments(p)
+    p.set_defaults(func=cmd_tune, beam_passthrough=False)
+
+    from serving import client, server
+
+    p = sub.add_parser("serve", help="TF Serving-compatible local server (REST + gRPC)")
+    server.add_serve_arguments(p)
+    p.set_defaults(func=lambda a, _: server.run_serve(a), beam_passthrough=False)
+
+    p = sub.add_parser("predict", help="answer equations via REST, gRPC or a SavedModel")
+    client.add_predict_arguments(p)
+    p.set_defaults(func=lambda a, _: client.run_predict(a), beam_passthrough=False)
     return parser
 
 

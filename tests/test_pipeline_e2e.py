@@ -111,3 +111,29 @@ def test_bad_config_fails_fast_naming_the_field(tmp_path):
     assert proc.returncode == 2
     assert "trainer.epochs" in proc.stderr
     assert not os.path.exists(tmp_path / "ExampleGen")
+
+
+def test_pushed_pipeline_model_served_over_rest_and_grpc(smoke_run):
+    """The real pushed model behind the local TF Serving-compatible server."""
+    from serving.client import predict_grpc, predict_rest
+    from serving.server import ModelServer
+
+    rows = ["31 + 87", "5+5", "31 + x", "1 + 2 + 3"]
+    with ModelServer(str(smoke_run["serving"]), rest_port=0, grpc_port=0) as server:
+        rest = predict_rest(rows, port=server.rest_port, timeout=60)
+        grpc_rows = predict_grpc(rows, port=server.grpc_port, timeout=60)
+    for answers in (rest, grpc_rows):
+        assert [a["valid"] for a in answers] == [True, True, False, False]
+        assert "unknown character 'x'" in answers[2]["error"]
+        assert "too long" in answers[3]["error"]
+    # Both protocols give the same answers as each other.
+    assert [a["result"] for a in rest] == [a["result"] for a in grpc_rows]
+
+
+def test_predict_command_via_saved_model(smoke_run):
+    proc = lstm_math("predict", "--via", "saved-model", "--saved-model", str(smoke_run["serving"]),
+                     "--json", "31 + 87", "31 + x", timeout=300)
+    answers = json.loads(proc.stdout)
+    rows = answers if isinstance(answers, list) else answers.get("predictions", answers)
+    assert rows[0]["valid"] is True and rows[1]["valid"] is False
+    assert "unknown character" in rows[1]["error"]

@@ -1,0 +1,246 @@
+"""Load test of the local model server (serving/server.py), REST and gRPC, batching on/off.
+
+The server runs in this process on 127.0.0.1; the load comes from a second process (one
+worker process with one thread per concurrent client, each with its own keep-alive
+connection / gRPC channel and a pre-built request). Every cell is bounded in time.
+
+    python benchmarks/serving_benchmark.py                 # the test fixture model
+    python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
+
+For each cell: requests/s, equations/s, p50/p99 latency, errors, and the ratio of
+equations/s to calling the ``serving_default`` signature in-process (one thread) on batches
+of the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script from anywhere: make the repo's packages importable
+    sys.path.insert(0, ROOT)
+
+EQUATIONS = ["31 + 87", "7 + 6", "999 + 1", "0 + 0", "123 + 456", "5+5", " 12 +  30 ",
+             "31 + x"]
+
+
+def _batch(size):
+    return [EQUATIONS[i % len(EQUATIONS)] for i in range(size)]
+
+
+# ---------------------------------------------------------------------------------------
+# load-generating worker process
+# ---------------------------------------------------------------------------------------
+def _client_thread(api, port, batch_size, deadline, warmup_until, out):
+    import http.client
+    import json
+    latencies, errors, requests = [], 0, 0
+    equations = _batch(batch_size)
+    if api == "grpc":
+        import grpc
+        from serving.client import GrpcClient
+        client = GrpcClient(port=port)
+        request = client.make_request(equations)
+        call = lambda: client.stub.Predict(request, timeout=30)  # noqa: E731
+        close = client.close
+    else:
+        body = json.dumps({"instances": equations}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        path = "/v1/models/lstm_math:predict"
+
+        def call():
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+        close = conn.close
+    n = 0
+    while n < 1_000_000:
+        start = time.perf_counter()
+        if start >= deadline:
+            break
+        n += 1
+        try:
+            call()
+            ok = True
+        except Exception:  # noqa: BLE001 - counted
+            ok = False
+            if api == "rest":
+                conn.close()
+        end = time.perf_counter()
+        if start >= warmup_until:
+            requests += 1
+            if ok:
+                latencies.append(end - start)
+            else:
+                errors += 1
+    close()
+    out.append((requests, errors, latencies))
+
+
+def _worker(conn):
+    import threading
+    import grpc  # noqa: F401 - import everything before the first timed cell
+    from serving.client import GrpcClient
+    GrpcClient(port=1).make_request(["1 + 1"])
+    conn.send("ready")
+    while True:
+        cell = conn.recv()
+        if cell is None:
+            return
+        api, port, concurrency, batch_size, seconds, warmup = cell
+        out = []
+        now = time.perf_counter()
+        warmup_until = now + warmup
+        deadline = warmup_until + seconds
+        threads = [threading.Thread(target=_client_thread,
+                                    args=(api, port, batch_size, deadline, warmup_until, out))
+                   for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + warmup + 120)
+        requests = sum(o[0] for o in out)
+        errors = sum(o[1] for o in out) + (concurrency - len(out))
+        latencies = sorted(x for o in out for x in o[2])
+        conn.send((requests, errors, latencies, seconds))
+
+
+def _percentile(sorted_values, q):
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[index]
+
+
+# ---------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------
+def _fixture_model_base():
+    path = os.path.join(ROOT, "tests", "serving_fixtures.py")
+    spec = importlib.util.spec_from_file_location("serving_fixtures", path)
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    base = tempfile.mkdtemp(prefix="lstm_math_bench_")
+    fixtures.push_version(base, 1)
+    return base
+
+
+def _in_process_rate(model_base, model_name, batch_size, seconds):
+    import tensorflow as tf
+    from serving.client import resolve_saved_model
+    fn = tf.saved_model.load(resolve_saved_model(model_base, model_name)).signatures[
+        "serving_default"]
+    equations = [e.encode() for e in _batch(batch_size)]
+    for _ in range(20):
+        fn(equation=tf.constant(equations))
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds and n < 1_000_000:
+        out = fn(equation=tf.constant(equations))
+        {k: v.numpy() for k, v in out.items()}
+        n += 1
+    return n * batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-base", help="serve this model base (default: build the test "
+                                             "fixture model in a temp dir)")
+    parser.add_argument("--model-name", default="lstm_math")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=0.3, help="unmeasured seconds per cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--apis", nargs="+", default=["grpc", "rest"], choices=["grpc", "rest"])
+    parser.add_argument("--batching", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--max-batch-size", type=int, default=256)
+    parser.add_argument("--batch-timeout-micros", type=int, default=1000)
+    parser.add_argument("--num-batch-threads", type=int, default=0,
+                        help="0 = the server's default")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    from serving.server import ModelServer
+    model_base = args.model_base or _fixture_model_base()
+    print(f"model base: {model_base} ({'given' if args.model_base else 'test fixture model'}); "
+          f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell", flush=True)
+
+    in_process = {b: _in_process_rate(model_base, args.model_name, b, min(args.seconds, 2.0))
+                  for b in args.batch_sizes}
+    for b, rate in in_process.items():
+        print(f"in-process signature call, batch {b}: {rate:,.0f} equations/s", flush=True)
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    worker = ctx.Process(target=_worker, args=(child,), daemon=True)
+    worker.start()
+    if not parent.poll(120) or parent.recv() != "ready":
+        raise RuntimeError("the load worker process did not start")
+    rows = []
+    try:
+        for batching in args.batching:
+            server = ModelServer(model_base, args.model_name, rest_port=0, grpc_port=0,
+                                 enable_batching=batching == "on",
+                                 max_batch_size=args.max_batch_size,
+                                 batch_timeout_micros=args.batch_timeout_micros,
+                                 num_batch_threads=args.num_batch_threads, poll_seconds=30)
+            with server:
+                for api in args.apis:
+                    port = server.grpc_port if api == "grpc" else server.rest_port
+                    for batch_size in args.batch_sizes:
+                        for concurrency in args.concurrency:
+                            batches0 = server.metrics.counter("batches_total")
+                            rows0 = server.metrics.counter("batched_rows_total")
+                            parent.send((api, port, concurrency, batch_size, args.seconds,
+                                         args.warmup))
+                            requests, errors, lat, seconds = parent.recv()
+                            batches = server.metrics.counter("batches_total") - batches0
+                            brows = server.metrics.counter("batched_rows_total") - rows0
+                            eq_rate = (requests - errors) * batch_size / seconds
+                            row = dict(api=api, batching=batching, conc=concurrency,
+                                       batch=batch_size, rps=(requests - errors) / seconds,
+                                       eps=eq_rate, p50=_percentile(lat, 0.5) * 1e3,
+                                       p99=_percentile(lat, 0.99) * 1e3, errors=errors,
+                                       ratio=eq_rate / in_process[batch_size],
+                                       avg_batch=brows / batches if batches else 0.0)
+                            rows.append(row)
+                            print(_format_row(row), flush=True)
+    finally:
+        parent.send(None)
+        worker.join(30)
+        if worker.is_alive():
+            worker.terminate()
+        if not args.model_base:
+            shutil.rmtree(model_base, ignore_errors=True)
+    print()
+    print(_table(rows))
+    return 0
+
+
+HEADER = ("| api  | batching | conc | batch | req/s | equations/s | p50 ms | p99 ms | errors "
+          "| avg server batch | vs in-process |")
+
+
+def _format_row(r):
+    return (f"| {r['api']:<4} | {r['batching']:<8} | {r['conc']:>4} | {r['batch']:>5} "
+            f"| {r['rps']:>7,.0f} | {r['eps']:>11,.0f} | {r['p50']:>6.2f} | {r['p99']:>6.2f} "
+            f"| {r['errors']:>6} | {r['avg_batch']:>16.1f} | {r['ratio']:>12.0%} |")
+
+
+def _table(rows):
+    lines = [HEADER, "|" + "|".join("-" * (len(c)) for c in HEADER.split("|")[1:-1]) + "|"]
+    lines += [_format_row(r) for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

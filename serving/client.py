@@ -1,0 +1,300 @@
+"""Clients for the lstm-math model: REST, gRPC (official TF Serving stubs), or in-process.
+
+``lstm-math predict "31 + 87" "7 * 6" [--via rest|grpc|saved-model]`` prints one line per
+equation::
+
+    31 + 87 = 118  (confidence 0.999)
+    31 + x  invalid: unknown character 'x'
+
+The functions return one dict per equation: ``{"equation", "result", "valid", "error",
+"confidence"}``. They work against this repo's server (``serving.server``) and against the
+real ``tensorflow_model_server`` alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+DEFAULT_MODEL_NAME = "lstm_math"
+OUTPUT_KEYS = ("result", "valid", "error", "confidence")
+
+
+class PredictError(RuntimeError):
+    """The server answered with an error (HTTP status / gRPC code in ``code``)."""
+
+    def __init__(self, message: str, code: Any = None):
+        super().__init__(message)
+        self.code = code
+
+
+def _rows(equations: Sequence[str], columns: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
+    out = []
+    for i, eq in enumerate(equations):
+        row: Dict[str, Any] = {"equation": eq}
+        for k, values in columns.items():
+            v = values[i]
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            row[k] = v
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# REST
+# ---------------------------------------------------------------------------------------
+class RestClient:
+    """A keep-alive HTTP/1.1 connection to ``/v1/models/NAME[/versions/N]:predict``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8501,
+                 model_name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None,
+                 timeout: float = 30.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.path = f"/v1/models/{model_name}"
+        if version is not None:
+            self.path += f"/versions/{int(version)}"
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def request(self, method: str, path: str, body: Optional[bytes] = None):
+        """Send one request (reconnecting once if the kept-alive connection dropped)."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port,
+                                                        timeout=self.timeout)
+            try:
+                self._conn.request(method, path, body=body, headers=headers)
+                resp = self._conn.getresponse()
+                data = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return resp.status, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def predict_raw(self, equations: Sequence[str]) -> Dict[str, Any]:
+        body = json.dumps({"instances": list(equations)}).encode("utf-8")
+        status, data = self.request("POST", self.path + ":predict", body)
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = {"error": data.decode("utf-8", "replace")}
+        if status != 200:
+            raise PredictError(f"HTTP {status}: {payload.get('error', payload)}", status)
+        return payload
+
+    def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
+        preds = self.predict_raw(equations)["predictions"]
+        return [dict({"equation": eq}, **p) for eq, p in zip(equations, preds)]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "RestClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def predict_rest(equations: Sequence[str], host: str = "127.0.0.1", port: int = 8501,
+                 model_name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None,
+                 timeout: float = 30.0) -> List[Dict[str, Any]]:
+    """One REST predict call (row format); raises :class:`PredictError` on HTTP errors."""
+    with RestClient(host, port, model_name, version, timeout) as client:
+        return client.predict(equations)
+
+
+# ---------------------------------------------------------------------------------------
+# gRPC
+# ---------------------------------------------------------------------------------------
+class GrpcClient:
+    """``tensorflow.serving.PredictionService`` through the official stub, one channel."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8500,
+                 model_name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None,
+                 timeout: float = 30.0, max_message_bytes: int = 64 * 1024 * 1024):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+        self._grpc = grpc
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_name, self.version, self.timeout = model_name, version, timeout
+
+    def make_request(self, equations: Sequence[str]):
+        from tensorflow.core.framework import types_pb2
+        from tensorflow_serving.apis import predict_pb2
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = "serving_default"
+        if self.version is not None:
+            request.model_spec.version.value = int(self.version)
+        tensor = request.inputs["equation"]
+        tensor.dtype = types_pb2.DT_STRING
+        tensor.tensor_shape.dim.add().size = len(equations)
+        tensor.string_val.extend(e.encode("utf-8") if isinstance(e, str) else e
+                                 for e in equations)
+        return request
+
+    def predict_raw(self, equations: Sequence[str]):
+        try:
+            return self.stub.Predict(self.make_request(equations), timeout=self.timeout)
+        except self._grpc.RpcError as exc:
+            raise PredictError(f"gRPC {exc.code().name}: {exc.details()}", exc.code()) from exc
+
+    def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
+        response = self.predict_raw(equations)
+        columns = {k: _tensor_values(response.outputs[k]) for k in OUTPUT_KEYS
+                   if k in response.outputs}
+        return _rows(equations, columns)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "GrpcClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _tensor_values(proto) -> list:
+    """Values of a 1-D TensorProto, reading the typed *_val fields (no TF import needed)."""
+    if proto.string_val:
+        return list(proto.string_val)
+    if proto.bool_val:
+        return [bool(v) for v in proto.bool_val]
+    if proto.float_val:
+        return [float(f"{v:.7g}") for v in proto.float_val]
+    if proto.tensor_content or not proto.tensor_shape.dim or proto.tensor_shape.dim[0].size:
+        import tensorflow as tf
+        return tf.make_ndarray(proto).tolist()
+    return []
+
+
+def predict_grpc(equations: Sequence[str], host: str = "127.0.0.1", port: int = 8500,
+                 model_name: str = DEFAULT_MODEL_NAME, version: Optional[int] = None,
+                 timeout: float = 30.0) -> List[Dict[str, Any]]:
+    """One gRPC Predict call; raises :class:`PredictError` with the gRPC status code."""
+    with GrpcClient(host, port, model_name, version, timeout) as client:
+        return client.predict(equations)
+
+
+# ---------------------------------------------------------------------------------------
+# In process (no server)
+# ---------------------------------------------------------------------------------------
+def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
+    """A version directory, from a version dir, a model dir, or a model base."""
+    def has_pb(d: str) -> bool:
+        return (os.path.isfile(os.path.join(d, "saved_model.pb"))
+                or os.path.isfile(os.path.join(d, "saved_model.pbtxt")))
+
+    if has_pb(path):
+        return path
+    for candidate in (path, os.path.join(path, model_name)):
+        if not os.path.isdir(candidate):
+            continue
+        versions = [int(e) for e in os.listdir(candidate)
+                    if e.isdigit() and int(e) > 0 and has_pb(os.path.join(candidate, e))]
+        if versions:
+            return os.path.join(candidate, str(max(versions)))
+    raise FileNotFoundError(f"no SavedModel under {path} (looked for saved_model.pb, "
+                            f"<version>/ and {model_name}/<version>/)")
+
+
+def predict_saved_model(equations: Sequence[str], path: str,
+                        model_name: str = DEFAULT_MODEL_NAME) -> List[Dict[str, Any]]:
+    """Load the SavedModel with TensorFlow and call ``serving_default`` directly."""
+    import tensorflow as tf
+    model = tf.saved_model.load(resolve_saved_model(path, model_name))
+    fn = model.signatures["serving_default"]
+    out = fn(equation=tf.constant([e.encode("utf-8") if isinstance(e, str) else e
+                                   for e in equations], dtype=tf.string))
+    columns = {}
+    for k in OUTPUT_KEYS:
+        if k in out:
+            values = out[k].numpy().tolist()
+            if k == "confidence":
+                values = [float(f"{v:.7g}") for v in values]
+            columns[k] = values
+    return _rows(equations, columns)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line: ``lstm-math predict``
+# ---------------------------------------------------------------------------------------
+def format_row(row: Dict[str, Any]) -> str:
+    if row.get("valid"):
+        conf = row.get("confidence")
+        conf_text = f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else ""
+        return f"{row['equation']} = {row.get('result', '')}{conf_text}"
+    return f"{row['equation']}  invalid: {row.get('error') or 'not an equation this model covers'}"
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("equations", nargs="+", metavar="EQUATION",
+                        help='equations such as "31 + 87" (quote each one)')
+    parser.add_argument("--via", choices=("rest", "grpc", "saved-model"),
+                        help="how to reach the model (default: saved-model when --saved-model "
+                             "is given, else rest)")
+    parser.add_argument("--host", default="127.0.0.1", help="server host (default %(default)s)")
+    parser.add_argument("--rest-port", type=int, default=8501, help="default %(default)s")
+    parser.add_argument("--grpc-port", type=int, default=8500, help="default %(default)s")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="default %(default)s")
+    parser.add_argument("--model-version", type=int, help="a specific version (default latest)")
+    parser.add_argument("--saved-model", metavar="DIR",
+                        help="a SavedModel version dir, or a model base (highest version used)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("--json", action="store_true", help="print the answers as JSON")
+    return parser
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Answer the equations; 0 when the model answered (even invalid rows), 1 on errors."""
+    via = args.via or ("saved-model" if args.saved_model else "rest")
+    try:
+        if via == "rest":
+            rows = predict_rest(args.equations, args.host, args.rest_port, args.model_name,
+                                args.model_version, args.timeout)
+        elif via == "grpc":
+            rows = predict_grpc(args.equations, args.host, args.grpc_port, args.model_name,
+                                args.model_version, args.timeout)
+        else:
+            if not args.saved_model:
+                print("error: --via saved-model needs --saved-model DIR", file=sys.stderr)
+                return 2
+            rows = predict_saved_model(args.equations, args.saved_model, args.model_name)
+    except (PredictError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            print(format_row(row))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.client",
+                                     description="Ask the lstm-math model.")
+    add_predict_arguments(parser)
+    return run_predict(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
