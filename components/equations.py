@@ -284,3 +284,224 @@ def _result_bounds(operators, low, high, num_operands):
 def max_equation_chars(high: int, num_operands: int) -> int:
     """Length of the longest compact equation (no spaces) in the space."""
     return num_operands * len(str(high)) + (num_operands - 1)
+
+
+# --------------------------------------------------------------------------------------
+# Vectorized sampling: a whole block of positions -> operands, results, texts at once.
+# ExampleGen's hot path; ``Sampler.block(start, stop)`` gives exactly the equations that
+# ``space.equation_at(permutation.permute(position))`` gives one by one (uniform sampling).
+
+SAMPLING_SCHEMES = ("uniform", "stratified")
+MAX_EXHAUSTIVE = 10**10  # equations; enumerating more is a typo, not a data set
+_OP_CODES = {op: i for i, op in enumerate(OPERATORS)}
+_INT64_SAFE = 1 << 62
+
+
+def _digit_intervals(lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi] cut into runs of operands with the same number of decimal digits."""
+    out = []
+    for d in range(len(str(lo)), len(str(hi)) + 1):
+        a = max(lo, 0 if d == 1 else 10 ** (d - 1))
+        b = min(hi, 10**d - 1)
+        if a <= b:
+            out.append((a, b))
+    return out
+
+
+def _allocate_equally(sizes: Sequence[int], total: int) -> list[int]:
+    """Splits ``total`` draws over strata as equally as their sizes allow (water filling)."""
+    alloc = [0] * len(sizes)
+    remaining, left = total, len(sizes)
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    for pos, i in enumerate(order):
+        share = remaining // left
+        if sizes[i] <= share:
+            alloc[i] = sizes[i]
+            remaining -= sizes[i]
+            left -= 1
+            continue
+        # Every stratum from here on is larger than the equal share: split what is left.
+        rest = sorted(order[pos:])
+        for k, j in enumerate(rest):
+            alloc[j] = remaining // left + (1 if k < remaining % left else 0)
+        break
+    return alloc
+
+
+@dataclasses.dataclass
+class Block:
+    """Equations of one block, column-wise. ``operands`` is int64 where safe, else object."""
+
+    operands: np.ndarray  # [n, num_operands]
+    op_codes: np.ndarray  # [n, num_operands - 1] indices into OPERATORS
+    results: np.ndarray  # [n]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def texts(self) -> list[bytes]:
+        """Canonical texts as bytes, e.g. b'31 + 87'."""
+        seps = np.array([f" {op} ".encode() for op in OPERATORS], dtype=object)
+        cols = [np.array(_int_bytes(self.operands[:, j]), dtype=object)
+                for j in range(self.operands.shape[1])]
+        out = cols[0]
+        for j in range(1, len(cols)):
+            out = out + seps[self.op_codes[:, j - 1]] + cols[j]
+        return out.tolist()
+
+    def equations(self) -> list[Equation]:
+        return [Equation(tuple(int(v) for v in row), tuple(OPERATORS[c] for c in ops))
+                for row, ops in zip(self.operands.tolist(), self.op_codes.tolist())]
+
+
+def _int_bytes(values: np.ndarray) -> list[bytes]:
+    return list(map(b"%d".__mod__, values.tolist()))
+
+
+def evaluate_arrays(operands: np.ndarray, op_codes: np.ndarray) -> np.ndarray:
+    """``evaluate`` for a whole block: [n, k] operands, [n, k-1] operator codes -> [n].
+
+    Same precedence and floor division as ``evaluate``; works on int64 (when the caller
+    knows nothing overflows) and on object arrays of Python ints (exact, any size).
+    Division by zero raises EquationError.
+    """
+    n = operands.shape[0]
+    total = np.zeros(n, dtype=operands.dtype)
+    sign = np.ones(n, dtype=operands.dtype)
+    term = operands[:, 0].copy()
+    one = np.ones(n, dtype=operands.dtype)
+    for j in range(1, operands.shape[1]):
+        value = operands[:, j]
+        code = op_codes[:, j - 1]
+        is_mul = code == _OP_CODES["*"]
+        is_div = code == _OP_CODES["/"]
+        is_add = code == _OP_CODES["+"]
+        additive = ~(is_mul | is_div)
+        if np.any(is_div & (value == 0)):
+            raise EquationError("division by zero")
+        with np.errstate(over="ignore"):
+            folded = np.where(is_mul, term * value, term // np.where(is_div, value, one))
+        total = np.where(additive, total + sign * term, total)
+        sign = np.where(additive, np.where(is_add, one, -one), sign)
+        term = np.where(additive, value, folded)
+    return total + sign * term
+
+
+class Sampler:
+    """Positions [0, count) of a config's sample -> equations, a whole block at a time.
+
+    * ``uniform``: position p is ``space.equation_at(P(p))`` for a seeded bijection P of the
+      whole space (``exhaustive`` takes every position, i.e. the whole space).
+    * ``stratified``: the space is cut into strata by operator combination and the digit
+      length of every operand; the draws are shared as equally as the strata sizes allow
+      (small strata are taken whole), a seeded bijection of [0, count) interleaves the
+      strata, and a seeded bijection per stratum picks its equations.
+
+    Unique by construction in both schemes: no shuffle, no deduplication, no state.
+    """
+
+    def __init__(self, space: EquationSpace, seed: int, num_examples: int,
+                 exhaustive: bool = False, sampling: str = "uniform"):
+        if sampling not in SAMPLING_SCHEMES:
+            raise ValueError(f"unknown sampling {sampling!r}; use {', '.join(SAMPLING_SCHEMES)}")
+        self.space = space
+        self.seed = seed
+        self.sampling = "uniform" if exhaustive else sampling
+        self.count = space.size if exhaustive else min(int(num_examples), space.size)
+        k = space.num_operands
+        lo_hi = _result_bounds(tuple(space.operators), space.low, space.high, k)
+        self.exact_int64 = max(abs(lo_hi[0]), abs(lo_hi[1]), space.high) < _INT64_SAFE
+        self.dtype = np.int64 if self.exact_int64 else object
+        combos = space._combos
+        self.combo_codes = np.array([[_OP_CODES[o] for o in c] for c in combos],
+                                    dtype=np.int64).reshape(len(combos), k - 1)
+        if self.sampling == "uniform":
+            strata = []
+            for ci, radices in enumerate(space._radices):
+                los = [space.low] + [max(space.low, 1) if op == "/" else space.low
+                                     for op in combos[ci]]
+                strata.append((ci, los, list(radices)))
+            sizes = [int(np.prod(np.array(r, dtype=object))) for _, _, r in strata]
+            alloc = sizes
+        else:
+            strata = []
+            for ci, combo in enumerate(combos):
+                per_position = [_digit_intervals(space.low, space.high)]
+                for op in combo:
+                    lo = max(space.low, 1) if op == "/" else space.low
+                    per_position.append(_digit_intervals(lo, space.high))
+                for choice in itertools.product(*per_position):
+                    strata.append((ci, [a for a, _ in choice], [b - a + 1 for a, b in choice]))
+            sizes = [int(np.prod(np.array(r, dtype=object))) for _, _, r in strata]
+            alloc = _allocate_equally(sizes, self.count)
+        self.strata_sizes = sizes
+        self.strata_alloc = alloc
+        self.strata_combo = np.array([s[0] for s in strata], dtype=np.int64)
+        self.strata_low = np.array([s[1] for s in strata], dtype=object)
+        self.strata_radix = np.array([s[2] for s in strata], dtype=object)
+        if self.exact_int64:
+            self.strata_low = self.strata_low.astype(np.int64)
+            self.strata_radix = self.strata_radix.astype(np.uint64)
+        self.cum = np.cumsum([0] + alloc).astype(np.uint64)
+        domain = space.size if self.sampling == "uniform" else self.count
+        self.permutation = KeyedPermutation(domain, seed)
+        self._stratum_perms: dict[int, KeyedPermutation] = {}
+
+    def strata(self) -> list[dict]:
+        """Each stratum: operators, operand digit lengths, size and number of draws."""
+        out = []
+        for s in range(len(self.strata_sizes)):
+            ops = [OPERATORS[c] for c in self.combo_codes[self.strata_combo[s]]]
+            lows = [int(v) for v in self.strata_low[s]]
+            out.append({"operators": ops, "operand_digits": [len(str(v)) for v in lows],
+                        "size": self.strata_sizes[s], "draws": self.strata_alloc[s]})
+        return out
+
+    def _stratum_permutation(self, s: int) -> KeyedPermutation:
+        if s not in self._stratum_perms:
+            self._stratum_perms[s] = KeyedPermutation(self.strata_sizes[s],
+                                                      stable_hash64(f"{self.seed}:stratum:{s}"))
+        return self._stratum_perms[s]
+
+    def block(self, start: int, stop: int) -> Block:
+        """Equations at positions [start, stop) of the sample."""
+        if not 0 <= start <= stop <= self.count:
+            raise ValueError(f"block [{start}, {stop}) outside the sample [0, {self.count})")
+        q = self.permutation.permute(np.arange(start, stop, dtype=np.uint64))
+        stratum = np.searchsorted(self.cum, q, side="right").astype(np.int64) - 1
+        local = q - self.cum[stratum]
+        if self.sampling == "stratified":
+            for s in np.unique(stratum).tolist():
+                mask = stratum == s
+                local[mask] = self._stratum_permutation(s).permute(local[mask])
+        k = self.space.num_operands
+        n = stop - start
+        operands = np.empty((n, k), dtype=self.dtype)
+        if self.exact_int64:
+            rest = local
+            for j in range(k):
+                radix = self.strata_radix[stratum, j]
+                operands[:, j] = self.strata_low[stratum, j] + (rest % radix).astype(np.int64)
+                rest = rest // radix
+        else:
+            rest = np.array([int(v) for v in local.tolist()], dtype=object)
+            for j in range(k):
+                radix = self.strata_radix[stratum, j]
+                operands[:, j] = self.strata_low[stratum, j] + rest % radix
+                rest = rest // radix
+        op_codes = self.combo_codes[self.strata_combo[stratum]]
+        return Block(operands, op_codes, evaluate_arrays(operands, op_codes))
+
+
+def split_indices(texts: Sequence[bytes], fractions: Sequence[float], salt: str = "") -> np.ndarray:
+    """``split_of`` for many canonical texts (bytes) at once: indices into SPLITS."""
+    salt_bytes = salt.encode("utf-8")
+    blake = hashlib.blake2b
+    digests = b"".join(blake(salt_bytes + t, digest_size=8).digest() for t in texts)
+    h = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0**64
+    edges = []
+    edge = 0.0
+    for fraction in fractions:
+        edge += fraction
+        edges.append(edge)
+    return np.minimum(np.searchsorted(np.array(edges), h, side="right"), len(SPLITS) - 1)

@@ -3,9 +3,14 @@
 Design (no global shuffle, unique by construction, deterministic):
   * the equation space is indexed (components.equations.EquationSpace) and walked in the
     order of a seeded bijection (KeyedPermutation), so the first ``num_examples`` positions
-    are distinct equations, drawn without materialising the space anywhere;
+    are distinct equations, drawn without materialising the space anywhere (``sampling:
+    stratified`` does the same per operand digit-length stratum, see equations.Sampler);
   * those positions are cut into ``num_shards`` contiguous blocks; each block is one Beam
     element, and its worker writes shard ``i`` of every split itself;
+  * a worker handles its block in chunks, vectorized: numpy decodes the positions and
+    evaluates (int64 where it cannot overflow, exact Python ints beyond), and the
+    tf.train.Example records are encoded in bulk (``encode_examples``), so the per-equation
+    Python left is one hash (the split) and one ``TFRecordWriter.write``;
   * the split of an equation is a stable hash of its canonical text, so no equation can be
     in two splits whatever the runner or the number of workers;
   * files are written under a temporary name and renamed, so a retried bundle is harmless.
@@ -16,13 +21,14 @@ multi-process, PortableRunner, Flink, Spark, Dataflow): nothing depends on bundl
 
 from __future__ import annotations
 
-import collections
+import html
 import json
 import logging
 import os
 import time
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -31,6 +37,7 @@ from components import equations as eq
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
+REPORT_FILE = "stats.html"
 
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:
@@ -44,6 +51,7 @@ def shard_pattern(split: str, compression: str) -> str:
 
 
 def make_example(equation: eq.Equation, result: int) -> bytes:
+    """One record with tf.train.Example (the reference for ``encode_examples``)."""
     digits = [len(str(v)) for v in equation.operands]
     feature = {
         "equation": tf.train.Feature(bytes_list=tf.train.BytesList(value=[equation.text.encode()])),
@@ -54,18 +62,128 @@ def make_example(equation: eq.Equation, result: int) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+# --------------------------------------------------------------------------------------
+# Serialized tf.train.Example records, encoded by hand for a whole block at once.
+# Wire format (protobuf): Example{1: Features{1: repeated MapEntry{1: key, 2: Feature}}};
+# Feature{1: BytesList{1: repeated bytes} | 3: Int64List{1: packed varints}}. The entries
+# are written in sorted key order, so the bytes are the same on every machine.
+# tests/test_example_gen.py proves that TensorFlow parses them to the same Example.
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+def _entry(key: str, feature: bytes) -> bytes:
+    return _field(0x0A, _field(0x0A, key.encode()) + _field(0x12, feature))
+
+
+def _bytes_entry(key: str, value: bytes) -> bytes:
+    return _entry(key, _field(0x0A, _field(0x0A, value)))
+
+
+def _int64_entry(key: str, values) -> bytes:
+    return _entry(key, _field(0x1A, _field(0x0A, b"".join(_varint(int(v)) for v in values))))
+
+
+class _PrefixTable:
+    """Everything before the value of a bytes feature, by value length (grows on demand)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.table = np.empty(0, dtype=object)
+
+    def __call__(self, lengths: np.ndarray) -> np.ndarray:
+        need = int(lengths.max(initial=0)) + 1
+        table = self.table  # one read: safe when DoFn threads share the table
+        if need > len(table):
+            grown = max(need, 2 * len(table), 64)
+            table = np.array(
+                [_bytes_entry(self.key, b"\0" * n)[:-n or None] for n in range(grown)],
+                dtype=object)
+            self.table = table
+        return table[lengths]
+
+
+_EQUATION_PREFIX = _PrefixTable("equation")
+_RESULT_PREFIX = _PrefixTable("result")
+_HEADS: dict[int, bytes] = {}
+
+
+def _heads(lengths: np.ndarray) -> np.ndarray:
+    uniq, inverse = np.unique(lengths, return_inverse=True)
+    heads = []
+    for n in uniq.tolist():
+        if n not in _HEADS:
+            _HEADS[n] = bytes([0x0A]) + _varint(n)
+        heads.append(_HEADS[n])
+    return np.array(heads, dtype=object)[inverse.reshape(-1)]
+
+
+def _lengths(values) -> np.ndarray:
+    return np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+
+
+def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: list[bytes],
+                    operand_digits: np.ndarray) -> list[bytes]:
+    """Serialized tf.train.Example records with the features of ``make_example``.
+
+    ``operand_digits`` is [n, num_operands] (digit counts). Vectorized: a handful of numpy
+    object-array concatenations per block instead of a protobuf message per equation.
+    """
+    n = len(texts)
+    if n == 0:
+        return []
+    texts_a = np.array(texts, dtype=object)
+    results_a = np.array(results, dtype=object)
+    e_eq = _EQUATION_PREFIX(_lengths(texts)) + texts_a
+    e_res = _RESULT_PREFIX(_lengths(results)) + results_a
+    tags, tag_inverse = np.unique(np.array(operator_tags, dtype=object), return_inverse=True)
+    e_op = np.array([_bytes_entry("operator", t) for t in tags.tolist()],
+                    dtype=object)[tag_inverse.reshape(-1)]
+    digit_rows, digit_inverse = np.unique(operand_digits, axis=0, return_inverse=True)
+    e_dig = np.array([_int64_entry("operand_digits", row) for row in digit_rows.tolist()],
+                     dtype=object)[digit_inverse.reshape(-1)]
+    body = _lengths(e_eq) + _lengths(e_dig) + _lengths(e_op) + _lengths(e_res)
+    return (_heads(body) + e_eq + e_dig + e_op + e_res).tolist()
+
+
 def space_of(data) -> eq.EquationSpace:
     return eq.EquationSpace(
         tuple(data.operators), data.operand_min, data.operand_max, data.num_operands
     )
 
 
-def plan_blocks(data) -> list[tuple[int, int, int]]:
-    """(shard index, start, stop) positions of the permutation for each shard."""
+def sampler_of(data) -> eq.Sampler:
+    return eq.Sampler(space_of(data), data.seed, data.num_examples, data.exhaustive,
+                      getattr(data, "sampling", "uniform"))
+
+
+def sample_size(data) -> int:
     space = space_of(data)
-    total = space.size if data.exhaustive else min(data.num_examples, space.size)
+    return space.size if data.exhaustive else min(data.num_examples, space.size)
+
+
+def plan_blocks(data) -> list[tuple[int, int, int]]:
+    """(shard index, start, stop) positions of the sample for each shard."""
+    total = sample_size(data)
     shards = max(1, min(data.num_shards, total))
-    edges = [round(i * total / shards) for i in range(shards + 1)]
+    if total < 2**52:
+        edges = [round(i * total / shards) for i in range(shards + 1)]
+    else:  # beyond float precision
+        edges = [i * total // shards for i in range(shards + 1)]
     return [(i, edges[i], edges[i + 1]) for i in range(shards)]
 
 
@@ -84,6 +202,58 @@ def _bump(table: dict, key: str, n: int = 1) -> None:
     table[key] = table.get(key, 0) + n
 
 
+def _count_into(table: dict, keys: np.ndarray, names) -> None:
+    uniq, counts = np.unique(keys, return_counts=True)
+    for key, count in zip(uniq.tolist(), counts.tolist()):
+        _bump(table, names(key), int(count))
+
+
+# Sub-blocks bound the memory of a worker whatever the shard size.
+CHUNK = 50_000
+
+
+def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
+                     chunk: int = CHUNK):
+    """Yields (split index array, serialized records, block, stats per split) by chunks."""
+    k = sampler.space.num_operands
+    for lo in range(start, stop, chunk):
+        hi = min(stop, lo + chunk)
+        block = sampler.block(lo, hi)
+        texts = block.texts()
+        results = eq._int_bytes(block.results)
+        digits = np.stack([
+            np.fromiter(map(len, eq._int_bytes(block.operands[:, j])), np.int64, len(block))
+            for j in range(k)], axis=1)
+        if k == 2:
+            tag_names = np.array([op.encode() for op in eq.OPERATORS], dtype=object)
+            tags = tag_names[block.op_codes[:, 0]].tolist()
+        else:
+            tags = [b"mixed"] * len(block)
+        records = encode_examples(texts, results, tags, digits)
+        splits = eq.split_indices(texts, fractions)
+        result_len = np.fromiter(map(len, results), np.int64, len(results))
+        tag_ids = block.op_codes[:, 0] if k == 2 else np.zeros(len(block), np.int64)
+        digit_code = np.zeros(len(block), np.int64)
+        for j in range(k):
+            digit_code = digit_code * 1000 + digits[:, j]
+        stats = {}
+        for si, split in enumerate(eq.SPLITS):
+            mask = splits == si
+            st = _empty_split_stats()
+            st["count"] = int(mask.sum())
+            if st["count"]:
+                _count_into(st["per_operator"], tag_ids[mask],
+                            lambda t: eq.OPERATORS[t] if k == 2 else "mixed")
+                _count_into(st["per_operand_digits"], digit_code[mask], lambda c: "x".join(
+                    str(c // 1000 ** (k - 1 - j) % 1000) for j in range(k)))
+                _count_into(st["result_length"], result_len[mask], str)
+                values = block.results[mask]
+                st["result_min"] = int(values.min())
+                st["result_max"] = int(values.max())
+            stats[split] = st
+        yield splits, records, block, stats
+
+
 class WriteBlock(beam.DoFn):
     """Generates one block of equations and writes shard ``i`` of each split; emits stats."""
 
@@ -95,35 +265,30 @@ class WriteBlock(beam.DoFn):
         from pipeline.config import DataConfig
 
         self.data = DataConfig(**self._data)
-        self.space = space_of(self.data)
-        self.permutation = eq.KeyedPermutation(self.space.size, self.data.seed)
+        self.sampler = sampler_of(self.data)
         self.fractions = [self.data.split_fractions[s] for s in eq.SPLITS]
+        self.num_shards = len(plan_blocks(self.data))
 
     def process(self, block):
         index, start, stop = block
-        num_shards = len(plan_blocks(self.data))
         options = tf.io.TFRecordOptions(
             compression_type="GZIP" if self.data.compression == "GZIP" else ""
         )
-        stats = {s: _empty_split_stats() for s in eq.SPLITS}
-        finals = {s: os.path.join(self._output_dir, shard_name(s, index, num_shards,
+        finals = {s: os.path.join(self._output_dir, shard_name(s, index, self.num_shards,
                                                                self.data.compression))
                   for s in eq.SPLITS}
-        temps = {s: f"{finals[s]}.tmp-{os.getpid()}" for s in eq.SPLITS}
+        temps = {s: f"{finals[s]}.tmp-{os.getpid()}-{id(self)}" for s in eq.SPLITS}
         writers = {s: tf.io.TFRecordWriter(temps[s], options) for s in eq.SPLITS}
+        merged = MergeStats()
+        stats = merged.create_accumulator()
         try:
-            for equation in eq.sample_block(self.space, self.permutation, start, stop):
-                text = equation.text
-                result = equation.result
-                split = eq.split_of(text, self.fractions)
-                writers[split].write(make_example(equation, result))
-                st = stats[split]
-                st["count"] += 1
-                _bump(st["per_operator"], equation.tag)
-                _bump(st["per_operand_digits"], "x".join(str(len(str(v))) for v in equation.operands))
-                _bump(st["result_length"], str(len(str(result))))
-                st["result_min"] = result if st["result_min"] is None else min(st["result_min"], result)
-                st["result_max"] = result if st["result_max"] is None else max(st["result_max"], result)
+            for splits, records, _, chunk_stats in generate_records(
+                    self.sampler, start, stop, self.fractions):
+                for si, split in enumerate(eq.SPLITS):
+                    write = writers[split].write
+                    for i in np.flatnonzero(splits == si).tolist():
+                        write(records[i])
+                stats = merged.add_input(stats, chunk_stats)
         finally:
             for w in writers.values():
                 w.close()
@@ -158,25 +323,93 @@ class MergeStats(beam.CombineFn):
         return acc
 
 
+def _digit_key(key: str):
+    return tuple(int(p) for p in key.split("x"))
+
+
 def _sorted_stats(stats: dict) -> dict:
     out = {}
     for split, st in stats.items():
         st = dict(st)
-        for key in ("per_operator", "per_operand_digits", "result_length"):
-            st[key] = dict(sorted(st[key].items()))
+        st["per_operator"] = dict(sorted(st["per_operator"].items()))
+        st["per_operand_digits"] = dict(sorted(st["per_operand_digits"].items(),
+                                               key=lambda kv: _digit_key(kv[0])))
+        st["result_length"] = dict(sorted(st["result_length"].items(), key=lambda kv: int(kv[0])))
         out[split] = st
     return out
 
 
+def summary_text(stats: dict) -> str:
+    """A human-readable summary of stats.json (logged at the end of the job)."""
+    splits = stats["splits"]
+    total = sum(splits[s]["count"] for s in eq.SPLITS)
+    lines = [
+        f"{total} equations ({stats['sampling']} sampling of a space of {stats['space_size']}, "
+        f"operators {' '.join(stats['operators'])}, {stats['num_operands']} operands in "
+        f"[{stats['operand_range'][0]}, {stats['operand_range'][1]}]), {stats['num_shards']} "
+        f"shards, {stats['compression']}, duplicates dropped: {stats['duplicates_dropped']}",
+        f"  {'split':<11}{'count':>10}{'share':>8}{'min':>14}{'max':>14}  operators",
+    ]
+    for s in eq.SPLITS:
+        st = splits[s]
+        ops = " ".join(f"{k}:{v}" for k, v in st["per_operator"].items())
+        share = st["count"] / total if total else 0.0
+        lines.append(f"  {s:<11}{st['count']:>10}{share:>8.1%}{str(st['result_min']):>14}"
+                     f"{str(st['result_max']):>14}  {ops}")
+    train = splits["train"]
+    if train["count"]:
+        lines.append("  train operand digits: " + ", ".join(
+            f"{k}:{v / train['count']:.1%}" for k, v in train["per_operand_digits"].items()))
+        lines.append("  train result lengths: " + ", ".join(
+            f"{k}:{v}" for k, v in train["result_length"].items()))
+    return "\n".join(lines)
+
+
+def _bars(table: dict) -> str:
+    top = max(table.values(), default=1) or 1
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td class=n>{v}</td>"
+        f"<td><div class=bar style='width:{300 * v / top:.0f}px'></div></td></tr>"
+        for k, v in table.items())
+    return f"<table>{rows}</table>"
+
+
+def report_html(stats: dict) -> str:
+    """A small self-contained HTML report with the numbers of stats.json as bar charts."""
+    parts = [
+        "<!doctype html><meta charset=utf-8><title>lstm-math data</title><style>"
+        "body{font-family:sans-serif;margin:2em}td{padding:1px 8px}.n{text-align:right}"
+        ".bar{background:#4a7fb5;height:12px}section{display:inline-block;vertical-align:top;"
+        "margin-right:2em}</style>",
+        f"<h1>lstm-math generated data</h1><pre>{html.escape(summary_text(stats))}</pre>",
+    ]
+    for split in eq.SPLITS:
+        st = stats["splits"][split]
+        parts.append(f"<h2>{split}: {st['count']} equations, results "
+                     f"{st['result_min']} .. {st['result_max']}</h2>")
+        for key, title in (("per_operator", "operator"),
+                           ("per_operand_digits", "operand digit lengths"),
+                           ("result_length", "result length (characters)")):
+            parts.append(f"<section><h3>{title}</h3>{_bars(st[key])}</section>")
+    return "\n".join(parts)
+
+
 def run_example_gen(data, output_dir: str, beam_args: list[str] | None = None) -> dict:
-    """Runs the Beam job; returns the stats written to ``<output_dir>/stats.json``."""
+    """Runs the Beam job; returns the stats written to ``<output_dir>/stats.json``.
+
+    Also writes ``stats.html`` (the same numbers as bar charts) and logs a summary.
+    """
+    import dataclasses
+
     tf.io.gfile.makedirs(output_dir)
     blocks = plan_blocks(data)
     started = time.time()
     log.info("ExampleGen: %d equations in %d shards -> %s (beam args: %s)",
              blocks[-1][2], len(blocks), output_dir, " ".join(beam_args or []) or "none")
-    import dataclasses
-
+    # Shards of an earlier run with another shard count would be mixed with the new ones.
+    for name in tf.io.gfile.listdir(output_dir):
+        if any(name.startswith(f"{s}-") for s in eq.SPLITS) and ".tfrecord" in name:
+            tf.io.gfile.remove(os.path.join(output_dir, name))
     stats_dir = os.path.join(output_dir, ".stats")
     options = PipelineOptions(beam_args or [])
     with beam.Pipeline(options=options) as p:
@@ -193,18 +426,26 @@ def run_example_gen(data, output_dir: str, beam_args: list[str] | None = None) -
     with tf.io.gfile.GFile(os.path.join(stats_dir, "stats")) as f:
         splits = json.loads(f.read())
     tf.io.gfile.rmtree(stats_dir)
+    sampler = sampler_of(data)
     stats = {
         "num_shards": len(blocks),
         "compression": data.compression,
         "operators": list(data.operators),
         "operand_range": [data.operand_min, data.operand_max],
         "num_operands": data.num_operands,
-        "space_size": space_of(data).size,
-        "duplicates_dropped": 0,  # unique by construction: positions of a bijection
+        "sampling": sampler.sampling,
+        "exhaustive": bool(data.exhaustive),
+        "seed": data.seed,
+        "split_fractions": {s: data.split_fractions[s] for s in eq.SPLITS},
+        "space_size": sampler.space.size,
+        # Unique by construction: the sample is the image of positions under a bijection.
+        "duplicates_dropped": 0,
         "splits": splits,
     }
     with tf.io.gfile.GFile(os.path.join(output_dir, STATS_FILE), "w") as f:
         f.write(json.dumps(stats, indent=2))
-    counts = ", ".join(f"{s}={splits[s]['count']}" for s in eq.SPLITS)
-    log.info("ExampleGen: done in %.1fs: %s", time.time() - started, counts)
+    with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_FILE), "w") as f:
+        f.write(report_html(stats))
+    log.info("ExampleGen: done in %.1fs -> %s\n%s", time.time() - started,
+             os.path.join(output_dir, STATS_FILE), summary_text(stats))
     return stats

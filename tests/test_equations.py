@@ -96,3 +96,84 @@ def test_max_result_chars_covers_the_space():
         assert eq.max_result_chars(ops, 0, 99, 2) >= longest
     assert eq.max_result_chars(("+",), 0, 999, 2) == 4
     assert eq.max_result_chars(("-",), 0, 999, 2) == 4  # '-999'
+
+
+# --- vectorized sampling (ExampleGen's hot path) must agree with the reference code -----
+
+@pytest.mark.parametrize("ops,low,high,k", [
+    (("+",), 0, 999, 2),
+    (("+", "-", "*", "/"), 0, 99, 3),
+    (("/",), 0, 9, 2),
+    (("*", "+"), 10**20, 10**20 + 30, 3),  # beyond int64: exact Python integers
+])
+def test_sampler_block_is_equation_at_of_the_permutation(ops, low, high, k):
+    space = eq.EquationSpace(ops, low, high, k)
+    n = min(space.size, 3000)
+    sampler = eq.Sampler(space, seed=5, num_examples=n)
+    block = sampler.block(0, n)
+    reference = list(eq.sample_block(space, eq.KeyedPermutation(space.size, 5), 0, n))
+    assert block.equations() == reference
+    assert block.texts() == [e.text.encode() for e in reference]
+    assert [int(r) for r in block.results.tolist()] == [e.result for e in reference]
+    # Blocks compose: any cut of [0, n) gives the same equations.
+    parts = sampler.block(0, n // 3).texts() + sampler.block(n // 3, n).texts()
+    assert parts == block.texts()
+
+
+def test_evaluate_arrays_matches_evaluate_on_random_mixed_expressions():
+    rng = np.random.default_rng(0)
+    operands = rng.integers(0, 1000, size=(5000, 4))
+    codes = rng.integers(0, 4, size=(5000, 3))
+    operands[:, 1:][codes == 3] = np.maximum(operands[:, 1:][codes == 3], 1)
+    got = eq.evaluate_arrays(operands, codes)
+    want = [eq.evaluate(row, [eq.OPERATORS[c] for c in ops])
+            for row, ops in zip(operands.tolist(), codes.tolist())]
+    assert got.tolist() == want
+    big = operands.astype(object) * 10**15
+    assert eq.evaluate_arrays(big, codes).tolist() == [
+        eq.evaluate(row, [eq.OPERATORS[c] for c in ops])
+        for row, ops in zip(big.tolist(), codes.tolist())]
+    with pytest.raises(eq.EquationError, match="division by zero"):
+        eq.evaluate_arrays(np.array([[4, 0]]), np.array([[3]]))
+
+
+def test_split_indices_matches_split_of():
+    texts = [eq.canonical_text((a, b), ("-",)) for a in range(150) for b in range(150)]
+    fractions = (0.6, 0.25, 0.15)
+    got = eq.split_indices([t.encode() for t in texts], fractions)
+    assert [eq.SPLITS[i] for i in got] == [eq.split_of(t, fractions) for t in texts]
+
+
+def test_exhaustive_sample_is_the_whole_space_including_equal_operands():
+    space = eq.EquationSpace(("+", "/"), 0, 20, 2)
+    sampler = eq.Sampler(space, seed=1, num_examples=5, exhaustive=True)
+    assert sampler.count == space.size == 21 * 21 + 21 * 20
+    texts = sampler.block(0, sampler.count).texts()
+    assert len(set(texts)) == space.size
+    assert {b"7 + 7", b"0 + 0", b"20 / 20", b"0 / 1"} <= set(texts)
+    assert b"3 / 0" not in set(texts)
+
+
+def test_stratified_sampling_takes_small_digit_lengths_whole_and_stays_unique():
+    space = eq.EquationSpace(("+",), 0, 999, 2)
+    n = 30_000
+    stratified = eq.Sampler(space, seed=3, num_examples=n, sampling="stratified")
+    uniform = eq.Sampler(space, seed=3, num_examples=n)
+    strata = stratified.strata()
+    assert len(strata) == 9 and sum(s["draws"] for s in strata) == n
+    assert all(s["draws"] == s["size"] for s in strata if s["size"] < n // 9)
+    block = stratified.block(0, n)
+    texts = block.texts()
+    assert len(set(texts)) == n
+    one_digit_pairs = {b"%d + %d" % (a, b) for a in range(10) for b in range(10)}
+    assert one_digit_pairs <= set(texts)  # the 1x1 stratum is taken whole
+
+    def small_share(b):
+        return float(np.mean((b.operands < 100).any(axis=1)))
+    assert small_share(block) > 3 * small_share(uniform.block(0, n))
+    # Every position of the sample is a valid equation with the right result.
+    for text, result in zip(texts[:500], block.results[:500].tolist()):
+        assert eq.parse(text.decode()).result == result
+    # Deterministic, and blocks compose.
+    again = eq.Sampler(space, seed=3, num_examples=n, sampling="stratified")
+    assert again.block(1000, 2000).texts() == texts[1000:2000]

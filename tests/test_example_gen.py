@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -110,3 +111,197 @@ def test_validation_passes_then_catches_leakage_and_corruption(generated, tmp_pa
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataValidationError, match="corruption"):
         run_data_validation(str(bad), coverage, str(tmp_path / "v2"))
+
+
+# --- record encoding -------------------------------------------------------------------
+
+from components.example_gen import encode_examples, make_example  # noqa: E402
+from pipeline.config import ConfigError  # noqa: E402
+
+
+def test_hand_encoded_records_parse_to_the_same_examples_as_tf_train_example():
+    equations = [eq.parse(t) for t in ("31 + 87", "3 - 5", "7 / 2", "131 + 83 - 744 * 33",
+                                        f"{10**70} * {10**65 + 1}", "0 + 0")]
+    results = [e.result for e in equations]
+    records = encode_examples(
+        [e.text.encode() for e in equations], [str(r).encode() for r in results],
+        [e.tag.encode() for e in equations[:4]] + [b"*", b"+"],
+        np.array([[len(str(v)) for v in e.operands] + [0] * (4 - len(e.operands))
+                  for e in equations]))
+    for equation, result, record in zip(equations, results, records):
+        ours = tf.train.Example.FromString(record)
+        reference = tf.train.Example.FromString(make_example(equation, result))
+        digits = list(ours.features.feature["operand_digits"].int64_list.value)
+        ours.features.feature["operand_digits"].int64_list.value[:] = [d for d in digits if d]
+        assert ours == reference
+    parsed = tf.io.parse_example(tf.constant(records), {
+        "equation": tf.io.FixedLenFeature([], tf.string),
+        "result": tf.io.FixedLenFeature([], tf.string),
+        "operator": tf.io.FixedLenFeature([], tf.string)})
+    assert parsed["equation"].numpy().tolist()[4] == f"{10**70} * {10**65 + 1}".encode()
+    assert parsed["result"].numpy().tolist()[1] == b"-2"
+    assert parsed["operator"].numpy().tolist()[3] == b"mixed"
+
+
+# --- statistics, report, configs ----------------------------------------------------------
+
+def test_stats_match_the_records_and_report_is_written(generated):
+    _, out, stats = generated
+    assert stats["duplicates_dropped"] == 0 and stats["sampling"] == "uniform"
+    for split in eq.SPLITS:
+        rows = read_split(out, split)
+        st = stats["splits"][split]
+        results = [int(r) for _, r in rows]
+        assert st["result_min"] == min(results) and st["result_max"] == max(results)
+        assert sum(st["per_operand_digits"].values()) == st["count"] == len(rows)
+        assert sum(st["result_length"].values()) == len(rows)
+        lengths = {}
+        for _, r in rows:
+            lengths[str(len(r))] = lengths.get(str(len(r)), 0) + 1
+        assert st["result_length"] == lengths
+        ops = {}
+        for text, _ in rows:
+            ops[eq.parse(text).tag] = ops.get(eq.parse(text).tag, 0) + 1
+        assert st["per_operator"] == ops
+    html = (out / "stats.html").read_text()
+    assert "per_operator" not in html and "operand digit lengths" in html
+    assert str(stats["splits"]["test"]["count"]) in html
+
+
+def test_mixed_stratified_exhaustive_configs(tmp_path):
+    config = load_config("mixed", ["task.data.num_examples=3000", "task.data.operand_max=20",
+                                   "task.data.num_shards=2", "task.data.sampling=stratified"])
+    stats = run_example_gen(config.task.data, str(tmp_path / "mixed"))
+    assert set(stats["splits"]["train"]["per_operator"]) == {"mixed"}
+    digit_pairs = set(stats["splits"]["train"]["per_operand_digits"])
+    assert {"1x1x1", "2x2x2", "1x2x1"} <= digit_pairs
+    rows = read_split(tmp_path / "mixed", "train")
+    for text, result in rows[:300]:
+        assert str(eq.parse(text).result) == result
+    report = run_data_validation(str(tmp_path / "mixed"), coverage_of(config), str(tmp_path / "v"))
+    assert report["passed"]
+
+    config = load_config("smoke", ["task.data.exhaustive=true", "task.data.operand_max=30"])
+    stats = run_example_gen(config.task.data, str(tmp_path / "all"))
+    assert sum(s["count"] for s in stats["splits"].values()) == 31 * 31
+    assert stats["splits"]["train"]["result_max"] == 60 or stats["splits"]["test"][
+        "result_max"] == 60 or stats["splits"]["validation"]["result_max"] == 60
+
+
+@pytest.mark.parametrize("override,field", [
+    ("task.data.sampling=random", "task.data.sampling"),
+    ("task.data.operand_max=1000000000000", "task.data.operand_max"),
+    ("task.data.exhaustive=true", None),  # 10^6 equations: fine
+    ("task.data.num_operands=12", "task.data.num_operands"),
+])
+def test_bad_data_configs_fail_fast_naming_the_field(override, field):
+    overrides = [override]
+    if "num_operands" in override:
+        overrides.append("task.data.operators=['+', '-', '*', '/']")
+    if "operand_max=1000000000000" in override:
+        overrides += ["task.data.num_operands=6"]
+    if field is None:
+        load_config("default", overrides)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config("default", overrides)
+    assert str(info.value).startswith(field + ":")
+
+
+# --- validation --------------------------------------------------------------------------
+
+def _copy(out, dest):
+    tf.io.gfile.makedirs(str(dest))
+    for name in os.listdir(out):
+        tf.io.gfile.copy(str(out / name), str(dest / name), overwrite=True)
+    return dest
+
+
+def _append(path, records):
+    old = [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+    with tf.io.TFRecordWriter(str(path), "GZIP") as w:
+        for r in old + records:
+            w.write(r)
+
+
+def _record(text, result):
+    e = eq.parse(text) if "=" not in text else eq.Equation((1, 1), ("+",))
+    feature = {
+        "equation": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
+        "result": tf.train.Feature(bytes_list=tf.train.BytesList(value=[result.encode()])),
+        "operator": tf.train.Feature(bytes_list=tf.train.BytesList(value=[e.tag.encode()])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _in_split(text):
+    return eq.split_of(text, [0.7, 0.1, 0.2])
+
+
+@pytest.mark.parametrize("text,result,message", [
+    ("1 + 1 = 2", "2", "outside the vocabulary"),
+    ("999 * 99", "98901", "longer than the model's output length 4"),
+    ("12 + 13", "26", "stored result '26' for '12 \\+ 13'"),
+])
+def test_validation_catches_bad_records(generated, tmp_path, text, result, message):
+    config, out, _ = generated
+    coverage = coverage_of(config)
+    assert coverage["max_result_length"] == 4
+    bad = _copy(out, tmp_path / "bad")
+    _append(bad / f"{_in_split(text)}-00000-of-00003.tfrecord.gz", [_record(text, result)])
+    with pytest.raises(DataValidationError, match=message):
+        run_data_validation(str(bad), coverage, str(tmp_path / "v"))
+    report = json.loads((tmp_path / "v" / "validation.json").read_text())
+    assert not report["passed"] and report["problems"]
+
+
+def test_validation_catches_empty_split_missing_shard_and_duplicates(generated, tmp_path):
+    config, out, _ = generated
+    coverage = coverage_of(config)
+    empty = _copy(out, tmp_path / "empty")
+    for i in range(3):
+        with tf.io.TFRecordWriter(str(empty / f"validation-{i:05d}-of-00003.tfrecord.gz"), "GZIP"):
+            pass
+    with pytest.raises(DataValidationError, match="split 'validation' is empty"):
+        run_data_validation(str(empty), coverage, str(tmp_path / "v1"))
+    missing = _copy(out, tmp_path / "missing")
+    os.remove(missing / "test-00002-of-00003.tfrecord.gz")
+    with pytest.raises(DataValidationError, match="test-00002-of-00003.tfrecord.gz is missing"):
+        run_data_validation(str(missing), coverage, str(tmp_path / "v2"))
+    dup = _copy(out, tmp_path / "dup")
+    first = next(iter(tf.data.TFRecordDataset(
+        str(dup / "train-00000-of-00003.tfrecord.gz"), compression_type="GZIP"))).numpy()
+    _append(dup / "train-00001-of-00003.tfrecord.gz", [first])
+    with pytest.raises(DataValidationError, match="1 duplicate equations in split 'train'"):
+        run_data_validation(str(dup), coverage, str(tmp_path / "v3"))
+
+
+def test_validation_samples_the_recomputation_on_big_splits(generated, tmp_path):
+    config, out, stats = generated
+    report = run_data_validation(str(out), coverage_of(config), str(tmp_path), max_recompute=100)
+    total = sum(s["count"] for s in stats["splits"].values())
+    assert report["passed"] and 250 <= report["recomputed"] < total / 4
+
+
+def test_summary_names_counts_sampling_and_shares(generated):
+    from components.example_gen import summary_text
+
+    _, _, stats = generated
+    text = summary_text(stats)
+    assert text.startswith("4000 equations (uniform sampling of a space of 39900")
+    for split in eq.SPLITS:
+        assert f"{split:<11}{stats['splits'][split]['count']:>10}" in text
+    assert "duplicates dropped: 0" in text and "train operand digits: 1x1:" in text
+
+
+@pytest.mark.slow
+def test_generate_cli_writes_shards_stats_report_and_logs_a_summary(tmp_path):
+    from tests.conftest import lstm_math
+
+    proc = lstm_math("generate", "--config", "smoke", "--set", "task.data.num_examples=500",
+                     "--set", "task.data.sampling=stratified", "--output", str(tmp_path))
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+        s: json.loads((tmp_path / "stats.json").read_text())["splits"][s]["count"]
+        for s in eq.SPLITS}
+    assert "500 equations (stratified sampling" in proc.stderr
+    assert (tmp_path / "stats.html").exists()
