@@ -1,8 +1,11 @@
 """tf.data input: TFRecord shards -> batched, tokenized (encoder ids, decoder ids) -> targets.
 
-Batch first, then ``parse_example`` on the whole batch and the in-graph tokenizer
-(components.tokenizer, the same functions the serving signature uses). Per-example parsing
-is ~25x slower on this kind of machine and would starve training.
+list files (``tf.io.gfile``: local paths, ``gs://``, ...) -> shuffle files -> parallel
+interleave of TFRecord readers -> optional cache -> repeat -> shuffle -> batch -> batched
+``parse_example`` + the in-graph tokenizer (components.tokenizer, the same functions the
+serving signature uses) -> prefetch, all AUTOTUNEd. Batching before parsing matters:
+per-example parsing is ~25x slower on a 2-core machine and would starve training
+(benchmarks/trainer_benchmark.py measures the input rate against training's).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ class NoShardsError(FileNotFoundError):
 
 
 def read_stats(examples_dir: str) -> dict:
-    with tf.io.gfile.GFile(os.path.join(examples_dir, STATS_FILE)) as f:
+    path = os.path.join(examples_dir, STATS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise NoShardsError(f"no ExampleGen output under {examples_dir}: {STATS_FILE} is missing "
+                            "(run `lstm-math generate --output DIR` or the ExampleGen component)")
+    with tf.io.gfile.GFile(path) as f:
         return json.loads(f.read())
 
 
@@ -60,12 +67,18 @@ def parse_batch(serialized: tf.Tensor) -> dict:
     return tf.io.parse_example(serialized, FEATURES)
 
 
-def to_model_inputs(features: dict, coverage: dict):
-    """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)."""
+def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False):
+    """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)
+    [, operator index (components.metrics.OPERATOR_TAGS) when ``with_operator``]."""
     encoder_ids = tokenizer.encode_equations(features["equation"], coverage["max_input_length"])
     decoder_in, decoder_out = tokenizer.encode_results(
-        features["result"], coverage["max_result_length"], coverage["reverse_output"]
+        features["result"], coverage["max_result_length"], coverage["reverse_output"],
+        coverage.get("output_format", "left"),
     )
+    if with_operator:
+        from components.metrics import operator_index
+
+        return (encoder_ids, decoder_in), decoder_out, operator_index(features["operator"])
     return (encoder_ids, decoder_in), decoder_out
 
 
@@ -79,7 +92,14 @@ def training_dataset(
     repeat: bool = False,
     seed: int = 0,
     drop_remainder: bool = False,
+    with_operator: bool = False,
 ) -> tf.data.Dataset:
+    """Batches of ((encoder ids, decoder inputs), targets[, operator index]).
+
+    ``batch_size`` is the global batch (a tf.distribute strategy splits it over replicas);
+    ``cache`` keeps the serialized records in memory after the first pass (small datasets);
+    ``with_operator`` adds each example's operator index for per-operator metrics.
+    """
     ds = raw_dataset(examples_dir, split, shuffle_files=shuffle_buffer > 0, seed=seed)
     if cache:
         ds = ds.cache()
@@ -88,9 +108,12 @@ def training_dataset(
     if shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda s: to_model_inputs(parse_batch(s), coverage),
+    ds = ds.map(lambda s: to_model_inputs(parse_batch(s), coverage, with_operator),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Records, not files, are split between workers: any shard count works with any cluster.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def features_dataset(examples_dir: str, split: str, batch_size: int) -> tf.data.Dataset:

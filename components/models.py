@@ -1,13 +1,20 @@
 """Seq2seq models for arithmetic, selected by name from the config.
 
-Every model maps (encoder ids [B, S], decoder inputs [B, T]) to logits [B, T, vocab] for
-training with teacher forcing, and offers ``greedy_decode(encoder_ids, steps)`` returning
+Every model maps (encoder ids [B, S], decoder inputs [B, T]) to scores [B, T, vocab] (logits
+or probabilities, see ``from_logits``) for training with teacher forcing, and offers ``greedy_decode(encoder_ids, steps)`` returning
 (ids [B, steps], probabilities of the chosen ids [B, steps]) for the exported graph.
 
 * ``attention`` (default): embeddings, a bidirectional LSTM encoder, an autoregressive LSTM
   decoder with Luong (dot-product) attention over the encoder, trained with teacher forcing.
-* ``seed``: the 2017 post's shape: one-hot input, BiLSTM, BatchNorm, RepeatVector, BiLSTM,
-  BatchNorm, TimeDistributed softmax (not autoregressive: all positions at once).
+* ``seed``: the 2017 post's model exactly: one-hot input, Bidirectional LSTM(20),
+  BatchNormalization, RepeatVector, Bidirectional LSTM(20, return_sequences),
+  BatchNormalization, TimeDistributed Dense softmax; not autoregressive (all positions at
+  once), trained on the post's right-aligned space-padded answer with an end marker
+  (``output_format: right_aligned``), Adam lr 0.01, batch 256 (pipeline/configs/seed.yaml).
+
+Each model class says what its outputs are (``from_logits``: logits or probabilities) and
+which target layout it is trained on (``output_format``, see components.tokenizer); the
+trainer and the serving signature read both, so a new family only declares them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ class ModelHParams:
 
 @keras.saving.register_keras_serializable("lstm_math")
 class AttentionSeq2Seq(keras.Model):
+    from_logits = True
+    output_format = "left"
+
     def __init__(
         self,
         embedding_dim=32,
@@ -60,13 +70,17 @@ class AttentionSeq2Seq(keras.Model):
         )
         self.use_attention = attention
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        # Dropout on each encoder layer's outputs (a Dropout layer, not LSTM(dropout=...):
+        # a Bidirectional LSTM's own dropout leaves an untracked seed-generator resource in
+        # the exported serving graph, and the SavedModel export then fails).
         self.encoder_layers = [
             layers.Bidirectional(
-                layers.LSTM(encoder_units, return_sequences=True, dropout=dropout),
+                layers.LSTM(encoder_units, return_sequences=True),
                 name=f"encoder_{i}",
             )
             for i in range(encoder_layers)
         ]
+        self.encoder_dropout = layers.Dropout(dropout, name="encoder_dropout")
         self.bridge_h = layers.Dense(decoder_units, activation="tanh", name="bridge_h")
         self.bridge_c = layers.Dense(decoder_units, name="bridge_c")
         self.decoder = layers.LSTM(
@@ -84,7 +98,7 @@ class AttentionSeq2Seq(keras.Model):
         mask = ops.not_equal(encoder_ids, PAD_ID)
         x = self.embedding(encoder_ids)
         for layer in self.encoder_layers:
-            x = layer(x, mask=mask, training=training)
+            x = self.encoder_dropout(layer(x, mask=mask, training=training), training=training)
         weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)
         summary = ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
         state = [self.bridge_h(summary), self.bridge_c(summary)]
@@ -129,6 +143,9 @@ class AttentionSeq2Seq(keras.Model):
 class SeedModel(keras.Model):
     """The post's model: one-hot -> BiLSTM(20) -> BN -> RepeatVector -> BiLSTM(20) -> BN -> softmax."""
 
+    from_logits = False  # a softmax layer, as in the post
+    output_format = "right_aligned"
+
     def __init__(self, output_length, units=20, vocab_size=VOCAB_SIZE, **kwargs):
         super().__init__(**kwargs)
         self.config_values = dict(output_length=output_length, units=units, vocab_size=vocab_size)
@@ -138,7 +155,8 @@ class SeedModel(keras.Model):
         self.repeat = layers.RepeatVector(output_length)
         self.decoder = layers.Bidirectional(layers.LSTM(units, return_sequences=True), name="decoder")
         self.norm_2 = layers.BatchNormalization()
-        self.logits = layers.TimeDistributed(layers.Dense(vocab_size), name="logits")
+        self.probabilities = layers.TimeDistributed(
+            layers.Dense(vocab_size, activation="softmax"), name="probabilities")
 
     def get_config(self):
         return {**super().get_config(), **self.config_values}
@@ -148,12 +166,12 @@ class SeedModel(keras.Model):
         x = ops.one_hot(encoder_ids, self.vocab_size)
         x = self.norm_1(self.encoder(x), training=training)
         x = self.norm_2(self.decoder(self.repeat(x)), training=training)
-        return self.logits(x)
+        return self.probabilities(x)
 
     def greedy_decode(self, encoder_ids, steps: int):
         batch = ops.shape(encoder_ids)[0]
         dummy = ops.zeros((batch, steps), dtype="int32")
-        p = ops.softmax(self((encoder_ids, dummy))[:, :steps, :], axis=-1)
+        p = self((encoder_ids, dummy))[:, :steps, :]
         return ops.cast(ops.argmax(p, axis=-1), "int32"), ops.max(p, axis=-1)
 
 
@@ -176,3 +194,9 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
 
 
 MODEL_FAMILIES = ("attention", "seed")
+OUTPUT_FORMATS = {"attention": AttentionSeq2Seq.output_format, "seed": SeedModel.output_format}
+
+
+def output_format_of(family: str) -> str:
+    """The target layout a family is trained on (components.tokenizer.encode_results)."""
+    return OUTPUT_FORMATS.get(family, "left")

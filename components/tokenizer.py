@@ -4,7 +4,13 @@ Everything is TensorFlow ops on string tensors, so it runs inside the exported g
 training and serving cannot drift apart.
 
 Input:  equation text -> whitespace removed -> one id per character, left aligned, padded.
-Output: result text -> (optionally reversed, least significant digit first) -> ids + END.
+Output: result text -> ids + END, in one of two layouts (the coverage's ``output_format``):
+  ``left``           characters (optionally reversed, least significant digit first), END,
+                     then padding: the autoregressive decoder's targets (teacher forcing).
+  ``right_aligned``  the 2017 post's layout: the answer right-aligned in a field of spaces,
+                     then END; every position is a target (the ``seed`` model emits them all
+                     at once).
+Decoding drops spaces and everything from the first END, so both layouts decode the same way.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ import tensorflow as tf
 PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 CHARACTERS = tuple("0123456789+-*/")
-VOCAB = SPECIALS + CHARACTERS
+SPACE = " "  # the right-aligned layout's fill character (last, so other ids are unchanged)
+VOCAB = SPECIALS + CHARACTERS + (SPACE,)
 PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
+SPACE_ID = VOCAB.index(SPACE)
 VOCAB_SIZE = len(VOCAB)
+OUTPUT_FORMATS = ("left", "right_aligned")
 
 
 def _byte_table() -> np.ndarray:
@@ -29,7 +38,7 @@ def _byte_table() -> np.ndarray:
 
 
 _BYTE_TO_ID = _byte_table()
-_ID_TO_CHAR = np.array([c if c in CHARACTERS else "" for c in VOCAB])
+_ID_TO_CHAR = np.array([c if c in CHARACTERS else "" for c in VOCAB])  # SPACE -> ""
 
 
 def compact(text: tf.Tensor) -> tf.Tensor:
@@ -49,16 +58,29 @@ def encode_equations(equations: tf.Tensor, max_length: int) -> tf.Tensor:
     return ids.to_tensor(default_value=PAD_ID, shape=[None, max_length])
 
 
-def encode_results(results: tf.Tensor, max_length: int, reverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+def encode_results(results: tf.Tensor, max_length: int, reverse: bool,
+                   output_format: str = "left") -> tuple[tf.Tensor, tf.Tensor]:
     """[batch] result strings -> (decoder inputs, decoder targets), each [batch, max_length + 1].
 
-    Targets are the characters followed by END; inputs are START followed by the targets
-    shifted right (teacher forcing).
+    ``left``: targets are the characters followed by END, then padding; inputs are START
+    followed by the targets shifted right (teacher forcing).
+    ``right_aligned``: targets are spaces, the characters, END (no padding: every position
+    counts); inputs are START followed by the targets shifted right.
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format: {output_format!r}; choose from {OUTPUT_FORMATS}")
     ids = _char_ids(results)
     if reverse:
         ids = tf.reverse(ids, axis=[1])
     batch = tf.shape(results)[0]
+    if output_format == "right_aligned":
+        # Reverse, pad on the right with spaces, reverse back: right-aligned in max_length.
+        flipped = tf.reverse(ids, axis=[1]).to_tensor(default_value=SPACE_ID,
+                                                      shape=[None, max_length])
+        body = tf.reverse(flipped, axis=[1])
+        targets = tf.concat([body, tf.fill([batch, 1], END_ID)], axis=1)
+        inputs = tf.concat([tf.fill([batch, 1], START_ID), body], axis=1)
+        return inputs, targets
     end = tf.fill([batch, 1], END_ID)
     start = tf.fill([batch, 1], START_ID)
     targets = tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1)
@@ -71,7 +93,8 @@ def encode_results(results: tf.Tensor, max_length: int, reverse: bool) -> tuple[
 
 
 def decode_results(ids: tf.Tensor, reverse: bool) -> tf.Tensor:
-    """[batch, time] output ids -> [batch] strings; everything from the first END is dropped."""
+    """[batch, time] output ids -> [batch] strings; spaces and everything from the first END
+    are dropped (so it reads both output formats)."""
     ids = tf.convert_to_tensor(ids, tf.int32)
     is_end = tf.cast(tf.equal(ids, END_ID), tf.int32)
     before_end = tf.equal(tf.cumsum(is_end, axis=1), 0)

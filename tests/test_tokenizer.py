@@ -39,3 +39,29 @@ def test_decode_stops_at_first_end():
                         tok.VOCAB.index("9")]])
     assert tok.decode_results(ids, False).numpy()[0] == b"42"
     assert tok.decode_results(ids, True).numpy()[0] == b"24"
+
+
+def test_right_aligned_results_are_space_padded_with_an_end_marker():
+    """The seed model's (the 2017 post's) layout: right-aligned answer, spaces, END."""
+    results = ["118", "-2", "0", "1998"]
+    dec_in, dec_out = tok.encode_results(tf.constant(results), 4, False, "right_aligned")
+    rows = ["".join(tok.VOCAB[i] if tok.VOCAB[i] != tok.END else "$" for i in row)
+            for row in dec_out.numpy()]
+    assert rows == [" 118$", "  -2$", "   0$", "1998$"]
+    assert (dec_out.numpy() != tok.PAD_ID).all()  # every position is a target
+    assert (dec_in.numpy()[:, 0] == tok.START_ID).all()
+    assert (dec_in.numpy()[:, 1:] == dec_out.numpy()[:, :-1]).all()
+    assert tok.decode_results(dec_out, False).numpy().astype(str).tolist() == results
+    assert tok.result_lengths(dec_out).numpy().tolist() == [5, 5, 5, 5]
+
+
+def test_space_token_does_not_change_the_other_ids_and_never_enters_equations():
+    assert tok.VOCAB[:len(tok.SPECIALS) + len(tok.CHARACTERS)] == tok.SPECIALS + tok.CHARACTERS
+    assert tok.SPACE_ID == tok.VOCAB_SIZE - 1
+    ids = tok.encode_equations(tf.constant([" 1 + 2 "]), 5).numpy()
+    assert tok.SPACE_ID not in ids
+
+
+def test_unknown_output_format_is_rejected():
+    with pytest.raises(ValueError, match="output_format"):
+        tok.encode_results(tf.constant(["1"]), 2, False, "centered")

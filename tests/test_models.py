@@ -1,0 +1,94 @@
+"""The model registry: the post's seed model exactly, the attention family from config."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import tokenizer as tok
+from components.models import ModelHParams, build_model, output_format_of
+from components.trainer import compile_model, model_coverage
+from pipeline.config import coverage_of, load_config
+
+
+def test_seed_is_the_posts_model_layer_by_layer():
+    config = load_config("seed")
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    model = compile_model(hp, coverage, 10, config.trainer.lr_schedule)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Bidirectional", "BatchNormalization", "RepeatVector", "Bidirectional",
+                     "BatchNormalization", "TimeDistributed"]
+    enc, _, repeat, dec, _, out = model.layers
+    assert enc.forward_layer.units == 20 and not enc.forward_layer.return_sequences
+    assert dec.forward_layer.units == 20 and dec.forward_layer.return_sequences
+    assert repeat.n == coverage["max_result_length"] + 1 == 5  # '1998' + END
+    assert out.layer.activation.__name__ == "softmax" and out.layer.units == tok.VOCAB_SIZE
+    # one-hot input: the first LSTM sees one column per vocabulary entry
+    assert enc.forward_layer.cell.kernel.shape[0] == tok.VOCAB_SIZE
+    opt = model.optimizer
+    assert isinstance(opt, keras.optimizers.Adam)
+    assert float(opt.learning_rate.numpy()) == pytest.approx(0.01)
+    assert opt.clipnorm is None
+    assert config.trainer.batch_size == 256 and config.trainer.epochs == 200
+    assert coverage["output_format"] == "right_aligned" and not coverage["reverse_output"]
+    d = config.task.data
+    assert (d.operators, d.operand_min, d.operand_max) == (["+"], 0, 999)
+    # ~30,000 for training + validation (10% of it held out), ~20,000 fresh for the test
+    fr = d.split_fractions
+    assert d.num_examples * (fr["train"] + fr["validation"]) == pytest.approx(30_000)
+    assert fr["validation"] / (fr["train"] + fr["validation"]) == pytest.approx(0.1)
+    assert d.num_examples * fr["test"] == pytest.approx(20_000)
+    probs = model((tf.zeros([3, 7], tf.int32), tf.zeros([3, 5], tf.int32)))
+    np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-5)
+    ids, p = model.greedy_decode(tf.zeros([3, 7], tf.int32), 5)
+    assert ids.shape == (3, 5) and p.shape == (3, 5)
+
+
+def test_attention_hyperparameters_come_from_config():
+    config = load_config("default", ["trainer.model.embedding_dim=12",
+                                     "trainer.model.encoder_units=24",
+                                     "trainer.model.decoder_units=20",
+                                     "trainer.model.encoder_layers=2",
+                                     "trainer.model.dropout=0.25",
+                                     "trainer.model.attention=false"])
+    hp = config.trainer.model
+    model = compile_model(hp, model_coverage(coverage_of(config), hp), 10)
+    assert model.embedding.output_dim == 12
+    assert len(model.encoder_layers) == 2
+    assert model.encoder_layers[0].forward_layer.units == 24
+    assert model.decoder.units == 20
+    assert model.dropout.rate == 0.25
+    assert model.use_attention is False
+    assert output_format_of("attention") == "left"
+    with_attention = compile_model(dataclasses.replace(hp, attention=True),
+                                   model_coverage(coverage_of(config), hp), 10)
+    assert with_attention.count_params() > model.count_params()
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(ValueError, match="^trainer.model.family"):
+        build_model(ModelHParams(family="transformer"), 5)
+
+
+def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
+    """Dropout must not leave training-only resources in the exported serving graph."""
+    from serving.signature import build_serving_function
+
+    config = load_config("smoke", ["trainer.model.dropout=0.2"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    model = compile_model(hp, coverage, 10)
+    width = coverage["max_result_length"] + 1
+    x = (tf.zeros([2, coverage["max_input_length"]], tf.int32), tf.zeros([2, width], tf.int32))
+    tf.function(lambda inputs: model(inputs, training=True))(x)  # as the training loop does
+    assert model.encoder_dropout.rate == 0.2
+    module = tf.Module()
+    module.model = model
+    module.serve = build_serving_function(model, coverage)
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        equation=tf.constant(["31 + 87", "1 + x"]))
+    assert served["valid"].numpy().tolist() == [True, False]

@@ -1,0 +1,242 @@
+"""Trainer: tf.data input, the custom training loop, metrics, TensorBoard, resume, errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import data as data_lib
+from components import metrics as metrics_lib
+from components import tokenizer
+from components.example_gen import run_example_gen
+from components.trainer import model_coverage, run_trainer
+from pipeline.config import ConfigError, coverage_of, load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
+        "task.data.operators=['+', '-']", "trainer.model.embedding_dim=8",
+        "trainer.model.encoder_units=16", "trainer.model.decoder_units=16",
+        "trainer.batch_size=64", "trainer.shuffle_buffer=500", "tuner.enabled=false"]
+
+
+def tiny_config(*extra):
+    return load_config("smoke", TINY + list(extra))
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("examples"))
+    run_example_gen(tiny_config().task.data, out)
+    return out
+
+
+def test_training_dataset_yields_the_shards_tokenized(examples):
+    config = tiny_config()
+    coverage = coverage_of(config)
+    ds = data_lib.training_dataset(examples, "validation", coverage, 50, with_operator=True)
+    features = next(iter(data_lib.features_dataset(examples, "validation", 50)))
+    (enc, dec_in), targets, ops = next(iter(ds))
+    assert enc.shape == (50, coverage["max_input_length"])
+    assert targets.shape == dec_in.shape == (50, coverage["max_result_length"] + 1)
+    # same order, same equations: the targets decode back to the stored results
+    decoded = tokenizer.decode_results(targets, coverage["reverse_output"]).numpy()
+    assert decoded.tolist() == features["result"].numpy().tolist()
+    tags = [metrics_lib.OPERATOR_TAGS[i] for i in ops.numpy()]
+    assert tags == [t.decode() for t in features["operator"].numpy()]
+    assert set(tags) <= {"+", "-"}
+    # every record of the split, exactly once, when not repeating
+    count = sum(int(b[1].shape[0]) for b in data_lib.training_dataset(
+        examples, "validation", coverage, 64))
+    assert count == data_lib.read_stats(examples)["splits"]["validation"]["count"]
+
+
+def test_training_dataset_reads_gfile_urls(examples):
+    url = "ram://lstm_math_trainer_test/examples"
+    tf.io.gfile.makedirs(url)
+    for path in glob.glob(os.path.join(examples, "*")):
+        tf.io.gfile.copy(path, f"{url}/{os.path.basename(path)}", overwrite=True)
+    coverage = coverage_of(tiny_config())
+    local = next(iter(data_lib.training_dataset(examples, "train", coverage, 32)))
+    remote = next(iter(data_lib.training_dataset(url, "train", coverage, 32)))
+    np.testing.assert_array_equal(local[0][0].numpy(), remote[0][0].numpy())
+    np.testing.assert_array_equal(local[1].numpy(), remote[1].numpy())
+
+
+def test_no_shards_is_a_clear_error(tmp_path, examples):
+    with pytest.raises(data_lib.NoShardsError, match="stats.json"):
+        data_lib.read_stats(str(tmp_path))
+    empty = tmp_path / "no_shards"
+    empty.mkdir()
+    (empty / "stats.json").write_text(open(os.path.join(examples, "stats.json")).read())
+    with pytest.raises(data_lib.NoShardsError, match="no 'train' shards under"):
+        run_trainer(tiny_config(), str(empty), coverage_of(tiny_config()),
+                    tiny_config().trainer.model, str(tmp_path / "out"))
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--config", "smoke",
+                           "--examples", str(empty), "--output", str(tmp_path / "out2")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no 'train' shards under" in proc.stderr
+
+
+def test_inconsistent_config_names_the_field():
+    with pytest.raises(ConfigError) as e:
+        tiny_config("trainer.max_result_length=2")
+    assert str(e.value).startswith("trainer.max_result_length:")
+    assert "up to 3 characters" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        tiny_config("trainer.model.family=seed", "trainer.model.reverse_output=true")
+    assert str(e.value).startswith("trainer.model.reverse_output:")
+    with pytest.raises(ConfigError) as e:
+        tiny_config("trainer.early_stopping_patience=-1")
+    assert str(e.value).startswith("trainer.early_stopping_patience:")
+    # a longer field than needed is fine and reaches the coverage (the serving contract)
+    assert coverage_of(tiny_config("trainer.max_result_length=5"))["max_result_length"] == 5
+
+
+def _scalars_and_texts(log_dir):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    tags, texts, graph = set(), [], 0
+    for sub in ("train", "validation"):
+        acc = event_accumulator.EventAccumulator(os.path.join(log_dir, sub),
+                                                 size_guidance={"tensors": 0})
+        acc.Reload()
+        tags |= {f"{sub}/{t}" for t in acc.Tags()["tensors"]}
+        for event in acc.Tensors("sample_predictions") if "sample_predictions" in acc.Tags()[
+                "tensors"] else []:
+            texts.append(tf.make_ndarray(event.tensor_proto).item().decode())
+        if "model" in acc.Tags()["tensors"]:  # tf.summary.trace_export: the Graphs tab
+            assert acc.SummaryMetadata("model").plugin_data.plugin_name == \
+                "graph_run_metadata_graph"
+            graph += len(acc.Tensors("model")[0].tensor_proto.string_val[0])
+    return tags, texts, graph
+
+
+def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog):
+    caplog.set_level("INFO")
+    out = str(tmp_path / "trainer")
+    config = tiny_config("trainer.epochs=2", "trainer.model.learning_rate=0.01",
+                         "trainer.lr_schedule=constant", "trainer.sample_predictions=4")
+    hparams = config.trainer.model
+    first = run_trainer(config, examples, coverage_of(config), hparams, out)
+    assert first["epochs_run"] == 2 and first["strategy"] == "_DefaultDistributionStrategy"
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["loss"] < history[0]["loss"]  # it learns
+    for key in ("loss", "char_accuracy", "exact_match", "exact_match/+", "exact_match/-",
+                "learning_rate", "examples_per_second", "val_exact_match",
+                "val_exact_match/+", "val_exact_match/-"):
+        assert key in history[-1], key
+    assert history[-1]["learning_rate"] == pytest.approx(0.01)
+    assert sorted(os.listdir(os.path.join(out, "checkpoints")))[:1] == ["checkpoint"]
+    assert os.path.exists(os.path.join(out, "checkpoints", "ckpt-2.index"))
+    tags, texts, graph = _scalars_and_texts(os.path.join(out, "logs"))
+    for tag in ("train/loss", "train/char_accuracy", "train/exact_match", "train/exact_match/+",
+                "train/exact_match/-", "train/learning_rate", "train/examples_per_second",
+                "validation/loss", "validation/exact_match", "validation/exact_match/+"):
+        assert tag in tags, (tag, sorted(tags))
+    assert len(texts) == 2 and "| equation | target | prediction | right |" in texts[0]
+    assert texts[0].count("\n| `") == 4
+    assert graph > 1000  # a serialized graph, written once (on the first run)
+
+    # Same command with more epochs: resumes after epoch 2, does not start again at 1.
+    caplog.clear()
+    config3 = tiny_config("trainer.epochs=3", "trainer.model.learning_rate=0.01",
+                          "trainer.lr_schedule=constant", "trainer.sample_predictions=4")
+    second = run_trainer(config3, examples, coverage_of(config3), hparams, out, keep_model=True)
+    assert "resumed from" in caplog.text and "after epoch 2 (optimizer step" in caplog.text
+    assert "epoch 1/3" not in caplog.text and "epoch 3/3" in caplog.text
+    assert [h["epoch"] for h in json.load(open(os.path.join(out, "history.json")))] == [1, 2, 3]
+    steps = -(-data_lib.read_stats(examples)["splits"]["train"]["count"] // 64)
+    assert int(second["model"].optimizer.iterations.numpy()) == 3 * steps
+
+
+@pytest.mark.parametrize("family", ["attention", "seed"])
+def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, family):
+    """The loop's exact match (argmax of every target position) counts exactly the answers
+    the exported string signature gets right, for both output formats."""
+    from serving.signature import build_serving_function
+
+    extra = ["trainer.epochs=3" if family == "attention" else "trainer.epochs=10",
+             "trainer.lr_schedule=constant",
+             "trainer.model.learning_rate=0.01", "trainer.sample_predictions=0"]
+    if family == "seed":
+        extra += ["trainer.model.family=seed", "trainer.model.reverse_output=false"]
+    config = tiny_config(*extra)
+    result = run_trainer(config, examples, coverage_of(config), config.trainer.model,
+                         str(tmp_path / family), keep_model=True)
+    model = result["model"]
+    coverage = model_coverage(coverage_of(config), config.trainer.model)
+    assert coverage["output_format"] == ("right_aligned" if family == "seed" else "left")
+    features = next(iter(data_lib.features_dataset(examples, "validation", 10_000)))
+    inputs, targets = data_lib.to_model_inputs(features, coverage)
+    scores = model(inputs, training=False)
+    sums = metrics_lib.batch_sums(targets, scores, model.from_logits)
+    served = build_serving_function(model, coverage)(features["equation"])
+    answers = served["result"].numpy()
+    assert all(b" " not in a for a in answers)
+    right = int(np.sum(answers == features["result"].numpy()))
+    assert right == int(sums["answers_right"])
+    if family == "seed":
+        # all positions at once: the served strings are the decoded argmax, row by row
+        argmax = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        decoded = tokenizer.decode_results(argmax, False).numpy()
+        assert answers.tolist() == decoded.tolist()
+        assert len(set(answers.tolist())) > 1
+    else:
+        assert right > 0  # a few epochs are enough for some right answers on 0..99
+
+
+@pytest.mark.slow
+def test_sigkill_then_same_command_resumes_from_last_checkpoint(examples, tmp_path):
+    """A real SIGKILL mid-run; the same command again continues after the last finished
+    epoch (no restart from epoch 1) and finishes the run."""
+    import signal
+    import time
+
+    out = tmp_path / "trainer"
+    cmd = [sys.executable, "-m", "components.trainer", "--config", "smoke",
+           "--examples", examples, "--output", str(out)]
+    for override in TINY + ["trainer.epochs=8", "trainer.steps_per_loop=2",
+                            "trainer.sample_predictions=2"]:
+        cmd += ["--set", override]
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log_file:
+        first = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                 cwd=REPO)
+        try:
+            deadline = time.time() + 300
+            while not (out / "checkpoints" / "ckpt-2.index").exists():
+                assert first.poll() is None, open(log_path).read()[-3000:]
+                assert time.time() < deadline, "no checkpoint for epoch 2 in time"
+                time.sleep(0.2)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=60)
+        finally:
+            if first.poll() is None:
+                first.kill()
+    assert first.returncode == -signal.SIGKILL
+    first_log = open(log_path).read()
+    assert "epoch 8/8" not in first_log  # it really died before the end
+    killed_after = max(int(n) for n in __import__("re").findall(r"epoch (\d)/8", first_log))
+
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert second.returncode == 0, second.stderr[-4000:]
+    log = second.stderr
+    resumed = int(__import__("re").search(r"resumed from .*ckpt-(\d+) after epoch (\d+)",
+                                          log).group(2))
+    assert resumed >= 2 and resumed >= killed_after
+    assert "epoch 1/8" not in log and "epoch 8/8" in log
+    assert f"epoch {resumed + 1}/8" in log
+    history = json.load(open(out / "history.json"))
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert json.loads(second.stdout.strip().splitlines()[-1])["epochs"] == 8
+    assert (out / "model.keras").exists()
