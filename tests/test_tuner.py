@@ -1,0 +1,309 @@
+"""Tuner: search space and budget from config, trials through the Trainer's input and model,
+best hyperparameters + trial table, TensorBoard HParams, restart without re-running trials."""
+
+import argparse
+import csv
+import dataclasses
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from pipeline.config import ConfigError, coverage_of, load_config
+
+SPACE = ("tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false], "
+         "learning_rate: {min: 0.001, max: 0.02, sampling: log}}")
+
+
+@pytest.mark.parametrize("override,field", [
+    ("tuner.search_space={}", "tuner.search_space"),
+    ("tuner.search_space={units: [8]}", "tuner.search_space.units"),
+    ("tuner.search_space={family: [seed]}", "tuner.search_space.family"),
+    ("tuner.search_space={encoder_units: []}", "tuner.search_space.encoder_units"),
+    ("tuner.search_space={encoder_units: 8}", "tuner.search_space.encoder_units"),
+    ("tuner.search_space={encoder_units: [0, 8]}", "tuner.search_space.encoder_units"),
+    ("tuner.search_space={encoder_units: [8.5]}", "tuner.search_space.encoder_units"),
+    ("tuner.search_space={attention: [true, 1]}", "tuner.search_space.attention"),
+    ("tuner.search_space={attention: {min: 0, max: 1}}", "tuner.search_space.attention"),
+    ("tuner.search_space={learning_rate: {min: 0.01, max: 0.001}}",
+     "tuner.search_space.learning_rate"),
+    ("tuner.search_space={learning_rate: {min: 0.0, max: 0.1}}",
+     "tuner.search_space.learning_rate"),
+    ("tuner.search_space={dropout: [0.0, 1.0]}", "tuner.search_space.dropout"),
+    ("tuner.search_space={learning_rate: {min: 0.001, max: 0.1, sampling: cubic}}",
+     "tuner.search_space.learning_rate"),
+    ("tuner.max_trials=0", "tuner.max_trials"),
+    ("tuner.epochs=0", "tuner.epochs"),
+    ("tuner.steps_per_trial_epoch=0", "tuner.steps_per_trial_epoch"),
+    ("tuner.max_seconds=0", "tuner.max_seconds"),
+    ("tuner.max_seconds=-3", "tuner.max_seconds"),
+    ("tuner.algorithm=grid", "tuner.algorithm"),
+])
+def test_bad_tuner_config_fails_fast_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as info:
+        load_config("smoke", [override])
+    assert str(info.value).startswith(field + ":")
+
+
+def test_hyperband_needs_room_to_cut_trials_short():
+    with pytest.raises(ConfigError, match=r"^tuner\.epochs: hyperband"):
+        load_config("smoke", ["tuner.algorithm=hyperband", "tuner.epochs=1"])
+    c = load_config("smoke", ["tuner.algorithm=hyperband", "tuner.epochs=3",
+                              "tuner.max_seconds=60"])
+    assert c.tuner.max_seconds == 60
+    # A disabled tuner's budget does not matter.
+    assert load_config("smoke", ["tuner.enabled=false", "tuner.max_trials=0"]).tuner.max_trials == 0
+
+
+def test_search_space_maps_every_model_option_to_keras_tuner():
+    import keras_tuner as kt
+
+    from components.tuner import Seq2SeqHyperModel
+
+    config = load_config("smoke", [
+        "tuner.search_space={encoder_units: [8, 16], decoder_units: {min: 8, max: 32, step: 8},"
+        " encoder_layers: [1, 2], embedding_dim: [4, 8], learning_rate: {min: 0.001, max: 0.1,"
+        " sampling: log}, dropout: [0.0, 0.25], attention: [true, false], reverse_output: [false]}"])
+    hm = Seq2SeqHyperModel(config, "unused", coverage_of(config))
+    hp = kt.HyperParameters()
+    first = hm.hparams_from(hp)
+    kinds = {p.name: type(p).__name__ for p in hp.space}
+    assert kinds == {"encoder_units": "Choice", "decoder_units": "Int", "encoder_layers": "Choice",
+                     "embedding_dim": "Choice", "learning_rate": "Float", "dropout": "Choice",
+                     "attention": "Boolean", "reverse_output": "Fixed"}
+    assert first.reverse_output is False and first.family == config.trainer.model.family
+    hp.values.update(encoder_units=16, decoder_units=24, encoder_layers=2, embedding_dim=4,
+                     learning_rate=0.05, dropout=0.25, attention=False)
+    chosen = hm.hparams_from(hp)
+    assert (chosen.encoder_units, chosen.decoder_units, chosen.encoder_layers, chosen.embedding_dim,
+            chosen.learning_rate, chosen.dropout, chosen.attention) == (16, 24, 2, 4, 0.05, 0.25,
+                                                                       False)
+    assert isinstance(chosen.attention, bool) and isinstance(chosen.learning_rate, float)
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    from components.example_gen import run_example_gen
+
+    out = tmp_path_factory.mktemp("examples")
+    run_example_gen(load_config("smoke").task.data, str(out), [])
+    return str(out)
+
+
+def test_trial_datasets_are_built_for_the_trials_reversal(examples):
+    from components import data as data_lib
+    from components import tokenizer
+    from components.tuner import Seq2SeqHyperModel
+
+    config = load_config("smoke")
+    hm = Seq2SeqHyperModel(config, examples, coverage_of(config))
+    batch = config.trainer.batch_size
+    results = next(iter(data_lib.features_dataset(examples, "validation", batch)))["result"]
+    results = [r.decode() for r in results.numpy()]
+    assert any(len(r) > 1 and r != r[::-1] for r in results)
+    for reverse in (True, False):
+        hparams = dataclasses.replace(config.trainer.model, reverse_output=reverse)
+        _, val = hm.datasets(hparams)
+        (_, _), targets = next(iter(val))
+        as_read = [t.decode() for t in tokenizer.decode_results(targets, reverse=False).numpy()]
+        assert as_read == [r[::-1] if reverse else r for r in results]
+
+
+@pytest.fixture(scope="module")
+def search(examples, tmp_path_factory):
+    """A real 2-trial random search over units, reversal and learning rate."""
+    from components.tuner import run_tuner
+
+    config = load_config("smoke", [SPACE, "tuner.max_trials=2"])
+    out = str(tmp_path_factory.mktemp("tuner"))
+    result = run_tuner(config, examples, coverage_of(config), out)
+    return {"config": config, "out": out, "result": result, "examples": examples}
+
+
+def test_search_writes_best_hyperparameters_and_trial_table(search):
+    out, result = search["out"], search["result"]
+    with open(os.path.join(out, "trials.json")) as f:
+        trials = json.load(f)
+    assert [t["trial_id"] for t in trials] == ["0", "1"]
+    assert all(t["status"] == "COMPLETED" and 0.0 <= t["val_exact_match"] <= 1.0 for t in trials)
+    assert trials[0]["hyperparameters"] != trials[1]["hyperparameters"]
+    for t in trials:
+        assert set(t["hyperparameters"]) == {"encoder_units", "reverse_output", "learning_rate"}
+        assert 0.001 <= t["model"]["learning_rate"] <= 0.02
+        assert t["model"]["embedding_dim"] == search["config"].trainer.model.embedding_dim
+        assert t["tuner_id"] == "tuner0" and t["seconds"] > 0
+    with open(os.path.join(out, "best_hyperparameters.json")) as f:
+        best = json.load(f)
+    best_trial = min(trials, key=lambda t: (-t["val_exact_match"], t["trial_id"]))
+    assert result["val_exact_match"] == best_trial["val_exact_match"]
+    assert result["best_trial"] == best_trial["trial_id"]
+    assert best == next(t["model"] for t in trials if t["trial_id"] == result["best_trial"])
+    assert result["best"] == best and result["trials"] == trials
+    with open(os.path.join(out, "trials.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["trial_id"], r["status"], float(r["val_exact_match"]), int(r["encoder_units"]),
+             r["reverse_output"]) for r in rows] == [
+        (t["trial_id"], t["status"], t["val_exact_match"], t["model"]["encoder_units"],
+         str(t["model"]["reverse_output"])) for t in trials]
+
+
+def _hparams_events(path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    found = []
+    for event in tf.compat.v1.train.summary_iterator(path):
+        for v in event.summary.value:
+            if v.metadata.plugin_data.plugin_name == "hparams":
+                found.append(plugin_data_pb2.HParamsPluginData.FromString(
+                    v.metadata.plugin_data.content))
+    return found
+
+
+def _scalars(run_dir):
+    values = {}
+    for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.HasField("tensor") and tf.make_ndarray(v.tensor).size == 1:
+                    values[v.tag] = float(tf.make_ndarray(v.tensor).reshape(()))
+    return values
+
+
+def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
+    from components.tuner import OBJECTIVE_TAG
+
+    logs = os.path.join(search["out"], "logs")
+    root_events = glob.glob(os.path.join(logs, "events.out.tfevents.*"))
+    experiment = [d.experiment for p in root_events for d in _hparams_events(p)
+                  if d.HasField("experiment")]
+    assert experiment, "no HParams experiment config at the logs root"
+    assert {h.name for h in experiment[-1].hparam_infos} == {
+        "encoder_units", "reverse_output", "learning_rate"}
+    metrics = {(m.name.group, m.name.tag) for m in experiment[-1].metric_infos}
+    assert ("", OBJECTIVE_TAG) in metrics and ("validation", "epoch_exact_match") in metrics
+    with open(os.path.join(search["out"], "trials.json")) as f:
+        trials = json.load(f)
+    for t in trials:
+        run = os.path.join(logs, t["trial_id"], "execution0")
+        starts = [d.session_start_info for p in glob.glob(os.path.join(run, "events.*"))
+                  for d in _hparams_events(p) if d.HasField("session_start_info")]
+        assert len(starts) == 1
+        hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                   for k, v in starts[0].hparams.items()}
+        assert hparams["encoder_units"] == t["hyperparameters"]["encoder_units"]
+        assert bool(hparams["reverse_output"]) == t["hyperparameters"]["reverse_output"]
+        assert _scalars(run)[OBJECTIVE_TAG] == pytest.approx(t["val_exact_match"])
+        assert "epoch_exact_match" in _scalars(os.path.join(run, "validation"))
+        assert "epoch_loss" in _scalars(os.path.join(run, "train"))
+
+
+def test_rerun_in_the_same_directory_reruns_no_finished_trial(search):
+    from components.tuner import read_executions, run_tuner
+
+    before = read_executions(search["out"])
+    assert sorted(r["trial_id"] for r in before) == ["0", "1"]
+    again = run_tuner(search["config"], search["examples"], coverage_of(search["config"]),
+                      search["out"])
+    assert read_executions(search["out"]) == before
+    assert again["best"] == search["result"]["best"]
+    assert again["trials"] == search["result"]["trials"]
+
+
+def test_time_budget_stops_new_trials_in_the_oracle(tmp_path):
+    import time
+
+    from components.tuner import Seq2SeqHyperModel, make_tuner
+
+    config = load_config("smoke", [SPACE, "tuner.max_trials=5", "tuner.max_seconds=30"])
+    tuner = make_tuner(config, Seq2SeqHyperModel(config, "unused", coverage_of(config)),
+                       str(tmp_path))
+    tuner.oracle.deadline = time.time() - 1
+    assert tuner.oracle.create_trial("tuner0").status == "STOPPED"
+    tuner.oracle.deadline = time.time() + 60
+    trial = tuner.oracle.create_trial("tuner1")
+    assert trial.status == "RUNNING" and set(trial.hyperparameters.values) == {
+        "encoder_units", "reverse_output", "learning_rate"}
+
+
+def test_disabled_tuner_hands_the_configs_hyperparameters_to_the_trainer(tmp_path):
+    from pipeline.pipeline import Artifact, Context, _tuner
+
+    config = load_config("smoke", ["tuner.enabled=false", "trainer.model.encoder_units=24"])
+    examples = Artifact("ExampleGen", str(tmp_path), "0", {"examples_dir": str(tmp_path),
+                                                           "coverage": coverage_of(config)})
+    props = _tuner(Context(config, {"ExampleGen": examples}, str(tmp_path)))
+    assert props["tuned"] is False and props["trials"] == []
+    assert props["best"] == dataclasses.asdict(config.trainer.model)
+    assert props["best"]["encoder_units"] == 24
+
+
+def _tune_args(*argv):
+    from pipeline.cli import build_parser
+
+    return build_parser().parse_args(["tune", *argv])
+
+
+def test_tune_command_rejects_a_worker_without_a_usable_chief_address(examples, tmp_path,
+                                                                      monkeypatch, caplog):
+    from components.tuner import run_tune
+
+    for var in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
+        monkeypatch.delenv(var, raising=False)
+    config = load_config("smoke")
+    args = _tune_args("--config", "smoke", "--role", "worker", "--examples", examples,
+                      "--output", str(tmp_path))
+    assert run_tune(args, config) == 2
+    assert "--oracle HOST:PORT" in caplog.text
+    args = _tune_args("--config", "smoke", "--role", "worker", "--oracle", "127.0.0.1:1",
+                      "--tuner-id", "chief2", "--examples", examples, "--output", str(tmp_path))
+    assert run_tune(args, config) == 2
+    assert "must not contain 'chief'" in caplog.text
+    assert "KERASTUNER_TUNER_ID" not in os.environ
+    assert isinstance(args, argparse.Namespace) and not os.listdir(tmp_path)
+
+
+def test_numpy_gaussian_process_fits_a_smooth_function():
+    import numpy as np
+
+    from components.tuner import NumpyGP
+
+    rng = np.random.RandomState(0)
+    f = lambda x: np.sin(3 * x[:, 0]) + x[:, 1] ** 2  # noqa: E731
+    x, x_test = rng.uniform(0, 1, (20, 2)), rng.uniform(0, 1, (200, 2))
+    gp = NumpyGP(alpha=1e-6).fit(x, f(x))
+    mu, std = gp.predict(x_test, return_std=True)
+    assert np.sqrt(((mu - f(x_test)) ** 2).mean()) < 0.15
+    mu_train, std_train = gp.predict(x, return_std=True)
+    assert np.abs(mu_train - f(x)).max() < 1e-3 and std_train.max() < std.max()
+
+
+def test_bayesian_oracle_homes_in_on_the_optimum(tmp_path):
+    import math
+
+    import keras_tuner as kt
+
+    from components.tuner import BayesianOracle
+
+    oracle = BayesianOracle(objective=kt.Objective("score", "max"), max_trials=14, seed=1,
+                            num_initial_points=4)
+    oracle.verbose = 0
+    hp = kt.HyperParameters()
+    hp.Int("units", 8, 128)
+    hp.Float("lr", 0.001, 0.05, sampling="log")
+    hp.Boolean("attention")
+    oracle.update_space(hp)
+    oracle._set_project_dir(str(tmp_path), "toy")
+    scores = []
+    for _ in range(14):  # best possible: 0.3 at units=48, lr=0.01, attention=True
+        trial = oracle.create_trial("t")
+        v = trial.hyperparameters.values
+        score = (-((v["units"] - 48) / 48) ** 2 - math.log(v["lr"] / 0.01) ** 2
+                 + (0.3 if v["attention"] else 0.0))
+        oracle.update_trial(trial.trial_id, {"score": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        scores.append(score)
+    assert max(scores) > 0.25
+    assert sum(scores[4:]) / 10 > sum(scores[:4]) / 4  # the model-guided trials do better
