@@ -53,7 +53,7 @@ def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str) ->
     if evaluation_dir:
         with tf.io.gfile.GFile(os.path.join(evaluation_dir, "metrics.json")) as f:
             metrics = json.loads(f.read())
-        metrics.pop("errors", None)
+        metrics.pop("pictures", None)
     export_dir = os.path.join(output_dir, "saved_model")
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)

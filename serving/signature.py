@@ -14,13 +14,41 @@ import tensorflow as tf
 from components import tokenizer
 
 ALL_OPERATORS = "+-*/"
-MAX_REASON_CHARS = 40
+# Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic
+# space is an unknown character, like a full-width digit).
+WHITESPACE = r"[ \t\n\r\f\v]"
+# Longest input accepted, in bytes: generous (leading zeros and spacing are allowed) but
+# bounded, so a megabyte of text is a clear "too long" instead of work for the regexes.
+MAX_INPUT_BYTES = 1024
+_HEX = "0123456789ABCDEF"
 
 
 def _char_class(chars: str) -> str:
     """A regex character class of the given operator characters ('-' placed last)."""
     body = "".join(c for c in chars if c != "-") + ("-" if "-" in chars else "")
     return "[" + body.replace("*", r"\*").replace("/", r"\/").replace("+", r"\+") + "]"
+
+
+def _describe_char(char: tf.Tensor) -> tf.Tensor:
+    """[batch] one-character strings -> "'x' (U+0078)", or just "U+0000" if unprintable."""
+    codepoint = tf.strings.unicode_decode(char, "UTF-8", errors="replace").to_tensor(
+        default_value=0, shape=[None, 1])[:, 0]
+    digits = [tf.gather(tf.constant(list(_HEX)),
+                        tf.bitwise.bitwise_and(tf.bitwise.right_shift(codepoint, 4 * k), 15))
+              for k in range(5, -1, -1)]
+    six = tf.strings.join(digits)
+    # U+ and at least four hex digits, as Unicode writes them.
+    code = tf.strings.join(["U+", tf.where(codepoint > 0xFFFFF, six,
+                                            tf.where(codepoint > 0xFFFF,
+                                                     tf.strings.substr(six, 1, 5),
+                                                     tf.strings.substr(six, 2, 4)))])
+    # Shown as itself only when it is a visible character: not a control, space, format
+    # character (zero-width, bidirectional overrides), variation selector or special.
+    invisible = ((codepoint == 0xAD) | ((codepoint >= 0x2000) & (codepoint <= 0x206F))
+                 | ((codepoint >= 0xFE00) & (codepoint <= 0xFE0F)) | (codepoint == 0xFEFF)
+                 | ((codepoint >= 0xFFF0) & (codepoint <= 0xFFFF)) | (codepoint >= 0xE0000))
+    printable = ((codepoint > 0x20) & (codepoint < 0x7F)) | ((codepoint >= 0xA1) & ~invisible)
+    return tf.where(printable, tf.strings.join(["'", char, "' (", code, ")"]), code)
 
 
 def validate(equation: tf.Tensor, coverage: dict):
@@ -34,14 +62,17 @@ def validate(equation: tf.Tensor, coverage: dict):
     # Invalid UTF-8 becomes U+FFFD instead of failing the batch.
     text = tf.strings.unicode_transcode(equation, "UTF-8", "UTF-8", errors="replace",
                                         replacement_char=0xFFFD)
-    stripped = tf.strings.strip(text)
-    compact = tokenizer.compact(text)
+    too_long = tf.strings.length(equation) > MAX_INPUT_BYTES
+    # Long rows are cut before the regexes run; they are answered "too long" anyway.
+    text = tf.where(too_long, "", text)
+    compact = tf.strings.regex_replace(text, WHITESPACE + "+", "")
 
-    is_empty = tf.equal(tf.strings.length(compact), 0)
+    is_empty = tf.equal(tf.strings.length(compact), 0) & ~too_long
     bad_chars = tf.strings.regex_replace(compact, r"[0-9+\-*/]", "")
     has_unknown = tf.strings.length(bad_chars) > 0
     first_bad = tf.strings.substr(bad_chars, 0, 1, unit="UTF8_CHAR")
-    digit_space_digit = tf.strings.regex_full_match(stripped, r".*\d\s+\d.*")
+    digit_space_digit = tf.strings.regex_full_match(
+        text, rf"(?s).*[0-9]{WHITESPACE}+[0-9].*")
     well_formed = tf.strings.regex_full_match(compact, rf"\d+({ops_all}\d+)+")
     no_operator = tf.strings.regex_full_match(compact, r"\d+")
     operator_count = tf.strings.length(tf.strings.regex_replace(compact, r"[^+\-*/]", ""))
@@ -66,8 +97,10 @@ def validate(equation: tf.Tensor, coverage: dict):
     division_by_zero = tf.strings.regex_full_match(canonical, r".*/0+($|[^0-9].*)")
 
     invalid_reasons = [
+        (too_long, tf.fill(tf.shape(equation),
+                           f"too long: more than {MAX_INPUT_BYTES} bytes")),
         (is_empty, tf.fill(tf.shape(equation), "empty equation")),
-        (has_unknown, tf.strings.join(["unknown character '", first_bad, "'"])),
+        (has_unknown, tf.strings.join(["unknown character ", _describe_char(first_bad)])),
         (digit_space_digit, tf.fill(tf.shape(equation),
                                     "malformed: two numbers without an operator between them")),
         (no_operator, tf.fill(tf.shape(equation), "malformed: no operator")),

@@ -13,11 +13,36 @@ def make_model(path, marker):
 
 
 def test_versions_grow_and_old_ones_are_pruned(tmp_path):
+    base = tmp_path / "serving"
+    pushed = [pusher.push(make_model(tmp_path / f"export{i}", f"m{i}"), str(base), "lstm_math",
+                          keep_versions=2)
+              for i in range(3)]
+    assert [p["version"] for p in pushed] == [1, 2, 3]
+    assert [p["removed_versions"] for p in pushed] == [[], [], [1]]
+    assert sorted(os.listdir(base / "lstm_math")) == ["2", "3"]
+    assert (base / "lstm_math" / "3" / "saved_model.pb").read_text() == "m2"
+    # Versions keep growing past a pruned one, and after a restart of the numbering source.
+    assert pusher.push(make_model(tmp_path / "e4", "m4"), str(base), "lstm_math", 2)["version"] == 4
+
+
+def test_pushing_the_same_model_again_makes_no_new_version(tmp_path):
     src = make_model(tmp_path / "export", "m")
     base = tmp_path / "serving"
-    pushed = [pusher.push(src, str(base), "lstm_math", keep_versions=2)["version"] for _ in range(3)]
-    assert pushed == [1, 2, 3]
-    assert sorted(os.listdir(base / "lstm_math")) == ["2", "3"]
+    first = pusher.push(src, str(base), "lstm_math", keep_versions=5)
+    again = pusher.push(src, str(base), "lstm_math", keep_versions=5)
+    assert first["already_pushed"] is False and again["already_pushed"] is True
+    assert again["version"] == first["version"] == 1 and again["digest"] == first["digest"]
+    assert sorted(os.listdir(base / "lstm_math")) == ["1"]
+
+
+def test_staging_left_by_a_dead_push_is_cleaned_up_and_never_served(tmp_path):
+    base = tmp_path / "serving"
+    pusher.push(make_model(tmp_path / "a", "a"), str(base), "lstm_math", 5)
+    dead = base / "lstm_math" / ".incoming-2-999999999"  # no such process
+    make_model(dead, "half")
+    out = pusher.push(make_model(tmp_path / "b", "b"), str(base), "lstm_math", 5)
+    assert out["version"] == 2
+    assert sorted(os.listdir(base / "lstm_math")) == ["1", "2"]
 
 
 def test_crash_mid_push_leaves_serving_base_as_it_was(tmp_path, monkeypatch):
@@ -33,9 +58,11 @@ def test_crash_mid_push_leaves_serving_base_as_it_was(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pusher.shutil, "copytree", exploding_copy)
     with pytest.raises(OSError):
-        pusher.push(src, str(base), "lstm_math", keep_versions=5)
+        pusher.push(make_model(tmp_path / "export2", "m2"), str(base), "lstm_math",
+                    keep_versions=5)
     versions = [v for v in os.listdir(base / "lstm_math") if v.isdigit()]
     assert sorted(versions) == before  # no half-written numbered version is visible
+    assert (base / "lstm_math" / "1" / "saved_model.pb").read_text() == "m"
 
 
 def test_unblessed_or_infra_failed_models_are_not_pushed(tmp_path):

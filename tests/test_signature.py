@@ -49,6 +49,27 @@ def call(serve, rows):
     ("5 / 000", "division by zero"),
     ("1.5 + 2", "unknown character '.'"),
     ("31 + 87 = 118", "unknown character '='"),
+    ("\x00", "unknown character U+0000"),
+    ("31\x00+ 87", "unknown character U+0000"),
+    ("١٢ + 3", "unknown character '١' (U+0661)"),
+    ("12 ＋ 3", "unknown character '＋' (U+FF0B)"),
+    ("12\u00a0+ 3", "unknown character U+00A0"),
+    ("12 +\u200b3", "unknown character U+200B"),
+    ("1 + 2\u202e", "unknown character U+202E"),
+    ("🙂 + 1", "unknown character '🙂' (U+1F642)"),
+    ("12 +\x1c3", "unknown character U+001C"),
+    ("3\n1 + 2", "two numbers"),
+    ("1 + -2", "malformed"),
+    ("+", "malformed"),
+    ("1 +\n", "malformed"),
+    ("/ 5", "malformed"),
+    ("1e3 + 1", "unknown character 'e'"),
+    ("0x1F + 1", "unknown character 'x'"),
+    ("+".join(["1"] * 200), "too long: this model takes 2 operands"),
+    ("9" * 1000 + " + 1", "out of the trained range"),
+    ("9" * 5000 + " + 1", "too long: more than 1024 bytes"),
+    (" " * 2000 + "1 + 1", "too long: more than 1024 bytes"),
+    ("0" * 30 + "1000 + 1", "out of the trained range"),
 ])
 def test_invalid_rows_get_a_reason_and_the_rest_are_answered(serve, text, reason):
     rows = call(serve, ["31 + 87", text, "5 / 10"])
@@ -61,8 +82,19 @@ def test_invalid_rows_get_a_reason_and_the_rest_are_answered(serve, text, reason
 
 
 def test_valid_forms(serve):
-    rows = call(serve, ["31+87", " 31  + 87 ", "007 + 1", "0 - 999", "10 / 3", "999+999"])
+    rows = call(serve, ["31+87", " 31  + 87 ", "007 + 1", "0 - 999", "10 / 3", "999+999",
+                        "\t31\n+\r87\x0b", "\x0c1/1", "0" * 900 + "5 + 5", "0 / 7"])
     assert all(r["valid"] for r in rows), rows
+
+
+def test_invalid_utf8_and_huge_batches_never_fail_the_batch(serve):
+    rows = [b"\xff\xfe + 1", b"1 + 1", b"\xc3", b"\xed\xa0\x80 + 1", b"2 / 0"] * 4000
+    out = serve(tf.constant(rows))
+    valid = out["valid"].numpy().reshape(4000, 5)
+    assert (valid == [False, True, False, False, False]).all()
+    errors = out["error"].numpy().reshape(4000, 5)
+    assert errors[0, 0].decode() == "unknown character U+FFFD"
+    assert errors[0, 4].decode() == "division by zero"
 
 
 def test_empty_batch_and_invalid_utf8(serve):
@@ -73,9 +105,17 @@ def test_empty_batch_and_invalid_utf8(serve):
     assert out["valid"].numpy().tolist() == [False, True]
 
 
+ALLOWED = set("0123456789+-*/ \t\n\r\x0b\x0c")
+
+
 def covered(text: str) -> bool:
-    """The reference: is this an equation the model covers? (pure Python, no TF)."""
-    if re.search(r"\d\s+\d", text):
+    """The reference: is this an equation the model covers? (pure Python, no TF)
+
+    Whitespace is ASCII's six characters; anything else not a digit or operator (Python's
+    wider notion of digits and spaces included) is an unknown character."""
+    if any(c not in ALLOWED for c in text) or len(text.encode()) > 1024:
+        return False
+    if re.search(r"[0-9][ \t\n\r\x0b\x0c]+[0-9]", text):
         return False
     try:
         e = eq.parse(text)
@@ -95,16 +135,30 @@ def covered(text: str) -> bool:
 
 
 equation_like = st.text(alphabet=st.sampled_from(list("0123456789+-*/ x.\t")), max_size=14)
+# Characters a fuzzer tries: NUL and controls, Python-only whitespace (\x1c-\x1f, U+0085,
+# U+00A0, U+2028, U+3000), unicode digits, full-width operators, format characters.
+tricky_char = st.sampled_from(list("\x00\x1c\x1f\x85\xa0\u2028\u3000\u200b\u202e\ufeff"
+                                   "١٢３４²½−＋×÷\x0b\x0c\r\n"))
+tricky = st.lists(st.one_of(st.sampled_from(list("0123456789+-*/ ")), tricky_char),
+                  max_size=12).map("".join)
+well_formed = st.builds(
+    lambda a, op, b, pad: f"{pad}{a}{pad}{op}{pad}{b}{pad}",
+    st.integers(0, 1200), st.sampled_from(list("+-*/")), st.integers(0, 1200),
+    st.sampled_from(["", " ", "  ", "\t", "\n", "\r\n", "\x0b"]))
+long_rows = st.builds(lambda n, tail: "0" * n + tail, st.integers(900, 1100),
+                      st.sampled_from(["1 + 1", "1000 + 1", "1 + 2 + 3"]))
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(equation_like, st.text(max_size=12)), min_size=1, max_size=8))
+@given(st.lists(st.one_of(equation_like, st.text(max_size=12), tricky, well_formed, long_rows),
+                min_size=1, max_size=8))
 def test_random_strings_never_crash_and_valid_means_covered(serve, rows):
     out = call(serve, rows)
     for text, row in zip(rows, out):
-        # Python's str.isdigit/\s are wider than the graph's ASCII rules: compare on ASCII.
-        expected = covered(text) if text.isascii() else False
+        expected = covered(text)
         assert row["valid"] is expected, (text, row)
         assert (row["error"] == "") is row["valid"]
         if not row["valid"]:
             assert row["result"] == "" and row["confidence"] == 0.0
+        else:
+            assert 0.0 <= row["confidence"] <= 1.0

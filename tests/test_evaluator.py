@@ -1,0 +1,245 @@
+"""The Evaluator's tables, pictures, exhaustive mode and blessing, on a model with known mistakes.
+
+``OracleModel`` is a stand-in for a trained network written in plain TensorFlow: its
+``greedy_decode`` reads the equation from the encoder ids, computes the answer with integer
+ops, and gets exactly the chosen equations wrong (by a chosen amount). So every figure the
+Evaluator prints can be checked against a count done here independently.
+"""
+
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import equations as eq
+from components import data as data_lib
+from components import evaluator, tokenizer
+from components.example_gen import run_example_gen
+from components.exporter import export_saved_model
+from components import pusher
+from pipeline.config import DataConfig, coverage_of, load_config
+
+OPERAND_MAX = 30
+OPERATORS = ["+", "-"]
+
+
+class OracleModel(tf.Module):
+    """Right on every equation except ``a == wrong_a`` with operator '+', where it answers
+    truth + ``offset``. Per-step probability 0.99 where right and 0.6 where wrong."""
+
+    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
+        super().__init__()
+        self.reverse = bool(coverage["reverse_output"])
+        self.wrong_a = wrong_a
+        self.offset = offset
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        chars = tf.gather(tf.constant([""] * len(tokenizer.SPECIALS) + list(tokenizer.CHARACTERS)),
+                          encoder_ids)
+        text = tf.strings.reduce_join(chars, axis=1)
+        numbers = tf.strings.split(tf.strings.regex_replace(text, r"[+\-*/]", " "))
+        values = tf.strings.to_number(numbers, out_type=tf.int64).to_tensor(shape=[None, 2])
+        a, b = values[:, 0], values[:, 1]
+        op = tf.strings.regex_replace(text, r"[0-9]", "")
+        result = tf.where(tf.equal(op, "+"), a + b,
+                          tf.where(tf.equal(op, "-"), a - b,
+                                   tf.where(tf.equal(op, "*"), a * b,
+                                            tf.math.floordiv(a, tf.maximum(b, 1)))))
+        wrong = tf.equal(op, "+") & tf.equal(a, self.wrong_a)
+        result = tf.where(wrong, result + self.offset, result)
+        _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
+        used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
+        p = tf.where(wrong, 0.6, 0.99)[:, None] * tf.ones([1, steps])
+        return ids, tf.where(used, p, 1.0)
+
+
+def small_config(tmp_path, **evaluator):
+    overrides = [f"task.data.operand_max={OPERAND_MAX}", "task.data.num_examples=600",
+                 "task.data.num_shards=2", f"task.data.operators={json.dumps(OPERATORS)}",
+                 f"pusher.serving_base={tmp_path / 'serving'}", "evaluator.threshold=0.9"]
+    overrides += [f"evaluator.{k}={v}" for k, v in evaluator.items()]
+    return load_config("smoke", overrides)
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    config = small_config(tmp_path_factory.mktemp("cfg"))
+    out = str(tmp_path_factory.mktemp("examples"))
+    run_example_gen(config.task.data, out)
+    return out
+
+
+def split_rows(examples_dir, split):
+    rows = []
+    for batch in data_lib.features_dataset(examples_dir, split, 512):
+        rows += zip(batch["equation"].numpy().astype(str), batch["result"].numpy().astype(str))
+    return rows
+
+
+def png_ok(path):
+    """A real PNG: signature, IHDR first, IEND last, every chunk's CRC right."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, kinds = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, kind
+        kinds.append(kind)
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_tables_histogram_worst_errors_and_pictures(tmp_path, examples):
+    config = small_config(tmp_path)
+    coverage = coverage_of(config)
+    out = tmp_path / "eval"
+    result = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples, str(out))
+    m = result["metrics"]
+
+    test = split_rows(examples, "test")
+    wrong = [(t, r) for t, r in test if t.startswith("7 + ")]
+    assert wrong, "the test split should hold some '7 + b' equations"
+    assert m["count"] == len(test) and m["wrong"] == len(wrong)
+    assert m["exact_match"] == pytest.approx(1 - len(wrong) / len(test))
+    plus = [t for t, _ in test if " + " in t]
+    assert m["per_operator"]["+"]["wrong"] == len(wrong)
+    assert m["per_operator"]["+"]["count"] == len(plus)
+    assert m["per_operator"]["-"] == {"exact_match": 1.0, "wrong": 0,
+                                      "count": len(test) - len(plus)}
+    # 7 is one digit: b < 10 lands in 1x1, b >= 10 in 1x2.
+    assert m["per_operand_digits"]["1x1"]["wrong"] == sum(int(t.split()[-1]) < 10 for t, _ in wrong)
+    assert m["per_operand_digits"]["1x2"]["wrong"] == sum(int(t.split()[-1]) >= 10 for t, _ in wrong)
+    assert m["per_operand_digits"]["2x2"]["wrong"] == 0
+    assert set(m["per_operand_digits"]) <= {"1x1", "1x2", "2x1", "2x2"}
+    # The truth of 7 + b (b <= 30) has 1 or 2 characters; '-' results such as '-23' have 3.
+    assert sum(v["wrong"] for v in m["per_result_length"].values()) == len(wrong)
+    assert m["per_result_length"]["1"]["wrong"] == sum(len(r) == 1 for _, r in wrong)
+    assert sum(v["count"] for v in m["per_result_length"].values()) == len(test)
+    # Every wrong answer is off by exactly 100.
+    assert m["error_sizes"]["100-999"] == len(wrong)
+    assert sum(m["error_sizes"].values()) == len(wrong)
+    assert {e["equation"] for e in m["worst_errors"]} <= {t for t, _ in wrong}
+    for e in m["worst_errors"]:
+        assert int(e["answer"]) - int(e["truth"]) == 100 and e["error_size"] == 100
+        assert e["truth"] == str(eq.parse(e["equation"]).result)
+        assert e["confidence"] == pytest.approx(0.6 ** (len(e["answer"]) + 1), rel=1e-4)
+
+    # Exhaustive: all 31 x 31 equations of each operator, split into seen / never seen.
+    ex = m["exhaustive"]
+    assert ex["count"] == 2 * 31 * 31 and ex["wrong"] == 31
+    assert ex["per_operand_digits"]["1x1"] == {"exact_match": 0.95, "count": 200, "wrong": 10}
+    assert ex["per_operand_digits"]["1x2"] == {"exact_match": 1 - 21 / 420, "count": 420,
+                                               "wrong": 21}
+    train = {t for t, _ in split_rows(examples, "train")}
+    seen_wrong = sum(f"7 + {b}" in train for b in range(31))
+    sv = ex["seen_vs_unseen"]
+    assert sv["seen_in_training"]["count"] == len(train)
+    assert sv["seen_in_training"]["wrong"] == seen_wrong
+    assert sv["never_seen"]["count"] == ex["count"] - len(train)
+    assert sv["never_seen"]["wrong"] == 31 - seen_wrong
+    # Never-seen equations of the test split are exactly those split_of puts in 'test'.
+    fractions = [config.task.data.split_fractions[s] for s in eq.SPLITS]
+    all_texts = [f"{a} {op} {b}" for op in OPERATORS for a in range(31) for b in range(31)]
+    assert sv["never_seen/test"]["count"] == sum(eq.split_of(t, fractions) == "test"
+                                                 for t in all_texts)
+
+    # Files: metrics.json, blessing.json, report.md, valid PNGs, TensorBoard images.
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["exhaustive"]["wrong"] == 31 and on_disk["count"] == len(test)
+    blessing = json.loads((out / "blessing.json").read_text())
+    assert blessing["blessed"] is True and blessing["baseline"] is None
+    assert any("threshold alone" in r for r in blessing["reasons"])
+    report = (out / "report.md").read_text()
+    assert "per operand length" in report and "| 1x2 |" in report and "`7 + " in report
+    for name in ("error_map_plus.png", "error_map_minus.png", "error_sizes.png"):
+        width, height = png_ok(out / name)
+        assert width >= 300 and height >= 200
+    tags = set()
+    for path in tf.io.gfile.glob(str(out / "logs" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"error_map_plus", "error_map_minus", "error_sizes", "evaluation_report"} <= tags
+
+
+def test_error_map_marks_the_wrong_cells():
+    """The plus map is red exactly in the column a = 7 (the rest right, green)."""
+    coverage = {"operators": ["+"], "operand_min": 0, "operand_max": 9, "num_operands": 2}
+    texts = [f"{a} + {b}" for a in range(10) for b in range(10)]
+    truths = [str(a + b) for a in range(10) for b in range(10)]
+    answers = [str(a + b + (100 if a == 7 else 0)) for a in range(10) for b in range(10)]
+    png = evaluator.error_map_pngs({"texts": texts, "answers": answers, "truths": truths,
+                                    "valid": [True] * 100}, coverage, "t")["+"]
+    image = tf.image.decode_png(png, channels=3).numpy().astype(int)
+    red = (image[..., 0] > 180) & (image[..., 1] < 90) & (image[..., 2] < 90)
+    green = (np.abs(image[..., 0] - 0x9F) < 8) & (np.abs(image[..., 1] - 0xD8) < 8)
+    assert red.sum() > 500 and green.sum() > 10 * red.sum() / 2
+    cols = np.nonzero(red.sum(axis=0) > 20)[0]  # the red column of the map
+    greens = np.nonzero(green.sum(axis=0) > 20)[0]
+    # Nine green columns of cells, one red one: the red lies between green ones.
+    assert greens.min() < cols.min() and cols.max() < greens.max()
+
+
+def test_exhaustive_is_skipped_when_the_space_is_too_big(tmp_path, examples):
+    config = small_config(tmp_path, exhaustive_max_equations=100)
+    coverage = coverage_of(config)
+    m = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
+                                 str(tmp_path / "e"))["metrics"]
+    assert m["exhaustive"] is None and "1922 equations" in m["exhaustive_skipped"]
+
+
+def test_error_size_buckets():
+    assert evaluator.error_size_bucket("118", "118") is None
+    assert evaluator.error_size_bucket("1903", "1003") == "100-999"  # the post's example
+    assert evaluator.error_size_bucket("119", "118") == "1"
+    assert evaluator.error_size_bucket("-5", "5") == "10-99"
+    assert evaluator.error_size_bucket("1-1", "0") == evaluator.NOT_A_NUMBER
+    assert evaluator.error_size_bucket("007", "7") == evaluator.NOT_A_NUMBER
+    assert evaluator.error_size_bucket("", "7", valid=False) == evaluator.NO_ANSWER
+    assert evaluator.error_size_bucket("99999", "1") == ">=10000"
+
+
+def test_regression_against_a_really_pushed_model_is_rejected(tmp_path, examples):
+    """Push an exact model; a worse candidate is then refused although it meets the
+    threshold, and a candidate as good is blessed against it."""
+    config = small_config(tmp_path, regression_margin=0.001, exhaustive_max_equations=0)
+    coverage = coverage_of(config)
+    perfect = OracleModel(coverage, wrong_a=-1)  # never wrong
+    first = evaluator.evaluate_model(config, perfect, coverage, examples, str(tmp_path / "e1"))
+    assert first["blessing"]["blessed"] is True and first["metrics"]["exact_match"] == 1.0
+    export = str(tmp_path / "export")
+    export_saved_model(perfect, coverage, first["metrics"], export)
+    pushed = pusher.run_pusher(export, first["blessing"], {"passed": True},
+                               config.pusher.serving_base, config.pusher.model_name, 3)
+    assert pushed["version"] == 1
+
+    worse = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
+                                     str(tmp_path / "e2"))
+    m, blessing = worse["metrics"], worse["blessing"]
+    assert m["exact_match"] >= config.evaluator.threshold  # meets the absolute bar ...
+    assert blessing["blessed"] is False  # ... but is worse than what is being served
+    assert blessing["baseline"]["version"] == 1 and blessing["baseline"]["exact_match"] == 1.0
+    assert any(r.startswith("regression") for r in blessing["reasons"])
+    on_disk = json.loads((tmp_path / "e2" / "blessing.json").read_text())
+    assert on_disk["blessed"] is False and on_disk["reasons"] == blessing["reasons"]
+
+    again = evaluator.evaluate_model(config, OracleModel(coverage, wrong_a=-1), coverage,
+                                     examples, str(tmp_path / "e3"))
+    assert again["blessing"]["blessed"] is True
+    assert any("not worse than the pushed model" in r for r in again["blessing"]["reasons"])
+
+
+def test_blessing_threshold_and_margin_edges():
+    assert evaluator.bless(0.999, 0.999, None, 0.0)["blessed"] is True
+    assert evaluator.bless(0.99899, 0.999, None, 0.5)["blessed"] is False
+    assert evaluator.bless(0.9990, 0.999, 0.9995, 0.0005)["blessed"] is True
+    out = evaluator.bless(0.9989, 0.9, 0.9995, 0.0005)
+    assert out["blessed"] is False and out["reasons"][0].startswith("exact match")

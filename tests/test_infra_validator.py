@@ -1,0 +1,111 @@
+"""InfraValidator: a good export passes with a report of what ran; a broken one is refused."""
+
+import json
+import os
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from components import infra_validator
+from components.exporter import export_saved_model
+from tests.test_evaluator import OracleModel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
+            "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
+
+
+def export(tmp_path, model, name="saved_model", metrics=None):
+    path = str(tmp_path / name)
+    export_saved_model(model, COVERAGE, metrics or {"exact_match": 1.0}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exact_export(tmp_path_factory):
+    return export(tmp_path_factory.mktemp("good"), OracleModel(COVERAGE, wrong_a=-1))
+
+
+def test_a_good_model_passes_and_the_report_says_what_ran(exact_export, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no tensorflow_model_server here
+    out = infra_validator.run_infra_validator(exact_export, COVERAGE, 0.999, str(tmp_path),
+                                              num_canaries=30)
+    assert out["passed"] is True, out["problems"]
+    report = out["report"]
+    assert report["canary_exact_match"] == 1.0
+    assert report["empty_batch_ok"] is True
+    assert report["huge_batch"]["same_answers_as_small_batch"] is True
+    assert report["imported_project_code"] == [] and report["keras_blocked"] is True
+    assert report["assets"]["coverage_json"] == COVERAGE
+    assert 0 < report["single_p50_ms"] < 2000
+    checks = " | ".join(out["checks"])
+    assert "30 canary answers" in checks and "hostile inputs rejected" in checks
+    assert "Keras blocked" in checks
+    assert "tensorflow_model_server not on PATH" in checks
+    # Every hostile row came back invalid with its specific reason.
+    hostile = infra_validator.hostile_for(COVERAGE)
+    rows = report["rows"][30:]
+    assert len(rows) == len(hostile) >= 30
+    for (text, reason), row in zip(hostile, rows):
+        assert row["valid"] is False and reason in row["error"], (text[:40], row)
+    on_disk = json.loads((tmp_path / "infra_blessing.json").read_text())
+    assert on_disk["passed"] is True and on_disk["checks"] == out["checks"]
+
+
+def test_a_model_broken_in_export_is_refused_with_a_clear_report(tmp_path):
+    """The network emits its digits in the wrong order (a reversed-output mix-up): loads
+    fine, rejects hostile rows fine, but the canaries' answers are wrong."""
+    broken = export(tmp_path, OracleModel({**COVERAGE, "reverse_output": False}, wrong_a=-1))
+    out = infra_validator.run_infra_validator(broken, COVERAGE, 0.999, str(tmp_path / "iv"))
+    assert out["passed"] is False
+    assert any(p.startswith("canary exact match") for p in out["problems"])
+    assert json.loads((tmp_path / "iv" / "infra_blessing.json").read_text())["passed"] is False
+
+
+@pytest.mark.slow
+def test_wrong_assets_and_slow_answers_are_refused(exact_export, tmp_path):
+    wider = {**COVERAGE, "operand_max": 999}  # assets say 0..99: not what is being pushed
+    out = infra_validator.run_infra_validator(exact_export, wider, 0.0, str(tmp_path),
+                                              max_latency_ms=0.001)
+    assert out["passed"] is False
+    assert any("assets/coverage.json" in p for p in out["problems"])
+    assert any("latency p50" in p and "pusher.infra_max_latency_ms" in p for p in out["problems"])
+
+
+FAKE_MODEL_SERVER = textwrap.dedent("""\
+    #!{python}
+    # Test double for tensorflow_model_server: same flags, served by the project's local
+    # TF Serving-compatible server (serving/server.py).
+    import os, sys
+    flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+    base = flags["model_base_path"].rstrip("/")
+    os.chdir({repo!r})
+    os.execv(sys.executable, [sys.executable, "-m", "serving.server",
+             "--model-base", os.path.dirname(base), "--model-name", flags["model_name"],
+             "--host", "127.0.0.1", "--rest-port", flags["rest_api_port"],
+             "--grpc-port", flags["port"], "--poll-seconds", "1"])
+    """)
+
+
+@pytest.mark.slow
+def test_with_a_model_server_on_path_rest_and_grpc_are_checked(exact_export, tmp_path,
+                                                               monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tensorflow_model_server"
+    fake.write_text(FAKE_MODEL_SERVER.format(python=sys.executable, repo=REPO))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", REPO)
+    out = infra_validator.run_infra_validator(exact_export, COVERAGE, 0.999, str(tmp_path / "iv"))
+    assert out["passed"] is True, (out["problems"], out["report"].get("model_server"))
+    ran = [c for c in out["checks"] if c.startswith("tensorflow_model_server:")]
+    assert ran == ["tensorflow_model_server: model status AVAILABLE over REST",
+                   "tensorflow_model_server: REST predict, row format",
+                   "tensorflow_model_server: REST predict, columnar format",
+                   "tensorflow_model_server: REST metadata",
+                   "tensorflow_model_server: gRPC Predict",
+                   "tensorflow_model_server: gRPC GetModelMetadata"]
+    assert out["report"]["model_server"]["binary"] == str(fake)
