@@ -3,6 +3,8 @@
   lstm-math run       [--config NAME|PATH] [--set k=v ...] [--pipeline-root DIR]
                       [--serving-base DIR] [--no-cache] [Beam options ...]
   lstm-math generate  [--config ...] [--set ...] --output DIR [Beam options ...]
+  lstm-math train     [--config ...] [--set ...] --examples DIR --output DIR  (resumable)
+  lstm-math tune      [--config ...] [--role chief|worker --oracle HOST:PORT --tuner-id ID]
   lstm-math component NAME [--config ...] [--set ...] [--pipeline-root DIR] ...
   lstm-math serve     --model-base DIR [...]          (TF Serving-compatible local server)
   lstm-math predict   "31 + 87" [...] [--via rest|grpc|saved-model]
@@ -77,6 +79,10 @@ def _summary(manifest: dict, config) -> str:
         lines.append(f"SavedModel:         {comps['Exporter']['properties']['saved_model']}")
     if ev:
         lines.append(f"Metrics:            {ev['metrics_file']}")
+        if ev.get("report"):
+            lines.append(f"Evaluation report:  {ev['report']}")
+        for picture in ev.get("pictures", []):
+            lines.append(f"Error map / plots:  {picture}")
     lines.append("")
     lines.append("Look at it:")
     lines.append(f"  tensorboard --logdir {root}      # then open http://localhost:6006")
@@ -152,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--output", required=True, help="directory (or gfile URL) for the shards")
     p.set_defaults(func=cmd_generate, beam_passthrough=True)
+
+    from components.trainer import add_train_arguments, run_train
+
+    p = sub.add_parser("train", help="train one model on ExampleGen shards (resumable; one "
+                                     "worker of a TF_CONFIG cluster)")
+    add_train_arguments(p)
+    p.set_defaults(func=lambda a, _: run_train(a), beam_passthrough=False)
 
     from components import tuner
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from components.equations import OPERATORS, max_equation_chars, max_result_chars
-from components.models import MODEL_FAMILIES, ModelHParams
+from components.models import MODEL_FAMILIES, ModelHParams, output_format_of
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -39,6 +39,9 @@ class DataConfig:
     )
     num_shards: int = 4
     compression: str = "GZIP"  # GZIP or NONE
+    # uniform: every equation of the space equally likely; stratified: draws shared equally
+    # over (operator combination, operand digit lengths) strata. Ignored when exhaustive.
+    sampling: str = "uniform"
 
 
 @dataclasses.dataclass
@@ -56,20 +59,32 @@ class TrainerConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the training split
     validation_steps: int = 0  # 0 = the whole validation split
     cache_dataset: bool = True
+    early_stopping_patience: int = 0  # stop after this many epochs without val exact-match gain; 0 = off
+    max_result_length: int = 0  # answer characters the model emits; 0 = derived from task.data
+    steps_per_loop: int = 20  # training steps per tf.function call (fewer Python round trips)
+    sample_predictions: int = 8  # validation equations decoded into TensorBoard each epoch
+    progress_every_s: float = 30.0  # progress line within an epoch at most this often
 
 
 @dataclasses.dataclass
 class TunerConfig:
-    enabled: bool = True
+    enabled: bool = True  # false: the Trainer trains trainer.model as configured
     algorithm: str = "random"  # random, bayesian or hyperband
+    # Budget: at most max_trials trials of `epochs` epochs (hyperband: its max_epochs) of
+    # steps_per_trial_epoch steps; no trial starts after max_seconds (null = no time limit).
     max_trials: int = 3
     epochs: int = 1
     steps_per_trial_epoch: int = 250
-    validation_steps: int = 20
+    validation_steps: int = 20  # 0 = the whole validation split
+    max_seconds: int | None = None
+    # trainer.model field -> list of choices, or a range {min, max, step?, sampling?}
+    # (sampling: linear, log or reverse_log) for the numeric ones.
     search_space: dict = dataclasses.field(
         default_factory=lambda: {"encoder_units": [64, 128], "decoder_units": [64, 128]}
     )
     seed: int = 7
+    hyperband_factor: int = 3
+    hyperband_iterations: int = 1
 
 
 @dataclasses.dataclass
@@ -78,6 +93,11 @@ class EvaluatorConfig:
     regression_margin: float = 0.001  # may be at most this much worse than the pushed model
     max_examples: int = 0  # 0 = the whole test split
     batch_size: int = 1024
+    num_worst_errors: int = 20  # how many of the worst errors metrics.json lists
+    # Evaluate every equation of the operand space when it has at most this many
+    # (10^6 = all of 0..999 addition); 0 = never.
+    exhaustive_max_equations: int = 1_000_000
+    exhaustive_batch_size: int = 4096
 
 
 @dataclasses.dataclass
@@ -85,6 +105,8 @@ class PusherConfig:
     model_name: str = "lstm_math"
     serving_base: str = "serving_models"
     keep_versions: int = 5
+    infra_canaries: int = 24  # canary equations with known answers sent by the InfraValidator
+    infra_max_latency_ms: float = 2000.0  # single-request p50 bound checked before a push
 
 
 @dataclasses.dataclass
@@ -268,6 +290,24 @@ def validate(config: PipelineConfig) -> None:
     _require(d.num_examples >= 1, "task.data.num_examples", "must be positive")
     _require(d.num_shards >= 1, "task.data.num_shards", "must be positive")
     _require(d.compression in ("GZIP", "NONE"), "task.data.compression", "GZIP or NONE")
+    from components.equations import MAX_EXHAUSTIVE, SAMPLING_SCHEMES, EquationSpace
+
+    _require(d.sampling in SAMPLING_SCHEMES, "task.data.sampling",
+             f"unknown scheme {d.sampling!r}; use {' or '.join(SAMPLING_SCHEMES)}")
+    _require(isinstance(d.seed, int) and 0 <= d.seed < 2**63, "task.data.seed",
+             "must be an integer in [0, 2**63)")
+    _require(len(set(d.operators)) ** (d.num_operands - 1) <= 65536, "task.data.num_operands",
+             "too many operator combinations (operators ** (num_operands - 1) > 65536)")
+    if d.operand_max >= d.operand_min >= 0 and d.num_operands >= 2 and d.operators and set(
+            d.operators) <= set(OPERATORS):
+        size = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max,
+                             d.num_operands).size
+        _require(size < 2**63, "task.data.operand_max",
+                 f"the equation space has {size} equations; at most 2**63 are supported")
+        if d.exhaustive:
+            _require(size <= MAX_EXHAUSTIVE, "task.data.exhaustive",
+                     f"the space has {size} equations, more than {MAX_EXHAUSTIVE} to enumerate; "
+                     "use num_examples instead")
     fr = d.split_fractions
     _require(
         set(fr) == {"train", "validation", "test"},
@@ -294,6 +334,22 @@ def validate(config: PipelineConfig) -> None:
     _require(t.batch_size >= 1, "trainer.batch_size", "must be positive")
     _require(t.lr_schedule in ("cosine", "constant"), "trainer.lr_schedule", "cosine or constant")
     _require(t.steps_per_epoch >= 0, "trainer.steps_per_epoch", "must be >= 0")
+    _require(t.validation_steps >= 0, "trainer.validation_steps", "must be >= 0")
+    _require(t.shuffle_buffer >= 0, "trainer.shuffle_buffer", "must be >= 0 (0 = no shuffling)")
+    _require(t.early_stopping_patience >= 0, "trainer.early_stopping_patience",
+             "must be >= 0 (0 = off)")
+    _require(t.steps_per_loop >= 1, "trainer.steps_per_loop", "must be positive")
+    _require(t.sample_predictions >= 0, "trainer.sample_predictions", "must be >= 0")
+    needed = max_result_chars(d.operators, d.operand_min, d.operand_max, d.num_operands)
+    _require(t.max_result_length == 0 or t.max_result_length >= needed,
+             "trainer.max_result_length",
+             f"{t.max_result_length} characters cannot hold every answer of task.data "
+             f"(operators {' '.join(d.operators)}, operands {d.operand_min}..{d.operand_max}: "
+             f"up to {needed} characters); raise it or use 0 to derive it")
+    _require(t.max_result_length >= 0, "trainer.max_result_length", "must be >= 0 (0 = derived)")
+    _require(not (m.family == "seed" and m.reverse_output), "trainer.model.reverse_output",
+             "the seed model emits the post's right-aligned answer, not a reversed one; "
+             "set it to false")
 
     tu = config.tuner
     _require(tu.algorithm in ("random", "bayesian", "hyperband"), "tuner.algorithm",
@@ -302,21 +358,77 @@ def validate(config: PipelineConfig) -> None:
         _require(tu.max_trials >= 1, "tuner.max_trials", "budget must be at least one trial")
         _require(tu.epochs >= 1, "tuner.epochs", "budget must be at least one epoch")
         _require(tu.steps_per_trial_epoch >= 1, "tuner.steps_per_trial_epoch", "must be positive")
+        _require(tu.validation_steps >= 0, "tuner.validation_steps", "must be >= 0 (0 = all)")
+        _require(tu.max_seconds is None or (
+            isinstance(tu.max_seconds, (int, float)) and not isinstance(tu.max_seconds, bool)
+            and tu.max_seconds > 0), "tuner.max_seconds",
+            f"time budget must be a positive number of seconds (null = no limit), "
+            f"got {tu.max_seconds!r}")
+        if tu.algorithm == "hyperband":
+            _require(tu.epochs >= 2, "tuner.epochs",
+                     "hyperband needs at least 2 epochs (its max_epochs) to cut trials short")
+            _require(tu.hyperband_factor >= 2, "tuner.hyperband_factor", "must be at least 2")
+            _require(tu.hyperband_iterations >= 1, "tuner.hyperband_iterations",
+                     "must be at least 1")
         _require(len(tu.search_space) > 0, "tuner.search_space", "empty search space")
-        known = {f.name for f in dataclasses.fields(ModelHParams)} - {"family"}
-        for name, values in tu.search_space.items():
-            _require(name in known, f"tuner.search_space.{name}",
-                     f"unknown hyperparameter; known: {', '.join(sorted(known))}")
-            _require(isinstance(values, list) and len(values) > 0,
-                     f"tuner.search_space.{name}", "must be a non-empty list of choices")
+        hints = typing.get_type_hints(ModelHParams)
+        kinds = {f.name: hints[f.name] for f in dataclasses.fields(ModelHParams)
+                 if hints[f.name] in (int, float, bool)}
+        checks = {"learning_rate": (lambda v: v > 0, "must be positive"),
+                  "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)")}
+
+        def is_num(v, kind):
+            ok = isinstance(v, (int, float)) if kind is float else isinstance(v, int)
+            return ok and not isinstance(v, bool)
+
+        for name, spec in tu.search_space.items():
+            field = f"tuner.search_space.{name}"
+            _require(name in kinds, field,
+                     f"unknown hyperparameter; known: {', '.join(sorted(kinds))}")
+            kind = kinds[name]
+            ok, what = checks.get(name, (lambda v: v >= 1, "must be at least 1"))
+            if isinstance(spec, dict):
+                _require(kind is not bool, field, "a range needs a numeric hyperparameter; "
+                                                  "list the choices instead")
+                _require(set(spec) <= {"min", "max", "step", "sampling"} and {"min", "max"}
+                         <= set(spec), field, "a range is {min, max, step?, sampling?}")
+                lo, hi = spec["min"], spec["max"]
+                _require(is_num(lo, kind) and is_num(hi, kind), field,
+                         f"min and max must be {kind.__name__}s")
+                _require(ok(lo) and ok(hi), field, f"values {what}")
+                _require(lo < hi, field, "min must be less than max")
+                _require(spec.get("sampling", "linear") in ("linear", "log", "reverse_log"),
+                         field, "sampling: linear, log or reverse_log")
+                _require(spec.get("step") is None or (is_num(spec["step"], kind)
+                                                      and spec["step"] > 0),
+                         field, "step must be a positive number")
+                continue
+            _require(isinstance(spec, list) and len(spec) > 0, field,
+                     "must be a non-empty list of choices or a range {min, max}")
+            for v in spec:
+                if kind is bool:
+                    _require(isinstance(v, bool), field, f"choices must be true or false, got {v!r}")
+                else:
+                    _require(is_num(v, kind), field,
+                             f"choices must be {kind.__name__}s, got {v!r}")
+                    _require(ok(v), field, f"choice {v!r} {what}")
+            _require(len(set(spec)) == len(spec), field, "duplicate choices")
 
     e = config.evaluator
     _require(0 <= e.threshold <= 1, "evaluator.threshold", "must be in [0, 1]")
     _require(e.regression_margin >= 0, "evaluator.regression_margin", "must be >= 0")
+    _require(e.max_examples >= 0, "evaluator.max_examples", "must be >= 0 (0 = all)")
+    _require(e.batch_size >= 1, "evaluator.batch_size", "must be positive")
+    _require(e.num_worst_errors >= 0, "evaluator.num_worst_errors", "must be >= 0")
+    _require(e.exhaustive_max_equations >= 0, "evaluator.exhaustive_max_equations",
+             "must be >= 0 (0 = never)")
+    _require(e.exhaustive_batch_size >= 1, "evaluator.exhaustive_batch_size", "must be positive")
     p = config.pusher
     _require(bool(p.model_name) and "/" not in p.model_name, "pusher.model_name",
              "must be a non-empty name without '/'")
     _require(p.keep_versions >= 1, "pusher.keep_versions", "must be at least 1")
+    _require(p.infra_canaries >= 1, "pusher.infra_canaries", "must be at least 1")
+    _require(p.infra_max_latency_ms > 0, "pusher.infra_max_latency_ms", "must be positive")
     _require(config.runtime.strategy in ("auto", "default", "mirrored", "multi_worker"),
              "runtime.strategy", "auto, default, mirrored or multi_worker")
 
@@ -330,9 +442,10 @@ def coverage_of(config: PipelineConfig) -> dict:
         "operand_max": d.operand_max,
         "num_operands": d.num_operands,
         "max_input_length": max_equation_chars(d.operand_max, d.num_operands),
-        "max_result_length": max_result_chars(d.operators, d.operand_min, d.operand_max,
-                                              d.num_operands),
+        "max_result_length": config.trainer.max_result_length or max_result_chars(
+            d.operators, d.operand_min, d.operand_max, d.num_operands),
         "reverse_output": config.trainer.model.reverse_output,
+        "output_format": output_format_of(config.trainer.model.family),
     }
 
 

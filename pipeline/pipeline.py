@@ -71,7 +71,9 @@ def _example_gen(ctx: Context) -> dict:
 
     stats = run_example_gen(ctx.config.task.data, ctx.output_dir, ctx.config.runtime.beam_args)
     return {"examples_dir": ctx.output_dir, "coverage": coverage_of(ctx.config),
-            "counts": {s: v["count"] for s, v in stats["splits"].items()}}
+            "counts": {s: v["count"] for s, v in stats["splits"].items()},
+            "stats_file": os.path.join(ctx.output_dir, "stats.json"),
+            "report": os.path.join(ctx.output_dir, "stats.html")}
 
 
 def _data_validation(ctx: Context) -> dict:
@@ -84,13 +86,17 @@ def _data_validation(ctx: Context) -> dict:
 def _tuner(ctx: Context) -> dict:
     import dataclasses as dc
 
-    from components.tuner import run_tuner
+    from components.tuner import role_from_env, run_tuner
 
     examples = ctx.inputs["ExampleGen"].properties
     if not ctx.config.tuner.enabled:
         return {"best": dc.asdict(ctx.config.trainer.model), "trials": [], "tuned": False}
+    if role_from_env() == "worker":
+        raise RuntimeError("KERASTUNER_* variables make this process a tuning worker; the chief "
+                           "writes the results: run workers with `lstm-math tune --role worker`")
+    # Continues a search interrupted in this directory (same config -> same directory).
     result = run_tuner(ctx.config, examples["examples_dir"], examples["coverage"], ctx.output_dir)
-    return {**result, "tuned": True, "tensorboard": os.path.join(ctx.output_dir, "logs")}
+    return {**result, "tuned": True}
 
 
 def _trainer(ctx: Context) -> dict:
@@ -109,9 +115,15 @@ def _evaluator(ctx: Context) -> dict:
 
     result = run_evaluator(ctx.config, ctx.inputs["Trainer"].properties["model_dir"],
                            ctx.inputs["ExampleGen"].properties["examples_dir"], ctx.output_dir)
-    metrics = {k: v for k, v in result["metrics"].items() if k != "errors"}
+    metrics = {k: v for k, v in result["metrics"].items() if k != "worst_errors"}
+    if metrics.get("exhaustive"):
+        metrics["exhaustive"] = {k: v for k, v in metrics["exhaustive"].items()
+                                 if k != "worst_errors"}
     return {"metrics": metrics, "blessing": result["blessing"],
-            "metrics_file": os.path.join(ctx.output_dir, "metrics.json")}
+            "metrics_file": os.path.join(ctx.output_dir, "metrics.json"),
+            "report": os.path.join(ctx.output_dir, "report.md"),
+            "pictures": [os.path.join(ctx.output_dir, p) for p in metrics.get("pictures", [])],
+            "tensorboard": os.path.join(ctx.output_dir, "logs")}
 
 
 def _exporter(ctx: Context) -> dict:
@@ -125,9 +137,12 @@ def _infra_validator(ctx: Context) -> dict:
     from components.infra_validator import run_infra_validator
 
     exported = ctx.inputs["Exporter"].properties
+    p = ctx.config.pusher
     return run_infra_validator(exported["saved_model"], exported["coverage"],
                                ctx.config.evaluator.threshold, ctx.output_dir,
-                               timeout_s=ctx.config.runtime.infra_validation_timeout_s)
+                               timeout_s=ctx.config.runtime.infra_validation_timeout_s,
+                               num_canaries=p.infra_canaries,
+                               max_latency_ms=p.infra_max_latency_ms, model_name=p.model_name)
 
 
 def _pusher(ctx: Context) -> dict:
@@ -147,11 +162,14 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
             Node("ExampleGen", _example_gen, (), ("task.data",)),
             Node("DataValidation", _data_validation, ("ExampleGen",), ()),
             Node("Tuner", _tuner, ("ExampleGen", "DataValidation"),
-                 ("tuner", "trainer.model", "trainer.batch_size", "trainer.shuffle_buffer")),
+                 ("tuner", "trainer.model", "trainer.batch_size", "trainer.shuffle_buffer",
+                  "trainer.lr_schedule")),
             Node("Trainer", _trainer, ("ExampleGen", "Tuner"), ("trainer",)),
             Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"), ("evaluator",)),
             Node("Exporter", _exporter, ("Trainer", "Evaluator"), ()),
-            Node("InfraValidator", _infra_validator, ("Exporter",), ("evaluator.threshold",)),
+            Node("InfraValidator", _infra_validator, ("Exporter",),
+                 ("evaluator.threshold", "pusher.infra_canaries", "pusher.infra_max_latency_ms",
+                  "pusher.model_name")),
             Node("Pusher", _pusher, ("Exporter", "Evaluator", "InfraValidator"), ("pusher",),
                  fingerprint_extra=lambda c: os.path.abspath(c.pusher.serving_base)),
         ],

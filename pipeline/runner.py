@@ -28,7 +28,7 @@ from pipeline.pipeline import Artifact, Context, Pipeline
 log = logging.getLogger(__name__)
 
 # Bump when a component's outputs change meaning, so old cached artifacts are not reused.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 def _section(config: PipelineConfig, dotted: str):
@@ -98,6 +98,8 @@ class LocalRunner:
         for node in pipeline.nodes:
             if only and node.name not in only:
                 # Another step's turn: take this one's latest complete artifact as input.
+                if any(k not in artifacts for k in node.inputs):
+                    continue  # downstream of a step that has not run: not needed
                 fp = self.fingerprint(pipeline, node.name, artifacts)
                 cached = self.load_cached(node.name, fp)
                 if cached is None:
