@@ -101,7 +101,7 @@ def main() -> int:
                         help="comma-separated subset of the rows")
     parser.add_argument("--workdir", help="where shards go (default: a temporary directory)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(force=True, level=logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
     config = load_config(args.config, args.overrides + [f"task.data.num_examples={args.num_examples}"])

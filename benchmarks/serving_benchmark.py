@@ -167,7 +167,7 @@ def main(argv=None):
     parser.add_argument("--num-batch-threads", type=int, default=0,
                         help="0 = the server's default")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(force=True, level=logging.WARNING)
 
     from serving.server import ModelServer
     model_base = args.model_base or _fixture_model_base()

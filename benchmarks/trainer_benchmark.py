@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=40, help="training steps per cell")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(force=True, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     config = load_config(args.config, ["task.data.num_examples=30000"] + args.overrides)
     if args.examples:

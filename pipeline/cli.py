@@ -27,6 +27,7 @@ log = logging.getLogger("lstm_math")
 
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
+        force=True,
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",

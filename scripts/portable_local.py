@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "generate":
         print(__doc__, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+    logging.basicConfig(force=True, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     sys.path.insert(0, REPO)
     from pipeline import cli

@@ -1132,7 +1132,7 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / SIGINT, then shut down gracefully. Returns the exit status."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        logging.basicConfig(force=True, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
         logging.getLogger("lstm_math").setLevel(

@@ -21,6 +21,9 @@ def test_every_stage_ran_and_wrote_its_artifacts(smoke_run):
     # Where to look is printed at the end.
     out = smoke_run["stdout"]
     assert "tensorboard --logdir" in out and "saved_model_cli show" in out
+    # Progress is logged at INFO even when an import configured logging first.
+    for step in ("ExampleGen: done", "Tuner:", "Trainer: done", "Evaluator:", "Pusher: pushed"):
+        assert step in smoke_run["stderr"], step
 
 
 def test_shards_for_all_splits_and_no_leakage(smoke_run):
