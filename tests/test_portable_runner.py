@@ -1,6 +1,5 @@
 """Beam's portability framework (job service + external worker pool), as a cluster runs it."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -9,19 +8,12 @@ import pytest
 
 from components.example_gen import run_example_gen
 from pipeline.config import load_config
+from tests.test_example_gen import digest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ["task.data.operators=['+', '-', '*', '/']", "task.data.num_operands=3",
              "task.data.num_examples=6000", "task.data.num_shards=3",
              "task.data.sampling=stratified"]
-
-
-def digest(directory):
-    out = {}
-    for name in sorted(os.listdir(directory)):
-        with open(os.path.join(directory, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 @pytest.mark.slow
