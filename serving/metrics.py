@@ -114,20 +114,14 @@ class Metrics:
         """The Prometheus text exposition format (version 0.0.4)."""
         out = []
         with self._lock:
-            for name, series in sorted(self._counters.items()):
-                full = f"{self.prefix}_{name}"
-                if name in self._help:
-                    out.append(f"# HELP {full} {self._help[name]}")
-                out.append(f"# TYPE {full} counter")
-                for key, value in sorted(series.items()):
-                    out.append(f"{full}{_fmt_labels(key)} {value:g}")
-            for name, series in sorted(self._gauges.items()):
-                full = f"{self.prefix}_{name}"
-                if name in self._help:
-                    out.append(f"# HELP {full} {self._help[name]}")
-                out.append(f"# TYPE {full} gauge")
-                for key, value in sorted(series.items()):
-                    out.append(f"{full}{_fmt_labels(key)} {value:g}")
+            for kind, table in (("counter", self._counters), ("gauge", self._gauges)):
+                for name, series in sorted(table.items()):
+                    full = f"{self.prefix}_{name}"
+                    if name in self._help:
+                        out.append(f"# HELP {full} {self._help[name]}")
+                    out.append(f"# TYPE {full} {kind}")
+                    for key, value in sorted(series.items()):
+                        out.append(f"{full}{_fmt_labels(key)} {value:g}")
             for name, series in sorted(self._histograms.items()):
                 full = f"{self.prefix}_{name}"
                 if name in self._help:
