@@ -96,6 +96,12 @@ def compile_model(hparams: ModelHParams, coverage: dict, total_steps: int,
     return model
 
 
+def seed_weights(seed: int | None) -> None:
+    """Seeds Python, NumPy and TF so the next model built gets the same initial weights."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+
 def steps_for(count: int, batch_size: int) -> int:
     return max(1, math.ceil(count / batch_size))
 
@@ -319,6 +325,7 @@ def run_trainer(config, examples_dir: str, base_coverage: dict, hparams: ModelHP
         examples_dir, "validation", coverage, batch_size, cache=t.cache_dataset, repeat=True,
         drop_remainder=True, with_operator=True)
 
+    seed_weights(getattr(t, "seed", None))
     with strategy.scope():
         model = compile_model(hparams, coverage, steps_per_epoch * t.epochs, t.lr_schedule)
         model.optimizer.build(model.trainable_variables)

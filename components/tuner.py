@@ -49,7 +49,8 @@ import tensorflow as tf
 
 from components import data as data_lib
 from components.models import ModelHParams
-from components.trainer import choose_strategy, compile_model, model_coverage, steps_for
+from components.trainer import (choose_strategy, compile_model, model_coverage, seed_weights,
+                                steps_for)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
 
     def build(self, hp):
         hparams = self.hparams_from(hp)
+        seed_weights(getattr(self.config.trainer, "seed", None))  # same start for every trial
         return compile_model(hparams, self.coverage_for(hparams), self.total_steps,
                              self.config.trainer.lr_schedule)
 

@@ -64,6 +64,10 @@ class TrainerConfig:
     steps_per_loop: int = 20  # training steps per tf.function call (fewer Python round trips)
     sample_predictions: int = 8  # validation equations decoded into TensorBoard each epoch
     progress_every_s: float = 30.0  # progress line within an epoch at most this often
+    # Seeds Python, NumPy and TF (keras.utils.set_random_seed) before the model is built:
+    # the same seed gives the same initial weights (and the same ones for every tuner trial).
+    # null = unseeded.
+    seed: int | None = None
 
 
 @dataclasses.dataclass
@@ -340,6 +344,9 @@ def validate(config: PipelineConfig) -> None:
              "must be >= 0 (0 = off)")
     _require(t.steps_per_loop >= 1, "trainer.steps_per_loop", "must be positive")
     _require(t.sample_predictions >= 0, "trainer.sample_predictions", "must be >= 0")
+    _require(t.seed is None or (isinstance(t.seed, int) and not isinstance(t.seed, bool)
+                                and 0 <= t.seed < 2**32), "trainer.seed",
+             f"an integer in [0, 2**32) or null (unseeded), got {t.seed!r}")
     needed = max_result_chars(d.operators, d.operand_min, d.operand_max, d.num_operands)
     _require(t.max_result_length == 0 or t.max_result_length >= needed,
              "trainer.max_result_length",

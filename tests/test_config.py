@@ -25,6 +25,8 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("override,field", [
     ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.seed=-1", "trainer.seed"),
+    ("trainer.seed=true", "trainer.seed"),
     ("trainer.epochs=three", "trainer.epochs"),
     ("trainer.epoch=3", "trainer.epoch"),
     ("task.data.operators=['%']", "task.data.operators"),

@@ -111,6 +111,27 @@ def test_trial_datasets_are_built_for_the_trials_reversal(examples):
         assert as_read == [r[::-1] if reverse else r for r in results]
 
 
+def test_seeded_trials_start_from_the_same_weights(examples):
+    """trainer.seed: every trial's model starts from the same initial weights, so trials are
+    compared on their hyperparameters, not on the luck of their initialization."""
+    import keras_tuner as kt
+    import numpy as np
+
+    from components.tuner import Seq2SeqHyperModel
+
+    def initial_weights(seed):
+        config = load_config("smoke", [f"trainer.seed={seed}"])
+        hm = Seq2SeqHyperModel(config, examples, coverage_of(config))
+        return [w.numpy() for w in hm.build(kt.HyperParameters()).weights]
+
+    first, second = initial_weights(3), initial_weights(3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    other = initial_weights(4)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+    unseeded = initial_weights("null")
+    assert not all(np.array_equal(a, b) for a, b in zip(first, unseeded, strict=True))
+
+
 @pytest.fixture(scope="module")
 def search(examples, tmp_path_factory):
     """A real 2-trial random search over units, reversal and learning rate."""
