@@ -92,3 +92,31 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
         equation=tf.constant(["31 + 87", "1 + x"]))
     assert served["valid"].numpy().tolist() == [True, False]
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["trainer.model.attention=false"], ["trainer.model.encoder_layers=2"]])
+def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
+    """The serving decoder (the LSTM cell step by step) computes what the training graph
+    (the LSTM layer over the whole sequence) computes: fed its own tokens as decoder
+    inputs, the trained call picks the same token at every step with the same probability."""
+    config = load_config("smoke", ["trainer.seed=5", "trainer.model.encoder_units=24",
+                                   "trainer.model.decoder_units=20"] + overrides)
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    keras.utils.set_random_seed(5)
+    model = compile_model(hp, coverage, 10)
+    rng = np.random.default_rng(0)
+    equations = tf.constant([f"{a}+{b}" for a, b in rng.integers(0, 100, (300, 2))])
+    ids = tok.encode_equations(equations, coverage["max_input_length"])
+    steps = coverage["max_result_length"] + 1
+    tokens, probs = (t.numpy() for t in model.greedy_decode(ids, steps))
+    assert tokens.shape == probs.shape == (300, steps)
+    decoder_in = np.concatenate([np.full((300, 1), tok.START_ID), tokens[:, :-1]], axis=1)
+    p = tf.nn.softmax(model((ids, tf.constant(decoder_in, tf.int32)), training=False)).numpy()
+    top2 = np.sort(p, axis=-1)[..., -2:]
+    tie = (top2[..., 1] - top2[..., 0]) < 1e-5  # float rounding may flip a near-tie
+    assert np.all((p.argmax(-1) == tokens) | tie)
+    assert (p.argmax(-1) == tokens).mean() > 0.99
+    chosen = np.take_along_axis(p, tokens[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(probs, chosen, atol=1e-5)
