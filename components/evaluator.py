@@ -434,7 +434,8 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
 
     e = config.evaluator
     tf.io.gfile.makedirs(output_dir)
-    serve = build_serving_function(model, coverage)
+    # the function the Exporter exports, XLA or not: what is measured is what is served
+    serve = build_serving_function(model, coverage, jit_compile=config.exporter.jit_compile)
     metrics = evaluate_fn(serve, examples_dir, e.batch_size, e.max_examples, e.num_worst_errors)
     test_rows = metrics.pop("_rows")
 

@@ -16,20 +16,58 @@ import tempfile
 
 import tensorflow as tf
 
+from serving.server import WARMUP_FILE
 from serving.signature import build_serving_function
 
 log = logging.getLogger(__name__)
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, coverage: dict, asset_paths: dict):
+    def __init__(self, model, coverage: dict, asset_paths: dict, jit_compile: bool = False):
         super().__init__()
         self.model = model
-        self.serve = build_serving_function(model, coverage)
+        self.serve = build_serving_function(model, coverage, jit_compile=jit_compile)
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
 
 
-def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: str) -> str:
+def warmup_equations(coverage: dict, batch_size: int) -> list[str]:
+    """Valid equations of the model's space (the warm-up must run the decoder)."""
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    operators, n = coverage["operators"], int(coverage["num_operands"])
+    rows = []
+    for i in range(batch_size):
+        operands = [str(low + (i * 37 + k * 101) % (high - low + 1)) for k in range(n)]
+        op = operators[i % len(operators)]
+        if op == "/":
+            operands = [o if k == 0 or o != "0" else str(max(low, 1)) for k, o in
+                        enumerate(operands)]
+        rows.append(f" {op} ".join(operands))
+    return rows
+
+
+def write_warmup_requests(export_dir: str, coverage: dict, batch_sizes, model_name: str):
+    """TF Serving's SavedModel warm-up file: one PredictionLog per batch size, replayed by
+    tensorflow_model_server (and `lstm-math serve`) before the version takes traffic."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in batch_sizes:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name,
+                                               signature_name="serving_default"))
+            request.inputs["equation"].CopyFrom(
+                tf.make_tensor_proto(warmup_equations(coverage, size), dtype=tf.string))
+            log_entry = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log_entry.SerializeToString())
+    return path
+
+
+def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: str,
+                       jit_compile: bool = False, warmup_batch_sizes=(),
+                       model_name: str = "lstm_math") -> str:
     staging = tempfile.mkdtemp(prefix="lstm-math-assets-")
     try:
         paths = {}
@@ -37,15 +75,19 @@ def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: 
             paths[name.replace(".", "_")] = os.path.join(staging, name)
             with open(paths[name.replace(".", "_")], "w") as f:
                 json.dump(content, f, indent=2)
-        module = ServingModule(model, coverage, paths)
+        module = ServingModule(model, coverage, paths, jit_compile=jit_compile)
         tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("Exporter: SavedModel written to %s", export_dir)
+    if warmup_batch_sizes:
+        write_warmup_requests(export_dir, coverage, warmup_batch_sizes, model_name)
+    log.info("Exporter: SavedModel written to %s (XLA decoder: %s, warm-up batch sizes: %s)",
+             export_dir, "on" if jit_compile else "off", list(warmup_batch_sizes) or "none")
     return export_dir
 
 
-def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str) -> dict:
+def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str,
+                 jit_compile: bool = False, warmup_batch_sizes=()) -> dict:
     from components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
@@ -57,5 +99,6 @@ def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str) ->
     export_dir = os.path.join(output_dir, "saved_model")
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
-    export_saved_model(model, coverage, metrics, export_dir)
-    return {"saved_model": export_dir, "coverage": coverage}
+    export_saved_model(model, coverage, metrics, export_dir, jit_compile=jit_compile,
+                       warmup_batch_sizes=warmup_batch_sizes)
+    return {"saved_model": export_dir, "coverage": coverage, "jit_compile": jit_compile}

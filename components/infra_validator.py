@@ -156,7 +156,8 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
         grpc_port, rest_port = _free_port(), _free_port()
         cmd = [binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                "--rest_api_num_threads=2", f"--model_name={model_name}",
-               f"--model_base_path={model_base}", "--file_system_poll_wait_seconds=1"]
+               f"--model_base_path={model_base}", "--file_system_poll_wait_seconds=1",
+               "--xla_cpu_compilation_enabled=true", "--enable_model_warmup=true"]
         details["command"] = " ".join(cmd)
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,

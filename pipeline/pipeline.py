@@ -129,8 +129,10 @@ def _evaluator(ctx: Context) -> dict:
 def _exporter(ctx: Context) -> dict:
     from components.exporter import run_exporter
 
+    x = ctx.config.exporter
     return run_exporter(ctx.inputs["Trainer"].properties["model_dir"],
-                        ctx.inputs["Evaluator"].uri, ctx.output_dir)
+                        ctx.inputs["Evaluator"].uri, ctx.output_dir,
+                        jit_compile=x.jit_compile, warmup_batch_sizes=x.warmup_batch_sizes)
 
 
 def _infra_validator(ctx: Context) -> dict:
@@ -163,10 +165,11 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
             Node("DataValidation", _data_validation, ("ExampleGen",), ()),
             Node("Tuner", _tuner, ("ExampleGen", "DataValidation"),
                  ("tuner", "trainer.model", "trainer.batch_size", "trainer.shuffle_buffer",
-                  "trainer.lr_schedule")),
+                  "trainer.lr_schedule", "trainer.seed")),
             Node("Trainer", _trainer, ("ExampleGen", "Tuner"), ("trainer",)),
-            Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"), ("evaluator",)),
-            Node("Exporter", _exporter, ("Trainer", "Evaluator"), ()),
+            Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"),
+                 ("evaluator", "exporter.jit_compile")),
+            Node("Exporter", _exporter, ("Trainer", "Evaluator"), ("exporter",)),
             Node("InfraValidator", _infra_validator, ("Exporter",),
                  ("evaluator.threshold", "pusher.infra_canaries", "pusher.infra_max_latency_ms",
                   "pusher.model_name")),

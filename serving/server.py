@@ -54,6 +54,9 @@ except ImportError:  # pragma: no cover - only when run as a plain script
     from metrics import BATCH_SIZE_BUCKETS, Metrics  # type: ignore
 
 logger = logging.getLogger("lstm_math.serving")
+# TF Serving's SavedModel warm-up file, and the most records it replays.
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_REQUESTS = 1000
 
 DEFAULT_MODEL_NAME = "lstm_math"
 DEFAULT_SIGNATURE = "serving_default"
@@ -127,7 +130,7 @@ class Servable:
     """A loaded SavedModel version with its batcher and a reference count."""
 
     def __init__(self, name: str, version: int, path: str, batching: Optional[Dict[str, Any]],
-                 metrics: Metrics):
+                 metrics: Metrics, model_warmup: bool = True):
         self.name = name
         self.version = version
         self.path = path
@@ -151,6 +154,7 @@ class Servable:
                 self._signature_def_from_function())
         # Warm up: trace/allocate before the first real request is swapped onto this version.
         self._run([b"0 + 0"])
+        self.warmup_requests = self._replay_warmup() if model_warmup else 0
         self._lock = threading.Lock()
         self._refs = 0
         self._idle = threading.Condition(self._lock)
@@ -175,6 +179,29 @@ class Servable:
             info.dtype = spec.dtype.as_datatype_enum
             info.tensor_shape.CopyFrom(spec.shape.as_proto())
         return sig
+
+    def _replay_warmup(self) -> int:
+        """Runs the SavedModel's TF Serving warm-up requests (assets.extra/
+        tf_serving_warmup_requests, PredictionLog records), as tensorflow_model_server does
+        before a version takes traffic: an XLA-compiled model compiles here, not on a
+        client's request. Returns how many requests ran."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        start, count = time.perf_counter(), 0
+        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_REQUESTS):
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            inputs = entry.predict_log.request.inputs
+            if entry.WhichOneof("log_type") != "predict_log" or self.input_key not in inputs:
+                raise ValueError(f"{path}: warm-up record {count + 1} is not a Predict request "
+                                 f"with input '{self.input_key}'")
+            self._run([bytes(r) for r in tf.make_ndarray(inputs[self.input_key]).reshape(-1)])
+            count += 1
+        logger.info("%s version %d: %d warm-up requests replayed in %.1fs", self.name,
+                    self.version, count, time.perf_counter() - start)
+        return count
 
     def _run(self, rows: List[bytes]) -> Dict[str, np.ndarray]:
         out = self.fn(**{self.input_key: tf.constant(rows, dtype=tf.string, shape=[len(rows)])})
@@ -242,8 +269,10 @@ class ModelManager:
 
     def __init__(self, model_base: str, model_name: str = DEFAULT_MODEL_NAME,
                  num_versions: int = 2, poll_seconds: float = DEFAULT_POLL_SECONDS,
-                 batching: Optional[Dict[str, Any]] = None, metrics: Optional[Metrics] = None):
+                 batching: Optional[Dict[str, Any]] = None, metrics: Optional[Metrics] = None,
+                 model_warmup: bool = True):
         self.model_base = model_base
+        self.model_warmup = model_warmup
         self.model_name = model_name
         self.model_dir = os.path.join(model_base, model_name)
         self.num_versions = max(1, int(num_versions))
@@ -323,7 +352,8 @@ class ModelManager:
             path = os.path.join(self.model_dir, str(version))
             try:
                 logger.info("loading %s version %d from %s", self.model_name, version, path)
-                servable = Servable(self.model_name, version, path, self.batching, self.metrics)
+                servable = Servable(self.model_name, version, path, self.batching, self.metrics,
+                                    model_warmup=self.model_warmup)
             except Exception as exc:  # noqa: BLE001 - record it, keep serving what we have
                 with self._lock:
                     self._loading = None
@@ -937,7 +967,8 @@ class ModelServer:
                  num_batch_threads: int = 0, max_enqueued_batches: int = 100,
                  adaptive_batch_timeout: bool = True, poll_seconds: float = DEFAULT_POLL_SECONDS,
                  num_versions: int = 2, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 grpc_max_workers: int = 64, metrics: Optional[Metrics] = None):
+                 grpc_max_workers: int = 64, metrics: Optional[Metrics] = None,
+                 model_warmup: bool = True):
         self.host = host
         self.model_name = model_name
         self.max_request_bytes = int(max_request_bytes)
@@ -953,7 +984,7 @@ class ModelServer:
         self.batching = batching
         self.manager = ModelManager(model_base, model_name, num_versions=num_versions,
                                     poll_seconds=poll_seconds, batching=batching,
-                                    metrics=self.metrics)
+                                    metrics=self.metrics, model_warmup=model_warmup)
         self._rest_port_req = rest_port
         self._grpc_port_req = grpc_port
         self._grpc_max_workers = grpc_max_workers
@@ -1101,6 +1132,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "only while other requests are arriving)")
     parser.add_argument("--no-batching", action="store_true",
                         help="run each request on its own")
+    parser.add_argument("--no-model-warmup", action="store_true",
+                        help="do not replay the SavedModel's assets.extra/"
+                             "tf_serving_warmup_requests at load (TF Serving's "
+                             "--enable_model_warmup=false)")
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
                         help="how often to look for new versions (default %(default)s)")
     parser.add_argument("--num-versions", type=int, default=2,
@@ -1126,7 +1161,7 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
         max_enqueued_batches=args.max_enqueued_batches,
         adaptive_batch_timeout=not args.strict_batch_timeout,
         poll_seconds=args.poll_seconds, num_versions=args.num_versions,
-        max_request_bytes=args.max_request_bytes)
+        max_request_bytes=args.max_request_bytes, model_warmup=not args.no_model_warmup)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ WHITESPACE = r"[ \t\n\r\f\v]"
 # bounded, so a megabyte of text is a clear "too long" instead of work for the regexes.
 MAX_INPUT_BYTES = 1024
 _HEX = "0123456789ABCDEF"
+# Batch sizes the XLA-compiled decoder is compiled for (see bucket_size).
+JIT_BATCH_BUCKETS = tuple(2 ** k for k in range(11))  # 1, 2, 4, ..., 1024
 
 
 def _char_class(chars: str) -> str:
@@ -124,21 +126,51 @@ def validate(equation: tf.Tensor, coverage: dict):
     return valid, reason, canonical
 
 
-def build_serving_function(model, coverage: dict):
-    """The ``serving_default`` function for a trained model and what it covers."""
+def bucket_size(rows: tf.Tensor) -> tf.Tensor:
+    """The batch size the XLA-compiled decoder runs at for ``rows`` rows: the next power of
+    two up to 1024, then the next multiple of 1024. XLA compiles once per shape; buckets
+    bound the compilations (and the warm-up requests that pre-pay them) to a handful."""
+    buckets = tf.constant(JIT_BATCH_BUCKETS, tf.int32)
+    index = tf.searchsorted(buckets, tf.reshape(rows, [1]), side="left")[0]
+    largest = JIT_BATCH_BUCKETS[-1]
+    return tf.where(rows > largest, (rows + largest - 1) // largest * largest,
+                    tf.gather(buckets, tf.minimum(index, len(JIT_BATCH_BUCKETS) - 1)))
+
+
+def build_serving_function(model, coverage: dict, jit_compile: bool = False):
+    """The ``serving_default`` function for a trained model and what it covers.
+
+    ``jit_compile``: the numeric core (token ids -> answer ids and probabilities) is
+    compiled with XLA, fusing each decoder step into a few kernels (about 2x the throughput
+    on CPU), run at bucketed batch sizes (``bucket_size``; padding rows are cut off again).
+    The string work (validation, tokenizing, detokenizing) stays in plain TF ops. Real TF
+    Serving runs such a model only with ``--xla_cpu_compilation_enabled=true``.
+    """
     max_input = int(coverage["max_input_length"])
     steps = int(coverage["max_result_length"]) + 1
     reverse = bool(coverage["reverse_output"])
     placeholder = "+".join(["0"] * int(coverage["num_operands"]))
+
+    def decode(ids):
+        out_ids, probs = model.greedy_decode(ids, steps)
+        return tf.convert_to_tensor(out_ids), tf.cast(tf.convert_to_tensor(probs), tf.float32)
+
+    if jit_compile:
+        compiled = tf.function(decode, jit_compile=True, reduce_retracing=True)
+
+        def decode(ids):  # noqa: F811 - the bucketed XLA version of the same computation
+            rows = tf.shape(ids)[0]
+            padded = tf.pad(ids, [[0, bucket_size(rows) - rows], [0, 0]],
+                            constant_values=tokenizer.PAD_ID)
+            out_ids, probs = compiled(padded)
+            return out_ids[:rows], probs[:rows]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")])
     def serve(equation):
         valid, error, canonical = validate(equation, coverage)
         model_input = tf.where(valid, canonical, placeholder)
         ids = tokenizer.encode_equations(model_input, max_input)
-        out_ids, probs = model.greedy_decode(ids, steps)
-        out_ids = tf.convert_to_tensor(out_ids)
-        probs = tf.cast(tf.convert_to_tensor(probs), tf.float32)
+        out_ids, probs = decode(ids)
         lengths = tokenizer.result_lengths(out_ids)
         used = tf.sequence_mask(lengths, steps, dtype=tf.float32)
         confidence = tf.exp(tf.reduce_sum(tf.math.log(tf.maximum(probs, 1e-30)) * used, axis=1))

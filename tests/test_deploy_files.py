@@ -155,6 +155,12 @@ def test_docker_compose(compose):
         assert mounts[opts[flag]] == f"./{local}"
     assert opts["enable_batching"] in ("true", "1")
     assert int(opts["file_system_poll_wait_seconds"]) >= 1
+    # the default export XLA-compiles the decoder and ships warm-up requests: TF Serving
+    # refuses XLA without this flag, and replays the warm-up only when enabled
+    from pipeline.config import load_config
+    assert load_config("default").exporter.jit_compile is True
+    assert opts["xla_cpu_compilation_enabled"] == "true"
+    assert opts["enable_model_warmup"] == "true"
     base_path = text_format.Parse(read("models.config"), model_server_config_pb2.
                                   ModelServerConfig()).model_config_list.config[0].base_path
     assert base_path.startswith("/models/")

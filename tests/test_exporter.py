@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from components.models import ModelHParams, build_model
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
             "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
 METRICS = {"exact_match": 0.25, "count": 4, "per_operator": {"+": {"exact_match": 0.5}}}
+WARMUP_SIZES = [1, 4]
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 
@@ -27,7 +29,9 @@ def exported(tmp_path_factory):
                         COVERAGE["max_result_length"] + 1)
     model((tf.zeros([1, 5], tf.int32), tf.zeros([1, 4], tf.int32)))
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    export_saved_model(model, COVERAGE, METRICS, path)
+    # as the pipeline exports by default: XLA decoder, TF Serving warm-up requests
+    export_saved_model(model, COVERAGE, METRICS, path, jit_compile=True,
+                       warmup_batch_sizes=WARMUP_SIZES)
     return model, path
 
 
@@ -160,3 +164,70 @@ def test_huge_batch_of_mixed_rows(exported):
                                                 False]] * 2500
     results = out["result"].numpy().reshape(2500, 8)
     assert (results == results[0]).all()
+
+
+def test_xla_decoder_answers_exactly_like_the_plain_graph(exported, tmp_path):
+    """exporter.jit_compile changes the speed, not the answers: every batch size (padded to
+    its bucket and cut back) gives the plain graph's results, validity and errors."""
+    model, path = exported
+    plain_path = str(tmp_path / "plain")
+    export_saved_model(model, COVERAGE, METRICS, plain_path, jit_compile=False)
+    xla = tf.saved_model.load(path).signatures["serving_default"]
+    plain = tf.saved_model.load(plain_path).signatures["serving_default"]
+    rng = np.random.default_rng(7)
+    rows = [f"{a} {'+-'[i % 2]} {b}" for i, (a, b) in enumerate(rng.integers(0, 100, (40, 2)))]
+    rows += ["31 + x", "", "5 * 5", "100 + 1", "1 + 2 + 3"]
+    for size in (0, 1, 3, 17, len(rows)):
+        batch = tf.constant(rows[:size], dtype=tf.string, shape=[size])
+        a, b = xla(equation=batch), plain(equation=batch)
+        for key in ("result", "valid", "error"):
+            assert a[key].numpy().tolist() == b[key].numpy().tolist(), (size, key)
+        np.testing.assert_allclose(a["confidence"].numpy(), b["confidence"].numpy(), atol=1e-5)
+    assert not os.path.exists(os.path.join(plain_path, "assets.extra"))
+
+
+def test_warmup_file_holds_tf_serving_predict_logs_of_valid_equations(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path = exported
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    records = list(tf.data.TFRecordDataset(
+        os.path.join(path, "assets.extra", "tf_serving_warmup_requests")))
+    sizes = []
+    for record in records:
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = entry.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        assert list(request.inputs) == ["equation"]
+        rows = tf.make_ndarray(request.inputs["equation"])
+        sizes.append(len(rows))
+        assert fn(equation=tf.constant(rows))["valid"].numpy().all()  # the decoder runs
+    assert sizes == WARMUP_SIZES
+
+
+def test_local_server_replays_the_warmup_before_serving(exported, tmp_path, caplog):
+    from serving.client import predict_grpc
+    from serving.server import ModelServer
+
+    _, path = exported
+    shutil.copytree(path, str(tmp_path / "lstm_math" / "1"))
+    caplog.set_level("INFO", logger="lstm_math.serving")
+    with ModelServer(str(tmp_path), rest_port=None, grpc_port=0) as server:
+        assert server.manager._latest.warmup_requests == len(WARMUP_SIZES)
+        [row] = predict_grpc(["31 + 87"], port=server.grpc_port)
+        assert row["valid"] is True
+    assert "2 warm-up requests replayed" in caplog.text
+    with ModelServer(str(tmp_path), rest_port=None, grpc_port=0,
+                     model_warmup=False) as server:
+        assert server.manager._latest.warmup_requests == 0
+    # a corrupt warm-up file fails the load of that version, with the reason in its status
+    with open(tmp_path / "lstm_math" / "1" / "assets.extra" / "tf_serving_warmup_requests",
+              "wb") as f:
+        f.write(b"not a TFRecord")
+    from serving.server import ModelManager
+    manager = ModelManager(str(tmp_path), poll_seconds=60)
+    manager.poll_once()
+    assert manager._latest is None
+    [(attempts, reason)] = manager._failures.values()
+    assert attempts == 1, reason
+    assert reason.startswith("DataLossError"), reason

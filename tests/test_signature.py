@@ -162,3 +162,12 @@ def test_random_strings_never_crash_and_valid_means_covered(serve, rows):
             assert row["result"] == "" and row["confidence"] == 0.0
         else:
             assert 0.0 <= row["confidence"] <= 1.0
+
+
+@pytest.mark.parametrize("rows,bucket", [
+    (0, 1), (1, 1), (2, 2), (3, 4), (64, 64), (65, 128), (1024, 1024), (1025, 2048),
+    (3000, 3072)])
+def test_xla_batches_are_padded_to_few_buckets(rows, bucket):
+    """One XLA compilation per bucket: powers of two to 1024, then multiples of 1024."""
+    from serving.signature import bucket_size
+    assert int(bucket_size(tf.constant(rows))) == bucket
