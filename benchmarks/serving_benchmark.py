@@ -7,9 +7,10 @@ connection / gRPC channel and a pre-built request). Every cell is bounded in tim
     python benchmarks/serving_benchmark.py                 # the test fixture model
     python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
 
-For each cell: requests/s, equations/s, p50/p99 latency, errors, and the ratio of
+For each cell: requests/s, equations/s, p50/p99 latency, errors, the ratio of
 equations/s to calling the ``serving_default`` signature in-process (one thread) on batches
-of the same size.
+of the same size, and the CPU time each process (server, load generator) spent per request:
+on a small machine their sum bounds requests/s, since both share the cores.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _client_thread(api, port, batch_size, deadline, warmup_until, out):
             else:
                 errors += 1
     close()
-    out.append((requests, errors, latencies))
+    out.append((requests, errors, latencies, n))
 
 
 def _worker(conn):
@@ -99,6 +100,7 @@ def _worker(conn):
             return
         api, port, concurrency, batch_size, seconds, warmup = cell
         out = []
+        cpu0 = time.process_time()
         now = time.perf_counter()
         warmup_until = now + warmup
         deadline = warmup_until + seconds
@@ -112,7 +114,8 @@ def _worker(conn):
         requests = sum(o[0] for o in out)
         errors = sum(o[1] for o in out) + (concurrency - len(out))
         latencies = sorted(x for o in out for x in o[2])
-        conn.send((requests, errors, latencies, seconds))
+        sent = sum(o[3] for o in out)  # warm-up included
+        conn.send((requests, errors, latencies, seconds, sent, time.process_time() - cpu0))
 
 
 def _percentile(sorted_values, q):
@@ -162,14 +165,14 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--apis", nargs="+", default=["grpc", "rest"], choices=["grpc", "rest"])
     parser.add_argument("--batching", nargs="+", default=["on", "off"], choices=["on", "off"])
-    parser.add_argument("--max-batch-size", type=int, default=256)
+    parser.add_argument("--max-batch-size", type=int, default=0, help="0 = the server's default")
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--num-batch-threads", type=int, default=0,
                         help="0 = the server's default")
     args = parser.parse_args(argv)
     logging.basicConfig(force=True, level=logging.WARNING)
 
-    from serving.server import ModelServer
+    from serving.server import DEFAULT_MAX_BATCH_SIZE, ModelServer
     model_base = args.model_base or _fixture_model_base()
     print(f"model base: {model_base} ({'given' if args.model_base else 'test fixture model'}); "
           f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell", flush=True)
@@ -190,7 +193,7 @@ def main(argv=None):
         for batching in args.batching:
             server = ModelServer(model_base, args.model_name, rest_port=0, grpc_port=0,
                                  enable_batching=batching == "on",
-                                 max_batch_size=args.max_batch_size,
+                                 max_batch_size=args.max_batch_size or DEFAULT_MAX_BATCH_SIZE,
                                  batch_timeout_micros=args.batch_timeout_micros,
                                  num_batch_threads=args.num_batch_threads, poll_seconds=30)
             with server:
@@ -200,9 +203,11 @@ def main(argv=None):
                         for concurrency in args.concurrency:
                             batches0 = server.metrics.counter("batches_total")
                             rows0 = server.metrics.counter("batched_rows_total")
+                            cpu0 = time.process_time()
                             parent.send((api, port, concurrency, batch_size, args.seconds,
                                          args.warmup))
-                            requests, errors, lat, seconds = parent.recv()
+                            requests, errors, lat, seconds, sent, client_cpu = parent.recv()
+                            server_cpu = time.process_time() - cpu0
                             batches = server.metrics.counter("batches_total") - batches0
                             brows = server.metrics.counter("batched_rows_total") - rows0
                             eq_rate = (requests - errors) * batch_size / seconds
@@ -211,7 +216,11 @@ def main(argv=None):
                                        eps=eq_rate, p50=_percentile(lat, 0.5) * 1e3,
                                        p99=_percentile(lat, 0.99) * 1e3, errors=errors,
                                        ratio=eq_rate / in_process[batch_size],
-                                       avg_batch=brows / batches if batches else 0.0)
+                                       avg_batch=brows / batches if batches else 0.0,
+                                       # CPU seconds of each process over the whole cell
+                                       # (warm-up included) per request sent in it
+                                       server_cpu=server_cpu * 1e3 / max(1, sent),
+                                       client_cpu=client_cpu * 1e3 / max(1, sent))
                             rows.append(row)
                             print(_format_row(row), flush=True)
     finally:
@@ -227,13 +236,14 @@ def main(argv=None):
 
 
 HEADER = ("| api  | batching | conc | batch | req/s | equations/s | p50 ms | p99 ms | errors "
-          "| avg server batch | vs in-process |")
+          "| avg server batch | vs in-process | server CPU ms/req | client CPU ms/req |")
 
 
 def _format_row(r):
     return (f"| {r['api']:<4} | {r['batching']:<8} | {r['conc']:>4} | {r['batch']:>5} "
             f"| {r['rps']:>7,.0f} | {r['eps']:>11,.0f} | {r['p50']:>6.2f} | {r['p99']:>6.2f} "
-            f"| {r['errors']:>6} | {r['avg_batch']:>16.1f} | {r['ratio']:>12.0%} |")
+            f"| {r['errors']:>6} | {r['avg_batch']:>16.1f} | {r['ratio']:>12.0%} "
+            f"| {r['server_cpu']:>17.2f} | {r['client_cpu']:>17.2f} |")
 
 
 def _table(rows):

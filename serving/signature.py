@@ -151,19 +151,21 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False):
     reverse = bool(coverage["reverse_output"])
     placeholder = "+".join(["0"] * int(coverage["num_operands"]))
 
-    def decode(ids):
+    def decode_plain(ids):
         out_ids, probs = model.greedy_decode(ids, steps)
         return tf.convert_to_tensor(out_ids), tf.cast(tf.convert_to_tensor(probs), tf.float32)
 
-    if jit_compile:
-        compiled = tf.function(decode, jit_compile=True, reduce_retracing=True)
+    decode_compiled = tf.function(decode_plain, jit_compile=True, reduce_retracing=True)
 
-        def decode(ids):  # noqa: F811 - the bucketed XLA version of the same computation
-            rows = tf.shape(ids)[0]
-            padded = tf.pad(ids, [[0, bucket_size(rows) - rows], [0, 0]],
-                            constant_values=tokenizer.PAD_ID)
-            out_ids, probs = compiled(padded)
-            return out_ids[:rows], probs[:rows]
+    def decode_bucketed(ids):
+        """The XLA version: rows padded up to their bucket, padding cut off again."""
+        rows = tf.shape(ids)[0]
+        padded = tf.pad(ids, [[0, bucket_size(rows) - rows], [0, 0]],
+                        constant_values=tokenizer.PAD_ID)
+        out_ids, probs = decode_compiled(padded)
+        return out_ids[:rows], probs[:rows]
+
+    decode = decode_bucketed if jit_compile else decode_plain
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")])
     def serve(equation):
