@@ -12,6 +12,9 @@ def test_presets_load_and_smoke_inherits_default():
     assert smoke.pusher.model_name == default.pusher.model_name == "lstm_math"
     assert coverage_of(default)["max_result_length"] == 4
     assert coverage_of(default)["max_input_length"] == 7
+    # the product draws every digit-length stratum; the post's reproduction draws uniformly
+    assert default.task.data.sampling == smoke.task.data.sampling == "stratified"
+    assert load_config("seed").task.data.sampling == "uniform"
 
 
 def test_overrides_are_typed():

@@ -31,7 +31,8 @@ def read_split(directory, split):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     config = load_config("smoke", ["task.data.operators=['+', '-', '*', '/']",
-                                   "task.data.num_examples=4000", "task.data.num_shards=3"])
+                                   "task.data.num_examples=4000", "task.data.num_shards=3",
+                                   "task.data.sampling=uniform"])
     out = tmp_path_factory.mktemp("gen")
     stats = run_example_gen(config.task.data, str(out))
     return config, out, stats
