@@ -96,6 +96,37 @@ def compile_model(hparams: ModelHParams, coverage: dict, total_steps: int,
     return model
 
 
+def checkpointed_variables(variables) -> dict:
+    """Variables of a Keras 3 model (``model.weights``) or optimizer (``.variables``),
+    keyed by their position, for
+    tf.train.Checkpoint. Checkpointing the model object itself leaves out the weights of
+    layers Keras does not expose to TF's object graph (LSTM cells, layers kept in lists):
+    a resume or a best-epoch restore would then mix restored Dense weights with untouched
+    LSTM weights. Positions, not paths: Keras renames layers and optimizers that a process
+    builds twice (``adam_1``, ``batch_normalization_1``); the order of the same
+    architecture's variables does not change, and a restore checks every shape."""
+    return {f"v{i:04d}": (v.value if hasattr(v, "value") else v)
+            for i, v in enumerate(variables)}
+
+
+def restore_epoch_weights(model, ckpt_dir: str, epoch: int) -> bool:
+    """Loads the model weights of epoch ``epoch``'s checkpoint; False if it is gone."""
+    path = os.path.join(ckpt_dir, f"{CHECKPOINT_PREFIX}-{epoch}")
+    if not tf.io.gfile.exists(path + ".index"):
+        return False
+    status = tf.train.Checkpoint(model_variables=checkpointed_variables(model.weights)).read(path)
+    status.expect_partial().assert_existing_objects_matched()
+    return True
+
+
+def is_better_epoch(exact_match: float, loss: float, best_exact_match: float,
+                    best_loss: float) -> bool:
+    """Whether an epoch's validation result beats the best so far: a higher exact match,
+    or the same exact match (it saturates at 1.0 on easy tasks) with a lower loss."""
+    return exact_match > best_exact_match or (exact_match == best_exact_match
+                                              and loss < best_loss)
+
+
 def seed_weights(seed: int | None) -> None:
     """Seeds Python, NumPy and TF so the next model built gets the same initial weights."""
     if seed is not None:
@@ -334,10 +365,16 @@ def run_trainer(config, examples_dir: str, base_coverage: dict, hparams: ModelHP
     # Resume state lives in the checkpoint next to the weights and the optimizer.
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_exact_match")
+    best_loss_var = tf.Variable(math.inf, dtype=tf.float64, trainable=False,
+                                name="best_val_loss")
     best_epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
     wait_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_without_gain")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
-                                     best=best_var, best_epoch=best_epoch_var, wait=wait_var)
+    checkpoint = tf.train.Checkpoint(
+        model_variables=checkpointed_variables(model.weights),
+        optimizer_variables=checkpointed_variables(model.optimizer.variables),
+                                     epoch=epoch_var,
+                                     best=best_var, best_loss=best_loss_var,
+                                     best_epoch=best_epoch_var, wait=wait_var)
     ckpt_dir = os.path.join(output_dir, "checkpoints")
     patience = getattr(t, "early_stopping_patience", 0)
     saver = _CheckpointWriter(checkpoint, ckpt_dir, chief, max_to_keep=max(3, patience + 2))
@@ -404,10 +441,15 @@ def run_trainer(config, examples_dir: str, base_coverage: dict, hparams: ModelHP
                   **{f"val_{k}": v for k, v in val_m.items()}}
         history.append(record)
 
-        # Early stopping on validation exact match (the metric that matters).
-        if val_m["exact_match"] > float(best_var.numpy()):
+        # Early stopping on validation exact match (the metric that matters); the kept
+        # weights are the best epoch's, ties on exact match broken by the lower val loss.
+        gain = val_m["exact_match"] > float(best_var.numpy())
+        if is_better_epoch(val_m["exact_match"], val_m["loss"], float(best_var.numpy()),
+                           float(best_loss_var.numpy())):
             best_var.assign(val_m["exact_match"])
+            best_loss_var.assign(val_m["loss"])
             best_epoch_var.assign(epoch)
+        if gain:
             wait_var.assign(0)
         else:
             wait_var.assign_add(1)
@@ -431,11 +473,10 @@ def run_trainer(config, examples_dir: str, base_coverage: dict, hparams: ModelHP
 
     best_epoch = int(best_epoch_var.numpy())
     if patience and history and best_epoch != history[-1]["epoch"]:
-        best_path = os.path.join(ckpt_dir, f"{CHECKPOINT_PREFIX}-{best_epoch}")
-        if tf.io.gfile.exists(best_path + ".index"):
-            tf.train.Checkpoint(model=model).read(best_path).expect_partial()
+        if restore_epoch_weights(model, ckpt_dir, best_epoch):
             log.info("Trainer: restored the best epoch's weights (epoch %d, val_exact_match "
-                     "%.5f)", best_epoch, float(best_var.numpy()))
+                     "%.5f, val_loss %.5f)", best_epoch, float(best_var.numpy()),
+                     float(best_loss_var.numpy()))
 
     if chief:
         model.save(os.path.join(output_dir, "model.keras"))

@@ -22,7 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "task.data.operators=['+', '-']", "trainer.model.embedding_dim=8",
         "trainer.model.encoder_units=16", "trainer.model.decoder_units=16",
-        "trainer.batch_size=64", "trainer.shuffle_buffer=500", "tuner.enabled=false"]
+        "trainer.batch_size=64", "trainer.shuffle_buffer=500", "tuner.enabled=false",
+        "trainer.early_stopping_patience=0"]
 
 
 def tiny_config(*extra):
@@ -164,7 +165,7 @@ def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, fami
     the exported string signature gets right, for both output formats."""
     from serving.signature import build_serving_function
 
-    extra = ["trainer.epochs=8" if family == "attention" else "trainer.epochs=10",
+    extra = ["trainer.epochs=8" if family == "attention" else "trainer.epochs=20",
              "trainer.lr_schedule=constant", "trainer.seed=1",
              "trainer.model.learning_rate=0.01", "trainer.sample_predictions=0"]
     if family == "seed":
@@ -241,3 +242,81 @@ def test_sigkill_then_same_command_resumes_from_last_checkpoint(examples, tmp_pa
     assert [h["epoch"] for h in history] == list(range(1, 9))
     assert json.loads(second.stdout.strip().splitlines()[-1])["epochs"] == 8
     assert (out / "model.keras").exists()
+
+
+def test_best_epoch_is_the_highest_exact_match_then_the_lowest_loss():
+    from components.trainer import is_better_epoch
+    assert is_better_epoch(0.5, 9.0, 0.4, 0.1)          # more right answers win
+    assert not is_better_epoch(0.4, 0.01, 0.5, 9.0)     # whatever the loss
+    assert is_better_epoch(1.0, 0.001, 1.0, 0.002)      # saturated: the lower loss
+    assert not is_better_epoch(1.0, 0.002, 1.0, 0.002)  # a tie keeps the earlier epoch
+    assert is_better_epoch(0.0, 5.0, -1.0, float("inf"))  # the first epoch
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(examples, tmp_path):
+    """Stops `patience` epochs after the last exact-match gain; the saved model holds the
+    best epoch's weights (exact match first, then loss), not the last epoch's."""
+    config = tiny_config("trainer.epochs=12", "trainer.early_stopping_patience=2",
+                         "trainer.lr_schedule=constant", "trainer.model.learning_rate=0.05",
+                         "trainer.seed=3", "trainer.sample_predictions=0")
+    out = str(tmp_path / "t")
+    result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
+                         keep_model=True)
+    history = json.load(open(os.path.join(out, "history.json")))
+    ranked = max(history, key=lambda h: (h["val_exact_match"], -h["val_loss"]))
+    assert result["best_epoch"] == ranked["epoch"]
+    gains, best = [], -1.0
+    for h in history:
+        if h["val_exact_match"] > best:
+            gains.append(h["epoch"])
+            best = h["val_exact_match"]
+    if result["stopped_early"]:
+        assert history[-1]["epoch"] - gains[-1] == 2
+    else:
+        assert len(history) == 12
+    # the returned (and saved) model holds the best epoch's checkpointed weights
+    from components.trainer import checkpointed_variables, compile_model
+    coverage = model_coverage(coverage_of(config), config.trainer.model)
+    best = compile_model(config.trainer.model, coverage, 10)
+    status = tf.train.Checkpoint(model_variables=checkpointed_variables(best.weights)).read(
+        os.path.join(out, "checkpoints", f"ckpt-{result['best_epoch']}"))
+    status.assert_existing_objects_matched()  # every weight of the model was in it
+    for saved, expected in zip(result["model"].weights, best.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), expected.numpy())
+
+
+def test_restoring_an_epoch_restores_every_weight(examples, tmp_path):
+    """What the best-epoch restore relies on: an earlier epoch's checkpoint brings back all
+    weights (LSTMs included), not only the Dense layers."""
+    from components.trainer import restore_epoch_weights
+    config = tiny_config("trainer.epochs=2", "trainer.sample_predictions=0")
+    out = str(tmp_path / "t")
+    model = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
+                        keep_model=True)["model"]
+    last = [w.numpy() for w in model.weights]
+    assert restore_epoch_weights(model, os.path.join(out, "checkpoints"), 1)
+    reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints", "ckpt-1"))
+    for i, w in enumerate(model.weights):
+        np.testing.assert_array_equal(w.numpy(), reader.get_tensor(
+            f"model_variables/v{i:04d}/.ATTRIBUTES/VARIABLE_VALUE"))
+    lstm = [i for i, w in enumerate(model.weights) if "lstm" in w.path]
+    assert lstm and all(not np.array_equal(model.weights[i].numpy(), last[i]) for i in lstm)
+    assert not restore_epoch_weights(model, os.path.join(out, "checkpoints"), 7)
+
+
+def test_checkpoints_hold_every_weight_and_optimizer_slot(examples, tmp_path):
+    """A resume must restore the LSTM weights too, not only the Dense layers."""
+    config = tiny_config("trainer.epochs=1", "trainer.sample_predictions=0")
+    out = str(tmp_path / "t")
+    result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
+                         keep_model=True)
+    model = result["model"]
+    reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints", "ckpt-1"))
+    saved = {k.split("/")[1]: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+             if k.startswith("model_variables/")}
+    assert len(saved) == len(model.weights)
+    assert any("lstm" in w.path for w in model.weights)
+    for i, w in enumerate(model.weights):
+        np.testing.assert_array_equal(saved[f"v{i:04d}"], w.numpy())
+    slots = [k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer_variables/")]
+    assert len(slots) == len(model.optimizer.variables)
