@@ -3,7 +3,7 @@
     python benchmarks/signature_benchmark.py --trainer-dir artifacts/Trainer/<fingerprint>
     python benchmarks/signature_benchmark.py        # an untrained default-size model
 
-Both functions come from ``serving.signature.build_serving_function`` (what the Exporter
+Both functions come from ``components.signature.build_serving_function`` (what the Exporter
 exports, ``exporter.jit_compile`` false / true) over the same model. For each batch size:
 ms per call and equations/s of each, their ratio, and whether the answers agree row for
 row. Cells alternate (plain, XLA, plain, XLA, ...) and each figure is the median of
@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from serving.signature import build_serving_function  # noqa: E402
+from components.signature import build_serving_function  # noqa: E402
 
 log = logging.getLogger("signature_benchmark")
 EQUATIONS = ["31 + 87", "7 + 6", "999 + 1", "0 + 0", "123 + 456", "5+5", " 12 +  30 ",

@@ -1,6 +1,6 @@
 """Evaluator: where the model is right and wrong, and the blessing that gates a push.
 
-The candidate is evaluated through ``serving.signature.build_serving_function`` (the very
+The candidate is evaluated through ``components.signature.build_serving_function`` (the very
 function that is exported), the currently pushed model through its SavedModel signature,
 on the same test examples, so what is measured is what is served.
 
@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from components import data as data_lib
 from components import equations as eq
+from serving import contract
 
 log = logging.getLogger(__name__)
 
@@ -384,15 +385,8 @@ def report_markdown(metrics: dict) -> str:
 
 def latest_pushed(serving_base: str, model_name: str) -> tuple[int, str] | None:
     base = os.path.join(serving_base, model_name)
-    if not tf.io.gfile.isdir(base):
-        return None
-    versions = [int(v.rstrip("/")) for v in tf.io.gfile.listdir(base) if v.rstrip("/").isdigit()]
-    versions = [v for v in versions
-                if tf.io.gfile.exists(os.path.join(base, str(v), "saved_model.pb"))]
-    if not versions:
-        return None
-    version = max(versions)
-    return version, os.path.join(base, str(version))
+    version = contract.latest_version(base)
+    return None if version is None else (version, os.path.join(base, str(version)))
 
 
 # Exact match is a ratio of counts: a candidate exactly at the bar passes, whatever the
@@ -430,7 +424,7 @@ def _write(path: str, data, mode: str = "w") -> None:
 
 def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str) -> dict:
     """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it."""
-    from serving.signature import build_serving_function
+    from components.signature import build_serving_function
 
     e = config.evaluator
     tf.io.gfile.makedirs(output_dir)

@@ -16,8 +16,8 @@ import tempfile
 
 import tensorflow as tf
 
-from serving.server import WARMUP_FILE
-from serving.signature import build_serving_function
+from components.signature import build_serving_function
+from serving.contract import DEFAULT_MODEL_NAME, SIGNATURE_NAME, WARMUP_FILE
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 class ServingModule(tf.Module):
     def __init__(self, model, coverage: dict, asset_paths: dict, jit_compile: bool = False):
         super().__init__()
-        self.model = model
         self.serve = build_serving_function(model, coverage, jit_compile=jit_compile)
+        # The variables the signature reads, tracked by the module itself (as
+        # keras.export.ExportArchive does): TF Serving's loader restores variables by the
+        # SaverDef's names, and Keras 3 layers do not expose their tf.Variables to TF's
+        # object graph, so a module that tracks only the model saves no restorable copy.
+        self.serving_variables = list(self.serve.get_concrete_function().variables)
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
 
 
@@ -56,7 +60,7 @@ def write_warmup_requests(export_dir: str, coverage: dict, batch_sizes, model_na
         for size in batch_sizes:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name,
-                                               signature_name="serving_default"))
+                                               signature_name=SIGNATURE_NAME))
             request.inputs["equation"].CopyFrom(
                 tf.make_tensor_proto(warmup_equations(coverage, size), dtype=tf.string))
             log_entry = prediction_log_pb2.PredictionLog(
@@ -67,7 +71,7 @@ def write_warmup_requests(export_dir: str, coverage: dict, batch_sizes, model_na
 
 def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: str,
                        jit_compile: bool = False, warmup_batch_sizes=(),
-                       model_name: str = "lstm_math") -> str:
+                       model_name: str = DEFAULT_MODEL_NAME) -> str:
     staging = tempfile.mkdtemp(prefix="lstm-math-assets-")
     try:
         paths = {}
@@ -76,7 +80,7 @@ def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: 
             with open(paths[name.replace(".", "_")], "w") as f:
                 json.dump(content, f, indent=2)
         module = ServingModule(model, coverage, paths, jit_compile=jit_compile)
-        tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
+        tf.saved_model.save(module, export_dir, signatures={SIGNATURE_NAME: module.serve})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if warmup_batch_sizes:

@@ -40,6 +40,7 @@ import urllib.request
 import tensorflow as tf
 
 from components import equations as eq
+from serving.contract import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
 
 def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, output_dir: str,
                         tolerance: float = 0.05, timeout_s: int = 300, num_canaries: int = 24,
-                        max_latency_ms: float = 2000.0, model_name: str = "lstm_math",
+                        max_latency_ms: float = 2000.0, model_name: str = DEFAULT_MODEL_NAME,
                         huge_batch: int = 4096) -> dict:
     tf.io.gfile.makedirs(output_dir)
     good = canaries(coverage, num_canaries)

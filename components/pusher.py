@@ -13,6 +13,8 @@ import logging
 import os
 import shutil
 
+from serving import contract
+
 log = logging.getLogger(__name__)
 
 
@@ -48,17 +50,11 @@ def _remove_abandoned_staging(model_base: str) -> None:
             shutil.rmtree(os.path.join(model_base, name), ignore_errors=True)
 
 
-def existing_versions(model_base: str) -> list[int]:
-    if not os.path.isdir(model_base):
-        return []
-    return sorted(int(v) for v in os.listdir(model_base) if v.isdigit())
-
-
 def push(saved_model_dir: str, serving_base: str, model_name: str, keep_versions: int) -> dict:
     model_base = os.path.join(serving_base, model_name)
     os.makedirs(model_base, exist_ok=True)
     _remove_abandoned_staging(model_base)
-    versions = existing_versions(model_base)
+    versions = contract.versions(model_base)
     digest = content_digest(saved_model_dir)
     if versions and content_digest(os.path.join(model_base, str(versions[-1]))) == digest:
         final = os.path.join(model_base, str(versions[-1]))
@@ -73,7 +69,7 @@ def push(saved_model_dir: str, serving_base: str, model_name: str, keep_versions
     final = os.path.join(model_base, str(version))
     os.rename(staging, final)  # atomic on one file system
     removed = []
-    for old in existing_versions(model_base)[:-keep_versions]:
+    for old in contract.versions(model_base)[:-keep_versions]:
         shutil.rmtree(os.path.join(model_base, str(old)), ignore_errors=True)
         removed.append(old)
     log.info("Pusher: pushed version %d to %s%s", version, final,

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from serving.contract import DEFAULT_MODEL_NAME
+
 from components.equations import OPERATORS, max_equation_chars, max_result_chars
 from components.models import MODEL_FAMILIES, ModelHParams, output_format_of
 
@@ -118,7 +120,7 @@ class ExporterConfig:
 
 @dataclasses.dataclass
 class PusherConfig:
-    model_name: str = "lstm_math"
+    model_name: str = DEFAULT_MODEL_NAME
     serving_base: str = "serving_models"
     keep_versions: int = 5
     infra_canaries: int = 24  # canary equations with known answers sent by the InfraValidator

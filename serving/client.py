@@ -20,7 +20,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-DEFAULT_MODEL_NAME = "lstm_math"
+from serving.contract import DEFAULT_MODEL_NAME, latest_version
+
 OUTPUT_KEYS = ("result", "valid", "error", "confidence")
 
 
@@ -208,10 +209,9 @@ def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
     for candidate in (path, os.path.join(path, model_name)):
         if not os.path.isdir(candidate):
             continue
-        versions = [int(e) for e in os.listdir(candidate)
-                    if e.isdigit() and int(e) > 0 and has_pb(os.path.join(candidate, e))]
-        if versions:
-            return os.path.join(candidate, str(max(versions)))
+        version = latest_version(candidate)
+        if version is not None:
+            return os.path.join(candidate, str(version))
     raise FileNotFoundError(f"no SavedModel under {path} (looked for saved_model.pb, "
                             f"<version>/ and {model_name}/<version>/)")
 

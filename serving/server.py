@@ -42,6 +42,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
+from serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET, WARMUP_FILE
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, status_pb2)
@@ -55,15 +56,13 @@ except ImportError:  # pragma: no cover - only when run as a plain script
 
 logger = logging.getLogger("lstm_math.serving")
 # TF Serving's SavedModel warm-up file, and the most records it replays.
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_REQUESTS = 1000
 
-DEFAULT_MODEL_NAME = "lstm_math"
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
-DEFAULT_MAX_BATCH_SIZE = 1024  # the largest XLA bucket (serving.signature.JIT_BATCH_BUCKETS)
+DEFAULT_MAX_BATCH_SIZE = LARGEST_BUCKET  # the largest XLA bucket of the exported decoder
 DEFAULT_BATCH_TIMEOUT_MICROS = 1000
 DEFAULT_POLL_SECONDS = 1.0
 PREDICT_METHOD = "tensorflow/serving/predict"

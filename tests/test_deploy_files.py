@@ -125,7 +125,7 @@ def test_batching_parameters_match_local_server_defaults():
     assert params.max_batch_size.value == server.DEFAULT_MAX_BATCH_SIZE
     # a full batch is exactly the largest bucket the XLA decoder is compiled (and warmed) for
     from pipeline.config import load_config
-    from serving.signature import JIT_BATCH_BUCKETS
+    from serving.contract import JIT_BATCH_BUCKETS
     assert server.DEFAULT_MAX_BATCH_SIZE == JIT_BATCH_BUCKETS[-1]
     assert server.DEFAULT_MAX_BATCH_SIZE in load_config("default").exporter.warmup_batch_sizes
     assert params.batch_timeout_micros.value == server.DEFAULT_BATCH_TIMEOUT_MICROS

@@ -75,7 +75,7 @@ def test_unknown_family_is_a_clear_error():
 
 def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     """Dropout must not leave training-only resources in the exported serving graph."""
-    from serving.signature import build_serving_function
+    from components.signature import build_serving_function
 
     config = load_config("smoke", ["trainer.model.dropout=0.2"])
     hp = config.trainer.model

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from components import equations as eq
 from components.models import ModelHParams, build_model
-from serving.signature import build_serving_function
+from components.signature import build_serving_function
 
 COVERAGE = {"operators": ["+", "-", "/"], "operand_min": 0, "operand_max": 999,
             "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
@@ -169,5 +169,5 @@ def test_random_strings_never_crash_and_valid_means_covered(serve, rows):
     (3000, 3072)])
 def test_xla_batches_are_padded_to_few_buckets(rows, bucket):
     """One XLA compilation per bucket: powers of two to 1024, then multiples of 1024."""
-    from serving.signature import bucket_size
+    from components.signature import bucket_size
     assert int(bucket_size(tf.constant(rows))) == bucket

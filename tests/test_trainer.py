@@ -163,7 +163,7 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
 def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, family):
     """The loop's exact match (argmax of every target position) counts exactly the answers
     the exported string signature gets right, for both output formats."""
-    from serving.signature import build_serving_function
+    from components.signature import build_serving_function
 
     extra = ["trainer.epochs=8" if family == "attention" else "trainer.epochs=20",
              "trainer.lr_schedule=constant", "trainer.seed=1",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components import tokenizer
+from serving.contract import JIT_BATCH_BUCKETS
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic
@@ -21,8 +22,6 @@ WHITESPACE = r"[ \t\n\r\f\v]"
 # bounded, so a megabyte of text is a clear "too long" instead of work for the regexes.
 MAX_INPUT_BYTES = 1024
 _HEX = "0123456789ABCDEF"
-# Batch sizes the XLA-compiled decoder is compiled for (see bucket_size).
-JIT_BATCH_BUCKETS = tuple(2 ** k for k in range(11))  # 1, 2, 4, ..., 1024
 
 
 def _char_class(chars: str) -> str:
