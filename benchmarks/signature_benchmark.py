@@ -1,13 +1,15 @@
-"""The serving signature in-process: plain TF graph vs XLA-compiled decoder, side by side.
+"""The exported serving signature: plain TF graph vs XLA-compiled decoder, under both loaders.
 
     python benchmarks/signature_benchmark.py --trainer-dir artifacts/Trainer/<fingerprint>
     python benchmarks/signature_benchmark.py        # an untrained default-size model
 
-Both functions come from ``components.signature.build_serving_function`` (what the Exporter
-exports, ``exporter.jit_compile`` false / true) over the same model. For each batch size:
-ms per call and equations/s of each, their ratio, and whether the answers agree row for
-row. Cells alternate (plain, XLA, plain, XLA, ...) and each figure is the median of
-``--rounds``, so load from other processes hits both sides alike.
+The model is exported twice by the Exporter (``exporter.jit_compile`` false / true), and
+each export is called through both loaders: the TF2 object loader (``tf.saved_model.load``,
+what ``lstm-math serve`` uses) and the loader TF Serving uses (the MetaGraph in a graph-mode
+``tf.compat.v1.Session``, variables restored by the SaverDef, the signature called by its
+tensor names). For each batch size: ms per call and equations/s of each of the four, and
+whether all four agree row for row. Cells alternate and each figure is the median of
+``--rounds``, so load from other processes hits every column alike.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.signature import build_serving_function  # noqa: E402
 
 log = logging.getLogger("signature_benchmark")
 EQUATIONS = ["31 + 87", "7 + 6", "999 + 1", "0 + 0", "123 + 456", "5+5", " 12 +  30 ",
@@ -56,6 +59,20 @@ def time_calls(fn, batch, seconds):
     return (time.perf_counter() - start) / calls
 
 
+class SessionSignature:
+    """``serving_default`` as TF Serving runs it: a graph-mode Session over the MetaGraph."""
+
+    def __init__(self, export_dir):
+        self.session = tf.compat.v1.Session(graph=tf.Graph())
+        meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], export_dir)
+        sig = meta.signature_def["serving_default"]
+        self.feed = sig.inputs["equation"].name
+        self.fetch = {k: v.name for k, v in sig.outputs.items()}
+
+    def __call__(self, batch):
+        return self.session.run(self.fetch, {self.feed: batch})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trainer-dir", help="a Trainer output directory (model.keras)")
@@ -65,31 +82,45 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
 
+    from components.exporter import export_saved_model
+
     model, coverage = load_model(args.trainer_dir)
-    functions = {"plain": build_serving_function(model, coverage, jit_compile=False),
-                 "xla": build_serving_function(model, coverage, jit_compile=True)}
+    workdir = tempfile.mkdtemp(prefix="signature-benchmark-")
+    functions = {}
+    try:
+        for jit in (False, True):
+            kind = "XLA" if jit else "plain"
+            path = export_saved_model(model, coverage, {}, os.path.join(workdir, kind),
+                                      jit_compile=jit)
+            objects = tf.saved_model.load(path).signatures["serving_default"]
+            functions[f"object {kind}"] = lambda b, f=objects: {
+                k: v.numpy() for k, v in f(equation=tf.constant(b)).items()}
+            functions[f"session {kind}"] = SessionSignature(path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # both loaders hold what they need
     rows = []
     for size in args.batch_sizes:
-        batch = tf.constant([EQUATIONS[i % len(EQUATIONS)] for i in range(size)])
+        batch = [EQUATIONS[i % len(EQUATIONS)].encode() for i in range(size)]
         answers = {name: fn(batch) for name, fn in functions.items()}  # traces, compiles
-        same = all(np.array_equal(answers["plain"][k].numpy(), answers["xla"][k].numpy())
+        first = answers["object plain"]
+        same = all(np.array_equal(first[k], a[k]) for a in answers.values()
                    for k in ("result", "valid", "error"))
         times = {name: [] for name in functions}
         for r in range(args.rounds):
             for name, fn in functions.items():
                 times[name].append(time_calls(fn, batch, args.seconds))
             log.info("batch %d: round %d/%d done", size, r + 1, args.rounds)
-        plain, xla = (statistics.median(times[n]) for n in ("plain", "xla"))
-        rows.append((size, plain, xla, same))
+        rows.append((size, {n: statistics.median(t) for n, t in times.items()}, same))
 
-    print("\n| batch | plain ms/call | plain eq/s | XLA ms/call | XLA eq/s | XLA speed-up | "
-          "same answers |")
-    print("|------:|--------------:|-----------:|------------:|---------:|-------------:|"
-          ":------------:|")
-    for size, plain, xla, same in rows:
-        print(f"| {size:5d} | {plain * 1e3:13.2f} | {size / plain:10,.0f} | {xla * 1e3:11.2f} "
-              f"| {size / xla:8,.0f} | {plain / xla:11.2f}x | {'yes' if same else 'NO'} |")
-    return 0 if all(r[3] for r in rows) else 1
+    names = list(functions)
+    print("\n| batch | " + " | ".join(f"{n} ms (eq/s)" for n in names)
+          + " | XLA speed-up (object, session) | same answers |")
+    print("|------:|" + "---:|" * len(names) + "---:|:---:|")
+    for size, t, same in rows:
+        cells = " | ".join(f"{t[n] * 1e3:.2f} ({size / t[n]:,.0f})" for n in names)
+        print(f"| {size} | {cells} | {t['object plain'] / t['object XLA']:.2f}x, "
+              f"{t['session plain'] / t['session XLA']:.2f}x | {'yes' if same else 'NO'} |")
+    return 0 if all(r[2] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Exporter: a SavedModel with the string signature of DESIGN.md section 4.
+"""Exporter: a SavedModel with the string signature of docs/serving-contract.md.
 
 The graph holds the tokenizer, the per-row validation, greedy decoding and detokenizing;
 no project code (and no Keras) is needed to load or call it. Assets: ``coverage.json``

@@ -2,7 +2,11 @@
 
 Checks, in a fresh Python process that imports nothing but TensorFlow and in which Keras
 cannot be imported (``serving/canary_check.py --without-keras`` run with ``python -I``):
-  * the signature's exact inputs and outputs (DESIGN.md section 4);
+  * the signature's exact inputs and outputs (docs/serving-contract.md);
+  * TF Serving's own way of loading: the MetaGraph in a graph-mode Session, variables
+    restored by the SaverDef, the signature called by tensor names, must give the same
+    answers row for row as the object loader, and replay the warm-up requests (a model TF
+    Serving could not run is never pushed);
   * canary equations with known answers (integer arithmetic) come back valid, with
     well-formed answers and a confidence in [0, 1], exact at least at the evaluator's
     threshold less a tolerance;
@@ -288,6 +292,19 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
         if report["outputs"] != EXPECTED_OUTPUTS:
             problems.append(f"signature outputs {report['outputs']} != {EXPECTED_OUTPUTS}")
         checks.append("signature names, dtypes and shapes")
+        session = report.get("session", {})
+        if session.get("error"):
+            problems.append("TF Serving's loader (SaverDef restore in a graph-mode Session) "
+                            f"cannot run this SavedModel: {session['error']}")
+        elif session.get("mismatches"):
+            first = session["mismatches"][0]
+            problems.append(f"TF Serving's loader answers {len(session['mismatches'])} rows "
+                            f"differently from the object loader, e.g. row {first['row']}: "
+                            f"{first['session']} vs {first['object']}")
+        else:
+            checks.append("TF Serving's loader (tf.compat.v1 Session, SaverDef restore, "
+                          "signature by tensor names): same answers row for row, "
+                          f"{session.get('warmup_requests', 0)} warm-up requests replayed")
         rows = report["rows"]
         right = 0
         for (text, truth), row in zip(good, rows[: len(good)]):

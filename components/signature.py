@@ -1,7 +1,7 @@
 """The serving signature: strings in, strings out, validation per row, all in the graph.
 
 ``build_serving_function(model, coverage)`` returns a tf.function with the contract of
-DESIGN.md section 4: input ``equation`` (string [batch]); outputs ``result`` (string),
+docs/serving-contract.md: input ``equation`` (string [batch]); outputs ``result`` (string),
 ``valid`` (bool), ``error`` (string), ``confidence`` (float32), each [batch]. A bad row is
 answered ``valid=false`` with a reason and never fails the batch. The Evaluator calls the
 same function in process, so what is evaluated is what is served.

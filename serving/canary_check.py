@@ -9,6 +9,13 @@ not valid UTF-8 can be sent too) or {"equations": [...]}; optional "huge_batch" 
 Report JSON: the signature's inputs/outputs, the answers per row, an empty batch and a
 huge batch, latency figures, the assets, and which modules were imported (to show that
 no project code, and whether Keras, was needed).
+
+The same rows are also answered through the loader TensorFlow Serving uses (``session``
+in the report): the MetaGraph imported into a graph-mode Session, the variables restored
+by the SaverDef's restore op, the init op run, the signature called by its tensor names
+(``tf.compat.v1.saved_model.loader.load``, as ``saved_model_cli run`` does), and the TF
+Serving warm-up file's requests are replayed through it. Its answers must equal the
+object loader's row for row.
 """
 
 import base64
@@ -38,6 +45,69 @@ class _BlockKeras:
         if name.split(".")[0] in ("keras", "tf_keras"):
             return importlib.machinery.ModuleSpec(name, _Refuse(), origin=None)
         return None
+
+
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+
+
+def _warmup_requests(tf, export_dir: str) -> list:
+    """The equation batches of the TF Serving warm-up file (PredictionLogs), if any."""
+    path = f"{export_dir}/{WARMUP_FILE}"
+    if not tf.io.gfile.exists(path):
+        return []
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    batches = []
+    for record in tf.data.TFRecordDataset(path):
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        batches.append(tf.make_ndarray(entry.predict_log.request.inputs["equation"]).tolist())
+    return batches
+
+
+def session_loader_check(tf, export_dir: str, equations: list, rows: list) -> dict:
+    """Answers ``equations`` through TF Serving's way of loading a SavedModel and compares
+    them with ``rows`` (the object loader's answers). Never raises: a failure is reported."""
+    report = {"mismatches": [], "error": None, "warmup_requests": 0}
+    try:
+        warmup = _warmup_requests(tf, export_dir)  # read eagerly, before the graph session
+        graph = tf.Graph()
+        with tf.compat.v1.Session(graph=graph) as sess:
+            started = time.time()
+            meta_graph = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
+            report["load_seconds"] = time.time() - started
+            signature = meta_graph.signature_def["serving_default"]
+            feed_name = signature.inputs["equation"].name
+            fetches = {k: v.name for k, v in signature.outputs.items()}
+
+            def call(batch):
+                return sess.run(fetches, {feed_name: batch})
+
+            out = call(equations)
+            for i, text in enumerate(equations):
+                got = {"result": out["result"][i].decode(), "valid": bool(out["valid"][i]),
+                       "error": out["error"][i].decode(),
+                       "confidence": float(out["confidence"][i])}
+                want = rows[i]
+                if (got["result"], got["valid"], got["error"]) != (
+                        want["result"], want["valid"], want["error"]) or abs(
+                        got["confidence"] - want["confidence"]) > 1e-5:
+                    report["mismatches"].append({"row": i, "session": got, "object": want})
+            report["rows"] = len(equations)
+            for batch in warmup:
+                answered = call(batch)
+                if any(len(v) != len(batch) for v in answered.values()):
+                    raise ValueError(f"a warm-up request of {len(batch)} rows was answered "
+                                     f"with {[len(v) for v in answered.values()]} rows")
+                report["warmup_requests"] += 1
+            single = []
+            for _ in range(20):
+                t = time.perf_counter()
+                call(equations[:1])
+                single.append(time.perf_counter() - t)
+            report["single_p50_ms"] = 1000 * sorted(single)[len(single) // 2]
+    except Exception as exc:  # reported, so that the InfraValidator can refuse the push
+        report["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+    return report
 
 
 def main() -> int:
@@ -110,7 +180,9 @@ def main() -> int:
     for name, asset in sorted(getattr(loaded, "assets", {}).items()):
         with tf.io.gfile.GFile(asset.asset_path.numpy().decode()) as f:
             assets[name] = json.loads(f.read())
+    session = session_loader_check(tf, export_dir, equations, rows)
     report = {
+        "session": session,
         "inputs": inputs,
         "outputs": outputs,
         "rows": rows,

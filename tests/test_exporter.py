@@ -1,4 +1,4 @@
-"""The exported SavedModel against DESIGN.md section 4, from outside the project."""
+"""The exported SavedModel against docs/serving-contract.md, from outside the project."""
 
 import json
 import os

@@ -44,6 +44,10 @@ def test_a_good_model_passes_and_the_report_says_what_ran(exact_export, tmp_path
     assert "30 canary answers" in checks and "hostile inputs rejected" in checks
     assert "Keras blocked" in checks
     assert "tensorflow_model_server not on PATH" in checks
+    # TF Serving's own loader (graph-mode Session, SaverDef restore) ran and agreed
+    assert "TF Serving's loader (tf.compat.v1 Session, SaverDef restore" in checks
+    assert report["session"]["error"] is None and report["session"]["mismatches"] == []
+    assert report["session"]["rows"] == len(report["rows"])
     # Every hostile row came back invalid with its specific reason.
     hostile = infra_validator.hostile_for(COVERAGE)
     rows = report["rows"][30:]
