@@ -578,6 +578,15 @@ def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return out, beam
 
 
+def _peek_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         force=True,
@@ -595,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None and command not in COMMANDS:
         return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)
                      + f" (commands: {', '.join(COMMANDS)})")
+    if command == "serve":  # before importing the server (TensorFlow): a typo'd path is quick
+        base = _peek_value(argv, "--model-base")
+        if base and _is_local(base) and not os.path.isdir(base):
+            return _fail(f"{PROG} serve", f"--model-base {base}: no such directory (`make run` "
+                                          "pushes to serving_models)")
     parser = build_parser(command)
     if command is None:
         if any(a in ("-h", "--help") for a in argv):

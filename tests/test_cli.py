@@ -87,6 +87,7 @@ MISTAKES = [
      "no server at http://127.0.0.1:PORT/v1/models/lstm_math:predict: start one in another "
      "terminal with `"),
     (["predict", "--saved-model", "MISSING", "31 + 87"], "--saved-model MISSING: no such"),
+    (["serve", "--model-base", "MISSING"], "--model-base MISSING: no such directory"),
     (["trian"], "no command 'trian'; did you mean train?"),
 ]
 
