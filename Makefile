@@ -1,13 +1,21 @@
 # Two commands do everything on one machine (Python 3.11):
 #   make run    installs into .venv and runs the whole pipeline on the `default` config
 #   make test   installs into .venv (with test extras) and runs the test suite
+# Then (each in its own terminal where it keeps running):
+#   make predict EQ="31 + 87"   asks the pushed model, no server needed
+#   make serve                  TF Serving-compatible server on :8501 (REST) and :8500 (gRPC)
+#   make tensorboard            TensorBoard over the pipeline root on :6006
+# The tools are in .venv/bin (not on PATH): `source .venv/bin/activate` to type `lstm-math`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+PIPELINE_ROOT ?= artifacts
+MODEL_BASE ?= serving_models
+EQ ?= 31 + 87
 
-.PHONY: install run test test-slow clean
+.PHONY: install run test test-slow serve predict tensorboard clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +33,15 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+serve: install
+	$(VENV)/bin/lstm-math serve --model-base $(MODEL_BASE) $(ARGS)
+
+predict: install
+	$(VENV)/bin/lstm-math predict --via saved-model --saved-model $(MODEL_BASE) "$(EQ)"
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir $(PIPELINE_ROOT)
 
 clean:
 	rm -rf artifacts serving_models

@@ -1,52 +1,294 @@
-"""The ``lstm-math`` command line.
+"""The `lstm-math` command line.
 
-  lstm-math run       [--config NAME|PATH] [--set k=v ...] [--pipeline-root DIR]
-                      [--serving-base DIR] [--no-cache] [Beam options ...]
-  lstm-math generate  [--config ...] [--set ...] --output DIR [Beam options ...]
-  lstm-math train     [--config ...] [--set ...] --examples DIR --output DIR  (resumable)
-  lstm-math tune      [--config ...] [--role chief|worker --oracle HOST:PORT --tuner-id ID]
-  lstm-math component NAME [--config ...] [--set ...] [--pipeline-root DIR] ...
-  lstm-math serve     --model-base DIR [...]          (TF Serving-compatible local server)
-  lstm-math predict   "31 + 87" [...] [--via rest|grpc|saved-model]
+Building the parser imports nothing heavy (no TensorFlow, Keras or Beam), so `--help` and
+the ordinary mistakes (a typo'd flag, an unknown component, a missing directory, no server)
+answer at once, in one line, with exit status 2 and nothing created. The commands import
+what they need when they run. `serve` and `predict` take their arguments from
+`serving.server` / `serving.client`, imported only when that command is chosen.
 
-Unrecognised ``--flags`` of run / generate / component are passed to Beam as pipeline
-options (``--runner=PortableRunner --job_endpoint=...``, ``--direct_num_workers=2`` ...).
+Beam pipeline options travel through an explicit channel, checked against the options Beam
+knows (Beam is imported only when some are given): `--beam-arg=--runner=PortableRunner`
+(repeatable), or everything after a `--beam` separator.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import shutil
+import socket
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 log = logging.getLogger("lstm_math")
 
+PROG = "lstm-math"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# The pipeline's steps in order (pipeline/pipeline.py; tests/test_cli.py checks they agree).
+COMPONENTS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
+              "InfraValidator", "Pusher")
+BEAM_COMMANDS = ("run", "component", "generate")
+# Commands whose arguments are declared by the module that runs them, imported only when
+# that command is chosen (the serving engineers own them).
+DELEGATED = {"serve": ("serving.server", "add_serve_arguments"),
+             "predict": ("serving.client", "add_predict_arguments")}
 
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        force=True,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("apache_beam", "absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+DESCRIPTION = """\
+LSTM seq2seq models that learn arithmetic from strings ('31 + 87' -> '118'), as a
+TFX-style pipeline: ExampleGen (Beam) -> DataValidation -> Tuner -> Trainer -> Evaluator ->
+Exporter (SavedModel) -> InfraValidator -> Pusher, then a TF Serving-compatible server.
+
+first steps, from the repository:
+  make run                          # the whole pipeline on `default`, then a summary
+  .venv/bin/lstm-math predict --via saved-model --saved-model serving_models "31 + 87"
+  .venv/bin/lstm-math serve --model-base serving_models   # own terminal; answers after ~15 s
+  .venv/bin/lstm-math predict "31 + 87"                   # asks that server
+(`source .venv/bin/activate` once per shell lets you type `lstm-math` alone.)
+
+`lstm-math COMMAND --help` describes a command's options.
+"""
+
+BEAM_EPILOG = """\
+Beam pipeline options (for the ExampleGen job) go through an explicit channel and are
+checked against the options Beam knows:
+  --beam-arg=--direct_num_workers=2 --beam-arg=--direct_running_mode=multi_processing
+  ... --beam --runner=PortableRunner --job_endpoint=localhost:8099   (all after --beam)
+"""
 
 
-def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="default",
-                   help="a preset name (default, smoke, ...) or a YAML file")
+class UsageError(Exception):
+    """An ordinary mistake: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line (no usage block) and exits 2."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _fail(prog: str, message: str) -> int:
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return 2
+
+
+# --------------------------------------------------------------------------------------
+# Help: presets, and the arguments of train / tune (declared here so that their --help
+# needs no TensorFlow; components.trainer.add_train_arguments and
+# components.tuner.add_tune_arguments stay as they are for `python -m components.trainer`).
+
+
+def presets() -> list[tuple[str, str]]:
+    """(name, first sentence of the file's leading comment) for pipeline/configs/*.yaml."""
+    out = []
+    for fname in sorted(os.listdir(CONFIG_DIR)):
+        if not fname.endswith(".yaml"):
+            continue
+        summary = ""
+        with open(os.path.join(CONFIG_DIR, fname)) as f:
+            for line in f:
+                if not line.startswith("#"):
+                    break
+                summary += " " + line.lstrip("#").strip()
+        summary = summary.strip()
+        cut = summary.find(". ")
+        summary = summary[:cut + 1] if cut > 0 else summary
+        if len(summary) > 80:
+            summary = summary[:77].rsplit(" ", 1)[0] + " ..."
+        out.append((fname[:-5], summary))
+    return out
+
+
+def _presets_epilog() -> str:
+    lines = ["presets (--config NAME, files in pipeline/configs/; or --config my.yaml):"]
+    lines += [f"  {name:<8} {text}" for name, text in presets()]
+    return "\n".join(lines) + "\n"
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log debug messages too (default: info and above)")
+
+
+def _add_config_arguments(p: argparse.ArgumentParser, roots: bool = True) -> None:
+    names = ", ".join(n for n, _ in presets())
+    p.add_argument("--config", default="default", metavar="NAME|FILE",
+                   help=f"a preset ({names}; default %(default)s) or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set trainer.epochs=3 (repeatable)")
-    p.add_argument("--pipeline-root", help="where artifacts go (sets runtime.pipeline_root)")
-    p.add_argument("--serving-base", help="where blessed models are pushed (pusher.serving_base)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    if roots:
+        p.add_argument("--pipeline-root", metavar="DIR",
+                       help="where artifacts go (runtime.pipeline_root; default artifacts)")
+        p.add_argument("--serving-base", metavar="DIR",
+                       help="where blessed models are pushed (pusher.serving_base; default "
+                            "serving_models)")
+    _add_verbose(p)
 
 
-def _load(args, beam_args: list[str]):
+def _add_beam_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beam-arg", dest="beam_args", action="append", default=[],
+                   metavar="--OPTION=VALUE",
+                   help="a Beam pipeline option for the ExampleGen job, e.g. "
+                        "--beam-arg=--runner=PortableRunner (repeatable; or put them all "
+                        "after --beam)")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The same arguments as components.trainer.add_train_arguments, with help for each."""
+    _add_config_arguments(p, roots=False)
+    p.add_argument("--examples", required=True, metavar="DIR",
+                   help="ExampleGen output: shards + stats.json (local path or gfile URL)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="Trainer output (model, checkpoints, logs); rerunning the same "
+                        "command resumes from its last checkpoint")
+    p.add_argument("--hparams", metavar="FILE",
+                   help="a best_hyperparameters.json from the Tuner (default: the config's "
+                        "trainer.model)")
+
+
+def add_tune_arguments(p: argparse.ArgumentParser) -> None:
+    """The same arguments as components.tuner.add_tune_arguments (plus the config ones)."""
+    _add_config_arguments(p)
+    p.add_argument("--role", choices=("local", "chief", "worker"),
+                   help="local (default; or from KERASTUNER_* variables): one process; chief: "
+                        "serve the oracle, run no trials; worker: run trials the chief hands out")
+    p.add_argument("--oracle", metavar="HOST:PORT",
+                   help="chief: address to listen on; worker: the chief's address (default: "
+                        "KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT)")
+    p.add_argument("--tuner-id", help="this worker's id, unique and stable across restarts "
+                                      "(default: KERASTUNER_TUNER_ID or worker-<hostname>)")
+    p.add_argument("--examples", metavar="DIR",
+                   help="ExampleGen output directory (default: this config's ExampleGen "
+                        "artifact under --pipeline-root)")
+    p.add_argument("--output", metavar="DIR",
+                   help="the shared tuning directory (default: this config's Tuner artifact "
+                        "directory under --pipeline-root)")
+    p.add_argument("--chief-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="worker: exit (status 3) when the chief is unreachable this long")
+
+
+def _tidy_help(p: argparse.ArgumentParser) -> None:
+    """Every option of a delegated parser gets help text, without reST markup."""
+    for action in p._actions:  # argparse has no public iterator over its actions
+        if action.help is None and "--verbose" in action.option_strings:
+            action.help = "log debug messages too"
+        elif action.help is None and action.option_strings:
+            action.help = action.dest.replace("_", " ")
+        if isinstance(action.help, str):
+            action.help = action.help.replace("``", "'")
+
+
+# --------------------------------------------------------------------------------------
+# Checks made before anything is imported or created.
+
+
+def _suggest(word: str, choices, n: int = 1) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _check_path(flag: str, path: str | None, what: str) -> None:
+    if path and _is_local(path) and not os.path.exists(path):
+        raise UsageError(f"{flag} {path}: no such {what}")
+
+
+def _option_strings(p: argparse.ArgumentParser) -> list[str]:
+    return [s for a in p._actions for s in a.option_strings if s.startswith("--")]
+
+
+def _unknown_option_message(p: argparse.ArgumentParser, extra: list[str], beam_ok: bool) -> str:
+    flag = next((a for a in extra if a.startswith("-")), extra[0])
+    name = flag.split("=", 1)[0]
+    if not flag.startswith("-"):
+        return f"unexpected argument {flag!r}"
+    message = f"unknown option {name}" + _suggest(name, _option_strings(p))
+    if "did you mean" not in message and "_" in name:
+        message += (f"; Beam options go through --beam-arg={flag} or after --beam"
+                    if beam_ok else "; this command takes no Beam options")
+    return message
+
+
+def _beam_parser():
+    """Beam's own option parser (every PipelineOptions subclass), raising on errors."""
+    root = logging.getLogger()
+    quiet = logging.NullHandler()  # Beam's import warns about apitools on the root logger
+    root.addHandler(quiet)
+    try:
+        from apache_beam.options import pipeline_options as po
+    finally:
+        root.removeHandler(quiet)
+
+    base = getattr(po, "_BeamArgumentParser", argparse.ArgumentParser)
+
+    class BeamParser(base):
+        def error(self, message):
+            raise UsageError(message)
+
+    parser = BeamParser(allow_abbrev=False, add_help=False)
+    classes = {}
+    for cls in po.PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # how Beam builds its own parser (get_all_options)
+    return parser
+
+
+def validate_beam_args(beam_args: list[str]) -> None:
+    """Raises UsageError unless Beam knows every option (and accepts its value)."""
+    bad = [a for a in beam_args if not a.startswith("--")]
+    if bad:
+        raise UsageError(f"Beam option {bad[0]!r} should look like --name=value")
+    parser = _beam_parser()
+    try:
+        _, unknown = parser.parse_known_args(beam_args)
+    except UsageError as e:
+        raise UsageError(f"Beam option: {e}") from None
+    if unknown:
+        name = next((a for a in unknown if a.startswith("--")), unknown[0]).split("=", 1)[0]
+        raise UsageError(f"Beam has no option {name}"
+                         + _suggest(name, _option_strings(parser))
+                         + " (Beam's options: apache_beam/options/pipeline_options.py)")
+
+
+def _server_down(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return False
+    except OSError:
+        return True
+
+
+def _check_predict(args) -> None:
+    via = args.via or ("saved-model" if getattr(args, "saved_model", None) else "rest")
+    if via == "saved-model":
+        if not args.saved_model:
+            raise UsageError("--via saved-model needs --saved-model DIR (a model base such as "
+                             "serving_models, or one version's directory)")
+        _check_path("--saved-model", args.saved_model, "SavedModel or model base")
+        return
+    port = args.rest_port if via == "rest" else args.grpc_port
+    if _server_down(args.host, port):
+        url = (f"http://{args.host}:{port}/v1/models/{args.model_name}:predict" if via == "rest"
+               else f"grpc://{args.host}:{port}")
+        raise UsageError(f"no server at {url}: start one in another terminal with "
+                         f"`{_tool(PROG)} serve --model-base serving_models` (it answers after "
+                         f"about 15 s of warm-up), or ask the model without a server: "
+                         f"--via saved-model --saved-model serving_models")
+
+
+# --------------------------------------------------------------------------------------
+# The commands.
+
+
+def _load(args):
     from pipeline.config import load_config
 
     overrides = list(args.overrides)
@@ -55,9 +297,27 @@ def _load(args, beam_args: list[str]):
     if getattr(args, "serving_base", None):
         overrides.append(f"pusher.serving_base={args.serving_base}")
     config = load_config(args.config, overrides)
+    beam_args = list(getattr(args, "beam_args", []) or [])
     if beam_args:
         config.runtime.beam_args = list(config.runtime.beam_args) + beam_args
     return config
+
+
+def _tool(name: str) -> str:
+    """How to call a tool installed beside this Python, as typed in a fresh shell.
+
+    The bare name when it is first on PATH; else its path, relative to the current directory
+    when inside it (`.venv/bin/lstm-math` after `make run`), absolute otherwise.
+    """
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        if name == PROG:
+            return f"{sys.executable} -m pipeline.cli"
+        return name
+    if shutil.which(name) == path:
+        return name
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
 
 
 def _summary(manifest: dict, config) -> str:
@@ -84,125 +344,302 @@ def _summary(manifest: dict, config) -> str:
             lines.append(f"Evaluation report:  {ev['report']}")
         for picture in ev.get("pictures", []):
             lines.append(f"Error map / plots:  {picture}")
-    lines.append("")
-    lines.append("Look at it:")
-    lines.append(f"  tensorboard --logdir {root}      # then open http://localhost:6006")
     if push.get("pushed"):
-        base = config.pusher.serving_base
         lines.append(f"Pushed:             {push['path']} (version {push['version']})")
-        lines.append(f"  saved_model_cli show --dir {push['path']} --tag_set serve "
-                     "--signature_def serving_default")
-        lines.append(f"  lstm-math predict --via saved-model --saved-model {base} \"31 + 87\"")
-        lines.append(f"  lstm-math serve --model-base {base}      # REST :8501, gRPC :8500")
     elif push:
         lines.append(f"Not pushed: {push.get('reason')}")
+    cli = _tool(PROG)
+    lines.append("")
+    lines.append("Next (each command works as printed, from this directory):")
+    if push.get("pushed"):
+        base = config.pusher.serving_base
+        lines.append(f"  {cli} predict --via saved-model --saved-model {base} \"31 + 87\"")
+        lines.append(f"  {_tool('saved_model_cli')} show --dir {push['path']} --tag_set serve "
+                     "--signature_def serving_default")
+        lines.append(f"  {cli} serve --model-base {base}   # own terminal; REST :8501 "
+                     "after ~15 s warm-up")
+        lines.append(f"  {cli} predict \"31 + 87\"   # asks that server")
+    lines.append(f"  {_tool('tensorboard')} --logdir {root}   # own terminal; "
+                 "http://localhost:6006")
+    activate = os.path.join(os.path.dirname(sys.executable), "activate")
+    if cli != PROG and os.path.exists(activate):
+        rel = os.path.relpath(activate)
+        lines.append(f"(Or `source {activate if rel.startswith('..') else rel}` once per "
+                     "shell, then type `lstm-math` alone.)")
     return "\n".join(lines)
 
 
-def cmd_run(args, beam_args) -> int:
+def cmd_run(args) -> int:
     from pipeline.pipeline import create_pipeline
     from pipeline.runner import LocalRunner
 
-    config = _load(args, beam_args)
+    config = _load(args)
     manifest = LocalRunner(config).run(create_pipeline(config), use_cache=not args.no_cache)
     print(_summary(manifest, config), flush=True)
     return 0
 
 
-def cmd_component(args, beam_args) -> int:
+def _missing_upstream(runner, pipeline, name: str) -> str | None:
+    """The earliest step that `name` needs and that has no output for this config yet."""
+    needed, todo = set(), list(pipeline.node(name).inputs)
+    while todo:
+        n = todo.pop()
+        if n not in needed:
+            needed.add(n)
+            todo.extend(pipeline.node(n).inputs)
+    artifacts = {}
+    for node in pipeline.nodes:
+        if node.name == name:
+            break
+        if node.name not in needed:
+            continue
+        if any(k not in artifacts for k in node.inputs):
+            return next(k for k in node.inputs if k not in artifacts)
+        cached = runner.load_cached(node.name, runner.fingerprint(pipeline, node.name, artifacts))
+        if cached is None:
+            return node.name
+        artifacts[node.name] = cached
+    return None
+
+
+def _run_first(step: str, root: str) -> str:
+    cli = _tool(PROG)
+    if step == COMPONENTS[0]:
+        return (f"run `{cli} run --pipeline-root {root}` first (with the same --config and "
+                f"--set), or `{cli} component {step} --pipeline-root {root}`")
+    return (f"run `{cli} component {step} --pipeline-root {root}` first (with the same "
+            f"--config and --set), or `{cli} run`")
+
+
+def cmd_component(args) -> int:
+    name = args.name
+    if name not in COMPONENTS:
+        lower = {c.lower(): c for c in COMPONENTS}
+        guess = lower.get(name.lower()) or "".join(
+            difflib.get_close_matches(name, COMPONENTS, n=1, cutoff=0.5))
+        raise UsageError(f"no component {name!r}" + (f"; did you mean {guess}?" if guess else "")
+                         + f" (components: {', '.join(COMPONENTS)})")
+    if name != COMPONENTS[0] and args.pipeline_root and _is_local(args.pipeline_root) \
+            and not os.path.isdir(args.pipeline_root):
+        raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so {name} "
+                         f"has no inputs; " + _run_first(COMPONENTS[0], args.pipeline_root))
     from pipeline.pipeline import create_pipeline
     from pipeline.runner import LocalRunner
 
-    config = _load(args, beam_args)
-    pipeline = create_pipeline(config)
-    pipeline.node(args.name)  # fails fast on an unknown name
-    manifest = LocalRunner(config).run(pipeline, only=[args.name], use_cache=not args.no_cache)
+    config = _load(args)
+    runner, pipeline = LocalRunner(config), create_pipeline(config)
+    root = config.runtime.pipeline_root
+    if name != COMPONENTS[0]:
+        if _is_local(root) and not os.path.isdir(root):
+            raise UsageError(f"pipeline root {root}: no such directory, so {name} has no "
+                             f"inputs; " + _run_first(COMPONENTS[0], root))
+        missing = _missing_upstream(runner, pipeline, name)
+        if missing:
+            raise UsageError(f"{name} needs the output of {missing}, which has not run with "
+                             f"this config under {root}; " + _run_first(missing, root))
+    manifest = runner.run(pipeline, only=[name], use_cache=not args.no_cache)
     print(_summary(manifest, config), flush=True)
     return 0
 
 
-def cmd_generate(args, beam_args) -> int:
+def cmd_generate(args) -> int:
     import json
 
     from components.example_gen import run_example_gen
 
-    config = _load(args, beam_args)
+    config = _load(args)
     stats = run_example_gen(config.task.data, args.output, config.runtime.beam_args)
     print(json.dumps({s: v["count"] for s, v in stats["splits"].items()}))
     return 0
 
 
-def cmd_tune(args, beam_args) -> int:
+def cmd_train(args) -> int:
+    _check_path("--examples", args.examples, "directory")
+    _check_path("--hparams", args.hparams, "file")
+    from components.trainer import run_train
+
+    return run_train(args)
+
+
+def cmd_tune(args) -> int:
+    _check_path("--examples", args.examples, "directory")
+    if not args.examples and args.pipeline_root and _is_local(args.pipeline_root) \
+            and not os.path.isdir(args.pipeline_root):
+        raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so no "
+                         f"ExampleGen output to tune on; pass --examples DIR, or "
+                         + _run_first(COMPONENTS[0], args.pipeline_root))
     from components.tuner import run_tune
 
-    return run_tune(args, _load(args, beam_args))
+    return run_tune(args, _load(args))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lstm-math", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_serve(args) -> int:
+    _check_path("--model-base", args.model_base, "directory (`make run` pushes to "
+                "serving_models)")
+    from serving import server
 
-    p = sub.add_parser("run", help="run the whole pipeline")
+    return server.run_serve(args)
+
+
+def cmd_predict(args) -> int:
+    _check_predict(args)
+    from serving import client
+
+    return client.run_predict(args)
+
+
+# --------------------------------------------------------------------------------------
+# The parser.
+
+COMMANDS = {
+    "run": "run the whole pipeline (cached steps are reused)",
+    "component": "run one step, on the outputs of earlier steps",
+    "generate": "run ExampleGen alone into a directory",
+    "train": "train one model on ExampleGen shards (resumable; one worker of a TF_CONFIG "
+             "cluster)",
+    "tune": "hyperparameter search: local, or one chief + N workers (keras-tuner's "
+            "distributed mode)",
+    "serve": "TF Serving-compatible local server (REST :8501, gRPC :8500)",
+    "predict": "answer equations via the server (REST or gRPC) or a SavedModel",
+}
+
+
+ALL = "*"
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The parser. ``command``: fill in only that command's delegated arguments (serve and
+    predict import their modules), so that other commands' help imports nothing heavy;
+    None: none of them; ALL (the default): every command."""
+    parser = _Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    def add(name, epilog=None, **kw):
+        return sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name],
+                              epilog=epilog, formatter_class=fmt, allow_abbrev=False, **kw)
+
+    p = add("run", epilog=_presets_epilog() + "\n" + BEAM_EPILOG)
     _add_config_arguments(p)
-    p.add_argument("--no-cache", action="store_true", help="rerun every component")
-    p.set_defaults(func=cmd_run, beam_passthrough=True)
+    p.add_argument("--no-cache", action="store_true", help="rerun every step")
+    _add_beam_argument(p)
+    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("component", help="run one component (inputs from earlier runs)")
-    p.add_argument("name", help="ExampleGen, DataValidation, Tuner, Trainer, Evaluator, "
-                                "Exporter, InfraValidator or Pusher")
+    p = add("component", epilog=_presets_epilog() + "\n" + BEAM_EPILOG)
+    p.add_argument("name", metavar="NAME", help=", ".join(COMPONENTS))
     _add_config_arguments(p)
-    p.add_argument("--no-cache", action="store_true")
-    p.set_defaults(func=cmd_component, beam_passthrough=True)
+    p.add_argument("--no-cache", action="store_true", help="rerun the step even if cached")
+    _add_beam_argument(p)
+    p.set_defaults(func=cmd_component)
 
-    p = sub.add_parser("generate", help="run ExampleGen alone into a directory")
-    _add_config_arguments(p)
-    p.add_argument("--output", required=True, help="directory (or gfile URL) for the shards")
-    p.set_defaults(func=cmd_generate, beam_passthrough=True)
+    p = add("generate", epilog=_presets_epilog() + "\n" + BEAM_EPILOG)
+    _add_config_arguments(p, roots=False)
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="directory (or gfile URL) for the shards")
+    _add_beam_argument(p)
+    p.set_defaults(func=cmd_generate)
 
-    from components.trainer import add_train_arguments, run_train
-
-    p = sub.add_parser("train", help="train one model on ExampleGen shards (resumable; one "
-                                     "worker of a TF_CONFIG cluster)")
+    p = add("train", epilog=_presets_epilog())
     add_train_arguments(p)
-    p.set_defaults(func=lambda a, _: run_train(a), beam_passthrough=False)
+    p.set_defaults(func=cmd_train)
 
-    from components import tuner
+    p = add("tune", epilog=_presets_epilog())
+    add_tune_arguments(p)
+    p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("tune", help="hyperparameter search: local, or one chief + N workers "
-                                    "(keras-tuner's distributed mode)")
-    _add_config_arguments(p)
-    tuner.add_tune_arguments(p)
-    p.set_defaults(func=cmd_tune, beam_passthrough=False)
+    for name, func in (("serve", cmd_serve), ("predict", cmd_predict)):
+        p = add(name)
+        if command in (ALL, name):
+            import importlib
 
-    from serving import client, server
-
-    p = sub.add_parser("serve", help="TF Serving-compatible local server (REST + gRPC)")
-    server.add_serve_arguments(p)
-    p.set_defaults(func=lambda a, _: server.run_serve(a), beam_passthrough=False)
-
-    p = sub.add_parser("predict", help="answer equations via REST, gRPC or a SavedModel")
-    client.add_predict_arguments(p)
-    p.set_defaults(func=lambda a, _: client.run_predict(a), beam_passthrough=False)
+            module, function = DELEGATED[name]
+            getattr(importlib.import_module(module), function)(p)
+            _tidy_help(p)
+        p.set_defaults(func=func)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pipeline.config import ConfigError
+def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(lstm-math's arguments, Beam options after a `--beam` separator); and
+    `--beam-arg X` becomes `--beam-arg=X` so that X may start with '--'."""
+    beam: list[str] = []
+    if "--beam" in argv:
+        i = argv.index("--beam")
+        argv, beam = argv[:i], [a for a in argv[i + 1:] if a != "--beam"]
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--beam-arg" and i + 1 < len(argv):
+            out.append(f"--beam-arg={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out, beam
 
-    parser = build_parser()
+
+def _peek_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        force=True,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("apache_beam", "absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, beam_tail = _split_argv(list(sys.argv[1:] if argv is None else argv))
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)
+                     + f" (commands: {', '.join(COMMANDS)})")
+    if command == "serve":  # before importing the server (TensorFlow): a typo'd path is quick
+        base = _peek_value(argv, "--model-base")
+        if base and _is_local(base) and not os.path.isdir(base):
+            return _fail(f"{PROG} serve", f"--model-base {base}: no such directory (`make run` "
+                                          "pushes to serving_models)")
+    parser = build_parser(command)
+    if command is None:
+        if any(a in ("-h", "--help") for a in argv):
+            parser.print_help()
+            return 0
+        return _fail(PROG, f"choose a command: {', '.join(COMMANDS)} (see `{PROG} --help`)")
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "beam_passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    bad = [a for a in extra if not a.startswith("--")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)} (Beam options look like --name=value)")
-    _setup_logging(getattr(args, "verbose", False))
+    prog = f"{PROG} {command}"
+    sub = parser._subparsers._group_actions[0].choices[command]
+    if extra:
+        return _fail(prog, _unknown_option_message(sub, extra, command in BEAM_COMMANDS)
+                     + f" (see `{prog} --help`)")
+    if beam_tail:
+        if command not in BEAM_COMMANDS:
+            return _fail(prog, "this command takes no Beam options (--beam)")
+        args.beam_args = list(args.beam_args) + beam_tail
     try:
-        return args.func(args, extra)
-    except ConfigError as e:
-        log.error("bad config: %s", e)
-        return 2
+        if getattr(args, "beam_args", None):
+            validate_beam_args(args.beam_args)
+        _setup_logging(getattr(args, "verbose", False))
+        return args.func(args)
+    except UsageError as e:
+        return _fail(prog, str(e))
+    except Exception as e:  # noqa: BLE001 - translate the known ordinary mistakes only
+        from pipeline.config import ConfigError
+
+        if isinstance(e, ConfigError):
+            return _fail(prog, f"bad config: {e}")
+        if isinstance(e, RuntimeError) and "has not run with this config yet" in str(e):
+            return _fail(prog, str(e))
+        raise
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Usage (one command; starts both services, runs the job, stops both services):
 
     python scripts/portable_local.py generate --config smoke --output /tmp/out [--set k=v]
 
-Any further ``--flag=value`` is passed to Beam like with ``lstm-math generate``. Both
+Further Beam options go after ``--beam``, as with ``lstm-math generate``. Both
 services bind 127.0.0.1 only (Beam's own mains bind every interface; the ``serve`` mode
 of this script runs them with loopback-only binding). Importable: ``portable_services()``
 is a context manager that yields the Beam arguments (used by the tests and benchmark).
@@ -144,7 +144,8 @@ def main(argv: list[str]) -> int:
     from pipeline import cli
 
     with portable_services() as beam_args:
-        return cli.main(argv + beam_args)
+        # Beam options go after `--beam` (cli.main checks them against Beam's own).
+        return cli.main(argv + ["--beam", *beam_args])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""The command line a new user meets: fast quiet help, one-line mistakes, printed commands.
+
+Most checks run `lstm-math` in a subprocess that fails before importing TensorFlow, so they
+take a fraction of a second each; the printed-commands check reuses the session's smoke run.
+"""
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("tensorflow", "keras", "apache_beam")
+
+
+def _cli(args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env=env or dict(os.environ, PYTHONPATH=REPO))
+
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(d, n), path)
+                  for d, dirs, files in os.walk(path) for n in dirs + files)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["component", "--help"],
+                                  ["generate", "--help"], ["train", "--help"],
+                                  ["tune", "--help"]])
+def test_help_is_fast_quiet_and_imports_nothing_heavy(argv, tmp_path):
+    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\n"
+            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no absl, oneDNN, CUDA or apitools lines
+    assert proc.stdout.strip().endswith("HEAVY []")
+    assert "``" not in proc.stdout
+    if argv[0] in ("run", "component", "generate", "train", "tune"):
+        assert "presets" in proc.stdout and "smoke" in proc.stdout
+        assert "log debug messages" in proc.stdout  # -v has help
+    if argv[0] in cli.BEAM_COMMANDS:
+        assert "--beam-arg" in proc.stdout
+
+
+def test_every_option_has_help_text():
+    parser = cli.build_parser()  # every command, serve and predict included
+    subparsers = parser._subparsers._group_actions[0].choices
+    assert set(subparsers) == set(cli.COMMANDS)
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            assert "``" not in action.help
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MISTAKES = [
+    # (argv, text the one line must contain); ROOT, OUT, MISSING are paths under tmp_path.
+    (["generate", "--pipline-root=ROOT", "--output", "OUT"], "unknown option --pipline-root"),
+    (["run", "--pipline-root=ROOT"],
+     "unknown option --pipline-root; did you mean --pipeline-root?"),
+    (["run", "--no-cach", "--pipeline-root", "ROOT"], "did you mean --no-cache?"),
+    (["run", "--direct_num_workers=2"], "--beam-arg=--direct_num_workers=2 or after --beam"),
+    (["run", "--beam-arg=--runer=DirectRunner", "--pipeline-root", "ROOT"],
+     "Beam has no option --runer; did you mean --runner?"),
+    (["component", "Trainr", "--pipeline-root", "ROOT"],
+     "no component 'Trainr'; did you mean Trainer?"),
+    (["component", "Trainer", "--pipeline-root", "MISSING"],
+     "--pipeline-root MISSING: no such directory, so Trainer has no inputs; run `"),
+    (["tune", "--pipeline-root", "MISSING"], "--pipeline-root MISSING: no such directory"),
+    (["train", "--examples", "MISSING", "--output", "OUT"],
+     "--examples MISSING: no such directory"),
+    (["predict", "--rest-port", "PORT", "31 + 87"],
+     "no server at http://127.0.0.1:PORT/v1/models/lstm_math:predict: start one in another "
+     "terminal with `"),
+    (["predict", "--saved-model", "MISSING", "31 + 87"], "--saved-model MISSING: no such"),
+    (["serve", "--model-base", "MISSING"], "--model-base MISSING: no such directory"),
+    (["trian"], "no command 'trian'; did you mean train?"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", MISTAKES, ids=[" ".join(m[0][:2]) for m in MISTAKES])
+def test_ordinary_mistakes_say_what_to_do_in_one_line_and_create_nothing(argv, expected, tmp_path):
+    port = str(_free_port())
+    names = {"ROOT": str(tmp_path / "root"), "OUT": str(tmp_path / "out"),
+             "MISSING": str(tmp_path / "missing"), "PORT": port}
+
+    def fill(text):
+        for key, value in names.items():
+            text = text.replace(key, value)
+        return text
+
+    work = tmp_path / "cwd"
+    work.mkdir()
+    proc = _cli([fill(a) for a in argv], cwd=work)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lstm-math")
+    assert fill(expected) in lines[0]
+    assert proc.stdout == ""
+    assert _tree(tmp_path) == ["cwd"]  # no artifacts/, no root, no run directory
+    if argv[0] == "predict" and "--rest-port" in argv:
+        assert "serve --model-base serving_models" in lines[0]
+        assert "--via saved-model --saved-model serving_models" in lines[0]
+
+
+def test_missing_upstream_step_is_one_line_and_creates_no_run(tmp_path):
+    """A pipeline root that exists but holds no ExampleGen output for this config."""
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = _cli(["component", "Trainer", "--config", "smoke", "--pipeline-root", str(root)],
+                cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after TensorFlow's own import lines
+    assert last.startswith("lstm-math component: error: Trainer needs the output of "
+                           "ExampleGen, which has not run with this config under"), last
+    assert os.listdir(root) == []
+
+
+def test_beam_options_are_checked_against_beam():
+    cli.validate_beam_args(["--runner=PortableRunner", "--job_endpoint=localhost:8099",
+                            "--environment_type=EXTERNAL", "--environment_config=localhost:50000",
+                            "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+                            "--flink_master=host:8081", "--flink_version=1.19",
+                            "--project=p", "--region=r", "--temp_location=gs://b/t",
+                            "--setup_file=./setup.py", "--num_workers=8"])
+    for bad, message in ((["--runer=X"], "did you mean --runner?"),
+                         (["--direct_running_mode=fast"], "invalid choice"),
+                         (["runner=X"], "should look like --name=value")):
+        with pytest.raises(cli.UsageError, match=message.replace("?", r"\?")):
+            cli.validate_beam_args(bad)
+    assert cli._split_argv(["run", "--beam-arg", "--runner=X", "--beam", "--a=1", "--beam",
+                            "--b=2"]) == (["run", "--beam-arg=--runner=X"], ["--a=1", "--b=2"])
+
+
+def test_train_and_tune_declare_the_components_arguments():
+    """cli.py declares them (fast help); they must match the components' own declarations."""
+    import argparse
+
+    from components import trainer, tuner
+
+    def dests(add, *extra):
+        p = argparse.ArgumentParser()
+        for f in (*extra, add):
+            f(p)
+        return {a.dest for a in p._actions}
+
+    assert dests(cli.add_train_arguments) == dests(trainer.add_train_arguments)
+    assert dests(cli.add_tune_arguments) == dests(tuner.add_tune_arguments,
+                                                  cli._add_config_arguments)
+
+
+def test_component_names_match_the_pipeline(smoke_run):
+    assert tuple(smoke_run["manifest"]["components"]) == cli.COMPONENTS
+
+
+def test_the_summary_commands_work_as_printed_in_a_fresh_shell(smoke_run):
+    out = smoke_run["stdout"]
+    assert "Next (each command works as printed" in out
+    commands = [line.split("   #")[0].strip() for line in out.split("Next (", 1)[1].splitlines()[1:]
+                if line.startswith("  ")]
+    assert len(commands) == 5, out
+    # A fresh shell: the virtual environment is not on PATH.
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": REPO,
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    ran = 0
+    for command in commands:
+        argv = shlex.split(command)
+        assert os.access(argv[0] if os.path.isabs(argv[0]) else os.path.join(REPO, argv[0]),
+                         os.X_OK), command
+        if "--via saved-model" in command or argv[1:2] == ["show"]:
+            proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=300)
+            assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
+            assert ("31 + 87 =" in proc.stdout) if "predict" in command else (
+                "equation" in proc.stdout)
+            ran += 1
+    assert ran == 2
+
+
+def test_readme_figures_come_from_a_manifest(tmp_path):
+    import json
+
+    run_dir = tmp_path / "root" / "runs" / "20261128T101500000000Z"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: lstm_math\n")
+    comps = {name: {"cached": False, "seconds": 1.5, "properties": {}} for name in cli.COMPONENTS}
+    comps["Evaluator"]["properties"] = {
+        "metrics": {"exact_match": 0.99985, "wrong": 6, "count": 39946,
+                    "exhaustive": {"exact_match": 0.999994, "wrong": 6, "count": 1000000}},
+        "blessing": {"blessed": True}}
+    comps["Pusher"]["properties"] = {"pushed": True, "version": 1}
+    (run_dir / "manifest.json").write_text(json.dumps(
+        {"run_id": run_dir.name, "run_dir": str(run_dir), "components": comps, "seconds": 358.2}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- figures:start -->\ntyped\n<!-- figures:end -->\nrest\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "readme_figures.py"),
+                           "--pipeline-root", str(tmp_path / "root"), "--hardware", "2-core CPU",
+                           "--write", str(readme)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text()
+    assert "typed" not in text and text.endswith("<!-- figures:end -->\nrest\n")
+    assert "Measured on 2026-11-28 on 2-core CPU" in text
+    assert "| Trainer | 1.5 s |" in text and "| **whole run** | **358 s** |" in text
+    assert "Test exact match 0.99985 (6 wrong of 39,946)." in text
+    assert "(1,000,000): exact match 0.99999 (6 wrong)" in text
+    assert "Pushed as version 1." in text
