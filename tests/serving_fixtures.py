@@ -1,4 +1,4 @@
-"""A tiny SavedModel that obeys the serving contract (DESIGN.md section 4).
+"""A tiny SavedModel that obeys the serving contract (docs/serving-contract.md).
 
 The model server is model-agnostic, so its tests (and the serving benchmark when no real
 model is given) use this stand-in: ``serving_default`` takes ``equation`` (tf.string
