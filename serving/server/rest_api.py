@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.server.codecs import format_predict_json, parse_predict_json, signature_defs_json, \
@@ -48,6 +49,25 @@ MAX_HEADERS = 64
 KEEPALIVE_SECONDS = 120.0
 
 
+class _ParseErrorsAtDebug(logging.Filter):
+    """aiohttp logs a malformed request (bad Content-Length, header too long, ...) with a
+    traceback; it already answered 400 and closed the connection, so one debug line is
+    enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            if http_logger.isEnabledFor(logging.DEBUG):
+                http_logger.debug("refused a malformed request: %s",
+                                  str(exc).strip().splitlines()[:2])
+            return False
+        return True
+
+
+http_logger = logging.getLogger("lstm_math.serving.http")
+http_logger.addFilter(_ParseErrorsAtDebug())
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str, close: bool = False):
         super().__init__(message)
@@ -71,6 +91,7 @@ class RestApi:
 
     def make_server(self) -> web.Server:
         return web.Server(self.handle, handler_cancellation=True, access_log=None,
+                          logger=http_logger,
                           max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE,
                           max_headers=MAX_HEADERS, keepalive_timeout=KEEPALIVE_SECONDS,
                           lingering_time=2.0)
