@@ -33,6 +33,11 @@ class PredictError(RuntimeError):
         self.code = code
 
 
+class ConnectError(PredictError, ConnectionError):
+    """The server could not be reached, or closed the connection without an answer (an
+    ``OSError`` too, as before)."""
+
+
 def _rows(equations: Sequence[str], columns: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
     out = []
     for i, eq in enumerate(equations):
@@ -99,19 +104,19 @@ class RestClient:
                     http.client.CannotSendRequest) as exc:
                 self.close()
                 if attempt:
-                    raise PredictError(f"{self._where()}: the connection was closed: "
+                    raise ConnectError(f"{self._where()}: the connection was closed: "
                                        f"{exc}") from None
             except ConnectionRefusedError:
                 self.close()
-                raise PredictError(f"cannot connect to {self._where()}: connection refused "
+                raise ConnectError(f"cannot connect to {self._where()}: connection refused "
                                    f"(is the server running?)") from None
             except TimeoutError:
                 self.close()
-                raise PredictError(f"{self._where()}: no answer within {self.timeout:g}s") \
+                raise ConnectError(f"{self._where()}: no answer within {self.timeout:g}s") \
                     from None
             except OSError as exc:
                 self.close()
-                raise PredictError(f"cannot reach {self._where()}: {exc}") from None
+                raise ConnectError(f"cannot reach {self._where()}: {exc}") from None
             except http.client.HTTPException as exc:
                 self.close()
                 raise PredictError(f"{self._where()} answered something that is not "
