@@ -13,7 +13,8 @@ that arrives while a large one is queued runs in the next batch.
   client went away); its rows that have not run yet are dropped before they reach the
   model, and it completes with :class:`RequestCancelledError` / :class:`DeadlineExceededError`.
 * Adaptive wait (default): a batch thread only waits for more rows while some other request
-  has announced itself (``incoming()``) but not yet been queued, so a lone request is not
+  has announced itself (``incoming()``) but not yet been queued, or while the previous
+  batch merged several requests (concurrent clients are about), so a lone request is not
   delayed by the timeout. With ``adaptive=False`` the batcher always waits up to the
   timeout, exactly like TF Serving.
 
@@ -142,6 +143,7 @@ class Batcher:
         self._queue: collections.deque[_Request] = collections.deque()
         self._queued_rows = 0  # rows queued and not yet handed to a batch
         self._incoming = 0
+        self._busy = False  # the last batch merged several requests: wait for more
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(max(1, int(num_batch_threads)))]
@@ -186,8 +188,10 @@ class Batcher:
             callback(None, None)
         return Handle(self, request)
 
-    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None) -> Outputs:
-        """Queue ``rows``, wait for the batches holding them, return their outputs."""
+    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None,
+            on_handle: Optional[Callable[[Handle], None]] = None) -> Outputs:
+        """Queue ``rows``, wait for the batches holding them, return their outputs.
+        ``on_handle(handle)`` gets the request's handle (to cancel it from elsewhere)."""
         done = threading.Event()
         result: list = [None, None]
 
@@ -195,7 +199,9 @@ class Batcher:
             result[0], result[1] = outputs, error
             done.set()
 
-        self.submit(rows, callback, deadline)
+        handle = self.submit(rows, callback, deadline)
+        if on_handle is not None:
+            on_handle(handle)
         done.wait()
         if result[1] is not None:
             raise result[1]
@@ -230,7 +236,9 @@ class Batcher:
 
     def _cancel(self, request: _Request) -> None:
         with self._cv:
-            request.cancelled = True
+            if not request.finished:
+                request.cancelled = True
+                self._cv.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish queued requests, then stop the batch threads."""
@@ -298,7 +306,7 @@ class Batcher:
                     continue
                 if self.timeout <= 0 or self._closed:
                     break
-                if self.adaptive and self._incoming <= 0:
+                if self.adaptive and self._incoming <= 0 and not self._busy:
                     break
                 now = time.monotonic()
                 if deadline is None:
@@ -309,6 +317,7 @@ class Batcher:
                 dead = self._drop_dead(time.monotonic())
                 if dead:  # hand them back with what was taken so far
                     return batch, dead
+            self._busy = len({id(r) for r, _, _ in batch}) > 1
             return batch, []
 
     def _finish(self, request: _Request, outputs: Optional[Outputs],

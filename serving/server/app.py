@@ -1,6 +1,6 @@
-"""The server: one :class:`ModelManager` behind the REST (aiohttp) and gRPC (grpc.aio) front
-ends, both on one asyncio event loop in a background thread. The model itself runs in the
-batcher's threads, never on the event loop.
+"""The server: one :class:`ModelManager` behind the REST front end (aiohttp, on an asyncio
+event loop in a background thread) and the gRPC one (grpcio's threaded server). The model
+itself runs in the batcher's threads, never on the event loop.
 
 Shutdown closes both listeners first (new connections are refused at once), then lets the
 in-flight requests finish within the grace period, closes the remaining connections and
@@ -10,6 +10,7 @@ unloads the model.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ DEFAULT_BATCH_TIMEOUT_MICROS = 1000
 DEFAULT_MAX_REQUEST_ROWS = 16 * DEFAULT_MAX_BATCH_SIZE
 DEFAULT_MAX_ENQUEUED_BATCHES = 100
 DEFAULT_MAX_CONNECTIONS = 1024  # REST connections open at once
-DEFAULT_MAX_CONCURRENT_RPCS = 1024
+DEFAULT_GRPC_WORKERS = 64  # RPCs handled at once; more wait in grpcio's queue
 
 
 class ModelServer:
@@ -55,7 +56,7 @@ class ModelServer:
                  max_enqueued_batches: int = DEFAULT_MAX_ENQUEUED_BATCHES,
                  adaptive_batch_timeout: bool = True, poll_seconds: float = DEFAULT_POLL_SECONDS,
                  num_versions: int = 2, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 grpc_max_workers: int = DEFAULT_MAX_CONCURRENT_RPCS,
+                 grpc_max_workers: int = DEFAULT_GRPC_WORKERS,
                  metrics: Optional[Metrics] = None, model_warmup: bool = True,
                  max_request_rows: Optional[int] = DEFAULT_MAX_REQUEST_ROWS,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS):
@@ -81,14 +82,14 @@ class ModelServer:
                                     metrics=self.metrics, model_warmup=model_warmup)
         self._rest_port_req = rest_port
         self._grpc_port_req = grpc_port
-        self._grpc_max_rpcs = int(grpc_max_workers)
+        self._grpc_max_workers = int(grpc_max_workers)
         self.rest_port: Optional[int] = None
         self.grpc_port: Optional[int] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[threading.Thread] = None
         self._runner: Optional[web.BaseRunner] = None
         self._site: Optional[LimitedTCPSite] = None
-        self._grpc: Optional[grpc.aio.Server] = None
+        self._grpc: Optional[grpc.Server] = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self.draining = False
@@ -137,6 +138,12 @@ class ModelServer:
         if self._started:
             return self
         self.manager.start()
+        try:
+            self._start_grpc()
+        except BaseException:
+            self._started = True
+            self.stop(grace=0)
+            raise
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         self._loop_thread = threading.Thread(target=self._run_loop, args=(ready,),
@@ -152,21 +159,25 @@ class ModelServer:
         self._started = True
         return self
 
+    def _start_grpc(self) -> None:
+        if self._grpc_port_req is None:
+            return
+        options = [("grpc.max_receive_message_length", self.max_request_bytes),
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                   ("grpc.so_reuseport", 0)]
+        self._grpc = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=self._grpc_max_workers,
+                                                  thread_name_prefix="grpc"),
+            options=options)
+        add_services(self._grpc, self)
+        port = self._grpc.add_insecure_port(self._grpc_address(self.host, self._grpc_port_req))
+        if not port:
+            raise OSError(f"could not bind gRPC to {self.host}:{self._grpc_port_req}")
+        self.grpc_port = port
+        self._grpc.start()
+        logger.info("gRPC listening on %s", self._grpc_address(self.host, port))
+
     async def _astart(self) -> None:
-        if self._grpc_port_req is not None:
-            options = [("grpc.max_receive_message_length", self.max_request_bytes),
-                       ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                       ("grpc.so_reuseport", 0)]
-            self._grpc = grpc.aio.server(options=options,
-                                         maximum_concurrent_rpcs=self._grpc_max_rpcs)
-            add_services(self._grpc, self)
-            port = self._grpc.add_insecure_port(
-                self._grpc_address(self.host, self._grpc_port_req))
-            if not port:
-                raise OSError(f"could not bind gRPC to {self.host}:{self._grpc_port_req}")
-            self.grpc_port = port
-            await self._grpc.start()
-            logger.info("gRPC listening on %s", self._grpc_address(self.host, port))
         if self._rest_port_req is not None:
             self._runner = web.ServerRunner(RestApi(self).make_server(), shutdown_timeout=5.0)
             await self._runner.setup()
@@ -184,8 +195,8 @@ class ModelServer:
         if self._site is not None:
             await self._site.stop()
         grpc_stopped = None
-        if self._grpc is not None:
-            grpc_stopped = asyncio.ensure_future(self._grpc.stop(grace))
+        if self._grpc is not None:  # closes its listener now; in-flight RPCs get ``grace``
+            grpc_stopped = self._grpc.stop(grace)
         # 2. drain: in-flight requests finish, bounded by the grace period
         deadline = time.monotonic() + grace
         while self._inflight > 0 and time.monotonic() < deadline:
@@ -194,7 +205,8 @@ class ModelServer:
         if self._runner is not None:
             await self._runner.cleanup()
         if grpc_stopped is not None:
-            await grpc_stopped
+            await asyncio.get_running_loop().run_in_executor(
+                None, grpc_stopped.wait, max(0.0, deadline - time.monotonic()) + 1.0)
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish (bounded by ``grace``), unload."""
@@ -211,6 +223,8 @@ class ModelServer:
             self._loop_thread.join(10)
             if not self._loop.is_running():
                 self._loop.close()
+        elif self._grpc is not None:
+            self._grpc.stop(grace).wait(grace + 1.0)
         self.manager.stop()
         self._stopped.set()
         logger.info("stopped")
