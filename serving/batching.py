@@ -1,11 +1,12 @@
 """Fair server-side batching of concurrent requests, after TF Serving's batching parameters.
 
 Requests are queued whole; one or more batch threads build each batch of at most
-``max_batch_size`` rows by *water-filling* over the queued requests in arrival order: every
-queued request gets an equal share of the batch (what a small request leaves over goes to
-the others), so a large request is split across batches (TF Serving's
-``enable_large_batch_splitting``) and cannot monopolise the model: a single-row request
-that arrives while a large one is queued runs in the next batch.
+``max_batch_size`` rows: the oldest request gets its fair share of the batch if it does not
+fit whole, then every queued request that fits whole is taken whole (arrival order), and
+what is left is shared equally among the requests that did not fit. So a large request is
+split across batches (TF Serving's ``enable_large_batch_splitting``) and cannot monopolise
+the model: a single-row request that arrives while a large one is queued runs in the next
+batch; and equal requests still complete in arrival order, as with a FIFO.
 
 * The queue is bounded in rows (``max_enqueued_rows``): a request that does not fit is
   refused with :class:`QueueFullError`, whether or not the queue is empty.
@@ -13,8 +14,7 @@ that arrives while a large one is queued runs in the next batch.
   client went away); its rows that have not run yet are dropped before they reach the
   model, and it completes with :class:`RequestCancelledError` / :class:`DeadlineExceededError`.
 * Adaptive wait (default): a batch thread only waits for more rows while some other request
-  has announced itself (``incoming()``) but not yet been queued, or while the previous
-  batch merged several requests (concurrent clients are about), so a lone request is not
+  has announced itself (``incoming()``) but not yet been queued, so a lone request is not
   delayed by the timeout. With ``adaptive=False`` the batcher always waits up to the
   timeout, exactly like TF Serving.
 
@@ -106,13 +106,11 @@ class _Incoming:
             self._batcher._announce(-1)
 
     def run(self, rows: Sequence[bytes], deadline: Optional[float] = None) -> Outputs:
-        self.release()
-        return self._batcher.run(rows, deadline)
+        return self._batcher.run(rows, deadline, _incoming=self)
 
     async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None
                         ) -> Outputs:
-        self.release()
-        return await self._batcher.run_async(rows, deadline)
+        return await self._batcher.run_async(rows, deadline, _incoming=self)
 
     def __exit__(self, *exc) -> None:
         self.release()
@@ -143,7 +141,6 @@ class Batcher:
         self._queue: collections.deque[_Request] = collections.deque()
         self._queued_rows = 0  # rows queued and not yet handed to a batch
         self._incoming = 0
-        self._busy = False  # the last batch merged several requests: wait for more
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(max(1, int(num_batch_threads)))]
@@ -166,12 +163,17 @@ class Batcher:
             if delta < 0:
                 self._cv.notify_all()
 
-    def submit(self, rows: Sequence[bytes], callback, deadline: Optional[float] = None
-               ) -> Handle:
+    def submit(self, rows: Sequence[bytes], callback, deadline: Optional[float] = None,
+               _incoming: Optional[_Incoming] = None) -> Handle:
         """Queue ``rows``; ``callback(outputs, error)`` is called once, from a batch thread
         (or from this call when the request is refused)."""
         request = _Request(list(rows), deadline, callback)
         with self._cv:
+            if _incoming is not None and _incoming._open:
+                # announced -> queued in one step, so a waiting batch thread sees either
+                # the announcement or the rows, never neither
+                _incoming._open = False
+                self._incoming -= 1
             if self._closed:
                 raise BatcherClosedError("the model is being unloaded")
             if self._queued_rows + request.n > self.max_enqueued_rows:
@@ -189,7 +191,8 @@ class Batcher:
         return Handle(self, request)
 
     def run(self, rows: Sequence[bytes], deadline: Optional[float] = None,
-            on_handle: Optional[Callable[[Handle], None]] = None) -> Outputs:
+            on_handle: Optional[Callable[[Handle], None]] = None,
+            _incoming: Optional[_Incoming] = None) -> Outputs:
         """Queue ``rows``, wait for the batches holding them, return their outputs.
         ``on_handle(handle)`` gets the request's handle (to cancel it from elsewhere)."""
         done = threading.Event()
@@ -199,7 +202,7 @@ class Batcher:
             result[0], result[1] = outputs, error
             done.set()
 
-        handle = self.submit(rows, callback, deadline)
+        handle = self.submit(rows, callback, deadline, _incoming)
         if on_handle is not None:
             on_handle(handle)
         done.wait()
@@ -207,8 +210,8 @@ class Batcher:
             raise result[1]
         return result[0] if result[0] is not None else _empty_like()
 
-    async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None
-                        ) -> Outputs:
+    async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None,
+                        _incoming: Optional[_Incoming] = None) -> Outputs:
         """Like ``run`` for asyncio: cancelling the awaiting task drops the queued rows."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -227,7 +230,7 @@ class Batcher:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
-        handle = self.submit(rows, callback, deadline)
+        handle = self.submit(rows, callback, deadline, _incoming)
         try:
             return await future
         except asyncio.CancelledError:
@@ -265,25 +268,50 @@ class Batcher:
             dead.append((request, error))
         return dead
 
+    def _take(self, batch: List[Tuple[_Request, int, int]], request: _Request,
+              take: int) -> None:
+        """Move ``take`` rows of ``request`` into ``batch`` (lock held)."""
+        start = request.taken
+        request.taken += take
+        self._queued_rows -= take
+        if batch and batch[-1][0] is request and batch[-1][2] == start:
+            batch[-1] = (request, batch[-1][1], start + take)
+        else:
+            batch.append((request, start, start + take))
+        if request.taken >= request.n:
+            self._queue.remove(request)
+
     def _fill(self, batch: List[Tuple[_Request, int, int]], rows: int) -> int:
-        """Water-fill the batch from the queued requests in arrival order (lock held)."""
+        """Fill the batch from the queue (lock held):
+
+        1. the oldest request, if it does not fit whole, gets its fair share first (so it
+           always progresses);
+        2. then, in arrival order, every request that fits whole is taken whole (equal
+           requests complete in arrival order, as with a plain FIFO);
+        3. what is left is water-filled over the requests that did not fit: each gets an
+           equal share, a share a request cannot use goes to the others.
+        """
         capacity = self.max_batch_size - rows
+        if capacity <= 0 or not self._queue:
+            return rows
+        head = self._queue[0]
+        if head.n - head.taken > capacity:
+            take = min(max(1, self.max_batch_size // len(self._queue)), capacity)
+            self._take(batch, head, take)
+            capacity -= take
+        for request in list(self._queue):
+            remaining = request.n - request.taken
+            if 0 < remaining <= capacity:
+                self._take(batch, request, remaining)
+                capacity -= remaining
         while capacity > 0 and self._queue:
             share = max(1, capacity // len(self._queue))
             for request in list(self._queue):
                 if capacity <= 0:
                     break
                 take = min(share, request.n - request.taken, capacity)
-                start = request.taken
-                request.taken += take
+                self._take(batch, request, take)
                 capacity -= take
-                self._queued_rows -= take
-                if batch and batch[-1][0] is request and batch[-1][2] == start:
-                    batch[-1] = (request, batch[-1][1], start + take)
-                else:
-                    batch.append((request, start, start + take))
-                if request.taken >= request.n:
-                    self._queue.remove(request)
         return self.max_batch_size - capacity
 
     def _next_batch(self):
@@ -306,7 +334,7 @@ class Batcher:
                     continue
                 if self.timeout <= 0 or self._closed:
                     break
-                if self.adaptive and self._incoming <= 0 and not self._busy:
+                if self.adaptive and self._incoming <= 0:
                     break
                 now = time.monotonic()
                 if deadline is None:
@@ -317,7 +345,6 @@ class Batcher:
                 dead = self._drop_dead(time.monotonic())
                 if dead:  # hand them back with what was taken so far
                     return batch, dead
-            self._busy = len({id(r) for r, _, _ in batch}) > 1
             return batch, []
 
     def _finish(self, request: _Request, outputs: Optional[Outputs],

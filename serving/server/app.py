@@ -10,6 +10,7 @@ unloads the model.
 from __future__ import annotations
 
 import asyncio
+import gc
 import concurrent.futures
 import logging
 import threading
@@ -157,6 +158,10 @@ class ModelServer:
             self.stop(grace=0)
             raise
         self._started = True
+        # The loaded model and TensorFlow are millions of long-lived objects: keep the
+        # cyclic garbage collector from walking them on every full collection (pauses of
+        # 100 ms and more under load).
+        gc.freeze()
         return self
 
     def _start_grpc(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -170,7 +171,7 @@ class Servable:
             return self._run([])
         with self._errors():
             if incoming is not None:
-                incoming.release()
+                return incoming.run(rows, deadline)
             if self.batcher is not None:
                 return self.batcher.run(rows, deadline, on_handle=on_handle)
             if deadline is not None and time.monotonic() >= deadline:
@@ -184,11 +185,11 @@ class Servable:
                             deadline: Optional[float] = None) -> Dict[str, np.ndarray]:
         """``predict`` for the asyncio front ends: the event loop never runs the model, and
         cancelling the awaiting task (client gone) drops the rows that did not run yet."""
-        if incoming is not None:
-            incoming.release()
         if not rows:
             return self._run([])
         with self._errors():
+            if incoming is not None:
+                return await incoming.run_async(rows, deadline)
             if self.batcher is not None:
                 return await self.batcher.run_async(rows, deadline)
             if deadline is not None and time.monotonic() >= deadline:
@@ -389,6 +390,7 @@ class ModelManager:
             self._latest = self._servables[max(self._servables)]
             latest = self._latest.version
         self._available.set()
+        gc.freeze()  # the new version's objects live on: out of the collector's way
         self.metrics.inc("model_load_total", model=self.model_name, status="ok")
         logger.info("%s version %d is AVAILABLE (loaded in %.2fs); serving version %d",
                     self.model_name, version, servable.load_seconds, latest)
