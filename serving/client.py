@@ -272,7 +272,9 @@ def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
 
     if has_pb(path):
         return path
-    for candidate in (path, os.path.join(path, model_name)):
+    # a model base holds <model_name>/: look there first (listing the base itself would
+    # warn that '<model_name>' is not a version number)
+    for candidate in (os.path.join(path, model_name), path):
         if not os.path.isdir(candidate):
             continue
         version = latest_version(candidate)
