@@ -340,28 +340,42 @@ def test_huge_headers_are_refused_and_memory_stays_bounded(server):
 
 
 def test_connections_are_capped(model_base):
+    """At the cap, idle connections (kept alive, or never sending a request) make room for a
+    new one; only when all are busy is a new connection refused with a 503."""
     with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
                      max_connections=8) as srv:
         idle = [socket.create_connection(("127.0.0.1", srv.rest_port), timeout=5)
                 for _ in range(8)]
         try:
+            idle[-1].sendall(b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             time.sleep(0.2)
-            raw, closed = exchange(srv.rest_port, STATUS_REQUEST)
-            assert statuses(raw) == [503] and closed
-            assert srv.metrics.counter("refused_connections_total") >= 1
-            # a held connection is still served
-            idle[0].sendall(STATUS_REQUEST)
-            idle[0].settimeout(5)
-            assert idle[0].recv(65536).startswith(b"HTTP/1.1 200")
+            raw, _ = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
+            assert statuses(raw) == [200]
+            assert srv.metrics.counter("evicted_connections_total") >= 1
         finally:
             for s in idle:
                 s.close()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            raw, _ = exchange(srv.rest_port, STATUS_REQUEST, wait=0.5)
-            if statuses(raw) == [200]:
-                break
-            time.sleep(0.1)
+        # every connection busy (a slow model): the next one is refused
+        results = []
+        with SlowModel(srv, 1.0):
+            def call():
+                try:
+                    predict_rest(["1 + 1"], port=srv.rest_port, timeout=30)
+                    results.append(200)
+                except PredictError as exc:
+                    results.append(exc.code)
+
+            threads = [threading.Thread(target=call) for _ in range(8)]
+            for t in threads:
+                t.start()
+            time.sleep(0.4)
+            raw, closed = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
+            assert statuses(raw) == [503] and closed
+            for t in threads:
+                t.join(30)
+        assert results == [200] * 8
+        assert srv.metrics.counter("refused_connections_total") >= 1
+        raw, _ = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
         assert statuses(raw) == [200]
 
 

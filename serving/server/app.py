@@ -109,7 +109,10 @@ class ModelServer:
         m.describe("batch_run_seconds", "Time to run one batch through the signature.")
         m.describe("dropped_rows_total", "Rows dropped before they ran: their client went "
                                          "away or their deadline passed.")
-        m.describe("refused_connections_total", "REST connections refused: too many open.")
+        m.describe("refused_connections_total", "REST connections refused: too many open, "
+                                                "all busy.")
+        m.describe("evicted_connections_total", "Idle REST connections closed to make room "
+                                                "for a new one.")
         m.describe("model_load_total", "Version loads by status.")
         m.describe("model_versions_loaded", "Versions loaded.")
         m.describe("model_latest_version", "The version served by default.")
@@ -189,6 +192,7 @@ class ModelServer:
             self._site = LimitedTCPSite(
                 self._runner, self.host, self._rest_port_req, self.max_connections,
                 on_refused=lambda: self.metrics.inc("refused_connections_total"),
+                on_evicted=lambda: self.metrics.inc("evicted_connections_total"),
                 backlog=128, reuse_address=True)
             await self._site.start()
             self.rest_port = self._site.port

@@ -64,7 +64,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="most equations in one request; more is a 400 / INVALID_ARGUMENT "
                              "(default %(default)s; 0 = no limit)")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                        help="REST connections open at once; more get a 503 and are closed "
+                        help="REST connections open at once; at the cap a new one closes the "
+                             "longest-idle one, or gets a 503 when all are busy "
                              "(default %(default)s)")
     parser.add_argument("--grace-seconds", type=float, default=10.0,
                         help="how long shutdown waits for in-flight requests")

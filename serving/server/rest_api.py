@@ -8,8 +8,8 @@ HTTP/1.1 parsing is aiohttp's (llhttp, strict): a malformed or ambiguous ``Conte
 is a 400 and closes the connection; a body that a handler does not read is discarded by
 aiohttp before the next request on the connection (or the connection is closed), so a
 body cannot be taken for the next request. Header lines and the number of headers are
-bounded, and so is the number of open connections (:class:`LimitedTCPSite`): beyond it a
-connection gets a 503 and is closed. A handler whose client disconnects is cancelled
+bounded, and so is the number of open connections (:class:`LimitedTCPSite`): at the cap a
+new connection evicts the longest-idle one, and gets a 503 only when all are busy. A handler whose client disconnects is cancelled
 (``handler_cancellation``), which drops the request's rows that did not run yet.
 """
 
@@ -233,27 +233,54 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+def _idle_since(handler) -> Optional[float]:
+    """When an open connection last finished a request (or connected), if it is idle now:
+    no request being handled or queued on it; None when it is busy."""
+    if getattr(handler, "_request_in_progress", True) or getattr(handler, "_messages", None):
+        return None
+    return getattr(handler, "_next_keepalive_close_time", 0.0)
+
+
 class LimitedTCPSite(web.TCPSite):
-    """``TCPSite`` with a cap on open connections."""
+    """``TCPSite`` with a cap on open connections.
+
+    At the cap, a new connection evicts the connection that has been idle longest (no request
+    in progress: kept alive, or still sending its headers); only when every connection is
+    busy is the new one answered 503 and closed. So idle or slow connections cannot lock
+    clients out, and the number of connections (and their buffers) stays bounded.
+    """
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, max_connections: int,
-                 on_refused=None, **kwargs):
+                 on_refused=None, on_evicted=None, **kwargs):
         super().__init__(runner, host, port, **kwargs)
         self._max_connections = max(1, int(max_connections))
         self._on_refused = on_refused
+        self._on_evicted = on_evicted
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        limit, on_refused = self._max_connections, self._on_refused
+        limit, on_refused, on_evicted = (self._max_connections, self._on_refused,
+                                         self._on_evicted)
+        closing: set = set()
 
         def factory():
-            if len(server._connections) >= limit:
-                if on_refused is not None:
-                    on_refused()
-                return _Refuse()
+            open_now = [h for h in server._connections if h not in closing]
+            closing.intersection_update(server._connections)
+            if len(open_now) >= limit:
+                idle = [(since, id(h), h) for h in open_now
+                        if (since := _idle_since(h)) is not None]
+                if not idle:
+                    if on_refused is not None:
+                        on_refused()
+                    return _Refuse()
+                victim = min(idle)[2]
+                closing.add(victim)
+                victim.force_close()
+                if on_evicted is not None:
+                    on_evicted()
             return server()
 
         self._server = await loop.create_server(factory, self._host, self._port,
