@@ -23,6 +23,8 @@ setup(
         "google-crc32c>=1.5,<2",  # fast CRCs for TFRecords written from Beam
         "tensorflow-serving-api>=2.21,<2.22",
         "grpcio>=1.60,<2",
+        "aiohttp>=3.10,<4",  # the model server's HTTP/1.1 front end (serving/server/rest_api.py)
+        "prometheus-client>=0.20,<1",  # the model server's metrics exposition
         "pyyaml>=6,<7",
         "matplotlib>=3.7,<4",
     ],

@@ -1,11 +1,15 @@
-"""Load test of the local model server (serving/server.py), REST and gRPC, batching on/off.
+"""Load test of the local model server (serving/server), REST and gRPC, batching on/off.
 
-The server runs in this process on 127.0.0.1; the load comes from a second process (one
-worker process with one thread per concurrent client, each with its own keep-alive
-connection / gRPC channel and a pre-built request). Every cell is bounded in time.
+Each server runs as ``python -m serving.server`` in its own process on 127.0.0.1, from this
+source tree or from others given with ``--servers`` (so an older implementation is measured
+beside the current one in the same run, on the same machine); the load comes from one more
+process (one thread per concurrent client, each with its own keep-alive connection / gRPC
+channel and a pre-built request). Every cell is bounded in time.
 
     python benchmarks/serving_benchmark.py                 # the test fixture model
     python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
+    git archive b7d1057 serving | tar -x -C /tmp/old-serving
+    python benchmarks/serving_benchmark.py --servers old=/tmp/old-serving new=.
 
 For each cell: requests/s, equations/s, p50/p99 latency, errors, the ratio of
 equations/s to calling the ``serving_default`` signature in-process (one thread) on batches
@@ -154,6 +158,98 @@ def _in_process_rate(model_base, model_name, batch_size, seconds):
     return n * batch_size / (time.perf_counter() - start)
 
 
+def _metric_sum(text, name):
+    """Sum of the samples of one metric (all label sets) in Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class ServerProcess:
+    """``python -m serving.server`` from a source tree (this one, or an older checkout) in
+    its own process, so two implementations can be measured side by side in one run."""
+
+    def __init__(self, root, model_base, model_name, batching, max_batch_size,
+                 batch_timeout_micros, num_batch_threads):
+        import subprocess
+        self.dir = tempfile.mkdtemp(prefix="lstm_math_bench_server_")
+        port_file = os.path.join(self.dir, "ports.json")
+        cmd = [sys.executable, "-m", "serving.server", "--model-base", model_base,
+               "--model-name", model_name, "--rest-port", "0", "--grpc-port", "0",
+               "--port-file", port_file, "--poll-seconds", "30", "--log-level", "WARNING",
+               "--batch-timeout-micros", str(batch_timeout_micros)]
+        if max_batch_size:
+            cmd += ["--max-batch-size", str(max_batch_size)]
+        if num_batch_threads:
+            cmd += ["--num-batch-threads", str(num_batch_threads)]
+        if batching == "off":
+            cmd.append("--no-batching")
+        env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                with open(os.path.join(self.dir, "server.log"), "rb") as f:
+                    raise RuntimeError("the server did not start:\n"
+                                       + f.read()[-3000:].decode("utf-8", "replace"))
+            time.sleep(0.2)
+        import json
+        with open(port_file) as f:
+            ports = json.load(f)
+        self.rest_port, self.grpc_port = ports["rest_port"], ports["grpc_port"]
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def batches(self):
+        import urllib.request
+        url = f"http://127.0.0.1:{self.rest_port}/monitoring/prometheus/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            text = resp.read().decode()
+        return (_metric_sum(text, "lstm_math_serving_batches_total"),
+                _metric_sum(text, "lstm_math_serving_batched_rows_total"))
+
+    def close(self):
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _measure(parent, server, label, api, batching, concurrency, batch_size, args, in_process):
+    port = server.grpc_port if api == "grpc" else server.rest_port
+    batches0, rows0 = server.batches()
+    cpu0 = server.cpu_seconds()
+    parent.send((api, port, concurrency, batch_size, args.seconds, args.warmup))
+    requests, errors, lat, seconds, sent, client_cpu = parent.recv()
+    server_cpu = server.cpu_seconds() - cpu0
+    batches1, rows1 = server.batches()
+    batches, brows = batches1 - batches0, rows1 - rows0
+    eq_rate = (requests - errors) * batch_size / seconds
+    return dict(server=label, api=api, batching=batching, conc=concurrency, batch=batch_size,
+                rps=(requests - errors) / seconds, eps=eq_rate,
+                p50=_percentile(lat, 0.5) * 1e3, p99=_percentile(lat, 0.99) * 1e3,
+                errors=errors, ratio=eq_rate / in_process[batch_size],
+                avg_batch=brows / batches if batches else 0.0,
+                # CPU seconds of each process over the whole cell (warm-up included) per
+                # request sent in it
+                server_cpu=server_cpu * 1e3 / max(1, sent),
+                client_cpu=client_cpu * 1e3 / max(1, sent))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-base", help="serve this model base (default: build the test "
@@ -164,18 +260,28 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--apis", nargs="+", default=["grpc", "rest"], choices=["grpc", "rest"])
-    parser.add_argument("--batching", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--batching", nargs="+", default=["on"], choices=["on", "off"])
+    parser.add_argument("--servers", nargs="+", default=[f"new={ROOT}"], metavar="LABEL=ROOT",
+                        help="server implementations to measure, each a source tree whose "
+                             "'python -m serving.server' is run (e.g. old=/tmp/old-serving "
+                             "new=.); default: this tree")
     parser.add_argument("--max-batch-size", type=int, default=0, help="0 = the server's default")
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--num-batch-threads", type=int, default=0,
                         help="0 = the server's default")
     args = parser.parse_args(argv)
     logging.basicConfig(force=True, level=logging.WARNING)
+    servers = []
+    for spec in args.servers:
+        label, _, root = spec.partition("=")
+        if not root:
+            label, root = os.path.basename(os.path.abspath(spec)), spec
+        servers.append((label, os.path.abspath(root)))
 
-    from serving.server import DEFAULT_MAX_BATCH_SIZE, ModelServer
     model_base = args.model_base or _fixture_model_base()
     print(f"model base: {model_base} ({'given' if args.model_base else 'test fixture model'}); "
-          f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell", flush=True)
+          f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell; servers: "
+          + ", ".join(f"{label}={root}" for label, root in servers), flush=True)
 
     in_process = {b: _in_process_rate(model_base, args.model_name, b, min(args.seconds, 2.0))
                   for b in args.batch_sizes}
@@ -191,38 +297,25 @@ def main(argv=None):
     rows = []
     try:
         for batching in args.batching:
-            server = ModelServer(model_base, args.model_name, rest_port=0, grpc_port=0,
-                                 enable_batching=batching == "on",
-                                 max_batch_size=args.max_batch_size or DEFAULT_MAX_BATCH_SIZE,
-                                 batch_timeout_micros=args.batch_timeout_micros,
-                                 num_batch_threads=args.num_batch_threads, poll_seconds=30)
-            with server:
+            # All implementations run at once and take turns cell by cell, so a busy
+            # neighbour on a shared machine skews them alike.
+            running = []
+            try:
+                for label, root in servers:
+                    running.append((label, ServerProcess(
+                        root, model_base, args.model_name, batching, args.max_batch_size,
+                        args.batch_timeout_micros, args.num_batch_threads)))
                 for api in args.apis:
-                    port = server.grpc_port if api == "grpc" else server.rest_port
                     for batch_size in args.batch_sizes:
                         for concurrency in args.concurrency:
-                            batches0 = server.metrics.counter("batches_total")
-                            rows0 = server.metrics.counter("batched_rows_total")
-                            cpu0 = time.process_time()
-                            parent.send((api, port, concurrency, batch_size, args.seconds,
-                                         args.warmup))
-                            requests, errors, lat, seconds, sent, client_cpu = parent.recv()
-                            server_cpu = time.process_time() - cpu0
-                            batches = server.metrics.counter("batches_total") - batches0
-                            brows = server.metrics.counter("batched_rows_total") - rows0
-                            eq_rate = (requests - errors) * batch_size / seconds
-                            row = dict(api=api, batching=batching, conc=concurrency,
-                                       batch=batch_size, rps=(requests - errors) / seconds,
-                                       eps=eq_rate, p50=_percentile(lat, 0.5) * 1e3,
-                                       p99=_percentile(lat, 0.99) * 1e3, errors=errors,
-                                       ratio=eq_rate / in_process[batch_size],
-                                       avg_batch=brows / batches if batches else 0.0,
-                                       # CPU seconds of each process over the whole cell
-                                       # (warm-up included) per request sent in it
-                                       server_cpu=server_cpu * 1e3 / max(1, sent),
-                                       client_cpu=client_cpu * 1e3 / max(1, sent))
-                            rows.append(row)
-                            print(_format_row(row), flush=True)
+                            for label, server in running:
+                                row = _measure(parent, server, label, api, batching,
+                                               concurrency, batch_size, args, in_process)
+                                rows.append(row)
+                                print(_format_row(row), flush=True)
+            finally:
+                for _, server in running:
+                    server.close()
     finally:
         parent.send(None)
         worker.join(30)
@@ -235,12 +328,12 @@ def main(argv=None):
     return 0
 
 
-HEADER = ("| api  | batching | conc | batch | req/s | equations/s | p50 ms | p99 ms | errors "
+HEADER = ("| server | api  | batching | conc | batch | req/s | equations/s | p50 ms | p99 ms | errors "
           "| avg server batch | vs in-process | server CPU ms/req | client CPU ms/req |")
 
 
 def _format_row(r):
-    return (f"| {r['api']:<4} | {r['batching']:<8} | {r['conc']:>4} | {r['batch']:>5} "
+    return (f"| {r['server']:<6} | {r['api']:<4} | {r['batching']:<8} | {r['conc']:>4} | {r['batch']:>5} "
             f"| {r['rps']:>7,.0f} | {r['eps']:>11,.0f} | {r['p50']:>6.2f} | {r['p99']:>6.2f} "
             f"| {r['errors']:>6} | {r['avg_batch']:>16.1f} | {r['ratio']:>12.0%} "
             f"| {r['server_cpu']:>17.2f} | {r['client_cpu']:>17.2f} |")

@@ -1,48 +1,89 @@
-"""Server-side batching of concurrent requests, after TF Serving's batching parameters.
+"""Fair server-side batching of concurrent requests, after TF Serving's batching parameters.
 
-Requests are queued as *tasks* (a list of rows each). One or more batch threads take the
-oldest task, merge following tasks into one batch until ``max_batch_size`` rows are
-collected or ``batch_timeout_micros`` passed, call the model once, and hand each task its
-slice of the outputs.
+Requests are queued whole; one or more batch threads build each batch of at most
+``max_batch_size`` rows: the oldest request gets its fair share of the batch if it does not
+fit whole, then every queued request that fits whole is taken whole (arrival order), and
+what is left is shared equally among the requests that did not fit. So a large request is
+split across batches (TF Serving's ``enable_large_batch_splitting``) and cannot monopolise
+the model: a single-row request that arrives while a large one is queued runs in the next
+batch; and equal requests still complete in arrival order, as with a FIFO.
 
-Adaptive wait (default): a batch thread only waits for more rows while some other request
-has announced itself (``incoming()``) but not yet been queued, so a lone request is not
-delayed by the timeout; under load, requests that arrive while a batch is being computed
-queue up and are merged into the next one. With ``adaptive=False`` the batcher always
-waits up to the timeout, exactly like TF Serving.
+* The queue is bounded in rows (``max_enqueued_rows``): a request that does not fit is
+  refused with :class:`QueueFullError`, whether or not the queue is empty.
+* Cancellation: a request carries an optional monotonic deadline and can be cancelled (its
+  client went away); its rows that have not run yet are dropped before they reach the
+  model, and it completes with :class:`RequestCancelledError` / :class:`DeadlineExceededError`.
+* Adaptive wait (default): a batch thread only waits for more rows while some other request
+  has announced itself (``incoming()``) but not yet been queued, so a lone request is not
+  delayed by the timeout. With ``adaptive=False`` the batcher always waits up to the
+  timeout, exactly like TF Serving.
+
+``run(rows)`` blocks the calling thread; ``await run_async(rows)`` suits an asyncio server
+(the handler's cancellation cancels the request's queued rows).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 logger = logging.getLogger("lstm_math.serving.batching")
 
 RunFn = Callable[[List[bytes]], Dict[str, np.ndarray]]
+Outputs = Dict[str, np.ndarray]
 
 
 class QueueFullError(RuntimeError):
-    """The batch queue holds ``max_enqueued_batches`` full batches already."""
+    """The batch queue has no room for the request's rows."""
 
 
 class BatcherClosedError(RuntimeError):
     """The batcher was closed (model unloaded, server stopping)."""
 
 
-class _Task:
-    __slots__ = ("rows", "done", "outputs", "error")
+class RequestCancelledError(RuntimeError):
+    """The request was cancelled (its client went away) before all its rows ran."""
 
-    def __init__(self, rows: List[bytes]):
+
+class DeadlineExceededError(RuntimeError):
+    """The request's deadline passed before all its rows ran."""
+
+
+class _Request:
+    """One queued request: its rows, how far they have been scheduled, its output parts."""
+
+    __slots__ = ("rows", "n", "taken", "done_rows", "parts", "deadline", "cancelled",
+                 "finished", "callback")
+
+    def __init__(self, rows: List[bytes], deadline: Optional[float],
+                 callback: Callable[[Optional[Outputs], Optional[BaseException]], None]):
         self.rows = rows
-        self.done = threading.Event()
-        self.outputs: Optional[Dict[str, np.ndarray]] = None
-        self.error: Optional[BaseException] = None
+        self.n = len(rows)
+        self.taken = 0          # rows handed to batches so far
+        self.done_rows = 0      # rows computed so far
+        self.parts: List[Tuple[int, Outputs]] = []
+        self.deadline = deadline
+        self.cancelled = False
+        self.finished = False
+        self.callback = callback
+
+
+class Handle:
+    """What ``submit`` returns: ``cancel()`` drops the request's rows that did not run yet."""
+
+    __slots__ = ("_batcher", "_request")
+
+    def __init__(self, batcher: "Batcher", request: _Request):
+        self._batcher, self._request = batcher, request
+
+    def cancel(self) -> None:
+        self._batcher._cancel(self._request)
 
 
 class _Incoming:
@@ -59,25 +100,31 @@ class _Incoming:
         self._open = True
         return self
 
-    def run(self, rows: Sequence[bytes]) -> Dict[str, np.ndarray]:
-        return self._batcher.run(rows, _incoming=self)
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._open:
             self._open = False
             self._batcher._announce(-1)
 
+    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None) -> Outputs:
+        return self._batcher.run(rows, deadline, _incoming=self)
+
+    async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None
+                        ) -> Outputs:
+        return await self._batcher.run_async(rows, deadline, _incoming=self)
+
     def __exit__(self, *exc) -> None:
-        self._release()
+        self.release()
 
 
 class Batcher:
-    """Merges concurrent ``run(rows)`` calls into batched calls of ``run_fn``."""
+    """Merges concurrent requests into fair batched calls of ``run_fn``."""
 
     def __init__(self, run_fn: RunFn, max_batch_size: int = 256,
                  batch_timeout_micros: int = 1000, num_batch_threads: int = 1,
                  max_enqueued_batches: int = 100, adaptive: bool = True,
-                 on_batch: Optional[Callable[[int, float], None]] = None, name: str = "batcher"):
+                 on_batch: Optional[Callable[[int, float], None]] = None,
+                 name: str = "batcher", max_enqueued_rows: Optional[int] = None,
+                 on_dropped: Optional[Callable[[int, str], None]] = None):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         if batch_timeout_micros < 0:
@@ -85,12 +132,14 @@ class Batcher:
         self.run_fn = run_fn
         self.max_batch_size = int(max_batch_size)
         self.timeout = batch_timeout_micros / 1e6
-        self.max_enqueued_rows = max(1, int(max_enqueued_batches)) * self.max_batch_size
+        self.max_enqueued_rows = int(max_enqueued_rows) if max_enqueued_rows else \
+            max(1, int(max_enqueued_batches)) * self.max_batch_size
         self.adaptive = adaptive
         self.on_batch = on_batch
+        self.on_dropped = on_dropped
         self._cv = threading.Condition()
-        self._queue: collections.deque[_Task] = collections.deque()
-        self._queued_rows = 0
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._queued_rows = 0  # rows queued and not yet handed to a batch
         self._incoming = 0
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
@@ -99,6 +148,11 @@ class Batcher:
             t.start()
 
     # -- client side -------------------------------------------------------------------
+    @property
+    def queued_rows(self) -> int:
+        with self._cv:
+            return self._queued_rows
+
     def incoming(self) -> _Incoming:
         """Announce a request that will call ``run`` soon (used by the adaptive wait)."""
         return _Incoming(self)
@@ -109,36 +163,88 @@ class Batcher:
             if delta < 0:
                 self._cv.notify_all()
 
-    def run(self, rows: Sequence[bytes], _incoming: Optional[_Incoming] = None
-            ) -> Dict[str, np.ndarray]:
-        """Queue ``rows``, wait for the batch(es) holding them, return their outputs."""
-        rows = list(rows)
-        chunks = [rows[i:i + self.max_batch_size]
-                  for i in range(0, len(rows), self.max_batch_size)] or [[]]
-        tasks = [_Task(c) for c in chunks]
+    def submit(self, rows: Sequence[bytes], callback, deadline: Optional[float] = None,
+               _incoming: Optional[_Incoming] = None) -> Handle:
+        """Queue ``rows``; ``callback(outputs, error)`` is called once, from a batch thread
+        (or from this call when the request is refused)."""
+        request = _Request(list(rows), deadline, callback)
         with self._cv:
-            if _incoming is not None:
+            if _incoming is not None and _incoming._open:
+                # announced -> queued in one step, so a waiting batch thread sees either
+                # the announcement or the rows, never neither
                 _incoming._open = False
                 self._incoming -= 1
             if self._closed:
                 raise BatcherClosedError("the model is being unloaded")
-            if self._queued_rows + len(rows) > self.max_enqueued_rows and self._queue:
-                raise QueueFullError("the batch queue is full; retry later")
-            self._queue.extend(tasks)
-            self._queued_rows += len(rows)
-            self._cv.notify_all() if len(tasks) > 1 else self._cv.notify()
-        for t in tasks:
-            t.done.wait()
-        for t in tasks:
-            if t.error is not None:
-                raise t.error
-        if len(tasks) == 1:
-            return tasks[0].outputs  # type: ignore[return-value]
-        keys = tasks[0].outputs.keys()  # type: ignore[union-attr]
-        return {k: np.concatenate([t.outputs[k] for t in tasks]) for k in keys}  # type: ignore
+            if self._queued_rows + request.n > self.max_enqueued_rows:
+                raise QueueFullError(
+                    f"the batch queue is full ({self._queued_rows} of {self.max_enqueued_rows}"
+                    f" rows queued; this request has {request.n}); retry later")
+            if request.n == 0:
+                request.finished = True
+            else:
+                self._queue.append(request)
+                self._queued_rows += request.n
+                self._cv.notify()
+        if request.n == 0:
+            callback(None, None)
+        return Handle(self, request)
+
+    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None,
+            on_handle: Optional[Callable[[Handle], None]] = None,
+            _incoming: Optional[_Incoming] = None) -> Outputs:
+        """Queue ``rows``, wait for the batches holding them, return their outputs.
+        ``on_handle(handle)`` gets the request's handle (to cancel it from elsewhere)."""
+        done = threading.Event()
+        result: list = [None, None]
+
+        def callback(outputs, error):
+            result[0], result[1] = outputs, error
+            done.set()
+
+        handle = self.submit(rows, callback, deadline, _incoming)
+        if on_handle is not None:
+            on_handle(handle)
+        done.wait()
+        if result[1] is not None:
+            raise result[1]
+        return result[0] if result[0] is not None else _empty_like()
+
+    async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None,
+                        _incoming: Optional[_Incoming] = None) -> Outputs:
+        """Like ``run`` for asyncio: cancelling the awaiting task drops the queued rows."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(outputs, error):
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(outputs if outputs is not None else _empty_like())
+
+        def callback(outputs, error):
+            try:
+                loop.call_soon_threadsafe(settle, outputs, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        handle = self.submit(rows, callback, deadline, _incoming)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+
+    def _cancel(self, request: _Request) -> None:
+        with self._cv:
+            if not request.finished:
+                request.cancelled = True
+                self._cv.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish queued tasks, then stop the batch threads."""
+        """Finish queued requests, then stop the batch threads."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
@@ -147,24 +253,84 @@ class Batcher:
                 t.join(timeout)
 
     # -- batch threads -----------------------------------------------------------------
-    def _next_batch(self) -> Optional[List[_Task]]:
+    def _drop_dead(self, now: float) -> List[Tuple[_Request, BaseException]]:
+        """Remove cancelled / expired requests from the queue (lock held)."""
+        dead = []
+        for request in list(self._queue):
+            if request.cancelled:
+                error: Optional[BaseException] = RequestCancelledError("the request was cancelled")
+            elif request.deadline is not None and now >= request.deadline:
+                error = DeadlineExceededError("the request's deadline passed before it ran")
+            else:
+                continue
+            self._queue.remove(request)
+            self._queued_rows -= request.n - request.taken
+            dead.append((request, error))
+        return dead
+
+    def _take(self, batch: List[Tuple[_Request, int, int]], request: _Request,
+              take: int) -> None:
+        """Move ``take`` rows of ``request`` into ``batch`` (lock held)."""
+        start = request.taken
+        request.taken += take
+        self._queued_rows -= take
+        if batch and batch[-1][0] is request and batch[-1][2] == start:
+            batch[-1] = (request, batch[-1][1], start + take)
+        else:
+            batch.append((request, start, start + take))
+        if request.taken >= request.n:
+            self._queue.remove(request)
+
+    def _fill(self, batch: List[Tuple[_Request, int, int]], rows: int) -> int:
+        """Fill the batch from the queue (lock held):
+
+        1. the oldest request, if it does not fit whole, gets its fair share first (so it
+           always progresses);
+        2. then, in arrival order, every request that fits whole is taken whole (equal
+           requests complete in arrival order, as with a plain FIFO);
+        3. what is left is water-filled over the requests that did not fit: each gets an
+           equal share, a share a request cannot use goes to the others.
+        """
+        capacity = self.max_batch_size - rows
+        if capacity <= 0 or not self._queue:
+            return rows
+        head = self._queue[0]
+        if head.n - head.taken > capacity:
+            take = min(max(1, self.max_batch_size // len(self._queue)), capacity)
+            self._take(batch, head, take)
+            capacity -= take
+        for request in list(self._queue):
+            remaining = request.n - request.taken
+            if 0 < remaining <= capacity:
+                self._take(batch, request, remaining)
+                capacity -= remaining
+        while capacity > 0 and self._queue:
+            share = max(1, capacity // len(self._queue))
+            for request in list(self._queue):
+                if capacity <= 0:
+                    break
+                take = min(share, request.n - request.taken, capacity)
+                self._take(batch, request, take)
+                capacity -= take
+        return self.max_batch_size - capacity
+
+    def _next_batch(self):
         with self._cv:
-            while not self._queue:
+            while True:
+                dead = self._drop_dead(time.monotonic())
+                if dead:
+                    return [], dead
+                if self._queue:
+                    break
                 if self._closed:
-                    return None
+                    return None, []
                 self._cv.wait()
-            first = self._queue.popleft()
-            batch = [first]
-            rows = len(first.rows)
+            batch: List[Tuple[_Request, int, int]] = []
+            rows = self._fill(batch, 0)
             deadline = None
             while rows < self.max_batch_size:
                 if self._queue:
-                    nxt = self._queue[0]
-                    if rows + len(nxt.rows) > self.max_batch_size:
-                        break
-                    self._queue.popleft()
-                    batch.append(nxt)
-                    rows += len(nxt.rows)
+                    rows = self._fill(batch, rows)
                     continue
                 if self.timeout <= 0 or self._closed:
                     break
@@ -176,39 +342,80 @@ class Batcher:
                 if now >= deadline:
                     break
                 self._cv.wait(deadline - now)
-            self._queued_rows -= rows
-            return batch
+                dead = self._drop_dead(time.monotonic())
+                if dead:  # hand them back with what was taken so far
+                    return batch, dead
+            return batch, []
+
+    def _finish(self, request: _Request, outputs: Optional[Outputs],
+                error: Optional[BaseException]) -> None:
+        with self._cv:
+            if request.finished:
+                return
+            request.finished = True
+            if error is not None and request in self._queue:
+                self._queue.remove(request)
+                self._queued_rows -= request.n - request.taken
+        try:
+            request.callback(outputs, error)
+        except Exception:  # noqa: BLE001 - a waiter's failure must not kill the batch thread
+            logger.exception("batch callback failed")
 
     def _loop(self) -> None:
         while True:
-            batch = self._next_batch()
+            batch, dead = self._next_batch()
             if batch is None:
                 return
+            for request, error in dead:
+                dropped = request.n - request.done_rows
+                if self.on_dropped is not None:
+                    try:
+                        self.on_dropped(dropped, type(error).__name__)
+                    except Exception:  # noqa: BLE001
+                        logger.exception("on_dropped callback failed")
+                self._finish(request, None, error)
+            if not batch:
+                continue
             rows: List[bytes] = []
-            for t in batch:
-                rows.extend(t.rows)
-            start = time.perf_counter()
+            for request, start, end in batch:
+                rows.extend(request.rows[start:end])
+            start_time = time.perf_counter()
             try:
                 outputs = self.run_fn(rows)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
                 logger.warning("batch of %d rows failed: %s", len(rows), exc)
-                for t in batch:
-                    t.error = exc
-                    t.done.set()
+                for request, _, _ in batch:
+                    self._finish(request, None, exc)
                 continue
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - start_time
             if self.on_batch is not None:
                 try:
                     self.on_batch(len(rows), elapsed)
                 except Exception:  # noqa: BLE001 - metrics must never fail a batch
                     logger.exception("on_batch callback failed")
-            if len(batch) == 1:
-                batch[0].outputs = outputs
-                batch[0].done.set()
-                continue
             offset = 0
-            for t in batch:
-                n = len(t.rows)
-                t.outputs = {k: v[offset:offset + n] for k, v in outputs.items()}
+            for request, start, end in batch:
+                n = end - start
+                if len(batch) == 1:
+                    part = outputs
+                else:
+                    part = {k: v[offset:offset + n] for k, v in outputs.items()}
                 offset += n
-                t.done.set()
+                with self._cv:
+                    request.parts.append((start, part))
+                    request.done_rows += n
+                    complete = request.done_rows >= request.n and not request.finished
+                if complete:
+                    if len(request.parts) == 1:
+                        merged = request.parts[0][1]
+                    else:
+                        request.parts.sort(key=lambda p: p[0])
+                        keys = request.parts[0][1].keys()
+                        merged = {k: np.concatenate([p[k] for _, p in request.parts])
+                                  for k in keys}
+                    request.parts = []
+                    self._finish(request, merged, None)
+
+
+def _empty_like() -> Outputs:
+    return {}

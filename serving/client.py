@@ -33,6 +33,11 @@ class PredictError(RuntimeError):
         self.code = code
 
 
+class ConnectError(PredictError, ConnectionError):
+    """The server could not be reached, or closed the connection without an answer (an
+    ``OSError`` too, as before)."""
+
+
 def _rows(equations: Sequence[str], columns: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
     out = []
     for i, eq in enumerate(equations):
@@ -61,25 +66,61 @@ class RestClient:
             self.path += f"/versions/{int(version)}"
         self._conn: Optional[http.client.HTTPConnection] = None
 
+    def _where(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     def request(self, method: str, path: str, body: Optional[bytes] = None):
-        """Send one request (reconnecting once if the kept-alive connection dropped)."""
+        """Send one request (reconnecting once if the kept-alive connection dropped).
+
+        Raises :class:`PredictError` (code None) when the server cannot be reached or its
+        answer is not HTTP."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
         for attempt in (0, 1):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port,
                                                         timeout=self.timeout)
             try:
-                self._conn.request(method, path, body=body, headers=headers)
+                try:
+                    self._conn.request(method, path, body=body, headers=headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server may have refused the body (413) and closed: read its answer.
+                    if body is None or attempt:
+                        raise
+                    try:
+                        resp = self._conn.getresponse()
+                    except (OSError, http.client.HTTPException):
+                        raise ConnectionResetError("the server closed the connection while "
+                                                   "the request was being sent") from None
+                    data = resp.read()
+                    self.close()
+                    return resp.status, data
                 resp = self._conn.getresponse()
                 data = resp.read()
                 if resp.getheader("Connection", "").lower() == "close":
                     self.close()
                 return resp.status, data
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest):
+                    http.client.CannotSendRequest) as exc:
                 self.close()
                 if attempt:
-                    raise
+                    raise ConnectError(f"{self._where()}: the connection was closed: "
+                                       f"{exc}") from None
+            except ConnectionRefusedError:
+                self.close()
+                raise ConnectError(f"cannot connect to {self._where()}: connection refused "
+                                   f"(is the server running?)") from None
+            except TimeoutError:
+                self.close()
+                raise ConnectError(f"{self._where()}: no answer within {self.timeout:g}s") \
+                    from None
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"cannot reach {self._where()}: {exc}") from None
+            except http.client.HTTPException as exc:
+                self.close()
+                raise PredictError(f"{self._where()} answered something that is not "
+                                   f"HTTP/1.1: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
     def predict_raw(self, equations: Sequence[str]) -> Dict[str, Any]:
@@ -87,14 +128,27 @@ class RestClient:
         status, data = self.request("POST", self.path + ":predict", body)
         try:
             payload = json.loads(data)
-        except ValueError:
-            payload = {"error": data.decode("utf-8", "replace")}
+        except (ValueError, RecursionError):
+            payload = None
         if status != 200:
-            raise PredictError(f"HTTP {status}: {payload.get('error', payload)}", status)
+            if isinstance(payload, dict) and "error" in payload:
+                message = payload["error"]
+            else:
+                message = data[:200].decode("utf-8", "replace") or "(no body)"
+            if status == 413:
+                message = f"the request is too large for the server: {message}"
+            raise PredictError(f"HTTP {status}: {message}", status)
+        if not isinstance(payload, dict):
+            raise PredictError(f"malformed response from {self._where()}: not a JSON object: "
+                               f"{data[:120]!r}", status)
         return payload
 
     def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
-        preds = self.predict_raw(equations)["predictions"]
+        preds = self.predict_raw(equations).get("predictions")
+        if (not isinstance(preds, list) or len(preds) != len(equations)
+                or not all(isinstance(p, dict) for p in preds)):
+            raise PredictError(f"malformed response from {self._where()}: expected "
+                               f"'predictions' with {len(equations)} objects", 200)
         return [dict({"equation": eq}, **p) for eq, p in zip(equations, preds)]
 
     def close(self) -> None:
@@ -130,6 +184,7 @@ class GrpcClient:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
         self._grpc = grpc
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.target = target
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes)])
@@ -155,12 +210,23 @@ class GrpcClient:
         try:
             return self.stub.Predict(self.make_request(equations), timeout=self.timeout)
         except self._grpc.RpcError as exc:
-            raise PredictError(f"gRPC {exc.code().name}: {exc.details()}", exc.code()) from exc
+            code = exc.code() if hasattr(exc, "code") else None
+            name = code.name if code is not None else "UNKNOWN"
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            if code == self._grpc.StatusCode.UNAVAILABLE:
+                details = f"cannot reach {self.target}: {details}"
+            raise PredictError(f"gRPC {name}: {details}", code) from None
 
     def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
         response = self.predict_raw(equations)
-        columns = {k: _tensor_values(response.outputs[k]) for k in OUTPUT_KEYS
-                   if k in response.outputs}
+        try:
+            columns = {k: _tensor_values(response.outputs[k]) for k in OUTPUT_KEYS
+                       if k in response.outputs}
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad answer
+            raise PredictError(f"malformed response from {self.target}: {exc}") from None
+        if not columns or any(len(v) != len(equations) for v in columns.values()):
+            raise PredictError(f"malformed response from {self.target}: expected outputs "
+                               f"for {len(equations)} equations")
         return _rows(equations, columns)
 
     def close(self) -> None:
@@ -206,7 +272,9 @@ def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
 
     if has_pb(path):
         return path
-    for candidate in (path, os.path.join(path, model_name)):
+    # a model base holds <model_name>/: look there first (listing the base itself would
+    # warn that '<model_name>' is not a version number)
+    for candidate in (os.path.join(path, model_name), path):
         if not os.path.isdir(candidate):
             continue
         version = latest_version(candidate)

@@ -1,4 +1,4 @@
-"""The TF Serving-compatible model server (serving/server.py) and its clients.
+"""The TF Serving-compatible model server (serving/server/) and its clients.
 
 A contract-conforming stand-in model (tests/serving_fixtures.py) is served, and the server is
 called the way TF Serving is called: plain HTTP against the REST API and the official

@@ -1,0 +1,45 @@
+"""A TF Serving-compatible model server for the lstm-math SavedModels (DESIGN.md section 4).
+
+It serves ``<model_base>/<model_name>/<version>/saved_model.pb`` over
+
+* REST, following TF Serving's REST API: ``POST /v1/models/NAME[/versions/N]:predict``
+  (row ``instances`` and columnar ``inputs`` formats), ``GET /v1/models/NAME[/versions/N]``
+  (status) and ``GET /v1/models/NAME[/versions/N]/metadata``; Prometheus metrics at
+  ``GET /monitoring/prometheus/metrics`` (aiohttp);
+* gRPC, with the official ``tensorflow.serving`` services: ``PredictionService.Predict`` /
+  ``GetModelMetadata`` and ``ModelService.GetModelStatus`` (grpc.aio).
+
+The modules, along the server's seams (none imports ``pipeline`` or ``components``):
+
+* :mod:`~serving.server.errors` - errors carrying a gRPC code and an HTTP status;
+* :mod:`~serving.server.models` - a loaded version (``Servable``) and the version manager
+  (``ModelManager``: polling, the serving window, failed versions);
+* :mod:`~serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
+* :mod:`~serving.server.rest_api` - the REST front end on aiohttp, with a connection cap;
+* :mod:`~serving.server.grpc_api` - the gRPC services on grpc.aio;
+* :mod:`~serving.server.app` - ``ModelServer``: both front ends on one event loop, start-up
+  and graceful shutdown;
+* :mod:`~serving.server.command` - ``lstm-math serve`` / ``python -m serving.server``.
+"""
+
+from serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
+                                DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
+                                DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
+                                DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, ModelServer)
+from serving.server.codecs import format_predict_json, parse_predict_json
+from serving.server.command import add_serve_arguments, main, run_serve, server_from_args
+from serving.server.errors import (Cancelled, DeadlineExceeded, FailedPrecondition,
+                                   InvalidArgument, NotFound, ResourceExhausted, ServingError,
+                                   Unavailable)
+from serving.server.models import (DEFAULT_POLL_SECONDS, DEFAULT_SIGNATURE, ModelManager,
+                                   Servable)
+
+__all__ = [
+    "DEFAULT_BATCH_TIMEOUT_MICROS", "DEFAULT_GRPC_PORT", "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_ENQUEUED_BATCHES", "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MAX_REQUEST_ROWS", "DEFAULT_POLL_SECONDS", "DEFAULT_REST_PORT",
+    "DEFAULT_SIGNATURE", "Cancelled", "DeadlineExceeded", "FailedPrecondition",
+    "InvalidArgument", "ModelManager", "ModelServer", "NotFound", "ResourceExhausted",
+    "Servable", "ServingError", "Unavailable", "add_serve_arguments", "format_predict_json",
+    "main", "parse_predict_json", "run_serve", "server_from_args",
+]

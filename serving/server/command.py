@@ -1,0 +1,138 @@
+"""Command line: ``lstm-math serve`` / ``python -m serving.server``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from typing import Optional, Sequence
+
+from serving.contract import DEFAULT_MODEL_NAME
+from serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
+                                DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
+                                DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
+                                DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, ModelServer)
+from serving.server.models import DEFAULT_POLL_SECONDS
+
+logger = logging.getLogger("lstm_math.serving")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model-base", required=True,
+                        help="directory holding <model-name>/<version>/saved_model.pb")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
+                        help="model name in URLs and gRPC model_spec (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default %(default)s; 0.0.0.0 for all)")
+    parser.add_argument("--rest-port", type=int, default=DEFAULT_REST_PORT,
+                        help="REST port (default %(default)s; 0 = any free port; -1 = off)")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="gRPC port (default %(default)s; 0 = any free port; -1 = off)")
+    parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help="most rows merged into one batch (default %(default)s)")
+    parser.add_argument("--batch-timeout-micros", type=int,
+                        default=DEFAULT_BATCH_TIMEOUT_MICROS,
+                        help="longest wait for more rows before running a batch "
+                             "(default %(default)s)")
+    parser.add_argument("--num-batch-threads", type=int, default=0,
+                        help="batches run in parallel (default 1: TF already spreads one batch over "
+                             "all cores, and one thread merges requests best)")
+    parser.add_argument("--max-enqueued-batches", type=int,
+                        default=DEFAULT_MAX_ENQUEUED_BATCHES,
+                        help="queue limit, in rows of full batches; beyond it requests are "
+                             "refused with 429 / RESOURCE_EXHAUSTED "
+                             "(default %(default)s)")
+    parser.add_argument("--strict-batch-timeout", action="store_true",
+                        help="always wait the full batch timeout, like TF Serving (default: "
+                             "only while other requests are arriving)")
+    parser.add_argument("--no-batching", action="store_true",
+                        help="run each request on its own")
+    parser.add_argument("--no-model-warmup", action="store_true",
+                        help="do not replay the SavedModel's assets.extra/"
+                             "tf_serving_warmup_requests at load (TF Serving's "
+                             "--enable_model_warmup=false)")
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
+                        help="how often to look for new versions (default %(default)s)")
+    parser.add_argument("--num-versions", type=int, default=2,
+                        help="latest versions kept loaded (default %(default)s)")
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="largest request body accepted (default %(default)s)")
+    parser.add_argument("--max-request-rows", type=int, default=DEFAULT_MAX_REQUEST_ROWS,
+                        help="most equations in one request; more is a 400 / INVALID_ARGUMENT "
+                             "(default %(default)s; 0 = no limit)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="REST connections open at once; at the cap a new one closes the "
+                             "longest-idle one, or gets a 503 when all are busy "
+                             "(default %(default)s)")
+    parser.add_argument("--grace-seconds", type=float, default=10.0,
+                        help="how long shutdown waits for in-flight requests")
+    parser.add_argument("--port-file",
+                        help="write {\"rest_port\": N, \"grpc_port\": M} here once listening")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return parser
+
+
+def server_from_args(args: argparse.Namespace) -> ModelServer:
+    return ModelServer(
+        args.model_base, model_name=args.model_name, host=args.host,
+        rest_port=None if args.rest_port < 0 else args.rest_port,
+        grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+        enable_batching=not args.no_batching, max_batch_size=args.max_batch_size,
+        batch_timeout_micros=args.batch_timeout_micros,
+        num_batch_threads=args.num_batch_threads,
+        max_enqueued_batches=args.max_enqueued_batches,
+        adaptive_batch_timeout=not args.strict_batch_timeout,
+        poll_seconds=args.poll_seconds, num_versions=args.num_versions,
+        max_request_bytes=args.max_request_bytes, model_warmup=not args.no_model_warmup,
+        max_request_rows=args.max_request_rows or None, max_connections=args.max_connections)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM / SIGINT, then shut down gracefully. Returns the exit status."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(force=True, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.getLogger("lstm_math").setLevel(
+            getattr(logging, str(args.log_level).upper(), logging.INFO))
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        logger.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _on_signal)
+    server = server_from_args(args)
+    try:
+        server.start()
+    except OSError as exc:
+        logger.error("could not start the server: %s", exc)
+        return 1
+    try:
+        if args.port_file:
+            tmp = args.port_file + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"rest_port": server.rest_port, "grpc_port": server.grpc_port,
+                           "pid": os.getpid()}, f)
+            os.replace(tmp, args.port_file)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop(grace=args.grace_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.server",
+        description="TF Serving-compatible REST + gRPC server for lstm-math SavedModels.")
+    add_serve_arguments(parser)
+    return run_serve(parser.parse_args(argv))

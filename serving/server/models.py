@@ -1,0 +1,483 @@
+"""Loaded versions (:class:`Servable`) and the version manager (:class:`ModelManager`).
+
+The manager polls ``<model_base>/<model_name>`` and keeps the newest ``num_versions``
+versions that load loaded. Version names follow :func:`serving.contract.versions` (plain
+ASCII decimal integers within int64; anything else is ignored with one warning). A version
+that fails to load is reported (state END with the error) and never displaces a good one;
+it is retried when its files change. A loaded version that disappears from disk is unloaded
+after its in-flight requests finish; if the model directory itself cannot be listed, nothing
+changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving import contract
+from serving.batching import (Batcher, BatcherClosedError, DeadlineExceededError,
+                              QueueFullError, RequestCancelledError)
+from serving.contract import DEFAULT_MODEL_NAME, METHOD_NAME as PREDICT_METHOD, WARMUP_FILE
+from serving.metrics import Metrics
+from serving.server.errors import (Cancelled, DeadlineExceeded, InvalidArgument, NotFound,
+                                   ResourceExhausted, Unavailable)
+
+logger = logging.getLogger("lstm_math.serving")
+# TF Serving's SavedModel warm-up file, and the most records it replays.
+MAX_WARMUP_REQUESTS = 1000
+DEFAULT_SIGNATURE = contract.SIGNATURE_NAME
+DEFAULT_POLL_SECONDS = 1.0
+
+
+def _read_signature_defs(export_dir: str) -> get_model_metadata_pb2.SignatureDefMap:
+    """The SignatureDefs of a SavedModel, read from saved_model.pb (what TF Serving reports)."""
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    pb_path = os.path.join(export_dir, "saved_model.pb")
+    if tf.io.gfile.exists(pb_path):
+        saved = saved_model_pb2.SavedModel()
+        with tf.io.gfile.GFile(pb_path, "rb") as f:
+            saved.ParseFromString(f.read())
+        for meta_graph in saved.meta_graphs:
+            if "serve" in meta_graph.meta_info_def.tags or len(saved.meta_graphs) == 1:
+                for key, sig in meta_graph.signature_def.items():
+                    sig_map.signature_def[key].CopyFrom(sig)
+                break
+    return sig_map
+
+
+class Servable:
+    """A loaded SavedModel version with its batcher and a reference count."""
+
+    def __init__(self, name: str, version: int, path: str, batching: Optional[Dict[str, Any]],
+                 metrics: Metrics, model_warmup: bool = True):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.metrics = metrics
+        start = time.perf_counter()
+        self.model = tf.saved_model.load(path)
+        if DEFAULT_SIGNATURE not in self.model.signatures:
+            raise ValueError(f"{path} has no '{DEFAULT_SIGNATURE}' signature")
+        self.fn = self.model.signatures[DEFAULT_SIGNATURE]
+        self.signature_defs = _read_signature_defs(path)
+        _, kwargs = self.fn.structured_input_signature
+        if len(kwargs) != 1:
+            raise ValueError(f"'{DEFAULT_SIGNATURE}' must take exactly one input, "
+                             f"got {sorted(kwargs)}")
+        (self.input_key, spec), = kwargs.items()
+        if spec.dtype != tf.string:
+            raise ValueError(f"input '{self.input_key}' must be tf.string, got {spec.dtype}")
+        self.output_keys = sorted(self.fn.structured_outputs)
+        if DEFAULT_SIGNATURE not in self.signature_defs.signature_def:
+            self.signature_defs.signature_def[DEFAULT_SIGNATURE].CopyFrom(
+                self._signature_def_from_function())
+        # Warm up: trace/allocate before the first real request is swapped onto this version.
+        self._run([b"0 + 0"])
+        self.warmup_requests = self._replay_warmup() if model_warmup else 0
+        self._lock = threading.Lock()
+        self._refs = 0
+        self._idle = threading.Condition(self._lock)
+        self.batcher: Optional[Batcher] = None
+        if batching is not None:
+            self.batcher = Batcher(self._run, on_batch=self._on_batch,
+                                   on_dropped=self._on_dropped,
+                                   name=f"batch-{name}-{version}", **batching)
+        self.load_seconds = time.perf_counter() - start
+
+    def _signature_def_from_function(self):
+        from tensorflow.core.protobuf import meta_graph_pb2
+        sig = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+        _, kwargs = self.fn.structured_input_signature
+        for key, spec in kwargs.items():
+            info = sig.inputs[key]
+            info.name = f"{spec.name or key}:0"
+            info.dtype = spec.dtype.as_datatype_enum
+            info.tensor_shape.CopyFrom(spec.shape.as_proto())
+        for key, spec in self.fn.structured_outputs.items():
+            info = sig.outputs[key]
+            info.name = f"{key}:0"
+            info.dtype = spec.dtype.as_datatype_enum
+            info.tensor_shape.CopyFrom(spec.shape.as_proto())
+        return sig
+
+    def _replay_warmup(self) -> int:
+        """Runs the SavedModel's TF Serving warm-up requests (assets.extra/
+        tf_serving_warmup_requests, PredictionLog records), as tensorflow_model_server does
+        before a version takes traffic: an XLA-compiled model compiles here, not on a
+        client's request. Returns how many requests ran."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        start, count = time.perf_counter(), 0
+        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_REQUESTS):
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            inputs = entry.predict_log.request.inputs
+            if entry.WhichOneof("log_type") != "predict_log" or self.input_key not in inputs:
+                raise ValueError(f"{path}: warm-up record {count + 1} is not a Predict request "
+                                 f"with input '{self.input_key}'")
+            self._run([bytes(r) for r in tf.make_ndarray(inputs[self.input_key]).reshape(-1)])
+            count += 1
+        logger.info("%s version %d: %d warm-up requests replayed in %.1fs", self.name,
+                    self.version, count, time.perf_counter() - start)
+        return count
+
+    def _run(self, rows: List[bytes]) -> Dict[str, np.ndarray]:
+        out = self.fn(**{self.input_key: tf.constant(rows, dtype=tf.string, shape=[len(rows)])})
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _on_batch(self, rows: int, seconds: float) -> None:
+        self.metrics.inc("batches_total", model=self.name)
+        self.metrics.inc("batched_rows_total", rows, model=self.name)
+        self.metrics.observe("batch_size", rows, model=self.name)
+        self.metrics.observe("batch_run_seconds", seconds, model=self.name)
+
+    def _on_dropped(self, rows: int, reason: str) -> None:
+        self.metrics.inc("dropped_rows_total", rows, model=self.name, reason=reason)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except QueueFullError as exc:
+            raise ResourceExhausted(str(exc)) from exc
+        except BatcherClosedError as exc:
+            raise Unavailable(str(exc)) from exc
+        except DeadlineExceededError as exc:
+            raise DeadlineExceeded(str(exc)) from exc
+        except RequestCancelledError as exc:
+            raise Cancelled(str(exc)) from exc
+        except tf.errors.InvalidArgumentError as exc:
+            raise InvalidArgument(exc.message) from exc
+
+    def predict(self, rows: Sequence[bytes], incoming=None,
+                deadline: Optional[float] = None, on_handle=None) -> Dict[str, np.ndarray]:
+        """Run ``rows`` (through the batcher when there is one), blocking this thread.
+        ``on_handle(handle)``: called with the batcher's handle, whose ``cancel()`` drops
+        the rows that did not run yet."""
+        if not rows:
+            return self._run([])
+        with self._errors():
+            if incoming is not None:
+                return incoming.run(rows, deadline)
+            if self.batcher is not None:
+                return self.batcher.run(rows, deadline, on_handle=on_handle)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceededError("the request's deadline passed before it ran")
+            start = time.perf_counter()
+            outputs = self._run(list(rows))
+            self._on_batch(len(rows), time.perf_counter() - start)
+            return outputs
+
+    async def predict_async(self, rows: Sequence[bytes], incoming=None,
+                            deadline: Optional[float] = None) -> Dict[str, np.ndarray]:
+        """``predict`` for the asyncio front ends: the event loop never runs the model, and
+        cancelling the awaiting task (client gone) drops the rows that did not run yet."""
+        if not rows:
+            return self._run([])
+        with self._errors():
+            if incoming is not None:
+                return await incoming.run_async(rows, deadline)
+            if self.batcher is not None:
+                return await self.batcher.run_async(rows, deadline)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceededError("the request's deadline passed before it ran")
+            loop = asyncio.get_running_loop()
+            start = time.perf_counter()
+            outputs = await loop.run_in_executor(None, self._run, list(rows))
+            self._on_batch(len(rows), time.perf_counter() - start)
+            return outputs
+
+    def incoming(self):
+        """Announce a request to the batcher's adaptive wait (a no-op without batching)."""
+        return self.batcher.incoming() if self.batcher is not None else contextlib.nullcontext()
+
+    # reference counting, so an unloaded version finishes its in-flight requests
+    def acquire(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            if self._refs == 0:
+                self._idle.notify_all()
+
+    def retire(self, timeout: float = 60.0) -> None:
+        """Wait (bounded) until no request uses this version, then stop its batcher."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._refs > 0 and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+        if self.batcher is not None:
+            self.batcher.close()
+        logger.info("unloaded %s version %d", self.name, self.version)
+
+
+
+# ---------------------------------------------------------------------------------------
+# Versions on disk -> loaded servables
+# ---------------------------------------------------------------------------------------
+_MAX_LOAD_ATTEMPTS = 3  # loads of one version with unchanged files
+_MAX_FINGERPRINT_FILES = 10_000
+
+
+def _fingerprint(path: str) -> Tuple:
+    """What the files of a version directory look like: (relative path, size, mtime) each."""
+    entries = []
+    try:
+        if "://" in path:
+            for root, _, files in tf.io.gfile.walk(path):
+                for name in files:
+                    full = os.path.join(root, name)
+                    st = tf.io.gfile.stat(full)
+                    entries.append((os.path.relpath(full, path), st.length, st.mtime_nsec))
+                    if len(entries) >= _MAX_FINGERPRINT_FILES:
+                        break
+        else:
+            for root, _, files in os.walk(path):
+                for name in files:
+                    full = os.path.join(root, name)
+                    try:
+                        st = os.stat(full)
+                    except OSError:
+                        continue
+                    entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+                if len(entries) >= _MAX_FINGERPRINT_FILES:
+                    break
+    except (OSError, tf.errors.OpError):
+        pass
+    return tuple(sorted(entries))
+
+
+class ModelManager:
+    """Keeps the newest ``num_versions`` loadable versions of one model loaded; polls."""
+
+    def __init__(self, model_base: str, model_name: str = DEFAULT_MODEL_NAME,
+                 num_versions: int = 2, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 batching: Optional[Dict[str, Any]] = None, metrics: Optional[Metrics] = None,
+                 model_warmup: bool = True):
+        self.model_base = model_base
+        self.model_warmup = model_warmup
+        self.model_name = model_name
+        self.model_dir = os.path.join(model_base, model_name)
+        self.num_versions = max(1, int(num_versions))
+        self.poll_seconds = float(poll_seconds)
+        self.batching = batching
+        self.metrics = metrics or Metrics()
+        self._lock = threading.Lock()
+        self._servables: Dict[int, Servable] = {}
+        self._latest: Optional[Servable] = None
+        self._loading: Optional[int] = None
+        # version -> (attempts, reason); the files' fingerprint of those attempts beside it
+        self._failures: Dict[int, Tuple[int, str]] = {}
+        self._failed_prints: Dict[int, Tuple] = {}
+        self._list_error: Optional[str] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._available = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.poll_once()
+        if self._latest is None:
+            logger.warning("no servable version of '%s' under %s yet; waiting for one",
+                           self.model_name, self.model_dir)
+        self._thread = threading.Thread(target=self._poll_loop, name="model-poller",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, self.poll_seconds * 2))
+        with self._lock:
+            servables = list(self._servables.values())
+            self._servables.clear()
+            self._latest = None
+        for s in servables:
+            s.retire(timeout=5.0)
+
+    def wait_available(self, timeout: float) -> bool:
+        return self._available.wait(timeout)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - a bad poll must not kill the poller
+                logger.exception("polling %s failed", self.model_dir)
+
+    # -- polling -----------------------------------------------------------------------
+    def _listdir(self, path: str) -> List[str]:
+        if "://" in path:
+            return tf.io.gfile.listdir(path)
+        return os.listdir(path)
+
+    def _complete(self, version: int) -> bool:
+        path = os.path.join(self.model_dir, str(version))
+        exists = tf.io.gfile.exists if "://" in path else os.path.exists
+        return (exists(os.path.join(path, contract.SAVED_MODEL_FILE))
+                or exists(os.path.join(path, "saved_model.pbtxt")))
+
+    def versions_on_disk(self) -> Optional[List[int]]:
+        """Complete versions on disk, newest first; None when the model directory cannot
+        be listed (then the poll changes nothing)."""
+        try:
+            found = contract.versions(self.model_dir, listdir=self._listdir)
+        except (OSError, tf.errors.OpError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._list_error:
+                logger.warning("cannot list %s: %s", self.model_dir, message)
+                self._list_error = message
+            return None
+        self._list_error = None
+        return sorted((v for v in found if self._complete(v)), reverse=True)
+
+    def _should_try(self, version: int) -> bool:
+        """False for a version that failed ``_MAX_LOAD_ATTEMPTS`` times with these files."""
+        with self._lock:
+            if version not in self._failures:
+                return True
+            attempts, _ = self._failures[version]
+            before = self._failed_prints.get(version)
+        path = os.path.join(self.model_dir, str(version))
+        if _fingerprint(path) != before:
+            with self._lock:  # its files changed: a fresh start
+                self._failures.pop(version, None)
+                self._failed_prints.pop(version, None)
+            logger.info("%s version %d changed on disk; loading it again", self.model_name,
+                        version)
+            return True
+        return attempts < _MAX_LOAD_ATTEMPTS
+
+    def _load(self, version: int) -> bool:
+        path = os.path.join(self.model_dir, str(version))
+        with self._lock:
+            self._loading = version
+        fingerprint = _fingerprint(path)
+        try:
+            logger.info("loading %s version %d from %s", self.model_name, version, path)
+            servable = Servable(self.model_name, version, path, self.batching, self.metrics,
+                                model_warmup=self.model_warmup)
+        except Exception as exc:  # noqa: BLE001 - record it, keep serving what we have
+            with self._lock:
+                self._loading = None
+                attempts, _ = self._failures.get(version, (0, ""))
+                self._failures[version] = (attempts + 1, f"{type(exc).__name__}: {exc}")
+                self._failed_prints[version] = fingerprint
+            logger.error("loading %s version %d failed (attempt %d): %s", self.model_name,
+                         version, attempts + 1, exc)
+            self.metrics.inc("model_load_total", model=self.model_name, status="error")
+            return False
+        with self._lock:
+            self._loading = None
+            self._failures.pop(version, None)
+            self._failed_prints.pop(version, None)
+            self._servables[version] = servable
+            self._latest = self._servables[max(self._servables)]
+            latest = self._latest.version
+        self._available.set()
+        gc.freeze()  # the new version's objects live on: out of the collector's way
+        self.metrics.inc("model_load_total", model=self.model_name, status="ok")
+        logger.info("%s version %d is AVAILABLE (loaded in %.2fs); serving version %d",
+                    self.model_name, version, servable.load_seconds, latest)
+        return True
+
+    def poll_once(self) -> None:
+        on_disk = self.versions_on_disk()
+        if on_disk is None:
+            return
+        window: List[int] = []  # the versions to keep loaded: newest good ones first
+        for version in on_disk:
+            if len(window) >= self.num_versions or self._stop.is_set():
+                break
+            with self._lock:
+                loaded = version in self._servables
+            if loaded or (self._should_try(version) and self._load(version)):
+                window.append(version)
+        if self._stop.is_set():
+            return
+        retired = []
+        with self._lock:
+            for version in list(self._servables):
+                # beyond the window, or gone from disk: unloaded once its requests finish
+                if version not in window:
+                    retired.append(self._servables.pop(version))
+            self._latest = self._servables[max(self._servables)] if self._servables else None
+            for version in list(self._failures):
+                if version not in on_disk:
+                    self._failures.pop(version)
+                    self._failed_prints.pop(version, None)
+            loaded = sorted(self._servables)
+            latest = self._latest
+        self.metrics.set("model_versions_loaded", len(loaded), model=self.model_name)
+        if latest is not None:
+            self.metrics.set("model_latest_version", latest.version, model=self.model_name)
+        for servable in retired:
+            logger.info("%s version %d leaves the serving window", self.model_name,
+                        servable.version)
+            threading.Thread(target=servable.retire, name=f"retire-{servable.version}",
+                             daemon=True).start()
+
+    # -- lookup ------------------------------------------------------------------------
+    def _check_name(self, name: str) -> None:
+        if name != self.model_name:
+            raise NotFound(f"Servable not found for request: Latest({name})")
+
+    @contextlib.contextmanager
+    def acquire(self, name: str, version: Optional[int] = None) -> Iterator[Servable]:
+        """The servable for ``name`` (latest, or a specific loaded version), ref-counted."""
+        self._check_name(name)
+        with self._lock:
+            if version is None:
+                servable = self._latest
+                if servable is None:
+                    raise NotFound(f"Servable not found for request: Latest({name})")
+            else:
+                servable = self._servables.get(version)
+                if servable is None:
+                    raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+            servable.acquire()
+        try:
+            yield servable
+        finally:
+            servable.release()
+
+    def status(self, name: str, version: Optional[int] = None) -> List[Dict[str, Any]]:
+        """TF Serving's ModelVersionStatus entries: {version, state, error_code, message}."""
+        self._check_name(name)
+        rows: Dict[int, Dict[str, Any]] = {}
+        with self._lock:
+            for v in self._servables:
+                rows[v] = {"version": v, "state": "AVAILABLE", "error_code": "OK", "message": ""}
+            if self._loading is not None:
+                rows[self._loading] = {"version": self._loading, "state": "LOADING",
+                                       "error_code": "OK", "message": ""}
+            for v, (_, message) in self._failures.items():
+                rows.setdefault(v, {"version": v, "state": "END", "error_code": "UNKNOWN",
+                                    "message": message})
+        if version is not None:
+            if version not in rows:
+                raise NotFound(f"Could not find version {version} of model {name}")
+            return [rows[version]]
+        if not rows:
+            raise NotFound(f"Could not find any versions of model {name}")
+        return [rows[v] for v in sorted(rows, reverse=True)]
+
+    @property
+    def loaded_versions(self) -> List[int]:
+        with self._lock:
+            return sorted(self._servables)

@@ -1,0 +1,653 @@
+"""The model server against hostile clients (issue 13), replayed on 127.0.0.1.
+
+Every case of the issue: one huge request locking everyone out (REST and gRPC, client gone,
+deadline passed), HTTP desync through unread bodies and lenient Content-Length, unbounded
+header memory and connections, version directory names that wedged the poller, failed
+versions taking the serving window, a half-copied version, the listener during shutdown,
+deep JSON, a body-less slow client, and the client's messages. Every loop is bounded in
+count and time; the tiny fixture model (tests/serving_fixtures.py) is served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from serving.client import PredictError, RestClient, add_predict_arguments, predict_rest, \
+    run_predict
+from serving.server import ModelServer
+
+try:
+    from serving_fixtures import copy_version, push_version
+except ImportError:  # tests/ importable as a package
+    from tests.serving_fixtures import copy_version, push_version
+
+NAME = "lstm_math"
+ROW_LIMIT = 2048
+BATCH = 64
+STATUS_REQUEST = b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+# ---------------------------------------------------------------------------------------
+# fixtures and helpers
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("hostile_models"))
+    push_version(base, 1)
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(model_base):
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=5,
+                     max_batch_size=BATCH, max_request_rows=ROW_LIMIT,
+                     max_connections=48) as srv:
+        yield srv
+
+
+class SlowModel:
+    """Make every batch of the served version take ``seconds`` longer (restored on exit)."""
+
+    def __init__(self, server, seconds):
+        self.batcher = server.manager._latest.batcher
+        self.seconds = seconds
+
+    def __enter__(self):
+        fast = self.fast = self.batcher.run_fn
+        seconds = self.seconds
+
+        def slow(rows):
+            time.sleep(seconds)
+            return fast(rows)
+
+        self.batcher.run_fn = slow
+        return self
+
+    def __exit__(self, *exc):
+        self.batcher.run_fn = self.fast
+
+
+def exchange(port, data, wait=1.5, send_after=None, expect=None):
+    """Send raw bytes on one connection; read until the server closes it or ``wait`` passes
+    without data (only 0.3 s once ``expect`` responses are in, to catch any extra one).
+    Returns (bytes read, whether the server closed the connection)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(data)
+        if send_after is not None:
+            time.sleep(0.1)
+            sock.sendall(send_after)
+        sock.settimeout(wait)
+        out, closed = b"", False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+            if expect is not None and out.count(b"HTTP/1.") >= expect:
+                sock.settimeout(0.3)
+        return out, closed
+    finally:
+        sock.close()
+
+
+def statuses(raw: bytes):
+    """The status codes of the HTTP responses in ``raw`` (Content-Length framed)."""
+    codes = []
+    while raw:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        assert sep, raw[:200]
+        lines = head.split(b"\r\n")
+        assert lines[0].startswith(b"HTTP/1."), lines[0]
+        codes.append(int(lines[0].split()[1]))
+        length = 0
+        for line in lines[1:]:
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == b"content-length":
+                length = int(value)
+        is_head = False
+        raw = rest[length:] if not is_head else rest
+    return codes
+
+
+def timed_predict(port, equations, timeout=30):
+    start = time.monotonic()
+    rows = predict_rest(equations, port=port, timeout=timeout)
+    return time.monotonic() - start, rows
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# 1. one request must not lock everyone out
+# ---------------------------------------------------------------------------------------
+def test_rest_million_empty_strings_refused_fast(server):
+    body = b'{"instances": [' + b",".join([b'""'] * 1_000_000) + b"]}"  # ~3 MB < 4 MiB
+    start = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    try:
+        conn.request("POST", f"/v1/models/{NAME}:predict", body=body)
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 400 and "limit" in payload["error"], payload
+    assert time.monotonic() - start < 10
+    assert timed_predict(server.rest_port, ["1 + 1"])[1][0]["result"] == "2"
+
+
+def test_grpc_two_million_empty_strings_refused(server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    tensor = request.inputs["equation"]
+    tensor.dtype = tf.string.as_datatype_enum
+    tensor.tensor_shape.dim.add().size = 1_900_000
+    tensor.string_val.extend([b""] * 1_900_000)  # ~3.8 MB < 4 MiB
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request, timeout=20)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit" in info.value.details()
+
+
+def test_large_request_is_split_and_others_are_served_meanwhile(server):
+    """A request at the row limit runs as ROW_LIMIT / BATCH batches; single-equation
+    requests from other clients get into the next batch instead of waiting for all."""
+    big = [f"{i % 1000} + 1" for i in range(ROW_LIMIT)]
+    result, latencies = {}, []
+    with SlowModel(server, 0.03):  # 32 batches: about 1 s for the big request
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "rows", predict_rest(big, port=server.rest_port, timeout=60)))
+        thread.start()
+        time.sleep(0.15)
+        with RestClient(port=server.rest_port) as client:
+            for _ in range(10):
+                start = time.monotonic()
+                assert client.predict(["2 + 2"])[0]["result"] == "4"
+                latencies.append(time.monotonic() - start)
+        still_running = thread.is_alive()
+        thread.join(60)
+    assert [r["result"] for r in result["rows"]] == [str(i % 1000 + 1) for i in range(ROW_LIMIT)]
+    assert still_running, "the big request finished before the small ones: nothing measured"
+    assert max(latencies) < 0.5, latencies  # about one batch, not the whole big request
+
+
+def test_rest_client_gone_drops_its_rows(server):
+    body = json.dumps({"instances": ["1 + 1"] * ROW_LIMIT}).encode()
+    dropped0 = server.metrics.counter("dropped_rows_total")
+    rows0 = server.metrics.counter("batched_rows_total")
+    with SlowModel(server, 0.05):  # 32 batches: 1.6 s if all ran
+        sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=5)
+        sock.sendall(f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(0.3)
+        sock.close()  # the client hangs up
+        deadline = time.monotonic() + 10
+        while server.metrics.counter("dropped_rows_total") == dropped0 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # others are served at once
+        elapsed, rows = timed_predict(server.rest_port, ["3 + 4"])
+    assert rows[0]["result"] == "7" and elapsed < 1.0
+    assert server.metrics.counter("dropped_rows_total") > dropped0
+    assert server.metrics.counter("batched_rows_total") - rows0 < ROW_LIMIT
+    assert server.manager._latest.batcher.queued_rows == 0
+
+
+def test_grpc_deadline_drops_rows_and_others_are_served(server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    request.inputs["equation"].CopyFrom(tf.make_tensor_proto([b"1 + 1"] * ROW_LIMIT))
+    dropped0 = server.metrics.counter("dropped_rows_total")
+    rows0 = server.metrics.counter("batched_rows_total")
+    with SlowModel(server, 0.05), grpc.insecure_channel(
+            f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_pb2.PredictRequest(model_spec=request.model_spec,
+                                                inputs={"equation": tf.make_tensor_proto(
+                                                    [b"1 + 1"])}), timeout=10)  # connect
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request, timeout=0.2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        elapsed, rows = timed_predict(server.rest_port, ["5 + 5"])
+        assert rows[0]["result"] == "10" and elapsed < 1.0
+        deadline = time.monotonic() + 5
+        while server.manager._latest.batcher.queued_rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert server.metrics.counter("dropped_rows_total") > dropped0
+    assert server.metrics.counter("batched_rows_total") - rows0 < ROW_LIMIT
+    assert server.manager._latest.batcher.queued_rows == 0
+
+
+def test_queue_bounded_in_rows(model_base):
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
+                     max_batch_size=16, max_enqueued_batches=4, max_request_rows=64) as srv:
+        codes = []
+        with SlowModel(srv, 0.2):
+            def big():
+                try:
+                    predict_rest(["1 + 1"] * 64, port=srv.rest_port, timeout=30)
+                    codes.append(200)
+                except PredictError as exc:
+                    codes.append(exc.code)
+
+            threads = [threading.Thread(target=big) for _ in range(3)]
+            for t in threads:
+                t.start()
+                time.sleep(0.05)
+            for t in threads:
+                t.join(30)
+        assert 429 in codes and 200 in codes, codes
+
+
+# ---------------------------------------------------------------------------------------
+# 2. HTTP desync
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,path", [
+    ("GET", f"/v1/models/{NAME}"), ("HEAD", f"/v1/models/{NAME}"),
+    ("GET", f"/v1/models/{NAME}/metadata"), ("GET", "/monitoring/prometheus/metrics"),
+    ("POST", "/nowhere"), ("PUT", f"/v1/models/{NAME}:predict"),
+    ("GET", f"/v1/models/{NAME}/versions/99"), ("POST", f"/v1/models/{NAME}:explode"),
+    ("POST", f"/v1/models/{NAME}/labels/stable:predict"),
+])
+def test_body_with_any_request_is_not_a_second_request(server, method, path):
+    smuggled = STATUS_REQUEST
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+            .encode())
+    raw, _ = exchange(server.rest_port, head + smuggled, expect=1)
+    if method == "HEAD":
+        assert raw.count(b"HTTP/1.1 ") == 1, raw
+    else:
+        assert len(statuses(raw)) == 1, raw
+    # and a real second request on the same connection is still answered, once
+    raw, _ = exchange(server.rest_port, head + smuggled, send_after=STATUS_REQUEST, expect=2)
+    if method != "HEAD":
+        assert len(statuses(raw)) == 2 and statuses(raw)[1] == 200, raw
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: +24", b"Content-Length: 2_4", b"Content-Length: 0x18",
+    b"Content-Length: -1", b"Content-Length: 24\r\nContent-Length: 25",
+    b"Content-Length: 24\r\nTransfer-Encoding: chunked", b"Transfer-Encoding: chunked, identity",
+])
+def test_lenient_framing_is_refused_and_closes(server, framing, caplog):
+    body = b'{"instances":["1+1"]}   ' + STATUS_REQUEST
+    raw, closed = exchange(server.rest_port, b"POST /v1/models/lstm_math:predict HTTP/1.1\r\n"
+                           b"Host: x\r\n" + framing + b"\r\n\r\n" + body)
+    assert statuses(raw) == [400] and closed, raw
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ---------------------------------------------------------------------------------------
+# 3. header memory and connections are bounded
+# ---------------------------------------------------------------------------------------
+def test_huge_headers_are_refused_and_memory_stays_bounded(server):
+    line = b"X-Pad-%d: " + b"a" * 65_000 + b"\r\n"
+    before = rss_mb()
+
+    def abuse():
+        sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=5)
+        try:
+            sock.sendall(b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\n")
+            for i in range(95):
+                sock.sendall(line % i)
+        except OSError:
+            pass  # refused and closed: expected
+        finally:
+            sock.close()
+
+    threads = [threading.Thread(target=abuse) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    growth = rss_mb() - before
+    assert growth < 100, f"RSS grew by {growth:.0f} MB"
+    raw, closed = exchange(server.rest_port, b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\n"
+                           + b"".join(b"X-%d: a\r\n" % i for i in range(500)) + b"\r\n")
+    assert statuses(raw)[0] in (400, 431) and closed
+    assert timed_predict(server.rest_port, ["1 + 1"])[1][0]["result"] == "2"
+
+
+def test_connections_are_capped(model_base):
+    """At the cap, idle connections (kept alive, or never sending a request) make room for a
+    new one; only when all are busy is a new connection refused with a 503."""
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
+                     max_connections=8) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.rest_port), timeout=5)
+                for _ in range(8)]
+        try:
+            idle[-1].sendall(b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            time.sleep(0.2)
+            raw, _ = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
+            assert statuses(raw) == [200]
+            assert srv.metrics.counter("evicted_connections_total") >= 1
+        finally:
+            for s in idle:
+                s.close()
+        # every connection busy (a slow model): the next one is refused
+        results = []
+        with SlowModel(srv, 1.0):
+            def call():
+                try:
+                    predict_rest(["1 + 1"], port=srv.rest_port, timeout=30)
+                    results.append(200)
+                except PredictError as exc:
+                    results.append(exc.code)
+
+            threads = [threading.Thread(target=call) for _ in range(8)]
+            for t in threads:
+                t.start()
+            time.sleep(0.4)
+            raw, closed = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
+            assert statuses(raw) == [503] and closed
+            for t in threads:
+                t.join(30)
+        assert results == [200] * 8
+        assert srv.metrics.counter("refused_connections_total") >= 1
+        raw, _ = exchange(srv.rest_port, STATUS_REQUEST, expect=1)
+        assert statuses(raw) == [200]
+
+
+# ---------------------------------------------------------------------------------------
+# 4, 5, 6. versions: bad names, failed versions, half-copied versions
+# ---------------------------------------------------------------------------------------
+def _wait(predicate, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_bad_version_names_do_not_wedge_the_poller(model_base, tmp_path, caplog):
+    base = str(tmp_path)
+    good = os.path.join(model_base, NAME, "1")
+    copy_version(good, base, 1)
+    for bad in ("²", "٣", "+3", "0", "007x", "9223372036854775808", "99999999999999999999",
+                " 5", "5 "):
+        shutil.copytree(good, os.path.join(base, NAME, bad))
+    caplog.set_level(logging.WARNING)
+    with ModelServer(base, NAME, rest_port=0, grpc_port=0, poll_seconds=0.1) as srv:
+        assert srv.manager.loaded_versions == [1]
+        push_version(base, 2)
+        assert _wait(lambda: srv.manager.loaded_versions == [1, 2])
+        time.sleep(0.5)  # several more polls
+        with grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}") as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = NAME
+            request.inputs["equation"].CopyFrom(tf.make_tensor_proto([b"1 + 1"]))
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                request, timeout=10)
+            assert response.model_spec.version.value == 2
+            status_request = get_model_status_pb2.GetModelStatusRequest()
+            status_request.model_spec.name = NAME
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                status_request, timeout=10)
+            assert [s.version for s in status.model_version_status] == [2, 1]
+    warnings = [r.getMessage() for r in caplog.records if "not a version" in r.getMessage()]
+    assert len(warnings) == 9, warnings  # one per name, not one per poll
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _corrupt_version(base, version):
+    path = os.path.join(base, NAME, str(version))
+    os.makedirs(path)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(b"\x08\x01not a SavedModel")
+    return path
+
+
+def _states(port):
+    status = predict_status(port)
+    return {int(s["version"]): (s["state"], s["status"]["error_code"])
+            for s in status["model_version_status"]}
+
+
+def predict_status(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", f"/v1/models/{NAME}")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def test_failed_version_never_displaces_a_good_one(model_base, tmp_path):
+    base = str(tmp_path)
+    good = os.path.join(model_base, NAME, "1")
+    copy_version(good, base, 1)
+    with ModelServer(base, NAME, rest_port=0, grpc_port=None, poll_seconds=0.1,
+                     num_versions=1) as srv:
+        bad = _corrupt_version(base, 2)
+        assert _wait(lambda: 2 in _states(srv.rest_port))
+        time.sleep(0.5)
+        assert _states(srv.rest_port) == {1: ("AVAILABLE", "OK"), 2: ("END", "UNKNOWN")}
+        assert predict_rest(["1 + 1"], port=srv.rest_port, version=1)[0]["result"] == "2"
+        # the failed version is retried once its files change (here: fixed in place)
+        shutil.rmtree(bad)
+        shutil.copytree(good, bad)
+        assert _wait(lambda: srv.manager.loaded_versions == [2])
+        assert _states(srv.rest_port) == {2: ("AVAILABLE", "OK")}
+
+
+def test_deleted_version_is_unloaded_while_failed_ones_wait(model_base, tmp_path):
+    base = str(tmp_path)
+    good = os.path.join(model_base, NAME, "1")
+    copy_version(good, base, 1)
+    copy_version(good, base, 2)
+    with ModelServer(base, NAME, rest_port=0, grpc_port=None, poll_seconds=0.1,
+                     num_versions=2) as srv:
+        assert srv.manager.loaded_versions == [1, 2]
+        _corrupt_version(base, 3)
+        _corrupt_version(base, 4)
+        assert _wait(lambda: {3, 4} <= set(_states(srv.rest_port)))
+        assert srv.manager.loaded_versions == [1, 2]
+        shutil.rmtree(os.path.join(base, NAME, "2"))
+        assert _wait(lambda: srv.manager.loaded_versions == [1])
+        states = _states(srv.rest_port)
+        assert states[1] == ("AVAILABLE", "OK") and 2 not in states
+        assert states[3][0] == states[4][0] == "END"
+        assert predict_rest(["1 + 1"], port=srv.rest_port)[0]["result"] == "2"
+
+
+def test_half_copied_version_is_loaded_once_complete(model_base, tmp_path):
+    base = str(tmp_path)
+    good = os.path.join(model_base, NAME, "1")
+    copy_version(good, base, 1)
+    with ModelServer(base, NAME, rest_port=0, grpc_port=None, poll_seconds=0.1) as srv:
+        target = os.path.join(base, NAME, "2")
+        os.makedirs(target)  # a non-atomic copy: saved_model.pb first, the variables later
+        shutil.copy(os.path.join(good, "saved_model.pb"), target)
+        assert _wait(lambda: _states(srv.rest_port).get(2, ("", ""))[0] == "END")
+        time.sleep(0.6)  # several polls: it stays failed, and version 1 serves
+        assert srv.manager.loaded_versions == [1]
+        for entry in os.listdir(good):
+            src = os.path.join(good, entry)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(target, entry))
+        assert _wait(lambda: srv.manager.loaded_versions == [1, 2])
+
+
+# ---------------------------------------------------------------------------------------
+# 6. shutdown, deep JSON, slow body-less client, the client's messages
+# ---------------------------------------------------------------------------------------
+def test_shutdown_refuses_new_connections_at_once(model_base):
+    srv = ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=30).start()
+    port = srv.rest_port
+    result = {}
+    with SlowModel(srv, 1.5):
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "rows", predict_rest(["4 + 4"], port=port, timeout=30)))
+        thread.start()
+        time.sleep(0.3)
+        stopper = threading.Thread(target=srv.stop, kwargs={"grace": 10})
+        stopper.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert time.monotonic() - start < 1.0
+        thread.join(30)
+        stopper.join(30)
+    assert result["rows"][0]["result"] == "8"  # the in-flight request finished
+
+
+def test_deep_json_is_a_clean_400(server, caplog):
+    body = b"[" * 200_000 + b"]" * 200_000
+    for payload in (body, b'{"instances": ' + body + b"}"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+        try:
+            conn.request("POST", f"/v1/models/{NAME}:predict", body=payload)
+            resp = conn.getresponse()
+            answer = json.loads(resp.read())
+        finally:
+            conn.close()
+        assert resp.status == 400 and answer["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_bodyless_slow_client_does_not_delay_others(model_base):
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
+                     batch_timeout_micros=300_000) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.rest_port), timeout=5)
+        try:
+            sock.sendall(f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Length: 100\r\n\r\n".encode())  # and no body, ever
+            time.sleep(0.2)
+            with RestClient(port=srv.rest_port) as client:
+                client.predict(["1 + 1"])
+                latencies = []
+                for _ in range(5):
+                    start = time.monotonic()
+                    client.predict(["1 + 1"])
+                    latencies.append(time.monotonic() - start)
+        finally:
+            sock.close()
+    assert max(latencies) < 0.25, latencies
+
+
+def test_predict_cli_messages(model_base, capsys):
+    parser = add_predict_arguments(argparse.ArgumentParser())
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
+                     max_request_bytes=1024) as srv:
+        many = ["1 + 1"] * 2000
+        assert run_predict(parser.parse_args(many + ["--rest-port", str(srv.rest_port)])) == 1
+        err = capsys.readouterr().err
+        assert "413" in err and "Broken pipe" not in err and "Traceback" not in err, err
+        port = srv.rest_port
+    assert run_predict(parser.parse_args(["1 + 1", "--rest-port", str(port)])) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"predictions\":3}",
+    b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\n[1]",
+    b"SSH-2.0-OpenSSH_9.6\r\n",
+    b"",
+])
+def test_predict_cli_on_malformed_answers(answer, capsys):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        served = 0
+        while served < 2 and not stop.is_set():  # the client retries a dropped connection
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            served += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        parser = add_predict_arguments(argparse.ArgumentParser())
+        code = run_predict(parser.parse_args(["1 + 1", "--rest-port", str(port),
+                                              "--timeout", "5"]))
+    finally:
+        stop.set()
+        thread.join(15)
+        listener.close()
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in err, err
+
+
+def test_fair_batches_unit():
+    """Water-filling: two queued requests share a batch; the small one is not starved."""
+    from serving.batching import Batcher
+    seen = []
+    gate = threading.Event()
+
+    def run(rows):
+        gate.wait(10)
+        seen.append(list(rows))
+        return {"x": np.array(rows, dtype=object)}
+
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=0)
+    try:
+        out = {}
+        first = threading.Thread(target=lambda: out.setdefault("a", batcher.run([b"a"])))
+        first.start()
+        time.sleep(0.1)  # the batch thread now blocks on the gate with [a]
+        big = threading.Thread(target=lambda: out.setdefault(
+            "big", batcher.run([b"%d" % i for i in range(40)])))
+        big.start()
+        time.sleep(0.05)
+        small = threading.Thread(target=lambda: out.setdefault("s", batcher.run([b"s"])))
+        small.start()
+        time.sleep(0.05)
+        gate.set()
+        for t in (first, big, small):
+            t.join(10)
+        assert out["big"]["x"].tolist() == [b"%d" % i for i in range(40)]
+        assert out["s"]["x"].tolist() == [b"s"]
+        assert b"s" in seen[1], seen  # the batch right after [a] already holds it
+        assert max(len(b) for b in seen) <= 8
+    finally:
+        batcher.close()
