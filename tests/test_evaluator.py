@@ -299,6 +299,8 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     assert m["small_operands"]["<10"]["count"] == len(small)
     assert m["small_operands"]["<10"]["wrong"] == sum(bool(mixed_mistake(e)) for e in small)
     assert m["small_operands"]["<100"]["count"] == len(parsed)  # every operand <= 12
+    assert set(m["uniform"]["per_operator"]) == {"+", "-", "*", "/", "mixed"}
+    assert m["uniform"]["per_operator"]["+"] == 1.0 and m["uniform"]["exact_match"] < 1.0
 
     # Confidence: '*' is confidently wrong (worse than useless), 'mixed' honestly unsure.
     def conf(e, answer):
@@ -343,3 +345,19 @@ def test_no_errors_says_none_in_the_report(tmp_path, examples):
     report = (tmp_path / "e" / "report.md").read_text()
     assert result["metrics"]["wrong"] == 0
     assert "**worst errors**\n\nnone" in report
+
+
+def test_uniform_estimate_reweights_a_stratified_sample_by_stratum_size():
+    coverage = {"operand_min": 0, "operand_max": 99}
+    texts = [f"{a} + {b}" for a in range(100) for b in range(100)]
+    right = [a % 10 != 7 for a in range(100) for b in range(100)]
+    whole = evaluator.uniform_estimate(texts, right, coverage)
+    assert whole["exact_match"] == pytest.approx(np.mean(right)) and whole["strata"] == 4
+    # a stratified sample: all 100 1x1 equations, only the 2x2 ones with b < 20
+    sample = [(t, r) for t, r in zip(texts, right)
+              if len(t.split()[0]) == len(t.split()[2]) and int(t.split()[2]) < 20]
+    est = evaluator.uniform_estimate([t for t, _ in sample], [r for _, r in sample], coverage)
+    em_1x1 = 0.9  # a = 7 wrong
+    em_2x2 = 0.9  # a % 10 == 7 wrong
+    assert est["exact_match"] == pytest.approx((100 * em_1x1 + 8100 * em_2x2) / 8200)
+    assert est["per_operator"] == {"+": pytest.approx(0.9)}

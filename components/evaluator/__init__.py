@@ -18,12 +18,12 @@ from components.evaluator.report import report_markdown
 from components.evaluator.scoring import (KEEP_RIGHT, NO_ANSWER, NOT_A_NUMBER, SIZE_BUCKETS,
                                           SMALL_OPERAND_BOUNDS, auroc, confidence_quality,
                                           error_size_bucket, evaluate_fn, predict, read_split,
-                                          summarize)
+                                          summarize, uniform_estimate)
 
 __all__ = [
     "KEEP_RIGHT", "NOT_A_NUMBER", "NO_ANSWER", "OPERATOR_NAMES", "SIZE_BUCKETS",
     "SMALL_OPERAND_BOUNDS", "all_equations", "auroc", "bless", "confidence_quality",
     "error_map_pngs", "error_size_bucket", "error_size_png", "evaluate_exhaustive",
     "evaluate_fn", "evaluate_model", "hardware", "latest_pushed", "predict", "read_split",
-    "report_markdown", "run_evaluator", "space_of", "summarize",
+    "report_markdown", "run_evaluator", "space_of", "summarize", "uniform_estimate",
 ]

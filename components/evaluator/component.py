@@ -39,7 +39,7 @@ from components.evaluator.blessing import bless, latest_pushed
 from components.evaluator.exhaustive import evaluate_exhaustive, space_of
 from components.evaluator.plots import error_map_pngs, error_size_png
 from components.evaluator.report import report_markdown
-from components.evaluator.scoring import evaluate_fn
+from components.evaluator.scoring import evaluate_fn, uniform_estimate
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     serve = build_serving_function(model, coverage, jit_compile=config.exporter.jit_compile)
     metrics = evaluate_fn(serve, examples_dir, e.batch_size, e.max_examples, e.num_worst_errors)
     test_rows = metrics.pop("_rows")
+    metrics["uniform"] = uniform_estimate(
+        test_rows["texts"], [bool(v) and a == t for a, t, v in zip(
+            test_rows["answers"], test_rows["truths"], test_rows["valid"])], coverage)
 
     size = space_of(coverage).size
     map_rows, map_title = test_rows, "test split"

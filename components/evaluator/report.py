@@ -40,6 +40,11 @@ def section(name: str, m: dict) -> list[str]:
     lines = [f"### {name}", "",
              f"exact match **{m['exact_match']:.5f}** on {m['count']} equations "
              f"({m['wrong']} wrong; {m['one_wrong_digit']} of them one wrong digit)", ""]
+    if m.get("uniform"):
+        u = m["uniform"]
+        lines += [f"as uniform draws over the operand space would measure it: **"
+                  f"{_em(u['exact_match'])}** ({u['method']}; per operator: "
+                  + ", ".join(f"{k} {_em(v)}" for k, v in u["per_operator"].items()) + ")", ""]
     lines += _table("per operator ('mixed': three or more operands)", m["per_operator"],
                     "operator")
     if len(m.get("per_operand_count", {})) > 1:

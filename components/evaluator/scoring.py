@@ -230,3 +230,52 @@ def evaluate_fn(serve_fn, examples_dir: str, batch_size: int, max_examples: int 
     # What the error map needs; not written to metrics.json.
     metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid}
     return metrics
+
+
+# --------------------------------------------------------------------------------------
+# Uniform exact match from a stratified sample.
+
+
+def _stratum_size(operators: tuple, digits: tuple, low: int, high: int) -> int:
+    """Equations of the space with these operators and operand digit lengths."""
+    size = 1
+    for position, d in enumerate(digits):
+        lo = max(low, 0 if d == 1 else 10 ** (d - 1))
+        if position > 0 and operators[position - 1] == "/":
+            lo = max(lo, 1)
+        hi = min(high, 10 ** d - 1)
+        size *= max(0, hi - lo + 1)
+    return size
+
+
+def uniform_estimate(texts, right, coverage: dict) -> dict:
+    """Exact match as uniform draws over the whole space would measure it.
+
+    A stratified test split over-represents small strata ('1 + 2'); here every (operators,
+    operand digit lengths) stratum present counts by its share of the space (post-
+    stratification), overall and per operator tag. On a uniform sample or the whole space
+    this is the plain exact match up to noise.
+    """
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    totals, rights, sizes = collections.Counter(), collections.Counter(), {}
+    for text, ok in zip(texts, right):
+        parts = text.split(" ")
+        key = (tuple(parts[1::2]), tuple(len(p) for p in parts[::2]))
+        totals[key] += 1
+        rights[key] += bool(ok)
+        if key not in sizes:
+            sizes[key] = _stratum_size(key[0], key[1], low, high)
+
+    def estimate(keys):
+        weight = sum(sizes[k] for k in keys)
+        if not weight:
+            return None
+        return sum(sizes[k] * rights[k] / totals[k] for k in keys) / weight
+
+    by_tag = collections.defaultdict(list)
+    for key in totals:
+        by_tag[key[0][0] if len(key[0]) == 1 else "mixed"].append(key)
+    return {"exact_match": estimate(list(totals)), "strata": len(totals),
+            "per_operator": {tag: estimate(keys) for tag, keys in sorted(by_tag.items())},
+            "method": "each (operators, operand digit lengths) stratum weighted by its share "
+                      "of the operand space"}
