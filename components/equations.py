@@ -440,7 +440,8 @@ class Sampler:
       whole space (``exhaustive`` takes every position, i.e. the whole space).
     * ``stratified``: the space is cut into strata by operator combination and the digit
       length of every operand; the draws are shared as equally as the strata sizes allow
-      (small strata are taken whole), a seeded bijection of [0, count) interleaves the
+      (small strata are taken whole; with several operand counts, equally over the counts
+      first, then over the strata of each), a seeded bijection of [0, count) interleaves the
       strata, and a seeded bijection per stratum picks its equations.
 
     Unique by construction in both schemes: no shuffle, no deduplication, no state.
@@ -494,7 +495,19 @@ class Sampler:
                     strata.append(padded(ci, [a for a, _ in choice],
                                          [b - a + 1 for a, b in choice]))
             sizes = [int(np.prod(np.array(r, dtype=object))) for _, _, r in strata]
-            alloc = _allocate_equally(sizes, self.count)
+            # Several operand counts: the draws are first shared equally over the counts
+            # (as their sizes allow), then over the strata of each count. Stratum by stratum
+            # alone, 0..999 with 2..3 operands would give the 36 two-operand strata (of 468)
+            # 8% of the draws.
+            count_of = [len(combos[ci]) + 1 for ci, _, _ in strata]
+            counts = list(space.operand_counts)
+            per_count = _allocate_equally(
+                [sum(z for z, c in zip(sizes, count_of) if c == k) for k in counts], self.count)
+            alloc = [0] * len(strata)
+            for k, share in zip(counts, per_count):
+                mine = [i for i, c in enumerate(count_of) if c == k]
+                for i, a in zip(mine, _allocate_equally([sizes[i] for i in mine], share)):
+                    alloc[i] = a
         self.strata_sizes = sizes
         self.strata_alloc = alloc
         self.strata_combo = np.array([s[0] for s in strata], dtype=np.int64)
