@@ -126,8 +126,14 @@ def _one_wrong_digit(answer: str, truth: str) -> bool:
     return len(answer) == len(truth) and sum(x != y for x, y in zip(answer, truth)) == 1
 
 
+_TAG_ORDER = {tag: i for i, tag in enumerate(("+", "-", "*", "/", "mixed"))}
+
+
 def _sort_key(key: str):
-    """'2x10' after '2x3'; '<10' before '<100'; numbers as numbers."""
+    """Operators as + - * / mixed; '2x10' after '2x3'; '<10' before '<100'; numbers as
+    numbers."""
+    if key in _TAG_ORDER:
+        return (0, [_TAG_ORDER[key]], key)
     parts = key.replace("<", "").split("x")
     return (len(parts), [int(p) if p.isdigit() else p for p in parts], key)
 
