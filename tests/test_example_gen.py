@@ -186,6 +186,9 @@ def test_mixed_stratified_exhaustive_configs(tmp_path):
     config = load_config("smoke", ["task.data.exhaustive=true", "task.data.operand_max=30"])
     stats = run_example_gen(config.task.data, str(tmp_path / "all"))
     assert sum(s["count"] for s in stats["splits"].values()) == 31 * 31
+    # the summary names what was generated: every equation, not "uniform sampling"
+    assert example_gen.summary_text(stats).startswith("961 equations (every equation of a "
+                                                      "space of 961")
     assert stats["splits"]["train"]["result_max"] == 60 or stats["splits"]["test"][
         "result_max"] == 60 or stats["splits"]["validation"]["result_max"] == 60
 
