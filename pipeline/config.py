@@ -32,7 +32,7 @@ class DataConfig:
     operators: list = dataclasses.field(default_factory=lambda: ["+"])
     num_operands: int = 2
     # Fewest operands per equation: one model answers every count from min_operands to
-    # num_operands ('7 * 6' and '131 + 83 - 744 * 33'). null = num_operands (one count).
+    # num_operands ('7 * 6' and '131 + 83 * 33'). null = num_operands (one count).
     min_operands: int | None = None
     operand_min: int = 0
     operand_max: int = 999
