@@ -48,6 +48,15 @@ def _runs_of_root(root: str) -> list[str]:
     return sorted(glob.glob(os.path.join(root, "runs", "*", "manifest.json")), reverse=True)
 
 
+def _component_dir(manifest_path: str, uri: str) -> str:
+    """A component's directory: <root>/<Component>/<fingerprint>. Manifests hold the URI
+    the run was given, relative to its working directory when the root was relative."""
+    if os.path.isabs(uri) and os.path.isdir(uri):
+        return uri
+    root = os.path.dirname(os.path.dirname(os.path.dirname(manifest_path)))
+    return os.path.join(root, *uri.rstrip("/").split("/")[-2:])
+
+
 def locate(path: str) -> dict:
     """{metrics, manifest (or None), run_dir (or None)} for any accepted PATH."""
     path = os.path.abspath(path)
@@ -61,9 +70,11 @@ def locate(path: str) -> dict:
         for m in manifests:
             manifest = _load(m)
             evaluator = manifest.get("components", {}).get("Evaluator")
-            if evaluator and os.path.exists(os.path.join(evaluator["uri"], "metrics.json")):
-                return {"metrics": os.path.join(evaluator["uri"], "metrics.json"),
-                        "manifest": manifest, "run_dir": os.path.dirname(m)}
+            if not evaluator:
+                continue
+            metrics = os.path.join(_component_dir(m, evaluator["uri"]), "metrics.json")
+            if os.path.exists(metrics):
+                return {"metrics": metrics, "manifest": manifest, "run_dir": os.path.dirname(m)}
         raise FileNotFoundError(f"{path}: no run with an Evaluator's metrics.json")
     metrics = path if path.endswith(".json") else os.path.join(path, "metrics.json")
     if not os.path.exists(metrics):
@@ -73,7 +84,9 @@ def locate(path: str) -> dict:
     root = os.path.dirname(os.path.dirname(eval_dir))
     for m in _runs_of_root(root):
         manifest = _load(m)
-        if manifest.get("components", {}).get("Evaluator", {}).get("uri") == eval_dir:
+        uri = manifest.get("components", {}).get("Evaluator", {}).get("uri")
+        candidate = _component_dir(m, uri) if uri else None
+        if candidate and os.path.isdir(candidate) and os.path.samefile(candidate, eval_dir):
             return {"metrics": metrics, "manifest": manifest, "run_dir": os.path.dirname(m)}
     return {"metrics": metrics, "manifest": None, "run_dir": None}
 

@@ -87,3 +87,22 @@ def test_time_to_accuracy_tiny_runs_both_recipes_and_prints_the_ratio_last(tmp_p
         history = json.loads(open(os.path.join(os.path.dirname(run["log"]),
                                                "history.json")).read())
         assert history[0]["val_exact_match"] >= 0.0
+
+
+def test_results_table_finds_components_of_a_root_given_as_a_relative_path(smoke_run, tmp_path,
+                                                                           capsys):
+    """`lstm-math run` from another directory with --pipeline-root artifacts writes relative
+    URIs into the manifest; the table still finds the Evaluator's metrics."""
+    import shutil
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(smoke_run["root"], root)
+    for manifest in root.glob("runs/*/manifest.json"):
+        data = json.loads(manifest.read_text())
+        for comp in data["components"].values():
+            comp["uri"] = "artifacts/" + "/".join(comp["uri"].rstrip("/").split("/")[-2:])
+        manifest.write_text(json.dumps(data))
+    assert results_table.main([str(root)]) == 0
+    relative = capsys.readouterr().out
+    assert results_table.main([str(smoke_run["root"])]) == 0
+    assert relative == capsys.readouterr().out
