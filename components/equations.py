@@ -151,19 +151,29 @@ def split_of(text: str, fractions: Sequence[float], salt: str = "") -> str:
 
 @dataclasses.dataclass(frozen=True)
 class EquationSpace:
-    """All equations with ``num_operands`` operands in [low, high] and the given operators.
+    """All equations with ``min_operands``..``num_operands`` operands in [low, high] and the
+    given operators (``min_operands`` None: exactly ``num_operands``).
 
-    Indexed by a mixed radix: first the operator combination, then each operand. An operand
-    right after '/' ranges over [max(low, 1), high], so division by zero is never in the space.
+    Indexed by a mixed radix: first the operator combination (all combinations of the fewest
+    operands first, then of one more, ...), then each operand. An operand right after '/'
+    ranges over [max(low, 1), high], so division by zero is never in the space.
     """
 
     operators: tuple[str, ...]
     low: int
     high: int
     num_operands: int = 2
+    min_operands: int | None = None
+
+    @property
+    def operand_counts(self) -> range:
+        """The operand counts of the space, fewest first."""
+        fewest = self.num_operands if self.min_operands is None else self.min_operands
+        return range(fewest, self.num_operands + 1)
 
     def __post_init__(self):
-        combos = list(itertools.product(self.operators, repeat=self.num_operands - 1))
+        combos = [combo for k in self.operand_counts
+                  for combo in itertools.product(self.operators, repeat=k - 1)]
         sizes = []
         radices = []
         for combo in combos:
@@ -253,10 +263,15 @@ def sample_block(
         yield space.equation_at(int(index))
 
 
-def max_result_chars(operators: Sequence[str], low: int, high: int, num_operands: int) -> int:
-    """Length in characters of the longest result string over the space (sign included)."""
-    lo_val, hi_val = _result_bounds(tuple(operators), low, high, num_operands)
-    return max(len(str(lo_val)), len(str(hi_val)))
+def max_result_chars(operators: Sequence[str], low: int, high: int, num_operands: int,
+                     min_operands: int | None = None) -> int:
+    """Length in characters of the longest result string over the space (sign included),
+    for every operand count from ``min_operands`` (None: ``num_operands``) to ``num_operands``."""
+    out = 0
+    for k in range(num_operands if min_operands is None else min_operands, num_operands + 1):
+        lo_val, hi_val = _result_bounds(tuple(operators), low, high, k)
+        out = max(out, len(str(lo_val)), len(str(hi_val)))
+    return out
 
 
 def _result_bounds(operators, low, high, num_operands):
@@ -330,28 +345,59 @@ def _allocate_equally(sizes: Sequence[int], total: int) -> list[int]:
 
 @dataclasses.dataclass
 class Block:
-    """Equations of one block, column-wise. ``operands`` is int64 where safe, else object."""
+    """Equations of one block, column-wise. ``operands`` is int64 where safe, else object.
 
-    operands: np.ndarray  # [n, num_operands]
-    op_codes: np.ndarray  # [n, num_operands - 1] indices into OPERATORS
+    Rows with fewer operands than the widest (``counts``) are padded with ``+ 0``: the
+    operands with 0, the operator codes with '+', so ``results`` (and ``evaluate_arrays``
+    on the padded arrays) are unchanged; ``texts``, ``equations``, ``tags`` and
+    ``operand_digits`` leave the padding out.
+    """
+
+    operands: np.ndarray  # [n, max operands]
+    op_codes: np.ndarray  # [n, max operands - 1] indices into OPERATORS
     results: np.ndarray  # [n]
+    counts: np.ndarray | None = None  # [n] operands per row; None: every row is full width
 
     def __len__(self) -> int:
         return len(self.results)
+
+    def operand_counts(self) -> np.ndarray:
+        if self.counts is None:
+            return np.full(len(self.results), self.operands.shape[1], np.int64)
+        return self.counts
 
     def texts(self) -> list[bytes]:
         """Canonical texts as bytes, e.g. b'31 + 87'."""
         seps = np.array([f" {op} ".encode() for op in OPERATORS], dtype=object)
         cols = [np.array(_int_bytes(self.operands[:, j]), dtype=object)
                 for j in range(self.operands.shape[1])]
+        counts = self.operand_counts()
         out = cols[0]
         for j in range(1, len(cols)):
-            out = out + seps[self.op_codes[:, j - 1]] + cols[j]
+            longer = out + seps[self.op_codes[:, j - 1]] + cols[j]
+            out = longer if self.counts is None else np.where(counts > j, longer, out)
         return out.tolist()
 
     def equations(self) -> list[Equation]:
-        return [Equation(tuple(int(v) for v in row), tuple(OPERATORS[c] for c in ops))
-                for row, ops in zip(self.operands.tolist(), self.op_codes.tolist())]
+        return [Equation(tuple(int(v) for v in row[:k]), tuple(OPERATORS[c] for c in ops[:k - 1]))
+                for row, ops, k in zip(self.operands.tolist(), self.op_codes.tolist(),
+                                       self.operand_counts().tolist())]
+
+    def tags(self) -> list[bytes]:
+        """``operator_tag`` of every row: the operator for two operands, b'mixed' otherwise."""
+        names = np.array([op.encode() for op in OPERATORS] + [b"mixed"], dtype=object)
+        if self.op_codes.shape[1] == 0:
+            return [b"mixed"] * len(self)
+        ids = np.where(self.operand_counts() == 2, self.op_codes[:, 0], len(OPERATORS))
+        return names[ids].tolist()
+
+    def operand_digits(self) -> np.ndarray:
+        """[n, max operands] decimal digits of each operand; 0 for padding."""
+        counts = self.operand_counts()
+        return np.stack([
+            np.where(counts > j, np.fromiter(map(len, _int_bytes(self.operands[:, j])),
+                                             np.int64, len(self)), 0)
+            for j in range(self.operands.shape[1])], axis=1)
 
 
 def _int_bytes(values: np.ndarray) -> list[bytes]:
@@ -394,7 +440,8 @@ class Sampler:
       whole space (``exhaustive`` takes every position, i.e. the whole space).
     * ``stratified``: the space is cut into strata by operator combination and the digit
       length of every operand; the draws are shared as equally as the strata sizes allow
-      (small strata are taken whole), a seeded bijection of [0, count) interleaves the
+      (small strata are taken whole; with several operand counts, equally over the counts
+      first, then over the strata of each), a seeded bijection of [0, count) interleaves the
       strata, and a seeded bijection per stratum picks its equations.
 
     Unique by construction in both schemes: no shuffle, no deduplication, no state.
@@ -409,21 +456,35 @@ class Sampler:
         self.sampling = "uniform" if exhaustive else sampling
         self.count = space.size if exhaustive else min(int(num_examples), space.size)
         k = space.num_operands
-        lo_hi = _result_bounds(tuple(space.operators), space.low, space.high, k)
+        lo_hi = (0, 0)
+        for count in space.operand_counts:
+            b = _result_bounds(tuple(space.operators), space.low, space.high, count)
+            lo_hi = (min(lo_hi[0], b[0]), max(lo_hi[1], b[1]))
         self.exact_int64 = max(abs(lo_hi[0]), abs(lo_hi[1]), space.high) < _INT64_SAFE
         self.dtype = np.int64 if self.exact_int64 else object
         combos = space._combos
-        self.combo_codes = np.array([[_OP_CODES[o] for o in c] for c in combos],
-                                    dtype=np.int64).reshape(len(combos), k - 1)
+        # Shorter combinations are padded to k - 1 operators with '+' (and their operands
+        # with 0, radix 1): '+ 0' leaves every result as it is (see Block).
+        self.combo_codes = np.array(
+            [[_OP_CODES[o] for o in c] + [_OP_CODES["+"]] * (k - 1 - len(c)) for c in combos],
+            dtype=np.int64).reshape(len(combos), k - 1)
+        self.combo_counts = np.array([len(c) + 1 for c in combos], dtype=np.int64)
+
+        def padded(ci, los, radices):
+            pad = k - len(los)
+            return (ci, list(los) + [0] * pad, list(radices) + [1] * pad)
+
         if self.sampling == "uniform":
             strata = []
             for ci, radices in enumerate(space._radices):
                 los = [space.low] + [max(space.low, 1) if op == "/" else space.low
                                      for op in combos[ci]]
-                strata.append((ci, los, list(radices)))
+                strata.append(padded(ci, los, radices))
             sizes = [int(np.prod(np.array(r, dtype=object))) for _, _, r in strata]
             alloc = sizes
         else:
+            # Strata: (operator combination, digit length of every operand); with several
+            # operand counts the combinations of each count are strata of their own.
             strata = []
             for ci, combo in enumerate(combos):
                 per_position = [_digit_intervals(space.low, space.high)]
@@ -431,9 +492,22 @@ class Sampler:
                     lo = max(space.low, 1) if op == "/" else space.low
                     per_position.append(_digit_intervals(lo, space.high))
                 for choice in itertools.product(*per_position):
-                    strata.append((ci, [a for a, _ in choice], [b - a + 1 for a, b in choice]))
+                    strata.append(padded(ci, [a for a, _ in choice],
+                                         [b - a + 1 for a, b in choice]))
             sizes = [int(np.prod(np.array(r, dtype=object))) for _, _, r in strata]
-            alloc = _allocate_equally(sizes, self.count)
+            # Several operand counts: the draws are first shared equally over the counts
+            # (as their sizes allow), then over the strata of each count. Stratum by stratum
+            # alone, 0..999 with 2..3 operands would give the 36 two-operand strata (of 468)
+            # 8% of the draws.
+            count_of = [len(combos[ci]) + 1 for ci, _, _ in strata]
+            counts = list(space.operand_counts)
+            per_count = _allocate_equally(
+                [sum(z for z, c in zip(sizes, count_of) if c == k) for k in counts], self.count)
+            alloc = [0] * len(strata)
+            for k, share in zip(counts, per_count):
+                mine = [i for i, c in enumerate(count_of) if c == k]
+                for i, a in zip(mine, _allocate_equally([sizes[i] for i in mine], share)):
+                    alloc[i] = a
         self.strata_sizes = sizes
         self.strata_alloc = alloc
         self.strata_combo = np.array([s[0] for s in strata], dtype=np.int64)
@@ -451,8 +525,9 @@ class Sampler:
         """Each stratum: operators, operand digit lengths, size and number of draws."""
         out = []
         for s in range(len(self.strata_sizes)):
-            ops = [OPERATORS[c] for c in self.combo_codes[self.strata_combo[s]]]
-            lows = [int(v) for v in self.strata_low[s]]
+            ci = self.strata_combo[s]
+            ops = [OPERATORS[c] for c in self.combo_codes[ci][:self.combo_counts[ci] - 1]]
+            lows = [int(v) for v in self.strata_low[s][:self.combo_counts[ci]]]
             out.append({"operators": ops, "operand_digits": [len(str(v)) for v in lows],
                         "size": self.strata_sizes[s], "draws": self.strata_alloc[s]})
         return out
@@ -490,7 +565,10 @@ class Sampler:
                 operands[:, j] = self.strata_low[stratum, j] + rest % radix
                 rest = rest // radix
         op_codes = self.combo_codes[self.strata_combo[stratum]]
-        return Block(operands, op_codes, evaluate_arrays(operands, op_codes))
+        counts = None
+        if len(self.space.operand_counts) > 1:
+            counts = self.combo_counts[self.strata_combo[stratum]]
+        return Block(operands, op_codes, evaluate_arrays(operands, op_codes), counts)
 
 
 def split_indices(texts: Sequence[bytes], fractions: Sequence[float], salt: str = "") -> np.ndarray:

@@ -140,7 +140,7 @@ def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: lis
                     operand_digits: np.ndarray) -> list[bytes]:
     """Serialized tf.train.Example records with the features of ``make_example``.
 
-    ``operand_digits`` is [n, num_operands] (digit counts). Vectorized: a handful of numpy
+    ``operand_digits`` is [n, num_operands] (digit counts; 0 = no such operand). Vectorized: a handful of numpy
     object-array concatenations per block instead of a protobuf message per equation.
     """
     n = len(texts)
@@ -154,7 +154,9 @@ def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: lis
     e_op = np.array([_bytes_entry("operator", t) for t in tags.tolist()],
                     dtype=object)[tag_inverse.reshape(-1)]
     digit_rows, digit_inverse = np.unique(operand_digits, axis=0, return_inverse=True)
-    e_dig = np.array([_int64_entry("operand_digits", row) for row in digit_rows.tolist()],
+    # 0 digits: padding of a row with fewer operands than the widest; not written
+    e_dig = np.array([_int64_entry("operand_digits", [d for d in row if d])
+                      for row in digit_rows.tolist()],
                      dtype=object)[digit_inverse.reshape(-1)]
     body = _lengths(e_eq) + _lengths(e_dig) + _lengths(e_op) + _lengths(e_res)
     return (_heads(body) + e_eq + e_dig + e_op + e_res).tolist()
@@ -162,8 +164,8 @@ def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: lis
 
 def space_of(data) -> eq.EquationSpace:
     return eq.EquationSpace(
-        tuple(data.operators), data.operand_min, data.operand_max, data.num_operands
-    )
+        tuple(data.operators), data.operand_min, data.operand_max, data.num_operands,
+        getattr(data, "min_operands", None))
 
 
 def sampler_of(data) -> eq.Sampler:
@@ -216,23 +218,20 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
                      chunk: int = CHUNK):
     """Yields (split index array, serialized records, block, stats per split) by chunks."""
     k = sampler.space.num_operands
+    tag_names = list(eq.OPERATORS) + ["mixed"]
     for lo in range(start, stop, chunk):
         hi = min(stop, lo + chunk)
         block = sampler.block(lo, hi)
         texts = block.texts()
         results = eq._int_bytes(block.results)
-        digits = np.stack([
-            np.fromiter(map(len, eq._int_bytes(block.operands[:, j])), np.int64, len(block))
-            for j in range(k)], axis=1)
-        if k == 2:
-            tag_names = np.array([op.encode() for op in eq.OPERATORS], dtype=object)
-            tags = tag_names[block.op_codes[:, 0]].tolist()
-        else:
-            tags = [b"mixed"] * len(block)
+        # [n, k] digits per operand, 0 where a row has fewer operands (left out of records)
+        digits = block.operand_digits()
+        tags = block.tags()
         records = encode_examples(texts, results, tags, digits)
         splits = eq.split_indices(texts, fractions)
         result_len = np.fromiter(map(len, results), np.int64, len(results))
-        tag_ids = block.op_codes[:, 0] if k == 2 else np.zeros(len(block), np.int64)
+        tag_ids = np.where(block.operand_counts() == 2,
+                           block.op_codes[:, 0] if k > 1 else 0, len(eq.OPERATORS))
         digit_code = np.zeros(len(block), np.int64)
         for j in range(k):
             digit_code = digit_code * 1000 + digits[:, j]
@@ -242,10 +241,9 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
             st = _empty_split_stats()
             st["count"] = int(mask.sum())
             if st["count"]:
-                _count_into(st["per_operator"], tag_ids[mask],
-                            lambda t: eq.OPERATORS[t] if k == 2 else "mixed")
+                _count_into(st["per_operator"], tag_ids[mask], lambda t: tag_names[t])
                 _count_into(st["per_operand_digits"], digit_code[mask], lambda c: "x".join(
-                    str(c // 1000 ** (k - 1 - j) % 1000) for j in range(k)))
+                    str(d) for d in (c // 1000 ** (k - 1 - j) % 1000 for j in range(k)) if d))
                 _count_into(st["result_length"], result_len[mask], str)
                 values = block.results[mask]
                 st["result_min"] = int(values.min())
@@ -339,13 +337,23 @@ def _sorted_stats(stats: dict) -> dict:
     return out
 
 
+def _sampling_text(stats: dict) -> str:
+    return "every equation" if stats.get("exhaustive") else f"{stats['sampling']} sampling"
+
+
+def _operand_count_text(stats: dict) -> str:
+    fewest = stats.get("min_operands", stats["num_operands"])
+    return (str(stats["num_operands"]) if fewest == stats["num_operands"]
+            else f"{fewest} to {stats['num_operands']}")
+
+
 def summary_text(stats: dict) -> str:
     """A human-readable summary of stats.json (logged at the end of the job)."""
     splits = stats["splits"]
     total = sum(splits[s]["count"] for s in eq.SPLITS)
     lines = [
-        f"{total} equations ({stats['sampling']} sampling of a space of {stats['space_size']}, "
-        f"operators {' '.join(stats['operators'])}, {stats['num_operands']} operands in "
+        f"{total} equations ({_sampling_text(stats)} of a space of {stats['space_size']}, "
+        f"operators {' '.join(stats['operators'])}, {_operand_count_text(stats)} operands in "
         f"[{stats['operand_range'][0]}, {stats['operand_range'][1]}]), {stats['num_shards']} "
         f"shards, {stats['compression']}, duplicates dropped: {stats['duplicates_dropped']}",
         f"  {'split':<11}{'count':>10}{'share':>8}{'min':>14}{'max':>14}  operators",
@@ -433,6 +441,7 @@ def run_example_gen(data, output_dir: str, beam_args: list[str] | None = None) -
         "operators": list(data.operators),
         "operand_range": [data.operand_min, data.operand_max],
         "num_operands": data.num_operands,
+        "min_operands": sampler.space.operand_counts[0],
         "sampling": sampler.sampling,
         "exhaustive": bool(data.exhaustive),
         "seed": data.seed,

@@ -58,6 +58,9 @@ def validate(equation: tf.Tensor, coverage: dict):
     trained = coverage["operators"]
     low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
     num_operands = int(coverage["num_operands"])
+    min_operands = int(coverage.get("min_operands", num_operands))
+    takes = (f"{num_operands}" if min_operands == num_operands
+             else f"{min_operands} to {num_operands}")
     max_digits = len(str(high))
 
     # Invalid UTF-8 becomes U+FFFD instead of failing the batch.
@@ -109,9 +112,9 @@ def validate(equation: tf.Tensor, coverage: dict):
                                "malformed: expected numbers separated by single operators, "
                                "like '31 + 87'")),
         (operator_count + 1 > num_operands,
-         tf.fill(tf.shape(equation), f"too long: this model takes {num_operands} operands")),
-        (operator_count + 1 < num_operands,
-         tf.fill(tf.shape(equation), f"too short: this model takes {num_operands} operands")),
+         tf.fill(tf.shape(equation), f"too long: this model takes {takes} operands")),
+        (operator_count + 1 < min_operands,
+         tf.fill(tf.shape(equation), f"too short: this model takes {takes} operands")),
         (has_untrained, tf.strings.join(["operator '", first_untrained, "' not trained (trained: ",
                                          " ".join(trained), ")"])),
         (out_of_range, tf.fill(tf.shape(equation),

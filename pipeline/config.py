@@ -31,6 +31,9 @@ class ConfigError(ValueError):
 class DataConfig:
     operators: list = dataclasses.field(default_factory=lambda: ["+"])
     num_operands: int = 2
+    # Fewest operands per equation: one model answers every count from min_operands to
+    # num_operands ('7 * 6' and '131 + 83 * 33'). null = num_operands (one count).
+    min_operands: int | None = None
     operand_min: int = 0
     operand_max: int = 999
     num_examples: int = 200_000
@@ -299,6 +302,11 @@ def validate(config: PipelineConfig) -> None:
         _require(op in OPERATORS, "task.data.operators", f"unknown operator {op!r}; use + - * /")
     _require(len(set(d.operators)) == len(d.operators), "task.data.operators", "duplicates")
     _require(d.num_operands >= 2, "task.data.num_operands", "must be at least 2")
+    _require(d.min_operands is None or (
+        isinstance(d.min_operands, int) and not isinstance(d.min_operands, bool)
+        and 2 <= d.min_operands <= d.num_operands), "task.data.min_operands",
+        f"an integer from 2 to num_operands ({d.num_operands}), or null (= num_operands), "
+        f"got {d.min_operands!r}")
     _require(d.operand_min >= 0, "task.data.operand_min", "operands are non-negative")
     _require(d.operand_max >= d.operand_min, "task.data.operand_max", "must be >= operand_min")
     _require(
@@ -320,7 +328,7 @@ def validate(config: PipelineConfig) -> None:
     if d.operand_max >= d.operand_min >= 0 and d.num_operands >= 2 and d.operators and set(
             d.operators) <= set(OPERATORS):
         size = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max,
-                             d.num_operands).size
+                             d.num_operands, d.min_operands).size
         _require(size < 2**63, "task.data.operand_max",
                  f"the equation space has {size} equations; at most 2**63 are supported")
         if d.exhaustive:
@@ -362,7 +370,8 @@ def validate(config: PipelineConfig) -> None:
     _require(t.seed is None or (isinstance(t.seed, int) and not isinstance(t.seed, bool)
                                 and 0 <= t.seed < 2**32), "trainer.seed",
              f"an integer in [0, 2**32) or null (unseeded), got {t.seed!r}")
-    needed = max_result_chars(d.operators, d.operand_min, d.operand_max, d.num_operands)
+    needed = max_result_chars(d.operators, d.operand_min, d.operand_max, d.num_operands,
+                              d.min_operands)
     _require(t.max_result_length == 0 or t.max_result_length >= needed,
              "trainer.max_result_length",
              f"{t.max_result_length} characters cannot hold every answer of task.data "
@@ -471,9 +480,10 @@ def coverage_of(config: PipelineConfig) -> dict:
         "operand_min": d.operand_min,
         "operand_max": d.operand_max,
         "num_operands": d.num_operands,
+        "min_operands": d.num_operands if d.min_operands is None else d.min_operands,
         "max_input_length": max_equation_chars(d.operand_max, d.num_operands),
         "max_result_length": config.trainer.max_result_length or max_result_chars(
-            d.operators, d.operand_min, d.operand_max, d.num_operands),
+            d.operators, d.operand_min, d.operand_max, d.num_operands, d.min_operands),
         "reverse_output": config.trainer.model.reverse_output,
         "output_format": output_format_of(config.trainer.model.family),
     }

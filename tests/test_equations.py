@@ -177,3 +177,64 @@ def test_stratified_sampling_takes_small_digit_lengths_whole_and_stays_unique():
     # Deterministic, and blocks compose.
     again = eq.Sampler(space, seed=3, num_examples=n, sampling="stratified")
     assert again.block(1000, 2000).texts() == texts[1000:2000]
+
+
+# --- mixed operand counts in one space (task.data.min_operands) -------------------------
+
+def test_space_with_two_to_three_operands_holds_both_counts_once():
+    both = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 3, min_operands=2)
+    two = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 2)
+    three = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 3)
+    assert both.size == two.size + three.size
+    texts = [both.equation_at(i).text for i in range(both.size)]
+    assert len(set(texts)) == both.size
+    assert set(texts) == {two.equation_at(i).text for i in range(two.size)} | {
+        three.equation_at(i).text for i in range(three.size)}
+    assert list(both.operand_counts) == [2, 3] and list(three.operand_counts) == [3]
+    # one model's answer field must hold the longest result of any count
+    assert eq.max_result_chars(["-"], 0, 999, 3, 2) == 5  # '0 - 999 - 999'
+    assert eq.max_result_chars(["*"], 0, 999, 3, 2) == 9
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "stratified"])
+def test_sampler_mixes_operand_counts_without_padding_leaking(sampling):
+    space = eq.EquationSpace(("+", "-", "*", "/"), 0, 99, 3, min_operands=2)
+    n = 4000
+    sampler = eq.Sampler(space, seed=11, num_examples=n, sampling=sampling)
+    block = sampler.block(0, n)
+    texts = block.texts()
+    assert len(set(texts)) == n
+    counts = block.operand_counts().tolist()
+    for text, e, result, tag, digits, k in zip(texts, block.equations(), block.results.tolist(),
+                                               block.tags(), block.operand_digits().tolist(),
+                                               counts):
+        parsed = eq.parse(text.decode())
+        assert parsed == e and len(e.operands) == k
+        assert parsed.result == result  # integer arithmetic on the padded arrays
+        assert tag.decode() == parsed.tag
+        assert [d for d in digits if d] == [len(str(v)) for v in e.operands]
+    assert set(counts) == {2, 3}
+    if sampling == "uniform":  # the same as equation_at of the permutation
+        reference = list(eq.sample_block(space, eq.KeyedPermutation(space.size, 11), 0, n))
+        assert block.equations() == reference
+    else:  # every (combination, digit lengths) stratum of both counts is drawn from
+        strata = sampler.strata()
+        assert {len(s["operators"]) for s in strata} == {1, 2}
+        assert sum(s["draws"] for s in strata) == n
+        # half the draws for each operand count (then equally over its strata): two
+        # operands are 16 of the 144 strata and 1/400 of the space
+        assert counts.count(2) == sum(s["draws"] for s in strata if len(s["operators"]) == 1)
+        assert counts.count(2) == n // 2
+        two = [s["draws"] for s in strata if len(s["operators"]) == 1]
+        assert max(two) - min(two) <= 1 or min(two) == min(
+            s["size"] for s in strata if len(s["operators"]) == 1)
+    assert sampler.block(0, n // 3).texts() + sampler.block(n // 3, n).texts() == texts
+
+
+def test_exhaustive_mixed_counts_is_the_whole_space():
+    space = eq.EquationSpace(("+", "/"), 0, 9, 3, min_operands=2)
+    sampler = eq.Sampler(space, seed=1, num_examples=5, exhaustive=True)
+    texts = sampler.block(0, sampler.count).texts()
+    assert len(set(texts)) == space.size == 10 * 10 + 10 * 9 + (10 * 10 * 10 + 2 * 10 * 10 * 9
+                                                              + 10 * 9 * 9)
+    assert {b"9 / 1", b"9 + 9 + 9", b"0 / 1 / 1"} <= set(texts)

@@ -1,8 +1,9 @@
 """The Evaluator's tables, pictures, exhaustive mode and blessing, on a model with known mistakes.
 
-``OracleModel`` is a stand-in for a trained network written in plain TensorFlow: its
-``greedy_decode`` reads the equation from the encoder ids, computes the answer with integer
-ops, and gets exactly the chosen equations wrong (by a chosen amount). So every figure the
+``OracleModel`` and ``TableOracle`` (tests/eval_fakes.py) are stand-ins for a trained network
+written in plain TensorFlow: ``greedy_decode`` reads the equation from the encoder ids,
+computes or looks up the answer, and gets exactly the chosen equations wrong (by a chosen
+amount, at a chosen confidence). So every figure the
 Evaluator prints can be checked against a count done here independently.
 """
 
@@ -22,39 +23,10 @@ from components.example_gen import run_example_gen
 from components.exporter import export_saved_model
 from components import pusher
 from pipeline.config import DataConfig, coverage_of, load_config
+from tests.eval_fakes import OracleModel, TableOracle  # noqa: F401  (OracleModel: test_infra_validator)
 
 OPERAND_MAX = 30
 OPERATORS = ["+", "-"]
-
-
-class OracleModel(tf.Module):
-    """Right on every equation except ``a == wrong_a`` with operator '+', where it answers
-    truth + ``offset``. Per-step probability 0.99 where right and 0.6 where wrong."""
-
-    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
-        super().__init__()
-        self.reverse = bool(coverage["reverse_output"])
-        self.wrong_a = wrong_a
-        self.offset = offset
-
-    def greedy_decode(self, encoder_ids, steps: int):
-        chars = tf.gather(tf.constant([""] * len(tokenizer.SPECIALS) + list(tokenizer.CHARACTERS)),
-                          encoder_ids)
-        text = tf.strings.reduce_join(chars, axis=1)
-        numbers = tf.strings.split(tf.strings.regex_replace(text, r"[+\-*/]", " "))
-        values = tf.strings.to_number(numbers, out_type=tf.int64).to_tensor(shape=[None, 2])
-        a, b = values[:, 0], values[:, 1]
-        op = tf.strings.regex_replace(text, r"[0-9]", "")
-        result = tf.where(tf.equal(op, "+"), a + b,
-                          tf.where(tf.equal(op, "-"), a - b,
-                                   tf.where(tf.equal(op, "*"), a * b,
-                                            tf.math.floordiv(a, tf.maximum(b, 1)))))
-        wrong = tf.equal(op, "+") & tf.equal(a, self.wrong_a)
-        result = tf.where(wrong, result + self.offset, result)
-        _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
-        used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
-        p = tf.where(wrong, 0.6, 0.99)[:, None] * tf.ones([1, steps])
-        return ids, tf.where(used, p, 1.0)
 
 
 def small_config(tmp_path, **evaluator):
@@ -245,3 +217,147 @@ def test_blessing_threshold_and_margin_edges():
     assert evaluator.bless(0.9990, 0.999, 0.9995, 0.0005)["blessed"] is True
     out = evaluator.bless(0.9989, 0.9, 0.9995, 0.0005)
     assert out["blessed"] is False and out["reasons"][0].startswith("exact match")
+
+
+# --- confidence quality ------------------------------------------------------------------
+
+def brute_auroc(right, wrong):
+    pairs = [(r > w) + 0.5 * (r == w) for r in right for w in wrong]
+    return sum(pairs) / len(pairs)
+
+
+def test_auroc_and_client_threshold_agree_with_a_count_done_by_hand():
+    rng = np.random.default_rng(1)
+    right = np.round(rng.uniform(0.5, 1.0, 300), 2)  # rounded: plenty of ties
+    wrong = np.round(rng.uniform(0.0, 0.8, 40), 2)
+    assert evaluator.auroc(right, wrong) == pytest.approx(brute_auroc(right, wrong))
+    assert evaluator.auroc(right, []) is None and evaluator.auroc([0.3], [0.3]) == 0.5
+    q = evaluator.confidence_quality(right, wrong, keep=0.99)
+    # the highest threshold that keeps 99% of the right answers: at most 3 of 300 below it
+    t = q["threshold"]
+    assert np.sum(right < t) <= 3 and np.sum(right < np.min(right[right > t])) > 3
+    assert q["wrong_below_threshold"] == pytest.approx(np.mean(wrong < t))
+    assert q["right"] == 300 and q["wrong"] == 40
+    perfect = evaluator.confidence_quality([0.9, 0.95, 0.99], [0.1, 0.2])
+    assert perfect["auroc"] == 1.0 and perfect["wrong_below_threshold"] == 1.0
+    assert perfect["threshold"] == 0.9
+
+
+# --- a model of 2..3 operands and all four operators -------------------------------------
+
+MIXED_MAX = 12
+
+
+def mixed_config(tmp_path, **evaluator_overrides):
+    overrides = [f"task.data.operand_max={MIXED_MAX}", "task.data.num_examples=2500",
+                 "task.data.num_shards=2", "task.data.operators=['+', '-', '*', '/']",
+                 "task.data.num_operands=3", "task.data.min_operands=2",
+                 f"pusher.serving_base={tmp_path / 'serving'}", "evaluator.threshold=0.5",
+                 "exporter.jit_compile=false", "evaluator.exhaustive_max_equations=100000"]
+    overrides += [f"evaluator.{k}={v}" for k, v in evaluator_overrides.items()]
+    return load_config("smoke", overrides)
+
+
+def mixed_mistake(e):
+    """'a * b' with an odd a wrong by one and confident; three operands starting '5 +' wrong
+    by ten, unsure."""
+    if e.operators == ("*",) and e.operands[0] % 2:
+        return e.result + 1, 0.999
+    if len(e.operands) == 3 and e.operands[0] == 5 and e.operators[0] == "+":
+        return e.result + 10, 0.5
+    return None
+
+
+def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confidence(
+        tmp_path, caplog):
+    config = mixed_config(tmp_path)
+    data_dir = str(tmp_path / "examples")
+    run_example_gen(config.task.data, data_dir)
+    coverage = coverage_of(config)
+    model = TableOracle(coverage, mixed_mistake)
+    out = tmp_path / "eval"
+    with caplog.at_level("INFO"):
+        m = evaluator.evaluate_model(config, model, coverage, data_dir, str(out))["metrics"]
+
+    test = split_rows(data_dir, "test")
+    parsed = [(eq.parse(t), r) for t, r in test]
+    wrong_times = [e for e, _ in parsed if mixed_mistake(e) and e.operators == ("*",)]
+    wrong_mixed = [e for e, _ in parsed if mixed_mistake(e) and len(e.operands) == 3]
+    assert wrong_times and wrong_mixed
+    assert m["wrong"] == len(wrong_times) + len(wrong_mixed)
+    assert set(m["per_operator"]) == {"+", "-", "*", "/", "mixed"}
+    assert m["per_operator"]["*"]["wrong"] == len(wrong_times)
+    assert m["per_operator"]["mixed"]["wrong"] == len(wrong_mixed)
+    assert m["per_operand_count"]["2"]["count"] == sum(len(e.operands) == 2 for e, _ in parsed)
+    assert m["per_operand_count"]["3"]["wrong"] == len(wrong_mixed)
+    times = m["per_operator_operand_digits"]["*"]
+    assert times["1x1"]["wrong"] == sum(max(e.operands) < 10 for e in wrong_times)
+    assert sum(v["count"] for v in m["per_operator_operand_digits"]["mixed"].values()) == \
+        m["per_operator"]["mixed"]["count"]
+    assert {"1x1x1", "2x2x2"} <= set(m["per_operator_operand_digits"]["mixed"])
+    small = [e for e, _ in parsed if max(e.operands) < 10]
+    assert m["small_operands"]["<10"]["count"] == len(small)
+    assert m["small_operands"]["<10"]["wrong"] == sum(bool(mixed_mistake(e)) for e in small)
+    assert m["small_operands"]["<100"]["count"] == len(parsed)  # every operand <= 12
+    assert set(m["uniform"]["per_operator"]) == {"+", "-", "*", "/", "mixed"}
+    assert m["uniform"]["per_operator"]["+"] == 1.0 and m["uniform"]["exact_match"] < 1.0
+
+    # Confidence: '*' is confidently wrong (worse than useless), 'mixed' honestly unsure.
+    def conf(e, answer):
+        p = mixed_mistake(e)[1] if mixed_mistake(e) else 0.99
+        return p ** (len(str(answer)) + 1)
+
+    for tag, wrong_rows in (("*", wrong_times), ("mixed", wrong_mixed)):
+        right_c = [conf(e, r) for e, r in parsed if e.tag == tag and not mixed_mistake(e)]
+        wrong_c = [conf(e, mixed_mistake(e)[0]) for e in wrong_rows]
+        q = m["confidence"][tag]
+        assert q["auroc"] == pytest.approx(brute_auroc(right_c, wrong_c), abs=1e-6)
+        assert q["wrong"] == len(wrong_rows)
+    assert m["confidence"]["*"]["auroc"] < 0.2 and m["confidence"]["*"][
+        "wrong_below_threshold"] == 0.0
+    assert m["confidence"]["mixed"]["auroc"] == 1.0 and m["confidence"]["mixed"][
+        "wrong_below_threshold"] == 1.0
+    assert m["confidence"]["+"]["auroc"] is None  # no wrong answers: nothing to separate
+
+    # Exhaustive covers both counts; error maps for every operator from the 2-operand rows.
+    ex = m["exhaustive"]
+    assert ex["per_operand_count"]["2"]["count"] == 4 * 13 * 13 - 13
+    assert ex["per_operand_count"]["3"]["count"] == 13 * (3 * 13 + 12) ** 2
+    assert ex["per_operator"]["*"]["wrong"] == 6 * 13
+    for name in ("plus", "minus", "times", "divide"):
+        png_ok(out / f"error_map_{name}.png")
+    report = (out / "report.md").read_text()
+    assert "per operand count" in report and "AUROC" in report and "| mixed |" in report
+    assert "per operand length, *" in report and "small operands" in report
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["confidence"]["*"]["threshold"] > 0 and "CPU" in on_disk["hardware"]
+    assert on_disk["coverage"]["min_operands"] == 2
+    logged = caplog.text
+    assert "exhaustive (every equation of the space" in logged
+    assert "uniform sampling" not in logged
+
+
+def test_no_errors_says_none_in_the_report(tmp_path, examples):
+    config = small_config(tmp_path, exhaustive_max_equations=0)
+    coverage = coverage_of(config)
+    result = evaluator.evaluate_model(config, OracleModel(coverage, wrong_a=-1), coverage,
+                                      examples, str(tmp_path / "e"))
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert result["metrics"]["wrong"] == 0
+    assert "**worst errors**\n\nnone" in report
+
+
+def test_uniform_estimate_reweights_a_stratified_sample_by_stratum_size():
+    coverage = {"operand_min": 0, "operand_max": 99}
+    texts = [f"{a} + {b}" for a in range(100) for b in range(100)]
+    right = [a % 10 != 7 for a in range(100) for b in range(100)]
+    whole = evaluator.uniform_estimate(texts, right, coverage)
+    assert whole["exact_match"] == pytest.approx(np.mean(right)) and whole["strata"] == 4
+    # a stratified sample: all 100 1x1 equations, only the 2x2 ones with b < 20
+    sample = [(t, r) for t, r in zip(texts, right)
+              if len(t.split()[0]) == len(t.split()[2]) and int(t.split()[2]) < 20]
+    est = evaluator.uniform_estimate([t for t, _ in sample], [r for _, r in sample], coverage)
+    em_1x1 = 0.9  # a = 7 wrong
+    em_2x2 = 0.9  # a % 10 == 7 wrong
+    assert est["exact_match"] == pytest.approx((100 * em_1x1 + 8100 * em_2x2) / 8200)
+    assert est["per_operator"] == {"+": pytest.approx(0.9)}

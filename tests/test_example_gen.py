@@ -9,6 +9,7 @@ import tensorflow as tf
 from components import data as data_lib
 from components import equations as eq
 from components.data_validation import DataValidationError, run_data_validation
+from components import example_gen
 from components.example_gen import run_example_gen
 from pipeline.config import coverage_of, load_config
 
@@ -185,6 +186,9 @@ def test_mixed_stratified_exhaustive_configs(tmp_path):
     config = load_config("smoke", ["task.data.exhaustive=true", "task.data.operand_max=30"])
     stats = run_example_gen(config.task.data, str(tmp_path / "all"))
     assert sum(s["count"] for s in stats["splits"].values()) == 31 * 31
+    # the summary names what was generated: every equation, not "uniform sampling"
+    assert example_gen.summary_text(stats).startswith("961 equations (every equation of a "
+                                                      "space of 961")
     assert stats["splits"]["train"]["result_max"] == 60 or stats["splits"]["test"][
         "result_max"] == 60 or stats["splits"]["validation"]["result_max"] == 60
 
@@ -306,3 +310,39 @@ def test_generate_cli_writes_shards_stats_report_and_logs_a_summary(tmp_path):
         for s in eq.SPLITS}
     assert "500 equations (stratified sampling" in proc.stderr
     assert (tmp_path / "stats.html").exists()
+
+
+def test_two_to_three_operands_in_one_data_set(tmp_path):
+    config = load_config("mixed", ["task.data.num_examples=3000", "task.data.operand_max=20",
+                                   "task.data.num_shards=2", "task.data.min_operands=2"])
+    stats = run_example_gen(config.task.data, str(tmp_path / "gen"))
+    assert stats["min_operands"] == 2 and stats["num_operands"] == 3
+    assert "2 to 3 operands" in example_gen.summary_text(stats)
+    train = stats["splits"]["train"]
+    assert set(train["per_operator"]) == {"+", "-", "*", "/", "mixed"}
+    assert {"1x1", "2x2", "1x1x1", "2x2x2"} <= set(train["per_operand_digits"])
+    counted = {}
+    for split in eq.SPLITS:
+        for text, result in read_split(tmp_path / "gen", split):
+            e = eq.parse(text)
+            assert str(e.result) == result
+            counted[len(e.operands)] = counted.get(len(e.operands), 0) + 1
+    assert sum(counted.values()) == 3000 and set(counted) == {2, 3}
+    # the feature operand_digits holds only the real operands
+    raw = next(iter(data_lib.raw_dataset(str(tmp_path / "gen"), "train").batch(400)))
+    parsed = tf.io.parse_example(raw, {"equation": tf.io.FixedLenFeature([], tf.string),
+                                       "operand_digits": tf.io.VarLenFeature(tf.int64)})
+    digits = tf.sparse.to_dense(parsed["operand_digits"]).numpy()
+    for text, row in zip(parsed["equation"].numpy().astype(str), digits):
+        assert [d for d in row.tolist() if d] == [len(p) for p in text.split(" ")[::2]]
+    coverage = coverage_of(config)
+    assert coverage["min_operands"] == 2 and coverage["num_operands"] == 3
+    report = run_data_validation(str(tmp_path / "gen"), coverage, str(tmp_path / "v"))
+    assert report["passed"]
+
+
+@pytest.mark.parametrize("value", [1, 4, "two"])
+def test_min_operands_must_lie_between_two_and_num_operands(value):
+    with pytest.raises(ConfigError) as info:
+        load_config("mixed", [f"task.data.min_operands={value}"])
+    assert str(info.value).startswith("task.data.min_operands:")

@@ -171,3 +171,24 @@ def test_xla_batches_are_padded_to_few_buckets(rows, bucket):
     """One XLA compilation per bucket: powers of two to 1024, then multiples of 1024."""
     from components.signature import bucket_size
     assert int(bucket_size(tf.constant(rows))) == bucket
+
+
+MIXED = dict(COVERAGE, operators=["+", "-", "*", "/"], num_operands=3, min_operands=2,
+             max_input_length=11, max_result_length=10)
+
+
+@pytest.fixture(scope="module")
+def serve_mixed():
+    model = build_model(ModelHParams(embedding_dim=4, encoder_units=4, decoder_units=4), 11)
+    return build_serving_function(model, MIXED)
+
+
+def test_a_model_of_two_to_three_operands_takes_both_and_names_the_range(serve_mixed):
+    rows = call(serve_mixed, ["7 * 6", "131 + 83 * 744", "131 + 83 - 744 * 33", "5"])
+    assert [r["valid"] for r in rows] == [True, True, False, False]
+    assert rows[2]["error"] == "too long: this model takes 2 to 3 operands"
+    three_only = build_serving_function(
+        build_model(ModelHParams(embedding_dim=4, encoder_units=4, decoder_units=4), 11),
+        dict(MIXED, min_operands=3))
+    rows = call(three_only, ["7 * 6", "1 + 2 + 3"])
+    assert rows[0]["error"] == "too short: this model takes 3 operands" and rows[1]["valid"]

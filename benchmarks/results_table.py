@@ -1,0 +1,264 @@
+"""The README's results table, generated from the Evaluator's metrics files (not typed).
+
+    python benchmarks/results_table.py artifacts                   # latest run of a root
+    python benchmarks/results_table.py post=runs/seed full=runs/full/runs/<run id>
+    python benchmarks/results_table.py path/to/Evaluator/<fp>/metrics.json
+
+Each argument is ``[LABEL=]PATH``: a pipeline root (its latest run with an Evaluator), a
+run directory (``<root>/runs/<run id>``), an Evaluator output directory or its
+``metrics.json``. From the run's manifest and config.yaml come the preset (the preset the
+config equals, else the closest one and the fields that differ), the training examples
+and the Trainer's wall time; the rest comes from metrics.json: the task (its coverage), the
+hardware, exact match as uniform draws measure it, on every equation of the space (where
+the Evaluator could run them all), with small operands (every operand < 10, < 100) and per
+result length, and how well ``confidence`` separates right from wrong answers (AUROC; the
+share of wrong answers below the threshold that keeps 99.9% of right ones). A model of
+several operators gets a row per operator under its own row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+OPERATOR_WORDS = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b"}
+COLUMNS = ("task", "config", "training examples", "train wall time", "hardware",
+           "exact match (uniform)", "exhaustive", "operands < 10", "operands < 100",
+           "per result length (characters: exact match)", "confidence AUROC",
+           "wrong answers below t (t)")
+
+
+# --------------------------------------------------------------------------------------
+# Finding the files.
+
+
+def _load(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _runs_of_root(root: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(root, "runs", "*", "manifest.json")), reverse=True)
+
+
+def _component_dir(manifest_path: str, uri: str) -> str:
+    """A component's directory: <root>/<Component>/<fingerprint>. Manifests hold the URI
+    the run was given, relative to its working directory when the root was relative."""
+    if os.path.isabs(uri) and os.path.isdir(uri):
+        return uri
+    root = os.path.dirname(os.path.dirname(os.path.dirname(manifest_path)))
+    return os.path.join(root, *uri.rstrip("/").split("/")[-2:])
+
+
+def locate(path: str) -> dict:
+    """{metrics, manifest (or None), run_dir (or None)} for any accepted PATH."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "manifest.json")):
+        manifests = [os.path.join(path, "manifest.json")]
+    elif os.path.isdir(path) and os.path.isdir(os.path.join(path, "runs")):
+        manifests = _runs_of_root(path)
+    else:
+        manifests = None
+    if manifests is not None:
+        for m in manifests:
+            manifest = _load(m)
+            evaluator = manifest.get("components", {}).get("Evaluator")
+            if not evaluator:
+                continue
+            metrics = os.path.join(_component_dir(m, evaluator["uri"]), "metrics.json")
+            if os.path.exists(metrics):
+                return {"metrics": metrics, "manifest": manifest, "run_dir": os.path.dirname(m)}
+        raise FileNotFoundError(f"{path}: no run with an Evaluator's metrics.json")
+    metrics = path if path.endswith(".json") else os.path.join(path, "metrics.json")
+    if not os.path.exists(metrics):
+        raise FileNotFoundError(f"{path}: no metrics.json")
+    # an Evaluator directory: <root>/Evaluator/<fingerprint>/metrics.json
+    eval_dir = os.path.dirname(metrics)
+    root = os.path.dirname(os.path.dirname(eval_dir))
+    for m in _runs_of_root(root):
+        manifest = _load(m)
+        uri = manifest.get("components", {}).get("Evaluator", {}).get("uri")
+        candidate = _component_dir(m, uri) if uri else None
+        if candidate and os.path.isdir(candidate) and os.path.samefile(candidate, eval_dir):
+            return {"metrics": metrics, "manifest": manifest, "run_dir": os.path.dirname(m)}
+    return {"metrics": metrics, "manifest": None, "run_dir": None}
+
+
+# --------------------------------------------------------------------------------------
+# Which preset a run's config is.
+
+
+def _flatten(tree, prefix="") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("split_fractions", "search_space"):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+COMPARED = ("task", "trainer", "tuner", "evaluator")
+
+
+def config_label(run_dir: str | None) -> str:
+    """'default', or 'default + trainer.epochs=14' (at most 4 fields), or 'custom'."""
+    if not run_dir or not os.path.exists(os.path.join(run_dir, "config.yaml")):
+        return "unknown"
+    import yaml
+
+    from pipeline.config import CONFIG_DIR, ConfigError, from_dict, load_config
+
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        raw = yaml.safe_load(f)
+    try:
+        run = from_dict(raw).to_dict()  # fills fields newer than the run with their defaults
+    except (ConfigError, TypeError):
+        run = raw
+    run = _flatten({k: run.get(k, {}) for k in COMPARED})
+    best = None
+    for name in sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")):
+        preset = load_config(name).to_dict()
+        preset = _flatten({k: preset.get(k, {}) for k in COMPARED})
+        diff = sorted(k for k in set(run) | set(preset) if run.get(k) != preset.get(k))
+        if best is None or len(diff) < len(best[1]):
+            best = (name, diff)
+    name, diff = best
+    if not diff:
+        return name
+    if len(diff) > 4:
+        return f"custom (closest: {name}, {len(diff)} fields differ)"
+    return name + " + " + ", ".join(f"{k}={json.dumps(run.get(k))}" for k in diff)
+
+
+# --------------------------------------------------------------------------------------
+# The figures.
+
+
+def _em(value, digits: int = 5) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(table: dict | None, key: str) -> str:
+    if not table or key not in table:
+        return "-"
+    v = table[key]
+    return f"{_em(v['exact_match'])} ({v['count']})"
+
+
+def task_of(coverage: dict) -> str:
+    ops = coverage.get("operators", [])
+    n = int(coverage.get("num_operands", 2))
+    fewest = int(coverage.get("min_operands", n))
+    span = f"{coverage.get('operand_min')}..{coverage.get('operand_max')}"
+    if len(ops) == 1 and n == 2:
+        return f"{OPERATOR_WORDS[ops[0]]}, {span}"
+    counts = f"{n}" if fewest == n else f"{fewest}-{n}"
+    return f"{' '.join(ops)}, {counts} operands, {span}"
+
+
+def _small_from_digits(rows: dict) -> dict:
+    """'<10' and '<100' cells from an operand-length table (operands are >= 0)."""
+    out = {}
+    for label, most in (("<10", 1), ("<100", 2)):
+        keys = [k for k in rows if all(int(d) <= most for d in k.split("x"))]
+        count = sum(rows[k]["count"] for k in keys)
+        if count:
+            wrong = sum(rows[k]["wrong"] for k in keys)
+            out[label] = {"exact_match": 1 - wrong / count, "count": count, "wrong": wrong}
+    return out
+
+
+def _lengths(table: dict) -> str:
+    return " ".join(f"{k}: {_em(v['exact_match'], 4)}" for k, v in table.items()) or "-"
+
+
+def _confidence(q: dict | None) -> tuple[str, str]:
+    if not q:
+        return "-", "-"
+    if q.get("auroc") is not None:
+        auroc = f"{q['auroc']:.4f}"
+    else:
+        auroc = "n/a (no wrong answers)" if q.get("right") else "n/a (no right answers)"
+    if q.get("wrong_below_threshold") is None:
+        below = "-" if q.get("threshold") is None else f"- ({q['threshold']:.4g})"
+    else:
+        below = f"{q['wrong_below_threshold']:.1%} ({q['threshold']:.4g})"
+    return auroc, below
+
+
+def rows_for(label: str | None, path: str) -> list[list[str]]:
+    where = locate(path)
+    metrics = _load(where["metrics"])
+    manifest = where["manifest"] or {}
+    comps = manifest.get("components", {})
+    coverage = metrics.get("coverage") or comps.get("ExampleGen", {}).get(
+        "properties", {}).get("coverage", {})
+    counts = comps.get("ExampleGen", {}).get("properties", {}).get("counts", {})
+    trainer = comps.get("Trainer", {}).get("properties", {})
+    train_s = trainer.get("train_seconds")
+    wall = "-" if train_s is None else (f"{train_s / 60:.1f} min" + (
+        f" ({trainer['epochs_run']} epochs)" if trainer.get("epochs_run") else ""))
+    config = config_label(where["run_dir"])
+    if label:
+        config = f"{label}: {config}" if config not in (label, "unknown") else label
+    exhaustive = metrics.get("exhaustive")
+    full = exhaustive or metrics  # small operands, lengths: every equation when we have them
+    uniform = metrics.get("uniform") or {}
+    auroc, below = _confidence(metrics.get("confidence", {}).get("overall"))
+    rows = [[task_of(coverage), config, f"{counts['train']:,}" if "train" in counts else "-",
+             wall, metrics.get("hardware", "-"),
+             _em(uniform.get("exact_match", metrics.get("exact_match"))),
+             _em(exhaustive["exact_match"]) if exhaustive else "-",
+             _cell(full.get("small_operands"), "<10"), _cell(full.get("small_operands"), "<100"),
+             _lengths(full.get("per_result_length", {})), auroc, below]]
+    operators = metrics.get("per_operator", {})
+    if len(operators) > 1:
+        for op in operators:
+            digits = full.get("per_operator_operand_digits", {}).get(op, {})
+            small = _small_from_digits(digits)
+            ex_op = (exhaustive or {}).get("per_operator", {}).get(op)
+            auroc, below = _confidence(metrics.get("confidence", {}).get(op))
+            rows.append([f"&nbsp;&nbsp;{OPERATOR_WORDS.get(op, op)}", "", "", "", "",
+                         _em(uniform.get("per_operator", {}).get(
+                             op, operators[op]["exact_match"])),
+                         _em(ex_op["exact_match"]) if ex_op else "-",
+                         _cell(small, "<10"), _cell(small, "<100"), "", auroc, below])
+    return rows
+
+
+def markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATH")
+    args = parser.parse_args(argv)
+    rows = []
+    for spec in args.runs:
+        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        rows += rows_for(label or None, path)
+    print(markdown(rows))
+    print("\nexact match (uniform): the test split, each (operators, operand digit lengths) "
+          "stratum weighted by its share of the space; exhaustive: every equation of the "
+          "space; operands < 10 / < 100 (count): every operand below the bound; t: the "
+          "confidence that keeps 99.9% of the right answers (a client should refuse answers "
+          "below it).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

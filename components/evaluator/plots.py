@@ -1,0 +1,96 @@
+"""Pictures: the post's error map per operator and the error-size histogram (PNG bytes)."""
+
+from __future__ import annotations
+
+import collections
+import io
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    # "tight": the legend sits outside the axes (right of the map) and must not be cut off
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
+    """{operator: PNG bytes}: the (a, b) plane of each operator, from the two-operand rows
+    (a model of 2..3 operands gets a map per operator from its two-operand equations)."""
+    n = int(coverage["num_operands"])
+    if int(coverage.get("min_operands", n)) > 2:
+        return {}
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    width = high - low + 1
+    by_op = collections.defaultdict(lambda: ([], [], []))
+    for text, answer, truth, ok in zip(rows["texts"], rows["answers"], rows["truths"],
+                                       rows["valid"]):
+        parts = text.split(" ")
+        if len(parts) != 3:
+            continue
+        a, op, b = parts
+        xs, ys, good = by_op[op]
+        xs.append(int(a))
+        ys.append(int(b))
+        good.append(bool(ok) and answer == truth)
+    pngs = {}
+    for op in coverage["operators"]:
+        xs, ys, good = (np.array(v) for v in by_op[op])
+        grid = np.zeros([width, width], np.int8)  # 0: not evaluated, 1: right, 2: wrong
+        if len(xs):
+            grid[ys - low, xs - low] = np.where(good, 1, 2)
+        good = good.astype(bool)
+        wrong = ~good if len(xs) else np.zeros([0], bool)
+        fig, ax = plt.subplots(figsize=(8.4, 6.4))
+        ax.imshow(grid, origin="lower", interpolation="nearest",
+                  extent=(low - 0.5, high + 0.5, low - 0.5, high + 0.5),
+                  cmap=ListedColormap(["white", "#9fd89f", "#d62728"]), vmin=0, vmax=2)
+        if wrong.any():  # wrong answers are rare: mark them so they show at any size
+            ax.scatter(xs[wrong], ys[wrong], s=9, c="#d62728", marker="x", linewidths=0.8,
+                       label=f"wrong ({int(wrong.sum())})")
+        else:
+            ax.scatter([], [], s=9, c="#d62728", marker="x", label="wrong (0)")
+        ax.scatter([], [], s=20, c="#9fd89f", marker="s",
+                   label=f"right ({int(good.sum()) if len(xs) else 0})")
+        ax.scatter([], [], s=20, c="white", edgecolors="#999999", marker="s",
+                   label="not evaluated")
+        # outside the axes: a legend must never cover cells of the map
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize=8, frameon=False)
+        ax.set_xlabel("a")
+        ax.set_ylabel("b")
+        accuracy = float(good.mean()) if len(xs) else float("nan")
+        ax.set_title(f"a {op} b: {title}, {len(xs)} equations, exact match {accuracy:.5f}",
+                     fontsize=9)
+        fig.tight_layout()
+        pngs[op] = _png(fig)
+    return pngs
+
+
+def error_size_png(error_sizes: dict, title: str) -> bytes:
+    plt = _pyplot()
+    labels = list(error_sizes)
+    counts = [error_sizes[k] for k in labels]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    bars = ax.bar(range(len(labels)), counts, color="#d62728")
+    ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    ax.set_xlabel("|answer - truth|")
+    ax.set_ylabel("wrong answers")
+    ax.set_title(f"error sizes: {title}", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

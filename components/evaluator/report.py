@@ -1,0 +1,91 @@
+"""The report: metrics.json's figures as Markdown tables, for people and TensorBoard."""
+
+from __future__ import annotations
+
+
+def _em(value) -> str:
+    return "n/a" if value is None else f"{value:.5f}"
+
+
+def _table(title: str, rows: dict, key_name: str) -> list[str]:
+    lines = [f"**{title}**", ""]
+    if not rows:
+        return lines + ["none", ""]
+    lines += [f"| {key_name} | exact match | count | wrong |", "|---|---|---|---|"]
+    for key, v in rows.items():
+        lines.append(f"| {key} | {_em(v['exact_match'])} | {v['count']} | {v['wrong']} |")
+    return lines + [""]
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def confidence_table(quality: dict) -> list[str]:
+    """AUROC and the client threshold per operator (see scoring.confidence_quality)."""
+    if not quality:
+        return []
+    keep = next(iter(quality.values()))["keep_right"]
+    lines = [f"**confidence** (does it separate right from wrong answers? threshold: the "
+             f"highest confidence that keeps {keep:.1%} of the right answers)", "",
+             "| operator | right | wrong | AUROC | threshold | wrong answers below it |",
+             "|---|---|---|---|---|---|"]
+    for name, q in quality.items():
+        lines.append(f"| {name} | {q['right']} | {q['wrong']} | {_fmt(q['auroc'])} | "
+                     f"{_fmt(q['threshold'], '.6g')} | {_fmt(q['wrong_below_threshold'], '.1%')} |")
+    return lines + [""]
+
+
+def section(name: str, m: dict) -> list[str]:
+    lines = [f"### {name}", "",
+             f"exact match **{m['exact_match']:.5f}** on {m['count']} equations "
+             f"({m['wrong']} wrong; {m['one_wrong_digit']} of them one wrong digit)", ""]
+    if m.get("uniform"):
+        u = m["uniform"]
+        lines += [f"as uniform draws over the operand space would measure it: **"
+                  f"{_em(u['exact_match'])}** ({u['method']}; per operator: "
+                  + ", ".join(f"{k} {_em(v)}" for k, v in u["per_operator"].items()) + ")", ""]
+    lines += _table("per operator ('mixed': three or more operands)", m["per_operator"],
+                    "operator")
+    if len(m.get("per_operand_count", {})) > 1:
+        lines += _table("per operand count", m["per_operand_count"], "operands")
+    lines += _table("per operand length (digits of each operand)", m["per_operand_digits"],
+                    "digits")
+    per_op = m.get("per_operator_operand_digits", {})
+    if len(per_op) > 1:
+        for op, rows in per_op.items():
+            lines += _table(f"per operand length, {op}", rows, "digits")
+    lines += _table("per result length", m["per_result_length"], "characters")
+    lines += _table("small operands (every operand below the bound)",
+                    m.get("small_operands", {}), "operands")
+    if "seen_vs_unseen" in m:
+        lines += _table("seen in training vs never seen", m["seen_vs_unseen"], "equations")
+    lines += confidence_table(m.get("confidence", {}))
+    lines += ["**error sizes** (|answer - truth| of the wrong answers)", "",
+              "| size | wrong answers |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in m["error_sizes"].items()] + [""]
+    lines += ["**worst errors**", ""]
+    if not m["worst_errors"]:
+        lines += ["none", ""]
+    else:
+        lines += ["| equation | answer | truth | size | confidence |", "|---|---|---|---|---|"]
+        for e in m["worst_errors"]:
+            lines.append(f"| `{e['equation']}` | `{e['answer']}` | `{e['truth']}` | "
+                         f"{e['error_size'] if e['error_size'] is not None else '-'} | "
+                         f"{e['confidence']:.3f} |")
+    return lines + [""]
+
+
+def report_markdown(metrics: dict) -> str:
+    lines = ["## Evaluation", ""]
+    lines += section("Test split", metrics)
+    if metrics.get("exhaustive"):
+        lines += section("Exhaustive: every equation of the operand space",
+                         metrics["exhaustive"])
+    elif metrics.get("exhaustive_skipped"):
+        lines += [f"Exhaustive mode skipped: {metrics['exhaustive_skipped']}", ""]
+    if metrics.get("baseline"):
+        b = metrics["baseline"]
+        lines += [f"Pushed model (version {b['version']}): exact match "
+                  f"{b['exact_match']:.5f} on the same test split", ""]
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""Every preset in pipeline/configs loads, validates and carries a real blessing bar."""
+
+import os
+
+import pytest
+
+from components.equations import EquationSpace
+from pipeline.config import CONFIG_DIR, coverage_of, load_config
+
+PRESETS = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+# smoke: a barely trained model for tests, blessed whatever it scores (threshold 0.0)
+TEST_ONLY = {"smoke"}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_loads_validates_and_has_a_real_threshold(name):
+    config = load_config(name)
+    coverage = coverage_of(config)
+    assert coverage["min_operands"] <= coverage["num_operands"]
+    if name not in TEST_ONLY:
+        assert config.evaluator.threshold >= 0.9, f"{name}: evaluator.threshold is not a bar"
+    with open(os.path.join(CONFIG_DIR, f"{name}.yaml")) as f:
+        assert f.readline().startswith("#"), f"{name}: say what the preset is for, first"
+
+
+def test_full_covers_every_operator_and_two_to_three_operands():
+    config = load_config("full")
+    coverage = coverage_of(config)
+    assert sorted(coverage["operators"]) == sorted(["+", "-", "*", "/"])
+    assert (coverage["min_operands"], coverage["num_operands"]) == (2, 3)
+    assert coverage["max_input_length"] == len("999*999*999")
+    assert coverage["max_result_length"] >= len("997002999")  # a safe bound (sign room)
+    assert config.task.data.sampling == "stratified"
+    d = config.task.data
+    space = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max, d.num_operands,
+                          d.min_operands)
+    assert space.size > config.evaluator.exhaustive_max_equations  # never exhaustive
+
+
+@pytest.mark.parametrize("name,operator", [("subtraction", "-"), ("multiplication", "*"),
+                                           ("division", "/")])
+def test_per_operator_presets(name, operator):
+    config = load_config(name)
+    assert config.task.data.operators == [operator] and config.task.data.num_operands == 2
+    d = config.task.data
+    size = EquationSpace((operator,), d.operand_min, d.operand_max, 2).size
+    assert size <= config.evaluator.exhaustive_max_equations  # judged on every equation too
