@@ -96,14 +96,19 @@ HOSTILE = [
 
 
 def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, str]]:
-    """Equations of the covered space with their true answers, in varied spacing."""
+    """Equations of the covered space with their true answers, in varied spacing; taken in
+    turn from each operand count the model covers (a uniform draw over a 2..3-operand space
+    would be almost all three-operand)."""
     rng = random.Random(seed)
-    space = eq.EquationSpace(tuple(coverage["operators"]), coverage["operand_min"],
-                             coverage["operand_max"], coverage["num_operands"])
+    n = int(coverage["num_operands"])
+    spaces = [eq.EquationSpace(tuple(coverage["operators"]), coverage["operand_min"],
+                               coverage["operand_max"], k)
+              for k in range(int(coverage.get("min_operands") or n), n + 1)]
     spacings = [lambda t: t, lambda t: t.replace(" ", ""), lambda t: f"  {t}\t",
                 lambda t: t.replace(" ", "  "), lambda t: t.replace(" ", "\n")]
     out = []
     for i in range(count):
+        space = spaces[i % len(spaces)]
         e = space.equation_at(rng.randrange(space.size))
         out.append((spacings[i % len(spacings)](e.text), str(e.result)))
     return out
@@ -122,8 +127,9 @@ def hostile_for(coverage: dict) -> list[tuple[bytes, str]]:
     if "/" in ops:
         rows.append((" / ".join(["1"] + ["0"] * (n - 1)).encode(), "division by zero"))
     rows.append((f" {ops[0]} ".join(["1"] * (n + 1)).encode(), "too long"))
-    if n > 2:
-        rows.append((f"1 {ops[0]} 1".encode(), "too short"))
+    fewest = int(coverage.get("min_operands") or n)
+    if fewest > 2:
+        rows.append((f" {ops[0]} ".join(["1"] * (fewest - 1)).encode(), "too short"))
     return rows
 
 

@@ -113,3 +113,15 @@ def test_with_a_model_server_on_path_rest_and_grpc_are_checked(exact_export, tmp
                    "tensorflow_model_server: gRPC Predict",
                    "tensorflow_model_server: gRPC GetModelMetadata"]
     assert out["report"]["model_server"]["binary"] == str(fake)
+
+
+def test_canaries_and_hostile_rows_follow_the_operand_counts_a_model_covers():
+    mixed = {**COVERAGE, "operators": ["+", "-", "*", "/"], "num_operands": 3,
+             "min_operands": 2, "max_input_length": 8, "max_result_length": 7}
+    counts = {text.replace(" ", "").count("+") + sum(text.count(o) for o in "-*/") + 1
+              for text, _ in infra_validator.canaries(mixed, 12)}
+    assert counts == {2, 3}
+    reasons = [reason for _, reason in infra_validator.hostile_for(mixed)]
+    assert "too short" not in reasons and "too long" in reasons  # 2 operands are fine
+    three_only = {**mixed, "min_operands": 3}
+    assert (b"1 + 1", "too short") in infra_validator.hostile_for(three_only)
