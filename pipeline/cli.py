@@ -122,20 +122,15 @@ def cmd_component(args, beam_args) -> int:
 
 
 def cmd_generate(args, beam_args) -> int:
-    import json
+    from pipeline import commands
 
-    from components.example_gen import run_example_gen
-
-    config = _load(args, beam_args)
-    stats = run_example_gen(config.task.data, args.output, config.runtime.beam_args)
-    print(json.dumps({s: v["count"] for s, v in stats["splits"].items()}))
-    return 0
+    return commands.generate(_load(args, beam_args), args.output)
 
 
 def cmd_tune(args, beam_args) -> int:
-    from components.tuner import run_tune
+    from pipeline import commands
 
-    return run_tune(args, _load(args, beam_args))
+    return commands.tune(args, _load(args, beam_args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="directory (or gfile URL) for the shards")
     p.set_defaults(func=cmd_generate, beam_passthrough=True)
 
-    from components.trainer import add_train_arguments, run_train
+    from components.trainer import add_train_arguments
+    from pipeline import commands
 
     p = sub.add_parser("train", help="train one model on ExampleGen shards (resumable; one "
                                      "worker of a TF_CONFIG cluster)")
     add_train_arguments(p)
-    p.set_defaults(func=lambda a, _: run_train(a), beam_passthrough=False)
+    p.set_defaults(func=lambda a, _: commands.train(a), beam_passthrough=False)
 
     from components import tuner
 

@@ -8,7 +8,7 @@ import sys
 
 from components import equations as eq
 from components import data as data_lib
-from tests.conftest import lstm_math
+from tests.helpers import lstm_math
 
 
 def test_every_stage_ran_and_wrote_its_artifacts(smoke_run):
@@ -46,7 +46,7 @@ def test_tensorboard_logs_and_tuner_trials(smoke_run):
     assert len(trials) == 2 and all(t["val_exact_match"] is not None for t in trials)
     with open(os.path.join(comps["Tuner"]["uri"], "best_hyperparameters.json")) as f:
         best = json.load(f)
-    assert best["encoder_units"] in (8, 16)
+    assert best["model"]["encoder_units"] in (8, 16)
     with open(os.path.join(trainer, "hparams.json")) as f:
         assert json.load(f) == best  # the Trainer trained what the Tuner chose
 
