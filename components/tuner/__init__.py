@@ -17,7 +17,7 @@ validation exact match.
   ``--chief-timeout`` seconds exits with status 3 and says so.
 
   space.py         search space, the trial's HyperModel, ``Candidate`` (model + optimizer)
-  oracles.py       random / Bayesian / Hyperband oracles with a time budget
+  oracles.py       keras-tuner's random / Bayesian / Hyperband oracles with a time budget
   records.py       execution records, trial table, best hyperparameters, HParams
   distributed.py   roles, the chief's oracle server, the worker's watch on the chief
   search.py        ``run_tuner``: one search, local, chief or worker
@@ -38,7 +38,7 @@ from components.tuner.cli import add_tune_arguments  # noqa: F401
 from components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, ChiefWatch,  # noqa: F401
                                           LostChief, configure_role, role_from_env)
 from components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
-                                      NumpyGP, RandomOracle, make_oracle)
+                                      RandomOracle, make_oracle)
 from components.tuner.records import (BEST_FILE, PROJECT, load_best,  # noqa: F401
                                       read_executions, trial_table, write_hparams_config,
                                       write_results)
