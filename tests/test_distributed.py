@@ -11,7 +11,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from pipeline.config import load_config
 
 from tests.helpers import REPO, free_ports
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",

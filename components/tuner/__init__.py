@@ -39,8 +39,8 @@ from components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, ChiefWatch,  #
                                           LostChief, configure_role, role_from_env)
 from components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
                                       RandomOracle, make_oracle)
-from components.tuner.records import (BEST_FILE, PROJECT, load_best,  # noqa: F401
-                                      read_executions, trial_table, write_hparams_config,
+from components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # noqa: F401
+                                      trial_table, write_hparams_config,
                                       write_results)
 from components.tuner.search import make_tuner, run_tuner  # noqa: F401
 from components.tuner.space import (OBJECTIVE_TAG, Candidate, Seq2SeqHyperModel,  # noqa: F401

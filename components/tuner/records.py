@@ -18,7 +18,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from components.tuner.oracles import OBJECTIVE
-from components.tuner.space import OBJECTIVE_TAG, Candidate, Seq2SeqHyperModel
+from components.tuner.space import OBJECTIVE_TAG, Seq2SeqHyperModel
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,3 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
              len(rows), len(completed), result["seconds"], best_trial.trial_id, OBJECTIVE,
              best_trial.score, {k: chosen[k] for k in hypermodel.config.tuner.search_space})
     return result
-
-
-def load_best(output_dir: str) -> Candidate:
-    """The best trial's model and optimizer (``best_hyperparameters.json``)."""
-    with tf.io.gfile.GFile(os.path.join(output_dir, BEST_FILE)) as f:
-        return Candidate.from_dict(json.loads(f.read()))
