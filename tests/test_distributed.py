@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-
 from tests.helpers import REPO, free_ports
+
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "trainer.model.embedding_dim=8", "trainer.model.encoder_units=16",
         "trainer.model.decoder_units=16", "trainer.batch_size=64", "trainer.shuffle_buffer=0",
