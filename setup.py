@@ -17,6 +17,10 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",
         "keras-tuner>=1.4.7,<1.5",
+        # keras-tuner's BayesianOptimization oracle: a scikit-learn Gaussian process, its
+        # acquisition optimized with scipy.
+        "scipy>=1.11,<2",
+        "scikit-learn>=1.3,<2",
         "tensorboard>=2.20,<2.22",
         "tensorflow-datasets>=4.9.9,<4.10",
         "apache-beam>=2.77,<2.78",

@@ -40,7 +40,7 @@ sys.path.insert(0, REPO)
 import tensorflow as tf  # noqa: E402
 
 from components import equations as eq  # noqa: E402
-from components import example_gen  # noqa: E402
+from components import example_gen, example_layout  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def plain_loop(data, out: str) -> None:
     options = tf.io.TFRecordOptions(compression_type="GZIP" if data.compression == "GZIP" else "")
     blocks = example_gen.plan_blocks(data)
     for index, start, stop in blocks:
-        writers = {s: tf.io.TFRecordWriter(os.path.join(out, example_gen.shard_name(
+        writers = {s: tf.io.TFRecordWriter(os.path.join(out, example_layout.shard_name(
             s, index, len(blocks), data.compression)), options) for s in eq.SPLITS}
         for equation in eq.sample_block(space, permutation, start, stop):
             result = equation.result

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         ds = tf.data.Dataset.from_tensor_slices(((e, d), y, o)).shuffle(n, seed=1).repeat()
         return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-    model = compile_model(hparams, coverage, 10_000, t.lr_schedule)
+    model = compile_model(hparams, coverage, 10_000, t.optimizer)
     model.optimizer.build(model.trainable_variables)
     loop = TrainLoop(model, strategy)
     tfdata_iter = iter(pipeline())
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             next(input_iter)
 
     # Keras fit: numpy arrays (the post's way) vs the TFRecord tf.data pipeline.
-    fit_model = compile_model(hparams, coverage, 10_000, t.lr_schedule)
+    fit_model = compile_model(hparams, coverage, 10_000, t.optimizer)
     (e, d, y, _) = arrays
     fit_ds = pipeline().map(lambda x, yy, o: (x, yy))
     fit_model.fit((e, d), y, batch_size=batch, epochs=1, steps_per_epoch=spl, verbose=0)

@@ -10,41 +10,11 @@ per-example parsing is ~25x slower on a 2-core machine and would starve training
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
 
 from components import tokenizer
-from components.example_gen import STATS_FILE, shard_pattern
-
-FEATURES = {
-    "equation": tf.io.FixedLenFeature([], tf.string),
-    "result": tf.io.FixedLenFeature([], tf.string),
-    "operator": tf.io.FixedLenFeature([], tf.string),
-}
-
-
-class NoShardsError(FileNotFoundError):
-    pass
-
-
-def read_stats(examples_dir: str) -> dict:
-    path = os.path.join(examples_dir, STATS_FILE)
-    if not tf.io.gfile.exists(path):
-        raise NoShardsError(f"no ExampleGen output under {examples_dir}: {STATS_FILE} is missing "
-                            "(run `lstm-math generate --output DIR` or the ExampleGen component)")
-    with tf.io.gfile.GFile(path) as f:
-        return json.loads(f.read())
-
-
-def shard_files(examples_dir: str, split: str) -> list[str]:
-    stats = read_stats(examples_dir)
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, shard_pattern(split, stats["compression"]))))
-    if not files:
-        raise NoShardsError(f"no '{split}' shards under {examples_dir} (expected "
-                            f"{shard_pattern(split, stats['compression'])})")
-    return files
+from components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
+                                       shard_files)
 
 
 def raw_dataset(examples_dir: str, split: str, shuffle_files: bool = False, seed: int = 0):

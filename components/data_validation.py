@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from components import data as data_lib
 from components import equations as eq
-from components.example_gen import shard_name
+from components.example_layout import shard_name
 from components.tokenizer import CHARACTERS
 
 log = logging.getLogger(__name__)

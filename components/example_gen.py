@@ -33,21 +33,9 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import equations as eq
+from components.example_layout import REPORT_FILE, STATS_FILE, shard_name
 
 log = logging.getLogger(__name__)
-
-STATS_FILE = "stats.json"
-REPORT_FILE = "stats.html"
-
-
-def shard_name(split: str, index: int, count: int, compression: str) -> str:
-    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
-    return f"{split}-{index:05d}-of-{count:05d}{suffix}"
-
-
-def shard_pattern(split: str, compression: str) -> str:
-    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
-    return f"{split}-*-of-*{suffix}"
 
 
 def make_example(equation: eq.Equation, result: int) -> bytes:

@@ -19,27 +19,13 @@ trainer and the serving signature read both, so a new family only declares them.
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import layers, ops
 
 from components.tokenizer import PAD_ID, START_ID, VOCAB_SIZE
-
-
-@dataclasses.dataclass
-class ModelHParams:
-    """Hyperparameters a tuner may search; names are the config's ``trainer.model.*`` keys."""
-
-    family: str = "attention"
-    embedding_dim: int = 32
-    encoder_units: int = 128
-    decoder_units: int = 128
-    encoder_layers: int = 1
-    dropout: float = 0.0
-    attention: bool = True
-    reverse_output: bool = True
-    learning_rate: float = 3e-3
+# The hyperparameters and the family table are config schema; re-exported for callers.
+from pipeline.config.schema import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F401
+                                    ModelHParams, output_format_of)
 
 
 @keras.saving.register_keras_serializable("lstm_math")
@@ -203,10 +189,5 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
                      "choose 'attention' or 'seed'")
 
 
-MODEL_FAMILIES = ("attention", "seed")
-OUTPUT_FORMATS = {"attention": AttentionSeq2Seq.output_format, "seed": SeedModel.output_format}
-
-
-def output_format_of(family: str) -> str:
-    """The target layout a family is trained on (components.tokenizer.encode_results)."""
-    return OUTPUT_FORMATS.get(family, "left")
+# The classes of each family (their output_format must match FAMILY_OUTPUT_FORMAT).
+FAMILY_CLASSES = {"attention": AttentionSeq2Seq, "seed": SeedModel}

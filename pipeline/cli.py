@@ -443,22 +443,17 @@ def cmd_component(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import json
+    from pipeline import commands
 
-    from components.example_gen import run_example_gen
-
-    config = _load(args)
-    stats = run_example_gen(config.task.data, args.output, config.runtime.beam_args)
-    print(json.dumps({s: v["count"] for s, v in stats["splits"].items()}))
-    return 0
+    return commands.generate(_load(args), args.output)
 
 
 def cmd_train(args) -> int:
     _check_path("--examples", args.examples, "directory")
     _check_path("--hparams", args.hparams, "file")
-    from components.trainer import run_train
+    from pipeline import commands
 
-    return run_train(args)
+    return commands.train(args)
 
 
 def cmd_tune(args) -> int:
@@ -468,9 +463,9 @@ def cmd_tune(args) -> int:
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so no "
                          f"ExampleGen output to tune on; pass --examples DIR, or "
                          + _run_first(COMPONENTS[0], args.pipeline_root))
-    from components.tuner import run_tune
+    from pipeline import commands
 
-    return run_tune(args, _load(args))
+    return commands.tune(args, _load(args))
 
 
 def cmd_serve(args) -> int:

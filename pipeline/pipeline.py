@@ -9,28 +9,11 @@ properties of the artifact it produced.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable
 
-from pipeline.config import PipelineConfig, coverage_of
-
-
-@dataclasses.dataclass
-class Artifact:
-    """A component's output: where it is and what it is (TFX's typed artifact, simply)."""
-
-    component: str
-    uri: str
-    fingerprint: str
-    properties: dict
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
-
-    @staticmethod
-    def from_json(text: str) -> "Artifact":
-        return Artifact(**json.loads(text))
+from pipeline.artifacts import Artifact  # noqa: F401  (re-exported)
+from pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig, coverage_of
 
 
 @dataclasses.dataclass
@@ -84,13 +67,14 @@ def _data_validation(ctx: Context) -> dict:
 
 
 def _tuner(ctx: Context) -> dict:
-    import dataclasses as dc
-
     from components.tuner import role_from_env, run_tuner
 
     examples = ctx.inputs["ExampleGen"].properties
     if not ctx.config.tuner.enabled:
-        return {"best": dc.asdict(ctx.config.trainer.model), "trials": [], "tuned": False}
+        t = ctx.config.trainer
+        return {"best": {"model": dataclasses.asdict(t.model),
+                         "optimizer": dataclasses.asdict(t.optimizer)},
+                "trials": [], "tuned": False}
     if role_from_env() == "worker":
         raise RuntimeError("KERASTUNER_* variables make this process a tuning worker; the chief "
                            "writes the results: run workers with `lstm-math tune --role worker`")
@@ -100,13 +84,13 @@ def _tuner(ctx: Context) -> dict:
 
 
 def _trainer(ctx: Context) -> dict:
-    from components.models import ModelHParams
     from components.trainer import run_trainer
 
     examples = ctx.inputs["ExampleGen"].properties
-    hparams = ModelHParams(**ctx.inputs["Tuner"].properties["best"])
-    result = run_trainer(ctx.config, examples["examples_dir"], examples["coverage"], hparams,
-                         ctx.output_dir)
+    best = ctx.inputs["Tuner"].properties["best"]  # {"model": ..., "optimizer": ...}
+    result = run_trainer(ctx.config, examples["examples_dir"], examples["coverage"],
+                         ModelHParams(**best["model"]), ctx.output_dir,
+                         optimizer=OptimizerConfig(**best["optimizer"]))
     return {**result, "model_dir": ctx.output_dir}
 
 
@@ -165,7 +149,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
             Node("DataValidation", _data_validation, ("ExampleGen",), ()),
             Node("Tuner", _tuner, ("ExampleGen", "DataValidation"),
                  ("tuner", "trainer.model", "trainer.batch_size", "trainer.shuffle_buffer",
-                  "trainer.lr_schedule", "trainer.seed")),
+                  "trainer.optimizer", "trainer.seed")),
             Node("Trainer", _trainer, ("ExampleGen", "Tuner"), ("trainer",)),
             Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"),
                  ("evaluator", "exporter.jit_compile")),

@@ -1,14 +1,17 @@
 """LocalRunner: executes a Pipeline's nodes in order with caching and a run manifest.
 
-Layout under the pipeline root (a local path or a tf.io.gfile URL):
-  <root>/<Component>/<fingerprint>/          the component's outputs
-  <root>/<Component>/<fingerprint>/artifact.json   written last: the artifact is complete
-  <root>/runs/<run id>/config.yaml           the effective config of the run
-  <root>/runs/<run id>/manifest.json         what each component consumed and produced
+The store's layout is pipeline.artifacts. A node's fingerprint hashes its name, the config
+sections it reads and its inputs' fingerprints. A node whose fingerprint already has a
+complete artifact is not rerun; an interrupted node reruns into the same directory (the
+Trainer resumes from its backup).
 
-A node's fingerprint hashes its name, the config sections it reads and its inputs'
-fingerprints. A node whose fingerprint already has a complete artifact is not rerun; an
-interrupted node reruns into the same directory (the Trainer resumes from its backup).
+Public API (the ``lstm-math`` commands use only this to find and record artifacts):
+  run(pipeline, only=None)           the pipeline, or some of its nodes, with caching
+  resolve(pipeline, name)            a node's cached inputs, fingerprint and directory
+  latest(name, where)                the newest complete artifact of a component
+  complete(name, fingerprint, ...)   records a node's artifact produced outside run()
+  scratch_dir(name, key, prefix)     a directory for a component's work outside the cache
+  run_component(config, name, dir)   one node's function into a given directory, uncached
 """
 
 from __future__ import annotations
@@ -19,16 +22,31 @@ import json
 import logging
 import os
 import time
+from typing import Callable
 
 import tensorflow as tf
 
+from pipeline import artifacts as store
+from pipeline.artifacts import Artifact
 from pipeline.config import PipelineConfig, fingerprint_dict
-from pipeline.pipeline import Artifact, Context, Pipeline
+from pipeline.pipeline import Context, Pipeline, create_pipeline
 
 log = logging.getLogger(__name__)
 
 # Bump when a component's outputs change meaning, so old cached artifacts are not reused.
-CODE_VERSION = "2"
+# 3: the Tuner's "best" and the Trainer's hparams.json hold {"model", "optimizer"}.
+CODE_VERSION = "3"
+
+
+class NotReady(RuntimeError):
+    """A node's inputs have not been produced with this config yet."""
+
+
+@dataclasses.dataclass
+class Resolved:
+    inputs: dict  # upstream component name -> Artifact
+    fingerprint: str
+    output_dir: str
 
 
 def _section(config: PipelineConfig, dotted: str):
@@ -55,18 +73,62 @@ class LocalRunner:
         return fingerprint_dict(payload)[:16]
 
     def artifact_path(self, name: str, fingerprint: str) -> str:
-        return os.path.join(self.root, name, fingerprint)
+        return store.artifact_dir(self.root, name, fingerprint)
 
     def load_cached(self, name: str, fingerprint: str) -> Artifact | None:
-        path = os.path.join(self.artifact_path(name, fingerprint), "artifact.json")
-        if not tf.io.gfile.exists(path):
-            return None
-        with tf.io.gfile.GFile(path) as f:
-            artifact = Artifact.from_json(f.read())
-        if name == "Pusher" and artifact.properties.get("pushed"):
+        artifact = store.read_artifact(self.root, name, fingerprint)
+        if artifact is not None and name == "Pusher" and artifact.properties.get("pushed"):
             if not tf.io.gfile.exists(artifact.properties["path"]):
                 return None  # the pushed version was removed: push again
         return artifact
+
+    # -- finding and recording artifacts ------------------------------------------------
+
+    def _cached_upstream(self, pipeline: Pipeline, name: str) -> dict:
+        """The cached artifacts of the nodes before ``name`` whose inputs are all cached."""
+        found: dict[str, Artifact] = {}
+        for node in pipeline.nodes:
+            if node.name == name:
+                break
+            if any(k not in found for k in node.inputs):
+                continue
+            cached = self.load_cached(node.name, self.fingerprint(pipeline, node.name, found))
+            if cached is not None:
+                found[node.name] = cached
+        return found
+
+    def resolve(self, pipeline: Pipeline, name: str) -> Resolved:
+        """Node ``name``'s inputs (from the cache), its fingerprint and output directory.
+        Raises NotReady naming the first input that this config has not produced."""
+        upstream = self._cached_upstream(pipeline, name)
+        node = pipeline.node(name)
+        missing = [k for k in node.inputs if k not in upstream]
+        if missing:
+            raise NotReady(f"{missing[0]} has not run with this config yet; run it first "
+                           f"(lstm-math component {missing[0]} ...)")
+        inputs = {k: upstream[k] for k in node.inputs}
+        fp = self.fingerprint(pipeline, name, upstream)
+        return Resolved(inputs, fp, self.artifact_path(name, fp))
+
+    def latest(self, name: str, where: Callable[[Artifact], bool] | None = None):
+        """The most recently completed artifact of a component (that ``where`` accepts)."""
+        found = [(t, a) for t, a in store.list_artifacts(self.root, name)
+                 if where is None or where(a)]
+        return max(found, key=lambda x: x[0])[1] if found else None
+
+    def complete(self, name: str, fingerprint: str, properties: dict) -> Artifact:
+        """Records node ``name``'s artifact, produced in its directory outside run()."""
+        artifact = Artifact(component=name, uri=self.artifact_path(name, fingerprint),
+                            fingerprint=fingerprint, properties=properties)
+        store.write_artifact(artifact)
+        return artifact
+
+    def scratch_dir(self, name: str, key: dict, prefix: str = "adhoc") -> str:
+        """A directory for ``name``'s work on inputs from outside this config's cache
+        (``<root>/<name>/<prefix>-<hash of key>``); never taken for a cached artifact."""
+        return os.path.join(self.root, name, f"{prefix}-{fingerprint_dict(key)[:16]}")
+
+    # -- running -----------------------------------------------------------------------
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
@@ -81,13 +143,12 @@ class LocalRunner:
         started = time.time()
         properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
-        with tf.io.gfile.GFile(os.path.join(out_dir, "artifact.json"), "w") as f:
-            f.write(artifact.to_json())
+        store.write_artifact(artifact)
         return artifact, False, time.time() - started
 
     def run(self, pipeline: Pipeline, only: list[str] | None = None, use_cache: bool = True) -> dict:
         run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        run_dir = os.path.join(self.root, "runs", run_id)
+        run_dir = store.run_dir(self.root, run_id)
         tf.io.gfile.makedirs(run_dir)
         with tf.io.gfile.GFile(os.path.join(run_dir, "config.yaml"), "w") as f:
             f.write(self.config.to_yaml())
@@ -126,3 +187,21 @@ class LocalRunner:
         with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
             f.write(json.dumps(manifest, indent=2, default=str))
         return manifest
+
+
+def run_component(config: PipelineConfig, name: str, output_dir: str,
+                  inputs: dict | None = None) -> dict:
+    """Runs one node's function (the same one the pipeline runs) into ``output_dir``, outside
+    the cache; ``inputs`` are its upstream artifacts. Returns the artifact's properties."""
+    node = create_pipeline(config).node(name)
+    inputs = inputs or {}
+    missing = [k for k in node.inputs if k not in inputs]
+    if missing:
+        raise ValueError(f"{name} needs the artifacts of {', '.join(missing)}")
+    tf.io.gfile.makedirs(output_dir)
+    return node.run(Context(config, {k: inputs[k] for k in node.inputs}, output_dir))
+
+
+def external_artifact(component: str, uri: str, properties: dict) -> Artifact:
+    """An artifact made outside the store (a directory given on the command line)."""
+    return Artifact(component=component, uri=uri, fingerprint="", properties=properties)

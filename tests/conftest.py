@@ -1,23 +1,16 @@
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ExampleCache, lstm_math  # noqa: F401  (lstm_math: older imports)
 
 
-def lstm_math(*args, cwd=None, timeout=600, check=True):
-    """Runs the installed ``lstm-math`` console script (falls back to the module)."""
-    cmd = [sys.executable, "-m", "pipeline.cli", *args]
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+@pytest.fixture(scope="session")
+def examples_for(tmp_path_factory):
+    """``examples_for(preset, *overrides)``: the ExampleGen output of that data config,
+    generated once per session (shared read-only by every test asking for the same data)."""
+    return ExampleCache(lambda: tmp_path_factory.mktemp("examples"))
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,12 @@ def test_overrides_are_typed():
     ("trainer.model.family=transformer", "trainer.model.family"),
     ("evaluator.threshold=2", "evaluator.threshold"),
     ("pusher.model_name=a/b", "pusher.model_name"),
+    ("trainer.optimizer.learning_rate=0", "trainer.optimizer.learning_rate"),
+    ("trainer.optimizer.schedule=linear", "trainer.optimizer.schedule"),
+    ("trainer.optimizer.warmup_steps=-1", "trainer.optimizer.warmup_steps"),
+    ("trainer.optimizer.clipnorm=-1", "trainer.optimizer.clipnorm"),
+    ("trainer.optimizer.clipnorm=big", "trainer.optimizer.clipnorm"),
+    ("trainer.optimizer.momentum=0.9", "trainer.optimizer.momentum"),
 ])
 def test_bad_configs_fail_fast_naming_the_field(override, field):
     with pytest.raises(ConfigError) as info:
@@ -58,3 +64,39 @@ def test_yaml_file_with_base(tmp_path):
     assert c.trainer.epochs == 2 and c.task.data.operand_max == 99
     with pytest.raises(ConfigError, match="no such file and no such preset"):
         load_config("nope")
+
+
+@pytest.mark.parametrize("old,new", [
+    ("trainer.model.learning_rate=0.01", "trainer.optimizer.learning_rate"),
+    ("trainer.lr_schedule=constant", "trainer.optimizer.schedule"),
+])
+def test_renamed_keys_name_their_new_place(old, new):
+    with pytest.raises(ConfigError, match=f"renamed to {new}"):
+        load_config("smoke", [old])
+
+
+def test_optimizer_section_holds_rate_schedule_warmup_and_clipping():
+    default, seed = load_config("default").trainer.optimizer, load_config("seed").trainer.optimizer
+    assert (default.learning_rate, default.schedule, default.warmup_steps) == (0.005, "cosine", 0)
+    assert (seed.learning_rate, seed.schedule) == (0.01, "constant")
+    # null clipnorm: the family's own (the post's seed model has none); 0: off
+    assert default.clipnorm is None and default.clipnorm_for("attention") == 1.0
+    assert seed.clipnorm_for("seed") is None
+    c = load_config("smoke", ["trainer.optimizer.clipnorm=0.5", "trainer.optimizer.warmup_steps=10"])
+    assert c.trainer.optimizer.clipnorm_for("attention") == 0.5
+    assert c.trainer.optimizer.warmup_steps == 10
+    assert load_config("smoke", ["trainer.optimizer.clipnorm=0"]).trainer.optimizer.clipnorm_for(
+        "attention") is None
+
+
+def test_config_schema_imports_no_component_but_the_task_arithmetic():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.config; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('components', 'serving', 'tensorflow', 'keras', 'apache_beam')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=__import__("os").path.dirname(
+                             __import__("os").path.dirname(__file__))).stdout
+    assert eval(out) == ["components", "components.equations", "serving", "serving.contract"]

@@ -4,7 +4,6 @@ MultiWorkerMirroredStrategy (2 worker processes on 127.0.0.1), each in fresh pro
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,22 +11,18 @@ import textwrap
 import numpy as np
 import pytest
 
-from components.example_gen import run_example_gen
-from pipeline.config import load_config
+from tests.helpers import REPO, free_ports
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "trainer.model.embedding_dim=8", "trainer.model.encoder_units=16",
         "trainer.model.decoder_units=16", "trainer.batch_size=64", "trainer.shuffle_buffer=0",
-        "trainer.lr_schedule=constant", "trainer.model.learning_rate=0.01",
+        "trainer.optimizer.schedule=constant", "trainer.optimizer.learning_rate=0.01",
         "trainer.sample_predictions=2", "tuner.enabled=false"]
 
 
 @pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("examples"))
-    run_example_gen(load_config("smoke", TINY).task.data, out)
-    return out
+def examples(examples_for):
+    return examples_for("smoke", *TINY)
 
 
 def _env(**extra):
@@ -55,7 +50,7 @@ MIRRORED = textwrap.dedent("""
 
     def train(strategy, weights, steps=8):
         with strategy.scope():
-            model = compile_model(hparams, coverage, steps, "constant")
+            model = compile_model(hparams, coverage, steps, config.trainer.optimizer)
             model.optimizer.build(model.trainable_variables)
         if weights is not None:
             model.set_weights(weights)
@@ -68,7 +63,7 @@ MIRRORED = textwrap.dedent("""
 
     one = tf.distribute.get_strategy()
     with one.scope():
-        start = compile_model(hparams, coverage, 8, "constant").get_weights()
+        start = compile_model(hparams, coverage, 8, config.trainer.optimizer).get_weights()
     mirrored = tf.distribute.MirroredStrategy(
         [d.name for d in tf.config.list_logical_devices("CPU")])
     one_losses, one_weights = train(one, start)
@@ -118,19 +113,9 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_multi_worker_two_processes_end_with_identical_weights(examples, tmp_path):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     overrides = TINY + ["trainer.epochs=2", "trainer.steps_per_epoch=5",
                         "trainer.validation_steps=2", "trainer.steps_per_loop=5"]

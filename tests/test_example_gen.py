@@ -1,6 +1,6 @@
-import hashlib
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -12,31 +12,15 @@ from components.data_validation import DataValidationError, run_data_validation
 from components import example_gen
 from components.example_gen import run_example_gen
 from pipeline.config import coverage_of, load_config
-
-
-def digest(directory):
-    out = {}
-    for name in sorted(os.listdir(directory)):
-        with open(os.path.join(directory, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
-def read_split(directory, split):
-    rows = []
-    for batch in data_lib.features_dataset(str(directory), split, 512):
-        rows += list(zip(batch["equation"].numpy().astype(str), batch["result"].numpy().astype(str)))
-    return rows
+from tests.helpers import digest, lstm_math, read_split
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    config = load_config("smoke", ["task.data.operators=['+', '-', '*', '/']",
-                                   "task.data.num_examples=4000", "task.data.num_shards=3",
-                                   "task.data.sampling=uniform"])
-    out = tmp_path_factory.mktemp("gen")
-    stats = run_example_gen(config.task.data, str(out))
-    return config, out, stats
+def generated(examples_for):
+    overrides = ["task.data.operators=['+', '-', '*', '/']", "task.data.num_examples=4000",
+                 "task.data.num_shards=3", "task.data.sampling=uniform"]
+    out = pathlib.Path(examples_for("smoke", *overrides))  # shared: read only
+    return load_config("smoke", overrides), out, data_lib.read_stats(str(out))
 
 
 def test_shards_stats_and_splits(generated):
@@ -301,7 +285,6 @@ def test_summary_names_counts_sampling_and_shares(generated):
 
 @pytest.mark.slow
 def test_generate_cli_writes_shards_stats_report_and_logs_a_summary(tmp_path):
-    from tests.conftest import lstm_math
 
     proc = lstm_math("generate", "--config", "smoke", "--set", "task.data.num_examples=500",
                      "--set", "task.data.sampling=stratified", "--output", str(tmp_path))

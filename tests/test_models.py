@@ -17,7 +17,7 @@ def test_seed_is_the_posts_model_layer_by_layer():
     config = load_config("seed")
     hp = config.trainer.model
     coverage = model_coverage(coverage_of(config), hp)
-    model = compile_model(hp, coverage, 10, config.trainer.lr_schedule)
+    model = compile_model(hp, coverage, 10, config.trainer.optimizer)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Bidirectional", "BatchNormalization", "RepeatVector", "Bidirectional",
                      "BatchNormalization", "TimeDistributed"]
@@ -120,3 +120,39 @@ def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
     assert (p.argmax(-1) == tokens).mean() > 0.99
     chosen = np.take_along_axis(p, tokens[..., None], axis=-1)[..., 0]
     np.testing.assert_allclose(probs, chosen, atol=1e-5)
+
+
+def test_family_table_in_the_config_matches_the_model_classes():
+    from components.models import FAMILY_CLASSES
+    from pipeline.config.schema import FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES
+
+    assert set(FAMILY_CLASSES) == set(MODEL_FAMILIES) == set(FAMILY_OUTPUT_FORMAT)
+    for family, cls in FAMILY_CLASSES.items():
+        assert cls.output_format == FAMILY_OUTPUT_FORMAT[family]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_optimizer_warms_up_then_follows_its_schedule(schedule):
+    from components.trainer import build_optimizer, learning_rate_schedule
+    from pipeline.config import OptimizerConfig
+
+    opt = OptimizerConfig(learning_rate=0.01, schedule=schedule, warmup_steps=10)
+    lr = learning_rate_schedule(opt, total_steps=110)
+    rate = [float(lr(step)) for step in (0, 5, 10, 60, 110)]
+    assert rate[0] == 0.0 and rate[1] == pytest.approx(0.005) and rate[2] == pytest.approx(0.01)
+    if schedule == "cosine":
+        assert 0.0002 < rate[3] < 0.01 and rate[4] == pytest.approx(0.0002)
+    else:
+        assert rate[3] == rate[4] == pytest.approx(0.01)
+    # Without warm-up: today's schedules exactly (no behaviour change).
+    plain = OptimizerConfig(learning_rate=0.01, schedule=schedule)
+    if schedule == "cosine":
+        cosine = learning_rate_schedule(plain, total_steps=100)
+        assert type(cosine).__name__ == "CosineDecay" and cosine.get_config()["warmup_steps"] == 0
+        assert float(cosine(0)) == pytest.approx(0.01)
+    else:
+        assert learning_rate_schedule(plain, total_steps=100) == 0.01
+    plain = build_optimizer(plain, "attention", total_steps=100)
+    assert plain.clipnorm == 1.0
+    assert build_optimizer(OptimizerConfig(), "seed", 100).clipnorm is None
+    assert build_optimizer(OptimizerConfig(clipnorm=2.0), "seed", 100).clipnorm == 2.0

@@ -6,11 +6,7 @@ import sys
 
 import pytest
 
-from components.example_gen import run_example_gen
-from pipeline.config import load_config
-from tests.test_example_gen import digest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, digest
 OVERRIDES = ["task.data.operators=['+', '-', '*', '/']", "task.data.num_operands=3",
              "task.data.num_examples=6000", "task.data.num_shards=3",
              "task.data.sampling=stratified"]
@@ -18,9 +14,8 @@ OVERRIDES = ["task.data.operators=['+', '-', '*', '/']", "task.data.num_operands
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_portable_runner_writes_the_same_bytes_as_the_direct_runner(tmp_path):
-    direct = tmp_path / "direct"
-    run_example_gen(load_config("smoke", OVERRIDES).task.data, str(direct))
+def test_portable_runner_writes_the_same_bytes_as_the_direct_runner(tmp_path, examples_for):
+    direct = examples_for("smoke", *OVERRIDES)
 
     portable = tmp_path / "portable"
     args = [sys.executable, os.path.join(REPO, "scripts", "portable_local.py"), "generate",

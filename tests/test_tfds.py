@@ -9,7 +9,6 @@ import tensorflow_datasets as tfds
 import components.tfds_dataset  # noqa: F401  (registers lstm_math)
 from components import data as data_lib
 from components import equations as eq
-from components.example_gen import run_example_gen
 from pipeline.config import load_config
 
 
@@ -29,11 +28,8 @@ def tfds_multiset(dataset):
 
 
 @pytest.fixture(scope="module")
-def trainer_data(tmp_path_factory):
-    config = load_config("smoke")
-    out = tmp_path_factory.mktemp("examplegen")
-    run_example_gen(config.task.data, str(out))
-    return out
+def trainer_data(examples_for):
+    return examples_for("smoke")
 
 
 def test_tfds_load_and_as_dataset_give_the_trainers_equations(trainer_data, tmp_path):

@@ -13,11 +13,10 @@ import tensorflow as tf
 from components import data as data_lib
 from components import metrics as metrics_lib
 from components import tokenizer
-from components.example_gen import run_example_gen
 from components.trainer import model_coverage, run_trainer
 from pipeline.config import ConfigError, coverage_of, load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "task.data.operators=['+', '-']", "trainer.model.embedding_dim=8",
@@ -31,10 +30,8 @@ def tiny_config(*extra):
 
 
 @pytest.fixture(scope="module")
-def examples(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("examples"))
-    run_example_gen(tiny_config().task.data, out)
-    return out
+def examples(examples_for):
+    return examples_for("smoke", *TINY)
 
 
 def test_training_dataset_yields_the_shards_tokenized(examples):
@@ -123,8 +120,8 @@ def _scalars_and_texts(log_dir):
 def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog):
     caplog.set_level("INFO")
     out = str(tmp_path / "trainer")
-    config = tiny_config("trainer.epochs=2", "trainer.model.learning_rate=0.01",
-                         "trainer.lr_schedule=constant", "trainer.sample_predictions=4")
+    config = tiny_config("trainer.epochs=2", "trainer.optimizer.learning_rate=0.01",
+                         "trainer.optimizer.schedule=constant", "trainer.sample_predictions=4")
     hparams = config.trainer.model
     first = run_trainer(config, examples, coverage_of(config), hparams, out)
     assert first["epochs_run"] == 2 and first["strategy"] == "_DefaultDistributionStrategy"
@@ -149,8 +146,8 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
 
     # Same command with more epochs: resumes after epoch 2, does not start again at 1.
     caplog.clear()
-    config3 = tiny_config("trainer.epochs=3", "trainer.model.learning_rate=0.01",
-                          "trainer.lr_schedule=constant", "trainer.sample_predictions=4")
+    config3 = tiny_config("trainer.epochs=3", "trainer.optimizer.learning_rate=0.01",
+                          "trainer.optimizer.schedule=constant", "trainer.sample_predictions=4")
     second = run_trainer(config3, examples, coverage_of(config3), hparams, out, keep_model=True)
     assert "resumed from" in caplog.text and "after epoch 2 (optimizer step" in caplog.text
     assert "epoch 1/3" not in caplog.text and "epoch 3/3" in caplog.text
@@ -166,8 +163,8 @@ def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, fami
     from components.signature import build_serving_function
 
     extra = ["trainer.epochs=8" if family == "attention" else "trainer.epochs=20",
-             "trainer.lr_schedule=constant", "trainer.seed=1",
-             "trainer.model.learning_rate=0.01", "trainer.sample_predictions=0"]
+             "trainer.optimizer.schedule=constant", "trainer.seed=1",
+             "trainer.optimizer.learning_rate=0.01", "trainer.sample_predictions=0"]
     if family == "seed":
         extra += ["trainer.model.family=seed", "trainer.model.reverse_output=false"]
     config = tiny_config(*extra)
@@ -204,7 +201,7 @@ def test_sigkill_then_same_command_resumes_from_last_checkpoint(examples, tmp_pa
     import time
 
     out = tmp_path / "trainer"
-    cmd = [sys.executable, "-m", "components.trainer", "--config", "smoke",
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", "smoke",
            "--examples", examples, "--output", str(out)]
     for override in TINY + ["trainer.epochs=8", "trainer.steps_per_loop=2",
                             "trainer.sample_predictions=2"]:
@@ -257,7 +254,7 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(examples, 
     """Stops `patience` epochs after the last exact-match gain; the saved model holds the
     best epoch's weights (exact match first, then loss), not the last epoch's."""
     config = tiny_config("trainer.epochs=12", "trainer.early_stopping_patience=2",
-                         "trainer.lr_schedule=constant", "trainer.model.learning_rate=0.05",
+                         "trainer.optimizer.schedule=constant", "trainer.optimizer.learning_rate=0.05",
                          "trainer.seed=3", "trainer.sample_predictions=0")
     out = str(tmp_path / "t")
     result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,

@@ -4,7 +4,6 @@ mode), a worker losing its chief, a SIGKILLed search that resumes, and the other
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,8 @@ import pytest
 
 from pipeline.config import coverage_of, load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, free_port
 UNITS_AND_REVERSAL = "tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false]}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Procs:
@@ -72,11 +65,9 @@ def _prepare_root(root, overrides):
 
     config = load_config("smoke", [*overrides, f"runtime.pipeline_root={root}"])
     runner, pipeline = LocalRunner(config), create_pipeline(config)
-    eg, _, _ = runner.run_node(pipeline, "ExampleGen", {})
-    dv, _, _ = runner.run_node(pipeline, "DataValidation", {"ExampleGen": eg})
-    upstream = {"ExampleGen": eg, "DataValidation": dv}
-    fp = runner.fingerprint(pipeline, "Tuner", upstream)
-    return config, runner, runner.artifact_path("Tuner", fp), fp
+    runner.run(pipeline, only=["ExampleGen", "DataValidation"])
+    place = runner.resolve(pipeline, "Tuner")
+    return config, runner, place.output_dir, place.fingerprint
 
 
 def _executions(out_dir):
@@ -86,7 +77,7 @@ def _executions(out_dir):
 
 
 def test_worker_without_a_chief_exits_with_a_clear_message(procs, tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     started = time.time()
     p = procs.start("worker", "tune", "--config", "smoke", "--role", "worker",
                     "--oracle", f"127.0.0.1:{port}", "--tuner-id", "w1", "--chief-timeout", "3",
@@ -101,7 +92,7 @@ def test_worker_without_a_chief_exits_with_a_clear_message(procs, tmp_path):
 def test_chief_and_two_workers_run_every_trial_exactly_once(procs, tmp_path):
     overrides = [UNITS_AND_REVERSAL, "tuner.max_trials=4"]
     config, runner, tuner_dir, fp = _prepare_root(tmp_path / "root", overrides)
-    port = _free_port()
+    port = free_port()
     common = ["tune", "--config", "smoke", "--pipeline-root", str(tmp_path / "root"),
               "--oracle", f"127.0.0.1:{port}", "--chief-timeout", "60"]
     for o in overrides:
@@ -127,22 +118,20 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(procs, tmp_path):
 
     best_trial = min(trials, key=lambda t: (-t["val_exact_match"], t["trial_id"]))
     with open(os.path.join(tuner_dir, "best_hyperparameters.json")) as f:
-        assert json.load(f) == best_trial["model"]
+        assert json.load(f) == {"model": best_trial["model"], "optimizer": best_trial["optimizer"]}
     chief_says = json.loads(procs.output("chief")[0])
     assert chief_says["best_trial"] == best_trial["trial_id"] and chief_says["trials"] == 4
     # The pipeline's Tuner step for this config is done: `lstm-math run` reuses it.
     cached = runner.load_cached("Tuner", fp)
-    assert cached is not None and cached.properties["best"] == best_trial["model"]
+    assert cached is not None and cached.properties["best"] == {
+        "model": best_trial["model"], "optimizer": best_trial["optimizer"]}
     print(f"\ndistributed search: chief + 2 workers, 4 trials, {seconds:.0f}s")
 
 
 @pytest.mark.slow
-def test_worker_that_loses_its_chief_mid_trial_exits(procs, tmp_path):
-    from components.example_gen import run_example_gen
-
-    examples = tmp_path / "examples"
-    run_example_gen(load_config("smoke").task.data, str(examples), [])
-    port = _free_port()
+def test_worker_that_loses_its_chief_mid_trial_exits(procs, tmp_path, examples_for):
+    examples = examples_for("smoke")
+    port = free_port()
     common = ["tune", "--config", "smoke", "--set", "tuner.steps_per_trial_epoch=2000",
               "--examples", str(examples), "--output", str(tmp_path / "out"),
               "--oracle", f"127.0.0.1:{port}"]
@@ -201,14 +190,12 @@ def test_sigkilled_search_resumes_without_rerunning_finished_trials(procs, tmp_p
 
 
 @pytest.mark.slow
-def test_bayesian_search_within_a_time_budget(tmp_path):
-    from components.example_gen import run_example_gen
+def test_bayesian_search_within_a_time_budget(tmp_path, examples_for):
     from components.tuner import run_tuner
 
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=bayesian",
                                    "tuner.max_trials=4", "tuner.max_seconds=1"])
-    run_example_gen(config.task.data, str(tmp_path / "examples"), [])
-    result = run_tuner(config, str(tmp_path / "examples"), coverage_of(config),
+    result = run_tuner(config, examples_for("smoke"), coverage_of(config),
                        str(tmp_path / "out"))
     # The first trial takes longer than the budget: no second one starts.
     assert [t["status"] for t in result["trials"]] == ["COMPLETED"]
@@ -216,15 +203,13 @@ def test_bayesian_search_within_a_time_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_hyperband_search_continues_the_best_trials(tmp_path):
-    from components.example_gen import run_example_gen
+def test_hyperband_search_continues_the_best_trials(tmp_path, examples_for):
     from components.tuner import run_tuner
 
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=hyperband",
                                    "tuner.epochs=2", "tuner.hyperband_factor=2",
                                    "tuner.max_trials=3"])
-    run_example_gen(config.task.data, str(tmp_path / "examples"), [])
-    result = run_tuner(config, str(tmp_path / "examples"), coverage_of(config),
+    result = run_tuner(config, examples_for("smoke"), coverage_of(config),
                        str(tmp_path / "out"))
     trials = result["trials"]
     assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials)

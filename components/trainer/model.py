@@ -1,0 +1,98 @@
+"""Model assembly shared by the Trainer, the Tuner's trials, benchmarks and the Exporter:
+the coverage a model is trained for, its optimizer (``trainer.optimizer``: Adam, schedule,
+warm-up, clipping), seeding, compiling, and loading a trained model back."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from components.metrics import CharAccuracy, ExactMatch, loss_fn
+from components.models import build_model
+from pipeline.config import ModelHParams, OptimizerConfig, output_format_of
+
+
+def model_coverage(base_coverage: dict, hparams: ModelHParams) -> dict:
+    """The data's coverage plus how this model family lays out its answers."""
+    output_format = output_format_of(hparams.family)
+    reverse = hparams.reverse_output and output_format == "left"
+    return {**base_coverage, "reverse_output": reverse, "output_format": output_format}
+
+
+@keras.saving.register_keras_serializable("lstm_math")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """From 0 up to ``learning_rate`` over ``warmup_steps`` steps, then constant."""
+
+    def __init__(self, learning_rate: float, warmup_steps: int):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        fraction = keras.ops.minimum(
+            keras.ops.cast(step, "float32") / float(max(1, self.warmup_steps)), 1.0)
+        return self.learning_rate * fraction
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int):
+    """The rate (a float or a schedule of the optimizer step) over a run of ``total_steps``.
+
+    cosine: decays to 2% of the rate at ``total_steps``; with ``warmup_steps`` it first
+    rises linearly from 0 and decays over the rest. constant: the rate (after warm-up).
+    """
+    rate, warmup = optimizer.learning_rate, optimizer.warmup_steps
+    if optimizer.schedule == "cosine":
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(
+                rate, decay_steps=max(1, total_steps), alpha=0.02)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, total_steps - warmup), alpha=0.02, warmup_target=rate,
+            warmup_steps=warmup)
+    if not warmup:
+        return rate
+    return LinearWarmup(rate, warmup)
+
+
+def build_optimizer(optimizer: OptimizerConfig, family: str,
+                    total_steps: int) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule; gradients clipped to ``optimizer.clipnorm`` (null:
+    the family's default, FAMILY_CLIPNORM: the seed model gets the post's plain Adam)."""
+    clipnorm = optimizer.clipnorm_for(family)
+    clip = {"clipnorm": clipnorm} if clipnorm else {}
+    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(optimizer, total_steps),
+                                 **clip)
+
+
+def compile_model(hparams: ModelHParams, coverage: dict, total_steps: int,
+                  optimizer: OptimizerConfig | None = None) -> keras.Model:
+    """The model, built and compiled (call inside the strategy's scope)."""
+    model = build_model(hparams, coverage["max_result_length"] + 1)
+    model.compile(
+        optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps),
+        loss=loss_fn(from_logits=getattr(model, "from_logits", True)),
+        metrics=[ExactMatch(), CharAccuracy()],
+    )
+    # Build the variables now (inside the strategy scope of the caller).
+    width = coverage["max_result_length"] + 1
+    model((tf.zeros([1, coverage["max_input_length"]], tf.int32), tf.zeros([1, width], tf.int32)))
+    return model
+
+
+def seed_weights(seed: int | None) -> None:
+    """Seeds Python, NumPy and TF so the next model built gets the same initial weights."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+
+def load_trained(model_dir: str):
+    """(model, coverage) from a Trainer output directory."""
+    model = keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    with tf.io.gfile.GFile(os.path.join(model_dir, "coverage.json")) as f:
+        coverage = json.loads(f.read())
+    coverage.setdefault("output_format", getattr(model, "output_format", "left"))
+    return model, coverage

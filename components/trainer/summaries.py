@@ -1,0 +1,69 @@
+"""TensorBoard summaries of a training run: scalars per epoch, the model graph, and a few
+validation equations decoded greedily as the exported graph does."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components import data as data_lib
+from components import tokenizer
+
+
+def _first_batch_or_none(ds):
+    for batch in ds.take(1):
+        return batch
+    return None
+
+
+class SamplePredictions:
+    """A fixed handful of validation equations, decoded greedily as the exported graph does."""
+
+    def __init__(self, examples_dir: str, coverage: dict, count: int):
+        self.coverage = coverage
+        batch = _first_batch_or_none(data_lib.features_dataset(examples_dir, "validation",
+                                                               max(1, count)))
+        self.equations = batch["equation"] if batch is not None else tf.constant([], tf.string)
+        self.targets = batch["result"] if batch is not None else tf.constant([], tf.string)
+
+    def table(self, model) -> tuple[str, float]:
+        """(markdown table of equation / target / prediction / right, fraction right)."""
+        if int(tf.size(self.equations)) == 0:
+            return "(no validation examples)", 0.0
+        ids = tokenizer.encode_equations(self.equations, self.coverage["max_input_length"])
+        out_ids, _ = model.greedy_decode(ids, self.coverage["max_result_length"] + 1)
+        predicted = tokenizer.decode_results(tf.convert_to_tensor(out_ids),
+                                             self.coverage["reverse_output"]).numpy()
+        rows = ["| equation | target | prediction | right |", "|---|---|---|---|"]
+        right = 0
+        for eq_, target, pred in zip(self.equations.numpy(), self.targets.numpy(), predicted):
+            ok = target == pred
+            right += ok
+            rows.append(f"| `{eq_.decode()}` | `{target.decode()}` | `{pred.decode()}` | "
+                        f"{'yes' if ok else 'NO'} |")
+        return "\n".join(rows), right / len(predicted)
+
+
+def write_scalars(writer, values: dict, step: int) -> None:
+    if writer is None:
+        return
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
+
+
+def trace_graph(model, coverage: dict, writer) -> None:
+    """The forward pass's graph in TensorBoard's Graphs tab."""
+    width = coverage["max_result_length"] + 1
+    spec = (tf.TensorSpec([None, coverage["max_input_length"]], tf.int32),
+            tf.TensorSpec([None, width], tf.int32))
+
+    @tf.function(input_signature=[spec])
+    def forward(inputs):
+        return model(inputs, training=False)
+
+    tf.summary.trace_on(graph=True, profiler=False)
+    forward((tf.zeros([1, coverage["max_input_length"]], tf.int32), tf.zeros([1, width], tf.int32)))
+    with writer.as_default():
+        tf.summary.trace_export(name="model", step=0)
+    writer.flush()

@@ -1,0 +1,160 @@
+"""Loading a config: a preset or YAML file (``base:`` inherits), ``--set key=value``
+overrides with dotted keys, then typed building and validation.
+
+A field moved by a rename is refused with a message that names the new key
+(``trainer.model.learning_rate`` -> ``trainer.optimizer.learning_rate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from pipeline.config.schema import ConfigError, PipelineConfig
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+# Keys that moved (old dotted key -> new dotted key).
+RENAMED = {
+    "trainer.model.learning_rate": "trainer.optimizer.learning_rate",
+    "trainer.lr_schedule": "trainer.optimizer.schedule",
+}
+
+
+def _check_type(path: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        if args == [float]:
+            return _check_type(path, value, float)
+        return value
+    if annotation is int or origin is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if annotation is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return value
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def build(cls, data: dict, path: str = ""):
+    """A dataclass from a (nested) mapping, every value type checked."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        field_path = f"{path}.{key}" if path else key
+        if key not in fields:
+            if field_path in RENAMED:
+                raise ConfigError(f"{field_path}: renamed to {RENAMED[field_path]}")
+            raise ConfigError(
+                f"{field_path}: unknown field; known fields: {', '.join(sorted(fields))}"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = build(hint, value, field_path)
+        else:
+            kwargs[key] = _check_type(field_path, value, hint)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in (
+            "split_fractions",
+            "search_space",
+        ):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. trainer.epochs=3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{key}: cannot parse value {raw!r}: {e}") from e
+    return key, value
+
+
+def _load_yaml(name_or_path: str) -> dict:
+    if os.path.exists(name_or_path):
+        path = name_or_path
+    else:
+        path = os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
+        if not os.path.exists(path):
+            presets = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+            raise ConfigError(
+                f"--config {name_or_path!r}: no such file and no such preset; "
+                f"presets: {', '.join(presets)}"
+            )
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base:
+        data = _deep_merge(_load_yaml(base), data)
+    return data
+
+
+def load_config(name_or_path: str = "default", overrides: list[str] | None = None) -> PipelineConfig:
+    data = _load_yaml(name_or_path)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return from_dict(data)
+
+
+def from_dict(data: dict) -> PipelineConfig:
+    config = build(PipelineConfig, data, "")
+    config.validate()
+    return config
