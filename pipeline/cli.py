@@ -8,6 +8,8 @@
   lstm-math component NAME [--config ...] [--set ...] [--pipeline-root DIR] ...
   lstm-math serve     --model-base DIR [...]          (TF Serving-compatible local server)
   lstm-math predict   "31 + 87" [...] [--via rest|grpc|saved-model]
+  lstm-math step NAME --input UPSTREAM=URI ... [--outputs-json PATH]   (for orchestrators)
+  lstm-math compile-kfp | k8s-specs | rehearse | pod    (see pipeline/cluster_cli.py)
 
 Unrecognised ``--flags`` of run / generate / component are passed to Beam as pipeline
 options (``--runner=PortableRunner --job_endpoint=...``, ``--direct_num_workers=2`` ...).
@@ -184,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="answer equations via REST, gRPC or a SavedModel")
     client.add_predict_arguments(p)
     p.set_defaults(func=lambda a, _: client.run_predict(a), beam_passthrough=False)
+
+    # Cluster: step, pod, k8s-specs, compile-kfp, rehearse (pipeline/cluster_cli.py).
+    from pipeline import cluster_cli
+
+    cluster_cli.add_subparsers(sub, _add_config_arguments)
     return parser
 
 

@@ -19,6 +19,7 @@ from serving.contract import DEFAULT_MODEL_NAME
 
 from components.equations import OPERATORS, max_equation_chars, max_result_chars
 from components.models import MODEL_FAMILIES, ModelHParams, output_format_of
+from pipeline.cluster_config import ClusterConfig, validate_cluster
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -145,6 +146,7 @@ class PipelineConfig:
     exporter: ExporterConfig = dataclasses.field(default_factory=ExporterConfig)
     pusher: PusherConfig = dataclasses.field(default_factory=PusherConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -461,6 +463,7 @@ def validate(config: PipelineConfig) -> None:
     _require(p.infra_max_latency_ms > 0, "pusher.infra_max_latency_ms", "must be positive")
     _require(config.runtime.strategy in ("auto", "default", "mirrored", "multi_worker"),
              "runtime.strategy", "auto, default, mirrored or multi_worker")
+    validate_cluster(config.cluster, _require)
 
 
 def coverage_of(config: PipelineConfig) -> dict:
