@@ -51,6 +51,7 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 def cmd_step(args, beam_args) -> int:
     from pipeline.cli import _load
+    from pipeline.config import ConfigError
     from pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
                                 write_outputs)
 
@@ -65,6 +66,11 @@ def cmd_step(args, beam_args) -> int:
     except StepError as e:
         log.error("step %s: %s", args.name, e)
         return e.exit_code
+    except ConfigError:
+        raise  # exit 2, from cli.main
+    except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
+        log.exception("step %s failed: %s", args.name, e)
+        return 1
     summary = {k: v for k, v in outputs.items() if k != "properties"}
     log.info("step %s: %s in %.1fs -> %s", args.name, "cached" if cached else "done", seconds,
              artifact.uri)

@@ -109,6 +109,8 @@ def write_outputs(outputs: dict, outputs_json: str | None, params: dict) -> None
     import tensorflow as tf
 
     if outputs_json:
+        if os.path.dirname(outputs_json):
+            tf.io.gfile.makedirs(os.path.dirname(outputs_json))
         with tf.io.gfile.GFile(outputs_json, "w") as f:
             f.write(json.dumps(outputs, indent=2, default=str))
     for key, path in params.items():
