@@ -7,8 +7,9 @@ installed CLI, so the same definition runs on a cluster (KFP launches the contai
 KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run it.
 
 * Wiring: every task outputs ``uri`` (its artifact directory under ``pipeline_root``, from
-  the runner's layout) and downstream tasks take it as ``--input``; the Evaluator also
-  outputs ``blessed``, and ``dsl.If(blessed == 'true')`` gates the Pusher.
+  the runner's layout) and downstream tasks take it as ``--input``; the Evaluator returns
+  the blessing (``'true'``/``'false'``, its ``Output``) and
+  ``dsl.If(evaluator.outputs['Output'] == 'true')`` gates the Pusher.
 * Pipeline parameters: ``config`` (preset or YAML path inside the image), ``overrides``
   (``--set`` list), ``pipeline_root`` and ``serving_base`` (any ``tf.io.gfile`` URL, or a path
   on the PVC ``cluster.volume_claim`` mounted at ``cluster.mount_path``), ``beam_args`` (the
@@ -80,11 +81,18 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     @component
     def evaluator(step: str, config: str, overrides: list, pipeline_root: str,
                   serving_base: str, example_gen: str, trainer: str, uri: dsl.OutputPath(str),
-                  blessed: dsl.OutputPath(str), outputs_json: dsl.OutputPath(str)):
+                  outputs_json: dsl.OutputPath(str)) -> str:
+        """Returns the blessing, 'true' or 'false' (the task's ``Output``)."""
+        import os
+        import tempfile
+
         from pipeline.steps import run_as_task
+        blessed = os.path.join(tempfile.mkdtemp(), "blessed")
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"ExampleGen": example_gen, "Trainer": trainer}, uri=uri,
                     outputs_json=outputs_json, blessed=blessed)
+        with open(blessed) as f:
+            return f.read()
 
     @component
     def exporter(step: str, config: str, overrides: list, pipeline_root: str,
@@ -150,7 +158,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
                             evaluator=ev.outputs["uri"], **common), "Exporter")
         iv = _task(infra_validator(step="InfraValidator", exporter=ex.outputs["uri"],
                                    **common), "InfraValidator")
-        with dsl.If(ev.outputs["blessed"] == "true", name="blessed"):
+        # The blessing is the Evaluator's return value (its ``Output``): KFP's local runner
+        # (2.17) resolves only ``Output`` task outputs inside a condition, not named ones.
+        with dsl.If(ev.outputs["Output"] == "true", name="blessed"):
             _task(pusher(step="Pusher", exporter=ex.outputs["uri"],
                          evaluator=ev.outputs["uri"], infra_validator=iv.outputs["uri"],
                          **common), "Pusher")

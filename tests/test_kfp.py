@@ -90,9 +90,9 @@ def test_blessing_gates_the_pusher(spec):
     pipeline, _ = spec
     cond = pipeline["root"]["dag"]["tasks"]["condition-1"]
     assert cond["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--evaluator-blessed'] == 'true'")
-    assert cond["inputs"]["parameters"]["pipelinechannel--evaluator-blessed"] == {
-        "taskOutputParameter": {"outputParameterKey": "blessed", "producerTask": "evaluator"}}
+        "inputs.parameter_values['pipelinechannel--evaluator-Output'] == 'true'")
+    assert cond["inputs"]["parameters"]["pipelinechannel--evaluator-Output"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "evaluator"}}
     inner = pipeline["components"]["comp-condition-1"]["dag"]["tasks"]
     assert set(inner) == {"pusher"}
     params = inner["pusher"]["inputs"]["parameters"]
@@ -100,7 +100,7 @@ def test_blessing_gates_the_pusher(spec):
     assert params["infra_validator"] == {
         "componentInputParameter": "pipelinechannel--infra-validator-uri"}
     outputs = pipeline["components"]["comp-evaluator"]["outputDefinitions"]["parameters"]
-    assert set(outputs) == {"uri", "blessed", "outputs_json"}
+    assert set(outputs) == {"uri", "Output", "outputs_json"}  # Output: the blessing
 
 
 def test_pipeline_root_volume(spec):
@@ -146,7 +146,8 @@ def test_smoke_config_through_the_kfp_local_subprocess_runner(tmp_path, monkeypa
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(tmp_path / "kfp_root"))
     root, serving = tmp_path / "root", tmp_path / "serving"
-    fn = build_pipeline(image="lstm-math:test", config_name="smoke", launcher="local")
+    fn = build_pipeline(image="lstm-math:test", config_name="smoke", launcher="local",
+                        tuner_trials=2)
     fn(config="smoke", pipeline_root=str(root), serving_base=str(serving),
        beam_args=["--direct_num_workers=1"])
     assert contract.versions(str(serving / "lstm_math"), complete_only=True) == [1]
