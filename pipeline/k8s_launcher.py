@@ -195,6 +195,9 @@ class KubernetesLauncher:
             started = self.clock()
             while True:
                 self._check_workers(names["tuner_workers_job"])
+                self._check_pending((names["tuner_chief_job"], "the tuner chief"),
+                                    (names["tuner_workers_job"], "a tuner worker"),
+                                    started=started)
                 self._wait_once_or_done(names["tuner_chief_job"], started)
                 if _condition(self.api.job(names["tuner_chief_job"]), "Complete"):
                     break
@@ -221,6 +224,16 @@ class KubernetesLauncher:
                    if failed else "a tuner worker")
             raise WorkerFailed(f"Tuner: {who} failed beyond cluster.worker_restarts="
                                f"{self.c.worker_restarts}")
+
+    def _check_pending(self, *jobs, started: float) -> None:
+        if self.clock() - started <= self.c.start_timeout_s:
+            return
+        for job_name, who in jobs:
+            for p in self.api.pods(job_name):
+                if p.get("status", {}).get("phase") == "Pending":
+                    raise StepTimeout(f"Tuner: {who} (pod {p['metadata']['name']}) still "
+                                      f"Pending after cluster.start_timeout_s="
+                                      f"{self.c.start_timeout_s:.0f}s")
 
     def _wait_once_or_done(self, chief_job: str, started: float) -> None:
         job = self.api.job(chief_job)

@@ -218,3 +218,20 @@ def test_launcher_times_out_on_a_pending_pod(tmp_path):
     with pytest.raises(StepTimeout, match=r"training worker 0 .* still Pending after "
                                           r"cluster.start_timeout_s=60s: Unschedulable"):
         _launcher(api).train(Ctx(out))
+
+
+def test_launcher_fails_the_tuner_step_when_a_worker_exhausts_its_restarts(tmp_path):
+    from pipeline.steps import WorkerFailed
+
+    out = str(tmp_path / "Tuner" / "fp0123456789")
+    os.makedirs(out)
+    workers = "lstm-math-fp01234567-tuner-workers"
+    dead = {"metadata": {"name": f"{workers}-1-q", "annotations": {k8s.INDEX_ANNOTATION: "1"}},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"state": {"terminated": {"reason": "Error", "exitCode": 3}}}]}}
+    api = FakeApi({workers: {"status": {"conditions": [{"type": "Failed", "status": "True"}]}}},
+                  {workers: [dead]})
+    with pytest.raises(WorkerFailed, match=r"tuner worker-1 \(pod .*-1-q: Error \(exit code 3\)"
+                                           r"\) failed beyond cluster.worker_restarts=1"):
+        _launcher(api, "cluster.tuner_workers=2").tune(Ctx(out))
+    assert ("Service", "lstm-math-fp01234567-oracle") in api.deleted  # cleaned up
