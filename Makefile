@@ -20,7 +20,7 @@ EQ ?= 31 + 87
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,kfp]"
 	touch $@
 
 install: $(VENV)/.installed

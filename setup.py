@@ -35,6 +35,9 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "pytest-timeout>=2.3,<3"],
         "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+        # Kubeflow Pipelines: `lstm-math compile-kfp`, the image's step runtime, the
+        # Kubernetes launcher (the `kubernetes` client comes with kfp).
+        "kfp": ["kfp>=2.14,<3", "kfp-kubernetes>=2.14,<3"],
     },
     entry_points={"console_scripts": ["lstm-math=pipeline.cli:main"]},
 )

@@ -6,6 +6,9 @@ answer at once, in one line, with exit status 2 and nothing created. The command
 what they need when they run. `serve` and `predict` take their arguments from
 `serving.server` / `serving.client`, imported only when that command is chosen.
 
+Cluster commands (`step`, `pod`, `k8s-specs`, `compile-kfp`, `rehearse`) live in
+`pipeline/cluster_cli.py`.
+
 Beam pipeline options travel through an explicit channel, checked against the options Beam
 knows (Beam is imported only when some are given): `--beam-arg=--runner=PortableRunner`
 (repeatable), or everything after a `--beam` separator.
@@ -552,6 +555,11 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
             getattr(importlib.import_module(module), function)(p)
             _tidy_help(p)
         p.set_defaults(func=func)
+
+    # Cluster: step, pod, k8s-specs, compile-kfp, rehearse (pipeline/cluster_cli.py).
+    from pipeline import cluster_cli
+
+    cluster_cli.add_subparsers(sub, _add_config_arguments, _add_beam_argument)
     return parser
 
 

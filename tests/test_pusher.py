@@ -12,6 +12,11 @@ def make_model(path, marker):
     return str(path)
 
 
+def listed(base):
+    """What a server sees under the model base (the hidden .push.lock aside)."""
+    return sorted(n for n in os.listdir(base / "lstm_math") if not n.startswith("."))
+
+
 def test_versions_grow_and_old_ones_are_pruned(tmp_path):
     base = tmp_path / "serving"
     pushed = [pusher.push(make_model(tmp_path / f"export{i}", f"m{i}"), str(base), "lstm_math",
@@ -19,7 +24,7 @@ def test_versions_grow_and_old_ones_are_pruned(tmp_path):
               for i in range(3)]
     assert [p["version"] for p in pushed] == [1, 2, 3]
     assert [p["removed_versions"] for p in pushed] == [[], [], [1]]
-    assert sorted(os.listdir(base / "lstm_math")) == ["2", "3"]
+    assert listed(base) == ["2", "3"]
     assert (base / "lstm_math" / "3" / "saved_model.pb").read_text() == "m2"
     # Versions keep growing past a pruned one, and after a restart of the numbering source.
     assert pusher.push(make_model(tmp_path / "e4", "m4"), str(base), "lstm_math", 2)["version"] == 4
@@ -32,7 +37,7 @@ def test_pushing_the_same_model_again_makes_no_new_version(tmp_path):
     again = pusher.push(src, str(base), "lstm_math", keep_versions=5)
     assert first["already_pushed"] is False and again["already_pushed"] is True
     assert again["version"] == first["version"] == 1 and again["digest"] == first["digest"]
-    assert sorted(os.listdir(base / "lstm_math")) == ["1"]
+    assert listed(base) == ["1"]
 
 
 def test_staging_left_by_a_dead_push_is_cleaned_up_and_never_served(tmp_path):
@@ -42,14 +47,14 @@ def test_staging_left_by_a_dead_push_is_cleaned_up_and_never_served(tmp_path):
     make_model(dead, "half")
     out = pusher.push(make_model(tmp_path / "b", "b"), str(base), "lstm_math", 5)
     assert out["version"] == 2
-    assert sorted(os.listdir(base / "lstm_math")) == ["1", "2"]
+    assert listed(base) == ["1", "2"]
 
 
 def test_crash_mid_push_leaves_serving_base_as_it_was(tmp_path, monkeypatch):
     src = make_model(tmp_path / "export", "m")
     base = tmp_path / "serving"
     pusher.push(src, str(base), "lstm_math", keep_versions=5)
-    before = sorted(os.listdir(base / "lstm_math"))
+    before = listed(base)
 
     def exploding_copy(a, b, *args, **kw):
         os.makedirs(b)
@@ -82,3 +87,105 @@ def test_blessing_threshold_and_regression():
     assert bless(0.9995, 0.999, 0.9999, 0.001)["blessed"] is True
     out = bless(0.9992, 0.999, 0.99999, 0.0005)
     assert out["blessed"] is False and any("regression" in r for r in out["reasons"])
+
+
+# --------------------------------------------------------------------------------------
+# Concurrent pushes (a lock) and object-store pushes (saved_model.pb last).
+
+CONCURRENT = """
+import json, sys
+from components import pusher
+src, base, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+import time
+time.sleep(max(0.0, go - time.time()))  # all four start their push at the same moment
+print(json.dumps(pusher.push(src, base, "lstm_math", keep_versions=10)))
+"""
+
+
+def test_four_concurrent_pushes_get_four_versions(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = tmp_path / "serving"
+    for i in range(4):  # enough files that the copies overlap in time without a lock
+        src = make_model(tmp_path / f"export{i}", f"m{i}")
+        for j in range(50):
+            (tmp_path / f"export{i}" / "variables" / f"v{j}").write_text(f"{i}-{j}" * 200)
+    go = time.time() + 4
+    env = dict(os.environ, PYTHONPATH=repo)
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path / f"export{i}"),
+                               str(base), str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert sorted(r["version"] for r in results) == [1, 2, 3, 4]
+    assert sorted(os.listdir(base / "lstm_math")) == [".push.lock", "1", "2", "3", "4"]
+    for r in results:  # each version holds exactly the model its push copied
+        assert pusher.content_digest(r["path"]) == pusher.content_digest(r["source"])
+
+
+def test_push_lock_times_out_naming_the_lock(tmp_path):
+    base = tmp_path / "serving" / "lstm_math"
+    base.mkdir(parents=True)
+    with pusher.push_lock(str(base), timeout_s=5):
+        with pytest.raises(pusher.PushLockTimeout, match=r"\.push\.lock"):
+            with pusher.push_lock(str(base), timeout_s=0.3):
+                pass
+
+
+def _ram_model(root, marker):
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(f"{root}/variables")
+    tf.io.gfile.makedirs(f"{root}/assets")
+    for rel, text in (("saved_model.pb", marker), ("variables/variables.index", "idx"),
+                      ("variables/variables.data-00000-of-00001", marker * 10),
+                      ("assets/coverage.json", "{}")):
+        with tf.io.gfile.GFile(f"{root}/{rel}", "w") as f:
+            f.write(text)
+    return root
+
+
+def test_object_store_push_moves_saved_model_pb_last(tmp_path, monkeypatch):
+    """ram:// (TensorFlow's in-memory file system) stands in for gs://: the gfile path."""
+    import uuid
+
+    import tensorflow as tf
+
+    from serving import contract
+
+    base = f"ram://serving-{uuid.uuid4().hex}"
+    src = str(make_model(tmp_path / "export", "m1"))
+    (tmp_path / "export" / "variables" / "variables.index").write_text("idx")
+    moves, seen = [], []
+    real_rename = tf.io.gfile.rename
+
+    def recording_rename(a, b, overwrite=False):
+        # What a server polling now would see: is a numeric version complete?
+        seen.append({v: tf.io.gfile.exists(f"{base}/lstm_math/{v}/saved_model.pb")
+                     for v in contract.versions(f"{base}/lstm_math")})
+        moves.append(b)
+        return real_rename(a, b, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "rename", recording_rename)
+    out = pusher.push(src, base, "lstm_math", keep_versions=2)
+    assert out["version"] == 1 and out["path"] == f"{base}/lstm_math/1"
+    assert moves[-1] == f"{base}/lstm_math/1/saved_model.pb"
+    assert len(moves) == 2 and out["file_order"][-1] == "saved_model.pb"
+    # Staging name is not a version; no version was listed complete before its last move.
+    assert all(not any(s.values()) for s in seen)
+    assert [n.rstrip("/") for n in tf.io.gfile.listdir(f"{base}/lstm_math")] == ["1"]
+    assert pusher.content_digest(out["path"]) == pusher.content_digest(src)
+    # Same model again: no new version; others grow and old ones are pruned.
+    assert pusher.push(src, base, "lstm_math", 2)["already_pushed"] is True
+    for i in (2, 3):
+        out = pusher.push(_ram_model(f"ram://export-{uuid.uuid4().hex}", f"m{i}"), base,
+                          "lstm_math", keep_versions=2)
+        assert out["version"] == i
+    assert contract.versions(f"{base}/lstm_math", complete_only=True) == [2, 3]
+    assert out["removed_versions"] == [1]

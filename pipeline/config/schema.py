@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.cluster import ClusterConfig, validate_cluster
 from components.equations import (MAX_EXHAUSTIVE, OPERATORS, SAMPLING_SCHEMES, EquationSpace,
                                   max_equation_chars, max_result_chars)
 from serving.contract import DEFAULT_MODEL_NAME
@@ -426,6 +427,7 @@ class PipelineConfig:
     exporter: ExporterConfig = dataclasses.field(default_factory=ExporterConfig)
     pusher: PusherConfig = dataclasses.field(default_factory=PusherConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
 
     def validate(self) -> None:
         """Each section checks itself, in file order; then the checks across sections."""
@@ -437,6 +439,7 @@ class PipelineConfig:
         self.evaluator.validate("evaluator")
         self.pusher.validate("pusher")
         self.runtime.validate("runtime")
+        validate_cluster(self.cluster, require)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

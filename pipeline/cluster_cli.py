@@ -1,0 +1,196 @@
+"""The cluster subcommands of ``lstm-math`` (registered by ``pipeline.cli`` in one block).
+
+  lstm-math step NAME [--config ...] [--set ...] --input UPSTREAM=URI ... [--outputs-json P]
+                      [--output-param uri=P ...] [--beam-arg=...]   one step for an orchestrator
+  lstm-math pod -- train|tune ...     inside an Indexed Job pod: TF_CONFIG / tuner id from
+                                      JOB_COMPLETION_INDEX, then the command
+  lstm-math k8s-specs [--config ...] --out DIR     Kubernetes YAML for training and tuning
+  lstm-math compile-kfp [--config ...] OUT.yaml    the Kubeflow Pipelines v2 spec
+  lstm-math rehearse [--config ...]   the whole pipeline as a cluster runs it, on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+log = logging.getLogger("lstm_math")
+
+
+def config_args_of(args) -> list[str]:
+    """The config flags that reproduce this config in another process or pod."""
+    config = args.config
+    if os.path.exists(config):
+        config = os.path.abspath(config)
+    out = ["--config", config]
+    for o in args.overrides:
+        out += ["--set", o]
+    if getattr(args, "pipeline_root", None):
+        out += ["--set", f"runtime.pipeline_root={args.pipeline_root}"]
+    if getattr(args, "serving_base", None):
+        out += ["--set", f"pusher.serving_base={args.serving_base}"]
+    return out
+
+
+def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
+    from pipeline.steps import StepUsageError
+
+    out = {}
+    for text in pairs:
+        key, sep, value = text.partition("=")
+        if not sep or not key or not value:
+            raise StepUsageError(f"{flag} {text!r}: expected KEY=VALUE")
+        if allowed and key not in allowed:
+            raise StepUsageError(f"{flag} {text!r}: unknown key {key!r}; use "
+                                 f"{', '.join(allowed)}")
+        out[key] = value
+    return out
+
+
+def cmd_step(args) -> int:
+    from pipeline.cli import _load
+    from pipeline.config import ConfigError
+    from pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
+                                write_outputs)
+
+    try:
+        params = _parse_pairs(args.output_params, "--output-param", OUTPUT_PARAMS)
+        inputs = _parse_pairs(args.inputs, "--input")
+        config = _load(args)
+        artifact, cached, seconds = run_step(config, args.name, inputs, config_args_of(args),
+                                             use_cache=not args.no_cache, log_dir=args.log_dir)
+        outputs = step_outputs(artifact, cached, seconds)
+        write_outputs(outputs, args.outputs_json, params)
+    except StepError as e:
+        log.error("step %s: %s", args.name, e)
+        return e.exit_code
+    except ConfigError:
+        raise  # exit 2, from cli.main
+    except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
+        log.exception("step %s failed: %s", args.name, e)
+        return 1
+    summary = {k: v for k, v in outputs.items() if k != "properties"}
+    log.info("step %s: %s in %.1fs -> %s", args.name, "cached" if cached else "done", seconds,
+             artifact.uri)
+    print(json.dumps(summary, default=str), flush=True)
+    return 0
+
+
+def cmd_pod(args) -> int:
+    from pipeline import cli
+    from pipeline.k8s import pod_environment
+
+    rest = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
+    if not rest:
+        log.error("pod: give the command after --, e.g. lstm-math pod -- train ...")
+        return 2
+    try:
+        extra = pod_environment(os.environ)
+    except ValueError as e:
+        log.error("pod: %s", e)
+        return 2
+    os.environ.update(extra)
+    for key, value in extra.items():
+        log.info("pod: %s=%s", key, value)
+    return cli.main(rest)
+
+
+def cmd_k8s_specs(args) -> int:
+    from pipeline.cli import _load
+    from pipeline.k8s import write_specs
+
+    config = _load(args)
+    for path in write_specs(config, args.out, key=args.key, examples=args.examples,
+                            trainer_output=args.trainer_output, tuner_output=args.tuner_output,
+                            config_args=config_args_of(args)):
+        print(path)
+    return 0
+
+
+def cmd_compile_kfp(args) -> int:
+    from pipeline.cli import _load
+    from pipeline.kfp_pipeline import compile_pipeline
+
+    config = _load(args)  # validates the config before anything is written
+    try:
+        compile_pipeline(args.output, config_name=args.config, overrides=args.overrides,
+                         config=config)
+    except ImportError as e:
+        log.error("compile-kfp needs the kfp SDK: pip install '.[kfp]' (%s)", e)
+        return 2
+    log.info("wrote the Kubeflow Pipelines spec %s", args.output)
+    print(args.output)
+    return 0
+
+
+def cmd_rehearse(args) -> int:
+    from pipeline.cli import _load
+    from pipeline.cluster_local import rehearse
+
+    config = _load(args)
+    manifest = rehearse(config, config_args_of(args), train_workers=args.train_workers,
+                        tuner_workers=args.tuner_workers, beam=args.beam_runner,
+                        use_cache=not args.no_cache, extra_beam_args=list(args.beam_args))
+    print(json.dumps({k: manifest[k] for k in ("run_id", "run_dir", "seconds", "pushed")},
+                     default=str), flush=True)
+    return 0 if manifest["ok"] else manifest.get("exit_code", 1)
+
+
+def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
+    import argparse
+
+    p = sub.add_parser("step", help="run one step for an orchestrator: explicit inputs, "
+                                    "outputs JSON, exit codes")
+    p.add_argument("name", help="ExampleGen, DataValidation, Tuner, Trainer, Evaluator, "
+                                "Exporter, InfraValidator or Pusher")
+    add_config_arguments(p)
+    p.add_argument("--input", dest="inputs", action="append", default=[],
+                   metavar="UPSTREAM=URI", help="an upstream artifact directory (repeatable)")
+    p.add_argument("--outputs-json", help="write the step's outputs JSON here (path or URL)")
+    p.add_argument("--output-param", dest="output_params", action="append", default=[],
+                   metavar="KEY=PATH", help="write one output (uri, blessed, pushed, version, "
+                                            "json) as plain text to PATH (repeatable)")
+    p.add_argument("--log-dir", help="where a distributed step's worker logs go")
+    p.add_argument("--no-cache", action="store_true")
+    add_beam_argument(p)
+    p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("pod", help="(inside a Kubernetes Indexed Job) set TF_CONFIG / the "
+                                   "tuner id from JOB_COMPLETION_INDEX, then run the command")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_pod)
+
+    p = sub.add_parser("k8s-specs", help="write Kubernetes YAML: training workers (headless "
+                                         "Service + Indexed Job), tuner chief + workers")
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, help="directory for train.yaml and tune.yaml")
+    p.add_argument("--key", default="manual", help="tells launches apart in object names")
+    p.add_argument("--examples", help="ExampleGen output the workers read")
+    p.add_argument("--trainer-output", help="Trainer output directory")
+    p.add_argument("--tuner-output", help="shared tuning directory")
+    p.set_defaults(func=cmd_k8s_specs)
+
+    p = sub.add_parser("compile-kfp", help="write the Kubeflow Pipelines v2 spec (needs .[kfp])")
+    add_config_arguments(p)
+    p.add_argument("output", help="the pipeline spec to write, e.g. lstm_math.yaml")
+    p.set_defaults(func=cmd_compile_kfp)
+
+    p = sub.add_parser("rehearse", help="the whole pipeline as a cluster runs it, on this "
+                                        "machine (127.0.0.1): portable Beam, 2 training "
+                                        "workers, a tuner chief + 2 workers")
+    add_config_arguments(p)
+    p.add_argument("--train-workers", type=int, default=2)
+    p.add_argument("--tuner-workers", type=int, default=2)
+    p.add_argument("--beam-runner", choices=("portable", "direct"), default="portable",
+                   help="portable: a Beam job service + external worker pool (default)")
+    p.add_argument("--no-cache", action="store_true")
+    add_beam_argument(p)
+    p.set_defaults(func=cmd_rehearse)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from pipeline import cli
+
+    sys.exit(cli.main(sys.argv[1:]))

@@ -1,0 +1,71 @@
+"""The ``cluster:`` config section: how a step runs on several processes or pods.
+
+One dataclass, validated on its own (``validate_cluster``), hooked into
+``pipeline.config.PipelineConfig`` with one field and one call (a leaf: it imports nothing
+of the project). No component reads it, so
+it is in no node's fingerprint: running the same config on one machine or on a cluster
+reuses the same artifacts.
+
+Every wait of a distributed step has a bound from here:
+  start_timeout_s    a worker process / pod must be up (listening, scheduled) by then
+  worker_timeout_s   a tuner worker that cannot reach the chief this long exits (status 3)
+  step_timeout_s     the whole distributed step (training or tuning), hard limit
+  poll_interval_s    how often the launcher looks at its workers
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+DEFAULT_IMAGE = "ghcr.io/lstm-math/lstm-math:0.1.0"
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
+
+
+@dataclasses.dataclass
+class ClusterConfig:
+    # How the Trainer and the Tuner run: local (one process, as `lstm-math run`), processes
+    # (workers as local processes on 127.0.0.1: the rehearsal) or kubernetes (pods).
+    launcher: str = "local"
+    train_workers: int = 1  # >1: MultiWorkerMirroredStrategy over this many workers
+    tuner_workers: int = 0  # >0: keras-tuner chief (the step) + this many workers
+    worker_restarts: int = 1  # a dead tuner worker is restarted (same id) this many times
+    start_timeout_s: float = 300.0
+    worker_timeout_s: float = 120.0
+    step_timeout_s: float = 7200.0
+    poll_interval_s: float = 1.0
+    train_port: int = 12345  # MultiWorkerMirroredStrategy's gRPC port on every worker
+    oracle_port: int = 8000  # keras-tuner chief's oracle port
+    # Kubernetes
+    image: str = DEFAULT_IMAGE
+    namespace: str = "default"
+    name_prefix: str = "lstm-math"
+    volume_claim: str = "lstm-math-data"  # a ReadWriteMany PVC mounted at mount_path
+    mount_path: str = "/data"
+    cpu: str = "2"
+    memory: str = "4Gi"
+    gpus: int = 0
+    service_account: str = ""
+
+
+def validate_cluster(c: ClusterConfig, require) -> None:
+    """``require(condition, field, message)`` raises the config's ConfigError."""
+    require(c.launcher in ("local", "processes", "kubernetes"), "cluster.launcher",
+            f"local, processes or kubernetes, got {c.launcher!r}")
+    require(1 <= c.train_workers <= 256, "cluster.train_workers", "must be in 1..256")
+    require(0 <= c.tuner_workers <= 256, "cluster.tuner_workers", "must be in 0..256")
+    require(0 <= c.worker_restarts <= 10, "cluster.worker_restarts", "must be in 0..10")
+    for name in ("start_timeout_s", "worker_timeout_s", "step_timeout_s", "poll_interval_s"):
+        require(getattr(c, name) > 0, f"cluster.{name}", "must be a positive number of seconds")
+    require(c.poll_interval_s <= c.worker_timeout_s, "cluster.poll_interval_s",
+            "must not exceed cluster.worker_timeout_s")
+    for name in ("train_port", "oracle_port"):
+        require(1 <= getattr(c, name) <= 65535, f"cluster.{name}", "must be a port (1..65535)")
+    require(c.train_port != c.oracle_port, "cluster.oracle_port", "must differ from train_port")
+    require(bool(c.image) and " " not in c.image, "cluster.image", "an image reference")
+    require(bool(_DNS_LABEL.match(c.name_prefix)), "cluster.name_prefix",
+            "lowercase letters, digits and '-', starting with a letter, at most 42 characters")
+    require(bool(re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", c.namespace)),
+            "cluster.namespace", "a Kubernetes namespace name")
+    require(c.mount_path.startswith("/"), "cluster.mount_path", "an absolute path")
+    require(c.gpus >= 0, "cluster.gpus", "must be >= 0")

@@ -1,0 +1,430 @@
+"""One pipeline step as an orchestrator runs it, and the launchers of distributed steps.
+
+``lstm-math step NAME --input UPSTREAM=URI ... --outputs-json PATH`` runs one component on
+explicit inputs (each URI an upstream artifact directory holding ``artifact.json``) into
+``<pipeline_root>/<NAME>/<fingerprint>/``, which ``pipeline.runner.LocalRunner`` chooses
+(one place knows the layout), and writes what an orchestrator picks up:
+
+* ``--outputs-json PATH``: ``{"component", "uri", "fingerprint", "cached", "seconds",
+  "blessed"?, "pushed"?, "version"?, "metrics"?, "properties"}``;
+* ``--output-param KEY=PATH`` (repeatable): one plain value per file, for Kubeflow output
+  parameters: ``uri``, ``blessed`` (``true``/``false``), ``pushed``, ``version``, ``json``;
+* the same JSON as the last line of stdout.
+
+Exit codes: 0 done; 2 bad flag, config or missing input (nothing created); 1 the step
+failed; 4 a worker of a distributed step died (the message names it); 5 a wait ran past its
+timeout (``cluster.*_timeout_s``).
+
+Distributed steps (``cluster.launcher`` ``processes`` or ``kubernetes``):
+* Trainer with ``cluster.train_workers`` > 1: that many ``lstm-math train`` workers, each
+  with its own ``TF_CONFIG`` (MultiWorkerMirroredStrategy); worker 0 writes the model into
+  the step's artifact directory. A worker that dies fails the step naming it (the other
+  workers are stopped); rerunning the step resumes from the last epoch's checkpoint.
+* Tuner with ``cluster.tuner_workers`` > 0: a keras-tuner chief (``lstm-math tune --role
+  chief``) and that many workers (``--role worker --tuner-id worker-<i>``) sharing the
+  step's artifact directory. A dead worker is restarted with the same id (keras-tuner hands
+  it its unfinished trial back) up to ``cluster.worker_restarts`` times, then the step fails
+  naming it; a dead chief fails the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+log = logging.getLogger("lstm_math.step")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXIT_FAILED, EXIT_USAGE, EXIT_WORKER, EXIT_TIMEOUT = 1, 2, 4, 5
+OUTPUT_PARAMS = ("uri", "blessed", "pushed", "version", "json")
+
+
+class StepError(RuntimeError):
+    exit_code = EXIT_FAILED
+
+
+class StepUsageError(StepError):
+    exit_code = EXIT_USAGE
+
+
+class WorkerFailed(StepError):
+    exit_code = EXIT_WORKER
+
+
+class StepTimeout(StepError):
+    exit_code = EXIT_TIMEOUT
+
+
+def read_artifact(uri: str):
+    import tensorflow as tf
+
+    from pipeline.pipeline import Artifact
+
+    path = os.path.join(uri, "artifact.json")
+    if not tf.io.gfile.exists(path):
+        raise StepUsageError(f"no complete artifact at {uri} (no artifact.json: the step that "
+                             "writes it has not finished)")
+    with tf.io.gfile.GFile(path) as f:
+        return Artifact.from_json(f.read())
+
+
+def step_outputs(artifact, cached: bool, seconds: float) -> dict:
+    """The small JSON an orchestrator reads: paths, metrics, blessing, push."""
+    p = artifact.properties
+    out = {"component": artifact.component, "uri": artifact.uri,
+           "fingerprint": artifact.fingerprint, "cached": cached, "seconds": round(seconds, 2)}
+    if "blessing" in p:
+        out["blessed"] = bool(p["blessing"].get("blessed"))
+        out["metrics"] = {k: v for k, v in p.get("metrics", {}).items()
+                          if isinstance(v, (int, float, str, bool))}
+    if "pushed" in p:
+        out.update(pushed=bool(p["pushed"]), version=p.get("version"), path=p.get("path"),
+                   reason=p.get("reason"))
+    if "saved_model" in p:
+        out["saved_model"] = p["saved_model"]
+    if "passed" in p:
+        out["passed"] = bool(p["passed"])
+    out["properties"] = p
+    return out
+
+
+def _param_value(key: str, outputs: dict) -> str:
+    if key == "json":
+        return json.dumps(outputs, default=str)
+    value = outputs.get(key)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def write_outputs(outputs: dict, outputs_json: str | None, params: dict) -> None:
+    import tensorflow as tf
+
+    if outputs_json:
+        if os.path.dirname(outputs_json):
+            tf.io.gfile.makedirs(os.path.dirname(outputs_json))
+        with tf.io.gfile.GFile(outputs_json, "w") as f:
+            f.write(json.dumps(outputs, indent=2, default=str))
+    for key, path in params.items():
+        parent = os.path.dirname(path)
+        if parent:
+            tf.io.gfile.makedirs(parent)
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(_param_value(key, outputs))
+
+
+def run_step(config, name: str, inputs: dict, config_args: list, use_cache: bool = True,
+             log_dir: str | None = None):
+    """Runs step ``name``; returns (artifact, cached, seconds)."""
+    from pipeline.pipeline import Pipeline, create_pipeline
+    from pipeline.runner import LocalRunner
+
+    pipeline = create_pipeline(config)
+    try:
+        node = pipeline.node(name)
+    except KeyError as e:
+        raise StepUsageError(str(e.args[0])) from None
+    unknown = sorted(set(inputs) - set(node.inputs))
+    if unknown:
+        raise StepUsageError(f"--input {unknown[0]}: {name} does not read it; it reads "
+                             f"{', '.join(node.inputs) or 'nothing'}")
+    missing = [k for k in node.inputs if k not in inputs]
+    if missing:
+        raise StepUsageError(f"{name} needs --input {missing[0]}=URI (the upstream artifact "
+                             f"directory); it reads {', '.join(node.inputs)}")
+    artifacts = {k: read_artifact(inputs[k]) for k in node.inputs}
+    c = config.cluster
+    if name == "Trainer" and c.train_workers > 1:
+        launcher = make_launcher(config, config_args, log_dir)
+        if launcher:
+            node = dataclasses.replace(node, run=launcher.train)
+    elif name == "Tuner" and c.tuner_workers > 0 and config.tuner.enabled:
+        launcher = make_launcher(config, config_args, log_dir)
+        if launcher:
+            node = dataclasses.replace(node, run=launcher.tune)
+    pipeline = Pipeline(pipeline.name, [node if n.name == name else n for n in pipeline.nodes])
+    return LocalRunner(config).run_node(pipeline, name, artifacts, use_cache=use_cache)
+
+
+def make_launcher(config, config_args: list, log_dir: str | None = None):
+    kind = config.cluster.launcher
+    if kind == "processes":
+        return ProcessLauncher(config, config_args, log_dir)
+    if kind == "kubernetes":
+        from pipeline.k8s_launcher import KubernetesLauncher
+
+        return KubernetesLauncher(config, config_args)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Launchers: what the distributed Trainer and Tuner steps start, and how they are watched.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _how(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _tail(path: str, lines: int = 8) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + ln for ln in text[-lines:])
+
+
+class _Proc:
+    def __init__(self, name: str, args: list, env: dict, log_path: str, port: int | None,
+                 restarts: int = 0):
+        self.name, self.args, self.env, self.log_path = name, args, env, log_path
+        self.port, self.restarts_left = port, restarts
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", *self.args], env=self.env, cwd=REPO,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        log.info("started %s (pid %d%s, log %s)", self.name, self.popen.pid,
+                 f", 127.0.0.1:{self.port}" if self.port else "", self.log_path)
+
+    def poll(self):
+        return self.popen.poll() if self.popen else None
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+
+    def last_json(self) -> dict:
+        """The last JSON object the process printed (its result line)."""
+        with open(self.log_path, errors="replace") as f:
+            text = f.read()
+        start = text.rfind("\n{")
+        for candidate in (text[start + 1:] if start >= 0 else "",
+                          *reversed(text.splitlines())):
+            try:
+                value = json.loads(candidate)
+                if isinstance(value, dict):
+                    return value
+            except ValueError:
+                continue
+        return {}
+
+
+class ProcessLauncher:
+    """Workers as local processes on 127.0.0.1 (the local rehearsal of a cluster)."""
+
+    def __init__(self, config, config_args: list, log_dir: str | None = None):
+        self.config = config
+        self.c = config.cluster
+        self.config_args = list(config_args)
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix="lstm-math-step-")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get(
+            "PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        for var in ("TF_CONFIG", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT",
+                    "KERASTUNER_TUNER_ID"):
+            self.env.pop(var, None)
+
+    # -- Trainer ------------------------------------------------------------------------
+    def train(self, ctx) -> dict:
+        import tensorflow as tf
+
+        n = self.c.train_workers
+        examples = ctx.inputs["ExampleGen"].properties["examples_dir"]
+        hparams_path = os.path.join(ctx.output_dir, "input_hparams.json")
+        with tf.io.gfile.GFile(hparams_path, "w") as f:
+            f.write(json.dumps(ctx.inputs["Tuner"].properties["best"], indent=2))
+        ports = [free_port() for _ in range(n)]
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        from pipeline.k8s import tf_config_for
+
+        procs = []
+        for i in range(n):
+            args = ["train", *self.config_args, "--examples", examples, "--output",
+                    ctx.output_dir, "--hparams", hparams_path]
+            env = dict(self.env, TF_CONFIG=tf_config_for(cluster, i))
+            procs.append(_Proc(f"training worker {i}", args, env,
+                               os.path.join(self.log_dir, f"train-worker-{i}.log"), ports[i]))
+        log.info("Trainer: MultiWorkerMirroredStrategy over %d worker processes %s", n,
+                 cluster["worker"])
+        self._supervise_all(procs, what="Trainer")
+        result = procs[0].last_json()
+        return {**result, "model_dir": ctx.output_dir, "strategy": "MultiWorkerMirroredStrategy",
+                "workers": n, "worker_addresses": cluster["worker"]}
+
+    def _supervise_all(self, procs: list, what: str) -> None:
+        """Starts every process; done when all exit 0; the first failure stops the rest."""
+        started = time.monotonic()
+        for p in procs:
+            p.start()
+        waiting_for_port = {p.name for p in procs if p.port}
+        try:
+            while True:
+                codes = [p.poll() for p in procs]
+                for p, code in zip(procs, codes):
+                    if code not in (None, 0):
+                        raise WorkerFailed(
+                            f"{what}: {p.name} (pid {p.popen.pid}) {_how(code)}; stopped the "
+                            f"other workers. Last lines of {p.log_path}:\n{_tail(p.log_path)}")
+                if all(code == 0 for code in codes):
+                    return
+                elapsed = time.monotonic() - started
+                for p in procs:
+                    if p.name in waiting_for_port and p.poll() is None and _listening(p.port):
+                        waiting_for_port.discard(p.name)
+                if waiting_for_port and elapsed > self.c.start_timeout_s:
+                    name = sorted(waiting_for_port)[0]
+                    raise StepTimeout(f"{what}: {name} did not listen on its port within "
+                                      f"cluster.start_timeout_s={self.c.start_timeout_s:.0f}s")
+                if elapsed > self.c.step_timeout_s:
+                    raise StepTimeout(f"{what}: not finished after cluster.step_timeout_s="
+                                      f"{self.c.step_timeout_s:.0f}s; stopped every worker")
+                time.sleep(self.c.poll_interval_s)
+        finally:
+            for p in procs:
+                p.stop()
+
+    # -- Tuner --------------------------------------------------------------------------
+    def tune(self, ctx) -> dict:
+        import tensorflow as tf
+
+        from components.tuner import BEST_FILE
+
+        n = self.c.tuner_workers
+        examples = ctx.inputs["ExampleGen"].properties["examples_dir"]
+        io = ["--examples", examples, "--output", ctx.output_dir]
+        port = free_port()
+        chief = _Proc("tuner chief", ["tune", *self.config_args, "--role", "chief", "--oracle",
+                                      f"127.0.0.1:{port}", *io], self.env,
+                      os.path.join(self.log_dir, "tuner-chief.log"), port)
+        workers = [_Proc(f"tuner worker-{i}", [
+            "tune", *self.config_args, "--role", "worker", "--oracle", f"127.0.0.1:{port}",
+            "--tuner-id", f"worker-{i}", "--chief-timeout", str(self.c.worker_timeout_s), *io],
+            self.env, os.path.join(self.log_dir, f"tuner-worker-{i}.log"), None,
+            restarts=self.c.worker_restarts) for i in range(n)]
+        log.info("Tuner: keras-tuner chief on 127.0.0.1:%d + %d workers", port, n)
+        started = time.monotonic()
+        chief.start()
+        try:
+            while not _listening(port):
+                if chief.poll() is not None:
+                    if chief.poll() == 0:  # every trial already ran: nothing to serve
+                        break
+                    raise WorkerFailed(f"Tuner: the tuner chief {_how(chief.poll())} before "
+                                       f"serving. Last lines of {chief.log_path}:\n"
+                                       f"{_tail(chief.log_path)}")
+                if time.monotonic() - started > self.c.start_timeout_s:
+                    raise StepTimeout("Tuner: the tuner chief did not listen within "
+                                      f"cluster.start_timeout_s={self.c.start_timeout_s:.0f}s")
+                time.sleep(min(0.5, self.c.poll_interval_s))
+            for w in workers:
+                w.start()
+            chief_done_at = None
+            while True:
+                code = chief.poll()
+                if code not in (None, 0):
+                    raise WorkerFailed(f"Tuner: the tuner chief (pid {chief.popen.pid}) "
+                                       f"{_how(code)}; stopped the workers. Last lines of "
+                                       f"{chief.log_path}:\n{_tail(chief.log_path)}")
+                for w in workers:
+                    wc = w.poll()
+                    if wc in (None, 0) or (chief_done_at is not None):
+                        continue
+                    if w.restarts_left > 0:
+                        w.restarts_left -= 1
+                        log.warning("Tuner: %s (pid %d) %s; restarting it with the same id "
+                                    "(the chief hands it its unfinished trial back; %d restart(s) "
+                                    "left)", w.name, w.popen.pid, _how(wc), w.restarts_left)
+                        w.start()
+                    else:
+                        raise WorkerFailed(
+                            f"Tuner: {w.name} (pid {w.popen.pid}) {_how(wc)} and has no "
+                            f"restarts left (cluster.worker_restarts="
+                            f"{self.c.worker_restarts}); stopped the chief and the other "
+                            f"workers. Last lines of {w.log_path}:\n{_tail(w.log_path)}")
+                if code == 0:
+                    chief_done_at = chief_done_at or time.monotonic()
+                    if all(w.poll() is not None for w in workers) or (
+                            time.monotonic() - chief_done_at > min(30.0,
+                                                                   self.c.worker_timeout_s)):
+                        break
+                if time.monotonic() - started > self.c.step_timeout_s:
+                    raise StepTimeout(f"Tuner: not finished after cluster.step_timeout_s="
+                                      f"{self.c.step_timeout_s:.0f}s; stopped chief and workers")
+                time.sleep(self.c.poll_interval_s)
+        finally:
+            for p in (*workers, chief):
+                p.stop()
+        with tf.io.gfile.GFile(os.path.join(ctx.output_dir, BEST_FILE)) as f:
+            best = json.loads(f.read())
+        trials = []
+        trials_path = os.path.join(ctx.output_dir, "trials.json")
+        if tf.io.gfile.exists(trials_path):
+            with tf.io.gfile.GFile(trials_path) as f:
+                trials = json.loads(f.read())
+        result = chief.last_json()
+        return {**{k: v for k, v in result.items() if k not in ("best", "trials")},
+                "best": best, "trials": trials, "tuned": True, "role": "chief",
+                "workers": n}
+
+
+# --------------------------------------------------------------------------------------
+# Inside a Kubeflow Pipelines task (the body of every component in pipeline.kfp_pipeline).
+
+
+def run_as_task(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
+                inputs: dict, beam_args: list | None = None, **output_params: str) -> None:
+    """Runs ``lstm-math step`` in a child process and fails the task with its exit code."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "step", step, "--config", config,
+           "--set", f"runtime.pipeline_root={pipeline_root}",
+           "--set", f"pusher.serving_base={serving_base}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    for name, uri in inputs.items():
+        cmd += ["--input", f"{name}={uri}"]
+    outputs_json = output_params.pop("outputs_json", None)
+    if outputs_json:
+        cmd += ["--outputs-json", outputs_json]
+    for key, path in output_params.items():
+        cmd += ["--output-param", f"{key}={path}"]
+    if beam_args:  # Beam's own options, after the CLI's --beam separator
+        cmd += ["--beam", *beam_args]
+    print("lstm-math " + " ".join(cmd[3:]), flush=True)
+    code = subprocess.run(cmd).returncode
+    if code:
+        raise SystemExit(f"lstm-math step {step} failed with exit code {code}")
