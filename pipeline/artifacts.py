@@ -44,7 +44,13 @@ def artifact_dir(root: str, component: str, fingerprint: str) -> str:
 
 def read_artifact(root: str, component: str, fingerprint: str) -> Artifact | None:
     """The complete artifact at that place, or None (absent or interrupted)."""
-    path = os.path.join(artifact_dir(root, component, fingerprint), ARTIFACT_FILE)
+    return read_artifact_at(artifact_dir(root, component, fingerprint))
+
+
+def read_artifact_at(uri: str) -> Artifact | None:
+    """The complete artifact in directory ``uri`` (any gfile URL), or None when its
+    completion marker is not there (absent, or the step has not finished)."""
+    path = os.path.join(uri, ARTIFACT_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:

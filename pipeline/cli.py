@@ -24,6 +24,8 @@ import shutil
 import socket
 import sys
 
+from pipeline import cluster_cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 log = logging.getLogger("lstm_math")
@@ -292,18 +294,9 @@ def _check_predict(args) -> None:
 
 
 def _load(args):
-    from pipeline.config import load_config
+    from pipeline.config import config_from_args
 
-    overrides = list(args.overrides)
-    if getattr(args, "pipeline_root", None):
-        overrides.append(f"runtime.pipeline_root={args.pipeline_root}")
-    if getattr(args, "serving_base", None):
-        overrides.append(f"pusher.serving_base={args.serving_base}")
-    config = load_config(args.config, overrides)
-    beam_args = list(getattr(args, "beam_args", []) or [])
-    if beam_args:
-        config.runtime.beam_args = list(config.runtime.beam_args) + beam_args
-    return config
+    return config_from_args(args)
 
 
 def _tool(name: str) -> str:
@@ -499,6 +492,7 @@ COMMANDS = {
             "distributed mode)",
     "serve": "TF Serving-compatible local server (REST :8501, gRPC :8500)",
     "predict": "answer equations via the server (REST or gRPC) or a SavedModel",
+    **cluster_cli.COMMANDS,
 }
 
 
@@ -557,8 +551,6 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     # Cluster: step, pod, k8s-specs, compile-kfp, rehearse (pipeline/cluster_cli.py).
-    from pipeline import cluster_cli
-
     cluster_cli.add_subparsers(sub, _add_config_arguments, _add_beam_argument)
     return parser
 

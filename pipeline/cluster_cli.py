@@ -18,6 +18,17 @@ import sys
 
 log = logging.getLogger("lstm_math")
 
+COMMANDS = {
+    "step": "run one step for an orchestrator: explicit inputs, outputs JSON, exit codes",
+    "pod": "(inside a Kubernetes Indexed Job) set TF_CONFIG / the tuner id from "
+           "JOB_COMPLETION_INDEX, then run the command",
+    "k8s-specs": "write Kubernetes YAML: training workers (headless Service + Indexed Job), "
+                 "tuner chief + workers",
+    "compile-kfp": "write the Kubeflow Pipelines v2 spec (needs .[kfp])",
+    "rehearse": "the whole pipeline as a cluster runs it, on this machine (127.0.0.1): "
+                "portable Beam, 2 training workers, a tuner chief + 2 workers",
+}
+
 
 def config_args_of(args) -> list[str]:
     """The config flags that reproduce this config in another process or pod."""
@@ -50,15 +61,14 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 
 def cmd_step(args) -> int:
-    from pipeline.cli import _load
-    from pipeline.config import ConfigError
+    from pipeline.config import ConfigError, config_from_args
     from pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
                                 write_outputs)
 
     try:
         params = _parse_pairs(args.output_params, "--output-param", OUTPUT_PARAMS)
         inputs = _parse_pairs(args.inputs, "--input")
-        config = _load(args)
+        config = config_from_args(args)
         artifact, cached, seconds = run_step(config, args.name, inputs, config_args_of(args),
                                              use_cache=not args.no_cache, log_dir=args.log_dir)
         outputs = step_outputs(artifact, cached, seconds)
@@ -79,7 +89,6 @@ def cmd_step(args) -> int:
 
 
 def cmd_pod(args) -> int:
-    from pipeline import cli
     from pipeline.k8s import pod_environment
 
     rest = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
@@ -94,14 +103,15 @@ def cmd_pod(args) -> int:
     os.environ.update(extra)
     for key, value in extra.items():
         log.info("pod: %s=%s", key, value)
-    return cli.main(rest)
+    # the command in this process's place, with the pod's environment
+    os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *rest])
 
 
 def cmd_k8s_specs(args) -> int:
-    from pipeline.cli import _load
+    from pipeline.config import config_from_args
     from pipeline.k8s import write_specs
 
-    config = _load(args)
+    config = config_from_args(args)
     for path in write_specs(config, args.out, key=args.key, examples=args.examples,
                             trainer_output=args.trainer_output, tuner_output=args.tuner_output,
                             config_args=config_args_of(args)):
@@ -110,10 +120,10 @@ def cmd_k8s_specs(args) -> int:
 
 
 def cmd_compile_kfp(args) -> int:
-    from pipeline.cli import _load
+    from pipeline.config import config_from_args
     from pipeline.kfp_pipeline import compile_pipeline
 
-    config = _load(args)  # validates the config before anything is written
+    config = config_from_args(args)  # validates the config before anything is written
     try:
         compile_pipeline(args.output, config_name=args.config, overrides=args.overrides,
                          config=config)
@@ -126,10 +136,10 @@ def cmd_compile_kfp(args) -> int:
 
 
 def cmd_rehearse(args) -> int:
-    from pipeline.cli import _load
+    from pipeline.config import config_from_args
     from pipeline.cluster_local import rehearse
 
-    config = _load(args)
+    config = config_from_args(args)
     manifest = rehearse(config, config_args_of(args), train_workers=args.train_workers,
                         tuner_workers=args.tuner_workers, beam=args.beam_runner,
                         use_cache=not args.no_cache, extra_beam_args=list(args.beam_args))
@@ -141,8 +151,7 @@ def cmd_rehearse(args) -> int:
 def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
     import argparse
 
-    p = sub.add_parser("step", help="run one step for an orchestrator: explicit inputs, "
-                                    "outputs JSON, exit codes")
+    p = sub.add_parser("step", help=COMMANDS["step"], description=COMMANDS["step"])
     p.add_argument("name", help="ExampleGen, DataValidation, Tuner, Trainer, Evaluator, "
                                 "Exporter, InfraValidator or Pusher")
     add_config_arguments(p)
@@ -153,17 +162,16 @@ def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
                    metavar="KEY=PATH", help="write one output (uri, blessed, pushed, version, "
                                             "json) as plain text to PATH (repeatable)")
     p.add_argument("--log-dir", help="where a distributed step's worker logs go")
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="rerun the step even if cached")
     add_beam_argument(p)
     p.set_defaults(func=cmd_step)
 
-    p = sub.add_parser("pod", help="(inside a Kubernetes Indexed Job) set TF_CONFIG / the "
-                                   "tuner id from JOB_COMPLETION_INDEX, then run the command")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("pod", help=COMMANDS["pod"], description=COMMANDS["pod"])
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="the lstm-math command to run, after --: train ... or tune ...")
     p.set_defaults(func=cmd_pod)
 
-    p = sub.add_parser("k8s-specs", help="write Kubernetes YAML: training workers (headless "
-                                         "Service + Indexed Job), tuner chief + workers")
+    p = sub.add_parser("k8s-specs", help=COMMANDS["k8s-specs"], description=COMMANDS["k8s-specs"])
     add_config_arguments(p)
     p.add_argument("--out", required=True, help="directory for train.yaml and tune.yaml")
     p.add_argument("--key", default="manual", help="tells launches apart in object names")
@@ -172,25 +180,24 @@ def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
     p.add_argument("--tuner-output", help="shared tuning directory")
     p.set_defaults(func=cmd_k8s_specs)
 
-    p = sub.add_parser("compile-kfp", help="write the Kubeflow Pipelines v2 spec (needs .[kfp])")
+    p = sub.add_parser("compile-kfp", help=COMMANDS["compile-kfp"],
+                       description=COMMANDS["compile-kfp"])
     add_config_arguments(p)
     p.add_argument("output", help="the pipeline spec to write, e.g. lstm_math.yaml")
     p.set_defaults(func=cmd_compile_kfp)
 
-    p = sub.add_parser("rehearse", help="the whole pipeline as a cluster runs it, on this "
-                                        "machine (127.0.0.1): portable Beam, 2 training "
-                                        "workers, a tuner chief + 2 workers")
+    p = sub.add_parser("rehearse", help=COMMANDS["rehearse"], description=COMMANDS["rehearse"])
     add_config_arguments(p)
-    p.add_argument("--train-workers", type=int, default=2)
-    p.add_argument("--tuner-workers", type=int, default=2)
+    p.add_argument("--train-workers", type=int, default=2,
+                   help="MultiWorkerMirroredStrategy worker processes for the Trainer")
+    p.add_argument("--tuner-workers", type=int, default=2,
+                   help="keras-tuner worker processes beside the chief")
     p.add_argument("--beam-runner", choices=("portable", "direct"), default="portable",
                    help="portable: a Beam job service + external worker pool (default)")
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="rerun every step")
     add_beam_argument(p)
     p.set_defaults(func=cmd_rehearse)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from pipeline import cli
-
-    sys.exit(cli.main(sys.argv[1:]))
+    sys.exit(os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *sys.argv[1:]]))

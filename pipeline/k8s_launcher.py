@@ -20,7 +20,7 @@ import os
 import time
 
 from pipeline import k8s
-from pipeline.steps import StepTimeout, WorkerFailed
+from pipeline.step_errors import StepTimeout, WorkerFailed
 
 log = logging.getLogger("lstm_math.step")
 

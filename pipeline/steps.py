@@ -40,40 +40,24 @@ import sys
 import tempfile
 import time
 
+from pipeline.step_errors import (EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE,  # noqa: F401
+                                  EXIT_WORKER, StepError, StepTimeout, StepUsageError,
+                                  WorkerFailed)
+
 log = logging.getLogger("lstm_math.step")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXIT_FAILED, EXIT_USAGE, EXIT_WORKER, EXIT_TIMEOUT = 1, 2, 4, 5
 OUTPUT_PARAMS = ("uri", "blessed", "pushed", "version", "json")
 
 
-class StepError(RuntimeError):
-    exit_code = EXIT_FAILED
-
-
-class StepUsageError(StepError):
-    exit_code = EXIT_USAGE
-
-
-class WorkerFailed(StepError):
-    exit_code = EXIT_WORKER
-
-
-class StepTimeout(StepError):
-    exit_code = EXIT_TIMEOUT
-
-
 def read_artifact(uri: str):
-    import tensorflow as tf
+    from pipeline.artifacts import ARTIFACT_FILE, read_artifact_at
 
-    from pipeline.pipeline import Artifact
-
-    path = os.path.join(uri, "artifact.json")
-    if not tf.io.gfile.exists(path):
-        raise StepUsageError(f"no complete artifact at {uri} (no artifact.json: the step that "
-                             "writes it has not finished)")
-    with tf.io.gfile.GFile(path) as f:
-        return Artifact.from_json(f.read())
+    artifact = read_artifact_at(uri)
+    if artifact is None:
+        raise StepUsageError(f"no complete artifact at {uri} (no {ARTIFACT_FILE}: the step "
+                             "that writes it has not finished)")
+    return artifact
 
 
 def step_outputs(artifact, cached: bool, seconds: float) -> dict:

@@ -1,15 +1,24 @@
-"""Shared test code: the CLI in a subprocess, digests of generated files, free ports, and a
+"""Shared test code: the CLI in a subprocess, digests of generated files, free ports, a
 cache of ExampleGen outputs (one per data config per test session; see conftest's
-``examples_for``). Test files import from here, never from each other."""
+``examples_for``), and stand-ins for trained networks written in plain TensorFlow
+(``OracleModel``, ``TableOracle``): they read the equation from the encoder ids and answer
+with known mistakes, so every figure the Evaluator or the InfraValidator reports can be
+checked independently. Test files import from here, never from each other."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
+
+import tensorflow as tf
+
+from components import equations as eq
+from components import tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,3 +90,124 @@ class ExampleCache:
             run_example_gen(data, out, [])
             self._dirs[key] = out
         return self._dirs[key]
+
+
+# --------------------------------------------------------------------------------------
+# The serving contract of a pushed model, checked from a process without project code.
+
+_CONTRACT_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rows = ["31 + 87", "12+7", "31 + x", "", "1 + 2 + 3", "5 * 5", "1000 + 1"]
+out = fn(equation=tf.constant(rows))
+print(json.dumps({
+    "dtypes": {k: v.dtype.name for k, v in out.items()},
+    "inputs": {k: v.dtype.name for k, v in fn.structured_input_signature[1].items()},
+    "valid": out["valid"].numpy().tolist(),
+    "error": [e.decode() for e in out["error"].numpy()],
+    "result": [r.decode() for r in out["result"].numpy()],
+    "confidence": out["confidence"].numpy().tolist(),
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pipeline", "serving")),
+}))
+"""
+
+
+
+def check_served_contract(version_dir: str, cwd: str) -> None:
+    """A pushed version answers per the serving contract, loaded in a fresh ``python -I``
+    process that imports no project code: dtypes, per-row validity and reasons."""
+    proc = subprocess.run([sys.executable, "-I", "-c", _CONTRACT_SCRIPT, version_dir],
+                          capture_output=True, text=True, timeout=300, cwd=cwd, check=True)
+    out = json.loads(proc.stdout)
+    assert out["project_modules"] == []
+    assert out["inputs"] == {"equation": "string"}
+    assert out["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
+                             "confidence": "float32"}
+    assert out["valid"] == [True, True, False, False, False, False, False]
+    assert out["error"][:2] == ["", ""]
+    assert "unknown character 'x'" in out["error"][2]
+    assert "empty" in out["error"][3]
+    assert "too long" in out["error"][4]
+    assert "not trained" in out["error"][5]
+    assert "out of the trained range" in out["error"][6]
+    assert all(r == "" for r in out["result"][2:])
+    assert all(0.0 <= c <= 1.0 for c in out["confidence"])
+    assert out["confidence"][2:] == [0.0] * 5
+
+
+# --------------------------------------------------------------------------------------
+# Stand-ins for trained networks.
+
+
+def _texts(encoder_ids):
+    chars = tf.gather(tf.constant([""] * len(tokenizer.SPECIALS) + list(tokenizer.CHARACTERS)),
+                      encoder_ids)
+    return tf.strings.reduce_join(chars, axis=1)
+
+
+class OracleModel(tf.Module):
+    """Two operands. Right on every equation except ``a == wrong_a`` with operator '+',
+    where it answers truth + ``offset``. Per-step probability 0.99 where right and 0.6 where
+    wrong."""
+
+    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
+        super().__init__()
+        self.reverse = bool(coverage["reverse_output"])
+        self.wrong_a = wrong_a
+        self.offset = offset
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        text = _texts(encoder_ids)
+        numbers = tf.strings.split(tf.strings.regex_replace(text, r"[+\-*/]", " "))
+        values = tf.strings.to_number(numbers, out_type=tf.int64).to_tensor(shape=[None, 2])
+        a, b = values[:, 0], values[:, 1]
+        op = tf.strings.regex_replace(text, r"[0-9]", "")
+        result = tf.where(tf.equal(op, "+"), a + b,
+                          tf.where(tf.equal(op, "-"), a - b,
+                                   tf.where(tf.equal(op, "*"), a * b,
+                                            tf.math.floordiv(a, tf.maximum(b, 1)))))
+        wrong = tf.equal(op, "+") & tf.equal(a, self.wrong_a)
+        result = tf.where(wrong, result + self.offset, result)
+        _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
+        used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
+        p = tf.where(wrong, 0.6, 0.99)[:, None] * tf.ones([1, steps])
+        return ids, tf.where(used, p, 1.0)
+
+
+class TableOracle(tf.Module):
+    """Any operand count: answers by looking the compact equation up in a table of the whole
+    (small) space. ``mistake(equation) -> (answer, per-step probability) or None`` decides
+    the wrong answers; right ones get ``right_p`` per step."""
+
+    def __init__(self, coverage: dict, mistake, right_p: float = 0.99):
+        super().__init__()
+        self.reverse = bool(coverage["reverse_output"])
+        n = int(coverage["num_operands"])
+        space = eq.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
+                                 int(coverage["operand_max"]), n,
+                                 int(coverage.get("min_operands", n)))
+        keys, answers, probs = [], [], []
+        self.wrong = {}
+        for i in range(space.size):
+            e = space.equation_at(i)
+            keys.append(e.text.replace(" ", ""))
+            bad = mistake(e)
+            if bad is None:
+                answers.append(str(e.result))
+                probs.append(right_p)
+            else:
+                answers.append(str(bad[0]))
+                probs.append(float(bad[1]))
+                self.wrong[e.text] = bad
+        init = tf.lookup.KeyValueTensorInitializer
+        self.answers = tf.lookup.StaticHashTable(init(keys, answers), "?")
+        self.probs = tf.lookup.StaticHashTable(
+            init(tf.constant(keys), tf.constant(probs, tf.float32)), 0.5)
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        text = _texts(encoder_ids)
+        _, ids = tokenizer.encode_results(self.answers.lookup(text), steps - 1, self.reverse)
+        used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
+        p = self.probs.lookup(text)[:, None] * tf.ones([1, steps])
+        return ids, tf.where(used, p, 1.0)

@@ -15,9 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, lstm_math
-from tests.test_pipeline_e2e import \
-    test_pushed_model_answers_from_a_process_without_project_code as served_contract
+from tests.helpers import REPO, check_served_contract, lstm_math
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +65,8 @@ def test_rehearsal_runs_every_step_as_a_cluster_would(rehearsal):
 @pytest.mark.timeout(1900)
 def test_pushed_model_passes_the_single_process_contract_test(rehearsal, tmp_path):
     assert rehearsal["manifest"]["steps"]["Pusher"]["version"] == 1
-    served_contract({"serving": str(rehearsal["serving"])}, tmp_path)
+    check_served_contract(os.path.join(str(rehearsal["serving"]), "lstm_math", "1"),
+                          str(tmp_path))
 
 
 def _step(rehearsal, name, *overrides, inputs=()):

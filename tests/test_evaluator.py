@@ -1,6 +1,6 @@
 """The Evaluator's tables, pictures, exhaustive mode and blessing, on a model with known mistakes.
 
-``OracleModel`` and ``TableOracle`` (tests/eval_fakes.py) are stand-ins for a trained network
+``OracleModel`` and ``TableOracle`` (tests/helpers.py) are stand-ins for a trained network
 written in plain TensorFlow: ``greedy_decode`` reads the equation from the encoder ids,
 computes or looks up the answer, and gets exactly the chosen equations wrong (by a chosen
 amount, at a chosen confidence). So every figure the
@@ -23,7 +23,7 @@ from components.example_gen import run_example_gen
 from components.exporter import export_saved_model
 from components import pusher
 from pipeline.config import DataConfig, coverage_of, load_config
-from tests.eval_fakes import OracleModel, TableOracle  # noqa: F401  (OracleModel: test_infra_validator)
+from tests.helpers import OracleModel, TableOracle
 
 OPERAND_MAX = 30
 OPERATORS = ["+", "-"]

@@ -28,7 +28,7 @@ EXPORTER_SIDE = ("components.exporter", "components.evaluator", "components.infr
 
 # Cross-test imports in files this restructuring did not own; each should go (the test
 # fails when one disappears, so the list only shrinks).
-KNOWN_TEST_IMPORTS = {("tests/test_infra_validator.py", "tests.test_evaluator")}
+KNOWN_TEST_IMPORTS: set = set()
 
 
 def _module_name(path: str) -> str:
@@ -55,8 +55,13 @@ def _imports(path: str, known) -> set:
     module, else ``a``)."""
     with open(path) as f:
         tree = ast.parse(f.read(), path)
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", getattr(block.test, "attr", None))
+                   == "TYPE_CHECKING" for n in ast.walk(block)}
     found = set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports are for annotations only
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -125,7 +130,8 @@ def test_serving_runtime_imports_nothing_from_pipeline_or_components():
 def test_signature_builder_lives_with_the_exporter():
     assert "components.signature" in GRAPH
     users = sorted(m for m, imports in GRAPH.items() if "components.signature" in imports)
-    assert users and set(users) <= set(EXPORTER_SIDE), users
+    assert users and all(any(u == side or u.startswith(side + ".") for side in EXPORTER_SIDE)
+                         for u in users), users
 
 
 def test_one_place_knows_the_artifact_store_layout():

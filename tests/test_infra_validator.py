@@ -10,7 +10,7 @@ import pytest
 
 from components import infra_validator
 from components.exporter import export_saved_model
-from tests.test_evaluator import OracleModel
+from tests.helpers import OracleModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,

@@ -3,14 +3,12 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from components import equations as eq
 from components import data as data_lib
-from tests.helpers import lstm_math
+from tests.helpers import check_served_contract, lstm_math
 
 
 def test_every_stage_ran_and_wrote_its_artifacts(smoke_run):
@@ -68,43 +66,8 @@ def test_blessed_model_was_pushed_with_a_version(smoke_run):
     assert metrics["exact_match"] == pytest.approx(1 - metrics["wrong"] / metrics["count"])
 
 
-FRESH = r"""
-import json, sys
-import tensorflow as tf
-fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-rows = ["31 + 87", "12+7", "31 + x", "", "1 + 2 + 3", "5 * 5", "1000 + 1"]
-out = fn(equation=tf.constant(rows))
-print(json.dumps({
-    "dtypes": {k: v.dtype.name for k, v in out.items()},
-    "inputs": {k: v.dtype.name for k, v in fn.structured_input_signature[1].items()},
-    "valid": out["valid"].numpy().tolist(),
-    "error": [e.decode() for e in out["error"].numpy()],
-    "result": [r.decode() for r in out["result"].numpy()],
-    "confidence": out["confidence"].numpy().tolist(),
-    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pipeline", "serving")),
-}))
-"""
-
-
 def test_pushed_model_answers_from_a_process_without_project_code(smoke_run, tmp_path):
-    path = os.path.join(smoke_run["serving"], "lstm_math", "1")
-    proc = subprocess.run([sys.executable, "-I", "-c", FRESH, path], capture_output=True,
-                          text=True, timeout=300, cwd=str(tmp_path), check=True)
-    out = json.loads(proc.stdout)
-    assert out["project_modules"] == []
-    assert out["inputs"] == {"equation": "string"}
-    assert out["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
-                             "confidence": "float32"}
-    assert out["valid"] == [True, True, False, False, False, False, False]
-    assert out["error"][:2] == ["", ""]
-    assert "unknown character 'x'" in out["error"][2]
-    assert "empty" in out["error"][3]
-    assert "too long" in out["error"][4]
-    assert "not trained" in out["error"][5]
-    assert "out of the trained range" in out["error"][6]
-    assert all(r == "" for r in out["result"][2:])
-    assert all(0.0 <= c <= 1.0 for c in out["confidence"])
-    assert out["confidence"][2:] == [0.0] * 5
+    check_served_contract(os.path.join(smoke_run["serving"], "lstm_math", "1"), str(tmp_path))
 
 
 def test_rerun_is_cached_and_pushes_nothing_new(smoke_run):

@@ -158,3 +158,19 @@ def from_dict(data: dict) -> PipelineConfig:
     config = build(PipelineConfig, data, "")
     config.validate()
     return config
+
+
+def config_from_args(args):
+    """The config a command line asks for: ``--config``, ``--set`` overrides, then
+    ``--pipeline-root`` / ``--serving-base`` and Beam options (``args.beam_args``) on top.
+    Shared by every ``lstm-math`` command that takes a config."""
+    overrides = list(args.overrides)
+    if getattr(args, "pipeline_root", None):
+        overrides.append(f"runtime.pipeline_root={args.pipeline_root}")
+    if getattr(args, "serving_base", None):
+        overrides.append(f"pusher.serving_base={args.serving_base}")
+    config = load_config(args.config, overrides)
+    beam_args = list(getattr(args, "beam_args", []) or [])
+    if beam_args:
+        config.runtime.beam_args = list(config.runtime.beam_args) + beam_args
+    return config
