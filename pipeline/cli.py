@@ -82,9 +82,8 @@ def _fail(prog: str, message: str) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Help: presets, and the arguments of train / tune (declared here so that their --help
-# needs no TensorFlow; components.trainer.add_train_arguments and
-# components.tuner.add_tune_arguments stay as they are for `python -m components.trainer`).
+# Help: presets, and the arguments of train / tune (declared here, their only place, so
+# that their --help needs no TensorFlow).
 
 
 def presets() -> list[tuple[str, str]]:
@@ -143,7 +142,7 @@ def _add_beam_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The same arguments as components.trainer.add_train_arguments, with help for each."""
+    """The arguments of `lstm-math train` (pipeline.commands.train reads them)."""
     _add_config_arguments(p, roots=False)
     p.add_argument("--examples", required=True, metavar="DIR",
                    help="ExampleGen output: shards + stats.json (local path or gfile URL)")
@@ -156,7 +155,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
-    """The same arguments as components.tuner.add_tune_arguments (plus the config ones)."""
+    """The arguments of `lstm-math tune` (pipeline.commands.tune reads them)."""
     _add_config_arguments(p)
     p.add_argument("--role", choices=("local", "chief", "worker"),
                    help="local (default; or from KERASTUNER_* variables): one process; chief: "

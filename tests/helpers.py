@@ -92,6 +92,23 @@ class ExampleCache:
         return self._dirs[key]
 
 
+# Source for a fresh `python -I -c` process (after `import importlib.machinery`): classes
+# that make Keras unimportable there, as on a machine without it (`import tensorflow` itself
+# imports Keras when it is installed); `sys.meta_path.insert(0, BlockKeras())` arms them.
+BLOCK_KERAS = r"""
+class Refuse:
+    def create_module(self, spec):
+        raise ImportError("keras blocked")
+    def exec_module(self, module):
+        raise ImportError("keras blocked")
+
+class BlockKeras:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras", "tf_keras"):
+            return importlib.machinery.ModuleSpec(name, Refuse(), origin=None)
+"""
+
+
 # --------------------------------------------------------------------------------------
 # The serving contract of a pushed model, checked from a process without project code.
 

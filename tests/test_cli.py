@@ -148,23 +148,6 @@ def test_beam_options_are_checked_against_beam():
                             "--b=2"]) == (["run", "--beam-arg=--runner=X"], ["--a=1", "--b=2"])
 
 
-def test_train_and_tune_declare_the_components_arguments():
-    """cli.py declares them (fast help); they must match the components' own declarations."""
-    import argparse
-
-    from components import trainer, tuner
-
-    def dests(add, *extra):
-        p = argparse.ArgumentParser()
-        for f in (*extra, add):
-            f(p)
-        return {a.dest for a in p._actions}
-
-    assert dests(cli.add_train_arguments) == dests(trainer.add_train_arguments)
-    assert dests(cli.add_tune_arguments) == dests(tuner.add_tune_arguments,
-                                                  cli._add_config_arguments)
-
-
 def test_component_names_match_the_pipeline(smoke_run):
     assert tuple(smoke_run["manifest"]["components"]) == cli.COMPONENTS
 

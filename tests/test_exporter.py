@@ -14,6 +14,7 @@ import tensorflow as tf
 from components import tokenizer
 from components.exporter import export_saved_model
 from components.models import ModelHParams, build_model
+from tests.helpers import BLOCK_KERAS
 
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
             "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
@@ -60,18 +61,7 @@ def test_saved_model_cli_shows_exactly_the_contract(exported):
 FRESH = r"""
 import importlib.machinery, json, sys
 BLOCK = sys.argv[2] == "block-keras"
-
-class Refuse:
-    def create_module(self, spec):
-        raise ImportError("keras blocked")
-    def exec_module(self, module):
-        raise ImportError("keras blocked")
-
-class BlockKeras:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("keras", "tf_keras"):
-            return importlib.machinery.ModuleSpec(name, Refuse(), origin=None)
-
+""" + BLOCK_KERAS + r"""
 if BLOCK:
     sys.meta_path.insert(0, BlockKeras())
 import tensorflow as tf

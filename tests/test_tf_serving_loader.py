@@ -24,6 +24,7 @@ from components import infra_validator, tokenizer
 from components.exporter import export_saved_model
 from components.models import ModelHParams, build_model
 from components.signature import build_serving_function
+from tests.helpers import BLOCK_KERAS
 
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
             "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
@@ -88,18 +89,7 @@ def exports(tmp_path_factory):
 # Runs with `python -I` (no PYTHONPATH, no project on sys.path) and Keras made unimportable.
 FRESH = r"""
 import base64, importlib.machinery, json, sys
-
-class Refuse:
-    def create_module(self, spec):
-        raise ImportError("keras blocked")
-    def exec_module(self, module):
-        raise ImportError("keras blocked")
-
-class BlockKeras:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("keras", "tf_keras"):
-            return importlib.machinery.ModuleSpec(name, Refuse(), origin=None)
-
+""" + BLOCK_KERAS + r"""
 sys.meta_path.insert(0, BlockKeras())
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2

@@ -8,13 +8,11 @@
   checkpoints.py   every weight and optimizer slot per epoch, resume and early-stopping state
   summaries.py     TensorBoard scalars, graph and sample predictions
   run.py           ``run_trainer``: one run, resumable (what it writes is listed there)
-  cli.py           the arguments of ``lstm-math train``
 """
 
 from components.trainer.checkpoints import (CHECKPOINT_PREFIX,  # noqa: F401
                                             checkpointed_variables, is_better_epoch,
                                             restore_epoch_weights)
-from components.trainer.cli import add_train_arguments  # noqa: F401
 from components.trainer.loop import TrainLoop, steps_for  # noqa: F401
 from components.trainer.model import (build_optimizer, compile_model,  # noqa: F401
                                       learning_rate_schedule, load_trained, model_coverage,

@@ -21,7 +21,6 @@ validation exact match.
   records.py       execution records, trial table, best hyperparameters, HParams
   distributed.py   roles, the chief's oracle server, the worker's watch on the chief
   search.py        ``run_tuner``: one search, local, chief or worker
-  cli.py           the arguments of ``lstm-math tune``
 
 Writes, under its output directory:
   best_hyperparameters.json   {"model": trainer.model, "optimizer": trainer.optimizer} of the
@@ -34,7 +33,6 @@ Writes, under its output directory:
   executions/                 one record per trial execution (who ran it, when, the result)
 """
 
-from components.tuner.cli import add_tune_arguments  # noqa: F401
 from components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, ChiefWatch,  # noqa: F401
                                           LostChief, configure_role, role_from_env)
 from components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
