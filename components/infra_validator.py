@@ -115,10 +115,15 @@ def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, 
 
 
 def hostile_for(coverage: dict) -> list[tuple[bytes, str]]:
-    rows = list(HOSTILE)
     ops, n = coverage["operators"], int(coverage["num_operands"])
-    rows.append((f"{coverage['operand_max'] + 1} {ops[0]} 1".encode(), "out of the trained range"))
-    rows.append((f"{'0' * 40}{coverage['operand_max'] + 1} {ops[0]} 1".encode(),
+    ones = f" {ops[0]} 1" * (n - 1)  # the rest of an equation of a covered length
+    # An out-of-range operand is reported as such only in an equation that is otherwise
+    # covered (a trained operator, a covered operand count); else 'not trained' / 'too short'.
+    rows = [(r[:-len(b" + 1")] + ones.encode()
+             if want == "out of the trained range" and r.endswith(b" + 1") else r, want)
+            for r, want in HOSTILE]
+    rows.append((f"{coverage['operand_max'] + 1}{ones}".encode(), "out of the trained range"))
+    rows.append((f"{'0' * 40}{coverage['operand_max'] + 1}{ones}".encode(),
                  "out of the trained range"))
     missing = [op for op in eq.OPERATORS if op not in ops]
     if missing:

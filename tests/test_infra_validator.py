@@ -125,3 +125,24 @@ def test_canaries_and_hostile_rows_follow_the_operand_counts_a_model_covers():
     assert "too short" not in reasons and "too long" in reasons  # 2 operands are fine
     three_only = {**mixed, "min_operands": 3}
     assert (b"1 + 1", "too short") in infra_validator.hostile_for(three_only)
+
+
+@pytest.mark.parametrize("preset", ["default", "seed", "mixed", "full", "subtraction",
+                                    "multiplication", "division"])
+def test_hostile_rows_get_their_reason_from_every_presets_signature(preset):
+    """The InfraValidator's expectations hold for every model the presets train: each
+    hostile row is refused by the in-graph validation with the reason the check expects
+    (an out-of-range operand only in an otherwise covered equation, and so on)."""
+    import tensorflow as tf
+
+    from components.signature import validate
+    from pipeline.config import coverage_of, load_config
+
+    coverage = coverage_of(load_config(preset))
+    rows = infra_validator.hostile_for(coverage)
+    valid, reason, _ = validate(tf.constant([r for r, _ in rows]), coverage)
+    for (text, want), ok, got in zip(rows, valid.numpy(), reason.numpy()):
+        assert not ok and want in got.decode(), (preset, text[:50], got)
+    good, _, _ = validate(tf.constant([t for t, _ in infra_validator.canaries(coverage, 12)]),
+                          coverage)
+    assert good.numpy().all()
