@@ -35,7 +35,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 # The pipeline's steps in order (pipeline/pipeline.py; tests/test_cli.py checks they agree).
 COMPONENTS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
               "InfraValidator", "Pusher")
-BEAM_COMMANDS = ("run", "component", "generate")
+BEAM_COMMANDS = ("run", "component", "generate", "step", "rehearse")
 # Commands whose arguments are declared by the module that runs them, imported only when
 # that command is chosen (the serving engineers own them).
 DELEGATED = {"serve": ("serving.server", "add_serve_arguments"),
