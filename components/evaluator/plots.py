@@ -55,33 +55,35 @@ def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
             grid[ys - low, xs - low] = np.where(good, 1, 2)
         good = good.astype(bool)
         wrong = ~good if len(xs) else np.zeros([0], bool)
-        # ~900 px wide, square map, legend below: TensorBoard shows it scaled to its card
-        # (often half size), so the text is large and a wrong answer is a big red dot
-        fig, ax = plt.subplots(figsize=(9.0, 9.6))
+        # ~700 px wide, square map, legend below: TensorBoard's Images tab shows it at about
+        # half that (its card is ~350 px wide), so the text is large and a wrong answer is a
+        # big red dot
+        fig, ax = plt.subplots(figsize=(7.0, 7.6))
         ax.imshow(grid, origin="lower", interpolation="nearest",
                   extent=(low - 0.5, high + 0.5, low - 0.5, high + 0.5),
                   cmap=ListedColormap(["white", "#9fd89f", "#d62728"]), vmin=0, vmax=2)
         n_wrong = int(wrong.sum()) if len(xs) else 0
-        size = 110 if n_wrong <= 200 else 45 if n_wrong <= 2000 else 14
+        size = 200 if n_wrong <= 200 else 60 if n_wrong <= 2000 else 14
         if n_wrong:  # wrong answers are rare: mark them so they show at any size
             ax.scatter(xs[wrong], ys[wrong], s=size, c="#d62728", marker="o",
                        edgecolors="black", linewidths=0.8, label=f"wrong ({n_wrong})")
         else:
-            ax.scatter([], [], s=110, c="#d62728", marker="o", edgecolors="black",
+            ax.scatter([], [], s=200, c="#d62728", marker="o", edgecolors="black",
                        linewidths=0.8, label="wrong (0)")
-        ax.scatter([], [], s=110, c="#9fd89f", marker="s",
+        ax.scatter([], [], s=200, c="#9fd89f", marker="s",
                    label=f"right ({int(good.sum()) if len(xs) else 0})")
-        ax.scatter([], [], s=110, c="white", edgecolors="#999999", marker="s",
+        ax.scatter([], [], s=200, c="white", edgecolors="#999999", marker="s",
                    label="not evaluated")
         # outside the axes: a legend must never cover cells of the map
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), borderaxespad=0.0,
-                  ncol=3, fontsize=15, frameon=False, handletextpad=0.3, columnspacing=1.5)
-        ax.set_xlabel("a", fontsize=15)
-        ax.set_ylabel("b", fontsize=15)
-        ax.tick_params(labelsize=13)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), borderaxespad=0.0,
+                  ncol=3, fontsize=16, frameon=False, handletextpad=0.1, columnspacing=0.8)
+        ax.set_xlabel("a", fontsize=18, labelpad=2)
+        ax.set_ylabel("b", fontsize=18, labelpad=2)
+        ax.locator_params(nbins=5)
+        ax.tick_params(labelsize=16)
         accuracy = float(good.mean()) if len(xs) else float("nan")
-        ax.set_title(f"a {op} b ({title}): exact match {accuracy:.5f}\n"
-                     f"{len(xs)} equations, {n_wrong} wrong", fontsize=16)
+        ax.set_title(f"a {op} b, {title}: exact match {accuracy:.5f}\n"
+                     f"{n_wrong} wrong of {len(xs)}", fontsize=19)
         fig.tight_layout()
         pngs[op] = _png(fig)
     return pngs
@@ -91,13 +93,13 @@ def error_size_png(error_sizes: dict, title: str) -> bytes:
     plt = _pyplot()
     labels = list(error_sizes)
     counts = [error_sizes[k] for k in labels]
-    fig, ax = plt.subplots(figsize=(9.0, 5.0))  # as wide as the error maps, large text
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))  # as wide as the error maps, large text
     bars = ax.bar(range(len(labels)), counts, color="#d62728")
-    ax.bar_label(bars, fontsize=13)
-    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=12)
-    ax.tick_params(axis="y", labelsize=12)
-    ax.set_xlabel("|answer - truth|", fontsize=14)
-    ax.set_ylabel("wrong answers", fontsize=14)
-    ax.set_title(f"error sizes: {title}", fontsize=15)
+    ax.bar_label(bars, fontsize=15)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=15)
+    ax.tick_params(axis="y", labelsize=15)
+    ax.set_xlabel("|answer - truth|", fontsize=17)
+    ax.set_ylabel("wrong answers", fontsize=17)
+    ax.set_title(f"error sizes: {title}", fontsize=19)
     fig.tight_layout()
     return _png(fig)
