@@ -63,13 +63,12 @@ def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
                   extent=(low - 0.5, high + 0.5, low - 0.5, high + 0.5),
                   cmap=ListedColormap(["white", "#9fd89f", "#d62728"]), vmin=0, vmax=2)
         n_wrong = int(wrong.sum()) if len(xs) else 0
-        size = 200 if n_wrong <= 200 else 60 if n_wrong <= 2000 else 14
-        if n_wrong:  # wrong answers are rare: mark them so they show at any size
-            ax.scatter(xs[wrong], ys[wrong], s=size, c="#d62728", marker="o",
-                       edgecolors="black", linewidths=0.8, label=f"wrong ({n_wrong})")
-        else:
-            ax.scatter([], [], s=200, c="#d62728", marker="o", edgecolors="black",
-                       linewidths=0.8, label="wrong (0)")
+        # wrong answers are rare: mark them so they show at any size (many: the cells are red)
+        if 0 < n_wrong <= 2000:
+            ax.scatter(xs[wrong], ys[wrong], s=200 if n_wrong <= 200 else 60, c="#d62728",
+                       marker="o", edgecolors="black", linewidths=0.8)
+        ax.scatter([], [], s=200, c="#d62728", marker="o", edgecolors="black", linewidths=0.8,
+                   label=f"wrong ({n_wrong})")
         ax.scatter([], [], s=200, c="#9fd89f", marker="s",
                    label=f"right ({int(good.sum()) if len(xs) else 0})")
         ax.scatter([], [], s=200, c="white", edgecolors="#999999", marker="s",
@@ -96,6 +95,7 @@ def error_size_png(error_sizes: dict, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7.0, 4.6))  # as wide as the error maps, large text
     bars = ax.bar(range(len(labels)), counts, color="#d62728")
     ax.bar_label(bars, fontsize=15)
+    ax.margins(y=0.18)  # room for the tallest bar's label below the title
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=15)
     ax.tick_params(axis="y", labelsize=15)
     ax.set_xlabel("|answer - truth|", fontsize=17)
