@@ -4,7 +4,7 @@
 # Then (each in its own terminal where it keeps running):
 #   make predict EQ="31 + 87"   asks the pushed model, no server needed
 #   make serve                  TF Serving-compatible server on :8501 (REST) and :8500 (gRPC)
-#   make tensorboard            TensorBoard over the pipeline root on :6006
+#   make tensorboard            TensorBoard over the pipeline root's view on :6006
 # The tools are in .venv/bin (not on PATH): `source .venv/bin/activate` to type `lstm-math`.
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,7 +41,7 @@ predict: install
 	$(VENV)/bin/lstm-math predict --via saved-model --saved-model $(MODEL_BASE) "$(EQ)"
 
 tensorboard: install
-	$(VENV)/bin/tensorboard --logdir $(PIPELINE_ROOT)
+	$(VENV)/bin/tensorboard --logdir $(PIPELINE_ROOT)/tensorboard
 
 clean:
 	rm -rf artifacts serving_models

@@ -315,6 +315,17 @@ def _tool(name: str) -> str:
     return rel if not rel.startswith("..") else path
 
 
+def _tensorboard_logdir(manifest: dict, root: str) -> str:
+    """TensorBoard's arguments: the root's view (runs trainer/train, tuner/trial-01,
+    evaluator); where there is none (a bucket), the same run names by --logdir_spec."""
+    if manifest.get("tensorboard"):
+        return f"--logdir {manifest['tensorboard']}"
+    comps = manifest["components"]
+    spec = [f"{name.lower()}:{comps[name]['uri'].rstrip('/')}/logs"
+            for name in ("Tuner", "Trainer", "Evaluator") if name in comps]
+    return f"--logdir_spec {','.join(spec)}" if spec else f"--logdir {root}"
+
+
 def _summary(manifest: dict, config) -> str:
     comps = manifest["components"]
     root = config.runtime.pipeline_root
@@ -354,8 +365,8 @@ def _summary(manifest: dict, config) -> str:
         lines.append(f"  {cli} serve --model-base {base}   # own terminal; REST :8501 "
                      "after ~15 s warm-up")
         lines.append(f"  {cli} predict \"31 + 87\"   # asks that server")
-    lines.append(f"  {_tool('tensorboard')} --logdir {root}   # own terminal; "
-                 "http://localhost:6006")
+    lines.append(f"  {_tool('tensorboard')} {_tensorboard_logdir(manifest, root)}   "
+                 "# own terminal; http://localhost:6006")
     activate = os.path.join(os.path.dirname(sys.executable), "activate")
     if cli != PROG and os.path.exists(activate):
         rel = os.path.relpath(activate)

@@ -121,7 +121,20 @@ class LocalRunner:
         artifact = Artifact(component=name, uri=self.artifact_path(name, fingerprint),
                             fingerprint=fingerprint, properties=properties)
         store.write_artifact(artifact)
+        self._show_in_tensorboard(name, artifact)
         return artifact
+
+    def _show_in_tensorboard(self, name: str, artifact: Artifact | None,
+                             running_in: str | None = None) -> None:
+        """``<root>/tensorboard/<run>`` -> this artifact's logs, or those of the node running
+        in ``running_in`` (watched while it trains; see pipeline.artifacts)."""
+        try:
+            if running_in:
+                store.update_tensorboard_view(self.root, name, running_in, require_logs=False)
+            else:
+                store.update_tensorboard_view(self.root, name, artifact.uri if artifact else None)
+        except OSError as e:  # a view is a convenience: never fail a run for it
+            log.warning("TensorBoard view of %s not updated: %s", name, e)
 
     def scratch_dir(self, name: str, key: dict, prefix: str = "adhoc") -> str:
         """A directory for ``name``'s work on inputs from outside this config's cache
@@ -140,6 +153,7 @@ class LocalRunner:
         out_dir = self.artifact_path(name, fp)
         tf.io.gfile.makedirs(out_dir)
         log.info("%s: running -> %s", name, out_dir)
+        self._show_in_tensorboard(name, None, running_in=out_dir)
         started = time.time()
         properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
@@ -169,10 +183,12 @@ class LocalRunner:
                                            f"first (lstm-math component {node.name} ...)")
                     continue
                 artifacts[node.name] = cached
+                self._show_in_tensorboard(node.name, cached)
                 continue
             artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
                                                           use_cache=use_cache)
             artifacts[node.name] = artifact
+            self._show_in_tensorboard(node.name, artifact)
             manifest["components"][node.name] = {
                 "uri": artifact.uri,
                 "fingerprint": artifact.fingerprint,
@@ -183,7 +199,14 @@ class LocalRunner:
             }
             with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
                 f.write(json.dumps(manifest, indent=2, default=str))
+        if not only:  # a component this pipeline lacks (tuner.enabled=false): not in the view
+            for name in store.TENSORBOARD_RUNS:
+                if name not in artifacts:
+                    self._show_in_tensorboard(name, None)
         manifest["seconds"] = round(time.time() - started, 2)
+        view = store.tensorboard_dir(self.root)
+        if os.path.isdir(view):
+            manifest["tensorboard"] = view
         with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
             f.write(json.dumps(manifest, indent=2, default=str))
         return manifest

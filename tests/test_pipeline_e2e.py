@@ -55,6 +55,75 @@ def test_tensorboard_logs_and_tuner_trials(smoke_run):
         assert json.load(f) == best  # the Trainer trained what the Tuner chose
 
 
+def _event_values(run_dir):
+    """{tag: [summary values]} of the event files directly in ``run_dir``."""
+    import tensorflow as tf
+
+    found = {}
+    for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                found.setdefault(v.tag, []).append(v)
+    return found
+
+
+def test_tensorboard_view_names_runs_and_dashboards_read_well(smoke_run):
+    """<root>/tensorboard: runs trainer/train, tuner/trial-01, evaluator, as TensorBoard
+    lists them; one tag scheme for tuner and trainer; HParams integers as integers; the
+    Graphs tab has the model's layers."""
+    from tensorboard.backend.event_processing import event_accumulator, io_wrapper
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    root = str(smoke_run["root"])
+    view = os.path.join(root, "tensorboard")
+    runs = sorted(os.listdir(os.path.join(root, "runs")))
+    with open(os.path.join(root, "runs", runs[-1], "manifest.json")) as f:
+        latest = json.load(f)
+    assert latest["tensorboard"] == view and smoke_run["manifest"]["tensorboard"] == view
+    assert f"tensorboard --logdir {view}" in smoke_run["stdout"]
+    assert sorted(os.listdir(view)) == ["evaluator", "trainer", "tuner"]
+    for name, component in (("tuner", "Tuner"), ("trainer", "Trainer"),
+                            ("evaluator", "Evaluator")):
+        link = os.path.join(view, name)
+        assert os.path.islink(link) and not os.path.isabs(os.readlink(link))  # movable root
+        assert os.path.samefile(link, os.path.join(latest["components"][component]["uri"],
+                                                   "logs"))
+    # The runs as TensorBoard's loader finds them (through the symlinks).
+    found = {os.path.relpath(d, view) for d in io_wrapper.GetLogdirSubdirectories(view)}
+    assert {"trainer/train", "trainer/validation", "evaluator", "tuner", "tuner/trial-01",
+            "tuner/trial-01/train", "tuner/trial-01/validation", "tuner/trial-02"} <= found
+    assert not [r for r in found if "execution" in r or "Trainer" in r or "Tuner" in r]
+
+    # One naming scheme: a trial's tags are the Trainer's (no epoch_*, evaluation_*).
+    for sub in ("train", "validation"):
+        trainer_tags = set(_event_values(os.path.join(view, "trainer", sub)))
+        trial_tags = set(_event_values(os.path.join(view, "tuner", "trial-01", sub)))
+        assert trial_tags and trial_tags <= trainer_tags, (sub, trial_tags - trainer_tags)
+        assert {"loss", "exact_match", "char_accuracy"} <= trial_tags
+
+    # HParams: the trial's units as an integer (text '16', not the number 16.000).
+    starts = [plugin_data_pb2.HParamsPluginData.FromString(
+        v.metadata.plugin_data.content).session_start_info
+        for v in _event_values(os.path.join(view, "tuner", "trial-01")).get(
+            "_hparams_/session_start_info", [])]
+    assert len(starts) == 1
+    units = starts[0].hparams["encoder_units"]
+    assert units.WhichOneof("kind") == "string_value" and units.string_value in ("8", "16")
+
+    # Graphs: the forward pass with the layers as groups of ops at its top level.
+    acc = event_accumulator.EventAccumulator(os.path.join(view, "trainer", "train"))
+    acc.Reload()
+    scopes = {n.name.split("/")[0] for n in acc.Graph().node if "/" in n.name}
+    for layer in ("embedding", "encoder_0", "decoder", "attention_query", "logits"):
+        assert scopes & {layer, f"{layer}_1"}, (layer, sorted(scopes))
+
+    # Evaluator: the error maps, wide enough to read at TensorBoard's size.
+    images = _event_values(os.path.join(view, "evaluator"))
+    assert {"error_map_plus", "error_sizes", "evaluation_report"} <= set(images)
+    width = int(images["error_map_plus"][0].tensor.string_val[0])
+    assert 600 <= width <= 800  # shown at ~350 px: large text and dots (plots.py)
+
+
 def test_blessed_model_was_pushed_with_a_version(smoke_run):
     push = smoke_run["manifest"]["components"]["Pusher"]["properties"]
     assert push["pushed"] is True and push["version"] == 1

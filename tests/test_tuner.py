@@ -201,24 +201,41 @@ def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
     experiment = [d.experiment for p in root_events for d in _hparams_events(p)
                   if d.HasField("experiment")]
     assert experiment, "no HParams experiment config at the logs root"
-    assert {h.name for h in experiment[-1].hparam_infos} == {
-        "encoder_units", "reverse_output", "learning_rate"}
+    infos = {h.name: h for h in experiment[-1].hparam_infos}
+    assert set(infos) == {"encoder_units", "reverse_output", "learning_rate"}
+    # integers as strings (the dashboard prints any number as 64.000), floats as numbers
+    assert list(infos["encoder_units"].domain_discrete.values) and all(
+        v.HasField("string_value") for v in infos["encoder_units"].domain_discrete.values)
     metrics = {(m.name.group, m.name.tag) for m in experiment[-1].metric_infos}
-    assert ("", OBJECTIVE_TAG) in metrics and ("validation", "epoch_exact_match") in metrics
+    assert ("", OBJECTIVE_TAG) in metrics and ("validation", "exact_match") in metrics
     with open(os.path.join(search["out"], "trials.json")) as f:
         trials = json.load(f)
-    for t in trials:
-        run = os.path.join(logs, t["trial_id"], "execution0")
+    # one run per trial, named by its number: trial-01, trial-02 (no execution0 level)
+    assert sorted(d for d in os.listdir(logs) if not d.startswith("events.")) == [
+        "trial-01", "trial-02"]
+    for number, t in enumerate(sorted(trials, key=lambda t: int(t["trial_id"])), 1):
+        run = os.path.join(logs, f"trial-{number:02d}")
         starts = [d.session_start_info for p in glob.glob(os.path.join(run, "events.*"))
                   for d in _hparams_events(p) if d.HasField("session_start_info")]
         assert len(starts) == 1
-        hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
-                   for k, v in starts[0].hparams.items()}
-        assert hparams["encoder_units"] == t["hyperparameters"]["encoder_units"]
-        assert bool(hparams["reverse_output"]) == t["hyperparameters"]["reverse_output"]
+        hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in starts[0].hparams.items()}
+        assert hparams["encoder_units"] == str(t["hyperparameters"]["encoder_units"])
+        assert hparams["reverse_output"] == t["hyperparameters"]["reverse_output"]
+        assert hparams["learning_rate"] == pytest.approx(t["hyperparameters"]["learning_rate"])
         assert _scalars(run)[OBJECTIVE_TAG] == pytest.approx(t["val_exact_match"])
-        assert "epoch_exact_match" in _scalars(os.path.join(run, "validation"))
-        assert "epoch_loss" in _scalars(os.path.join(run, "train"))
+        # the Trainer's tag names, not Keras's epoch_* / evaluation_*_vs_iterations
+        assert set(_scalars(os.path.join(run, "validation"))) == {
+            "loss", "exact_match", "char_accuracy"}
+        assert set(_scalars(os.path.join(run, "train"))) == {
+            "loss", "exact_match", "char_accuracy", "learning_rate", "examples_per_second"}
+
+
+def test_trial_run_names():
+    from components.tuner import trial_run_name
+
+    assert [trial_run_name(i) for i in ("0", "1", "9", "00", "11", "099")] == [
+        "trial-01", "trial-02", "trial-10", "trial-01", "trial-12", "trial-100"]
+    assert trial_run_name("3", execution=1) == "trial-04-execution2"
 
 
 def test_rerun_in_the_same_directory_reruns_no_finished_trial(search):

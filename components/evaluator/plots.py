@@ -55,27 +55,34 @@ def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
             grid[ys - low, xs - low] = np.where(good, 1, 2)
         good = good.astype(bool)
         wrong = ~good if len(xs) else np.zeros([0], bool)
-        fig, ax = plt.subplots(figsize=(8.4, 6.4))
+        # ~700 px wide, square map, legend below: TensorBoard's Images tab shows it at about
+        # half that (its card is ~350 px wide), so the text is large and a wrong answer is a
+        # big red dot
+        fig, ax = plt.subplots(figsize=(7.0, 7.6))
         ax.imshow(grid, origin="lower", interpolation="nearest",
                   extent=(low - 0.5, high + 0.5, low - 0.5, high + 0.5),
                   cmap=ListedColormap(["white", "#9fd89f", "#d62728"]), vmin=0, vmax=2)
-        if wrong.any():  # wrong answers are rare: mark them so they show at any size
-            ax.scatter(xs[wrong], ys[wrong], s=9, c="#d62728", marker="x", linewidths=0.8,
-                       label=f"wrong ({int(wrong.sum())})")
-        else:
-            ax.scatter([], [], s=9, c="#d62728", marker="x", label="wrong (0)")
-        ax.scatter([], [], s=20, c="#9fd89f", marker="s",
+        n_wrong = int(wrong.sum()) if len(xs) else 0
+        # wrong answers are rare: mark them so they show at any size (many: the cells are red)
+        if 0 < n_wrong <= 2000:
+            ax.scatter(xs[wrong], ys[wrong], s=200 if n_wrong <= 200 else 60, c="#d62728",
+                       marker="o", edgecolors="black", linewidths=0.8)
+        ax.scatter([], [], s=200, c="#d62728", marker="o", edgecolors="black", linewidths=0.8,
+                   label=f"wrong ({n_wrong})")
+        ax.scatter([], [], s=200, c="#9fd89f", marker="s",
                    label=f"right ({int(good.sum()) if len(xs) else 0})")
-        ax.scatter([], [], s=20, c="white", edgecolors="#999999", marker="s",
+        ax.scatter([], [], s=200, c="white", edgecolors="#999999", marker="s",
                    label="not evaluated")
         # outside the axes: a legend must never cover cells of the map
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                  fontsize=8, frameon=False)
-        ax.set_xlabel("a")
-        ax.set_ylabel("b")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), borderaxespad=0.0,
+                  ncol=3, fontsize=16, frameon=False, handletextpad=0.1, columnspacing=0.8)
+        ax.set_xlabel("a", fontsize=18, labelpad=2)
+        ax.set_ylabel("b", fontsize=18, labelpad=2)
+        ax.locator_params(nbins=5)
+        ax.tick_params(labelsize=16)
         accuracy = float(good.mean()) if len(xs) else float("nan")
-        ax.set_title(f"a {op} b: {title}, {len(xs)} equations, exact match {accuracy:.5f}",
-                     fontsize=9)
+        ax.set_title(f"a {op} b, {title}: exact match {accuracy:.5f}\n"
+                     f"{n_wrong} wrong of {len(xs)}", fontsize=19)
         fig.tight_layout()
         pngs[op] = _png(fig)
     return pngs
@@ -85,12 +92,14 @@ def error_size_png(error_sizes: dict, title: str) -> bytes:
     plt = _pyplot()
     labels = list(error_sizes)
     counts = [error_sizes[k] for k in labels]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))  # as wide as the error maps, large text
     bars = ax.bar(range(len(labels)), counts, color="#d62728")
-    ax.bar_label(bars, fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-    ax.set_xlabel("|answer - truth|")
-    ax.set_ylabel("wrong answers")
-    ax.set_title(f"error sizes: {title}", fontsize=9)
+    ax.bar_label(bars, fontsize=15)
+    ax.margins(y=0.18)  # room for the tallest bar's label below the title
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=15)
+    ax.tick_params(axis="y", labelsize=15)
+    ax.set_xlabel("|answer - truth|", fontsize=17)
+    ax.set_ylabel("wrong answers", fontsize=17)
+    ax.set_title(f"error sizes: {title}", fontsize=19)
     fig.tight_layout()
     return _png(fig)

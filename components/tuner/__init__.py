@@ -21,13 +21,15 @@ validation exact match.
   records.py       execution records, trial table, best hyperparameters, HParams
   distributed.py   roles, the chief's oracle server, the worker's watch on the chief
   search.py        ``run_tuner``: one search, local, chief or worker
+  tensorboard.py   trial runs ``trial-NN``, the per-epoch callback, HParams (ints as strings)
 
 Writes, under its output directory:
   best_hyperparameters.json   {"model": trainer.model, "optimizer": trainer.optimizer} of the
                               best trial (ties: the earliest): what the Trainer trains
   trials.json, trials.csv     one row per trial: id, status, objective, hyperparameters,
                               which tuner ran it and for how long
-  logs/                       TensorBoard: one run per trial (logs/<trial>/execution0) with
+  logs/                       TensorBoard: one run per trial (logs/trial-01, ...) with
+                              train/validation sub-runs under the Trainer's tag names, and
                               the HParams dashboard's data (hyperparameters + objective)
   tuner/search/               keras-tuner's project (oracle state, trials, checkpoints)
   executions/                 one record per trial execution (who ran it, when, the result)
@@ -41,5 +43,7 @@ from components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # no
                                       trial_table, write_hparams_config,
                                       write_results)
 from components.tuner.search import make_tuner, run_tuner  # noqa: F401
-from components.tuner.space import (OBJECTIVE_TAG, Candidate, Seq2SeqHyperModel,  # noqa: F401
-                                    declare, hyperparameter_kinds)
+from components.tuner.space import (Candidate, Seq2SeqHyperModel, declare,  # noqa: F401
+                                    hyperparameter_kinds)
+from components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries,  # noqa: F401
+                                          trial_run_name)

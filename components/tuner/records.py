@@ -18,7 +18,9 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from components.tuner.oracles import OBJECTIVE
-from components.tuner.space import OBJECTIVE_TAG, Seq2SeqHyperModel
+from components.tuner.space import Seq2SeqHyperModel
+from components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries, hparams_domains,
+                                          hparams_values, trial_run_name)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,21 @@ class _Recorder:
     executions_dir = None
     log_dir = None
 
+    def _get_tensorboard_dir(self, logdir, trial_id, execution):
+        return os.path.join(str(logdir), trial_run_name(trial_id, execution))
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        """Points each trial's ``TrialSummaries`` at ``logs/trial-NN`` with its values."""
+        for callback in callbacks:
+            if isinstance(callback, TrialSummaries):
+                callback.log_dir = self._get_tensorboard_dir(callback.log_dir, trial.trial_id,
+                                                             execution)
+                callback.trial_name = trial_run_name(trial.trial_id, execution)
+                callback.hparams = hparams_values(trial.hyperparameters)
+        super()._configure_tensorboard_dir(callbacks, trial, execution)
+
     def run_trial(self, trial, *args, **kwargs):
-        stale = os.path.join(self.log_dir, str(trial.trial_id))
+        stale = os.path.join(self.log_dir, trial_run_name(trial.trial_id))
         if tf.io.gfile.exists(stale):  # a rerun of an interrupted trial: fresh curves
             tf.io.gfile.rmtree(stale)
         record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "pid": os.getpid(),
@@ -81,15 +96,14 @@ def _write_json(path: str, data) -> None:
 
 def write_hparams_config(oracle, log_dir: str) -> None:
     """The HParams dashboard's experiment: the searched hyperparameters and the metrics."""
-    from keras_tuner.src.engine import tuner_utils
     from tensorboard.plugins.hparams import api as hp_api
 
-    hparams = list(tuner_utils.convert_hyperparams_to_hparams(oracle.get_space(), hp_api))
+    hparams = hparams_domains(oracle.get_space())
     metrics = [
         hp_api.Metric(OBJECTIVE_TAG, display_name="objective: best val exact match"),
-        hp_api.Metric("epoch_exact_match", group="validation", display_name="val exact match"),
-        hp_api.Metric("epoch_loss", group="validation", display_name="val loss"),
-        hp_api.Metric("epoch_exact_match", group="train", display_name="train exact match"),
+        hp_api.Metric("exact_match", group="validation", display_name="val exact match"),
+        hp_api.Metric("loss", group="validation", display_name="val loss"),
+        hp_api.Metric("exact_match", group="train", display_name="train exact match"),
     ]
     with tf.summary.create_file_writer(log_dir).as_default():
         hp_api.hparams_config(hparams=hparams, metrics=metrics)
@@ -166,7 +180,7 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
         OBJECTIVE: best_trial.score,
         "trials": rows,
         "seconds": round(time.time() - started, 2),
-        "tensorboard": os.path.join(output_dir, "logs"),
+        "tensorboard": os.path.join(output_dir, "logs"),  # runs trial-01, ...
         "tuner_dir": os.path.join(output_dir, "tuner", PROJECT),
         "trials_csv": os.path.join(output_dir, "trials.csv"),
     }

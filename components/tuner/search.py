@@ -6,7 +6,6 @@ import logging
 import os
 import time
 
-import keras
 import keras_tuner as kt
 import tensorflow as tf
 
@@ -17,6 +16,7 @@ from components.tuner.oracles import make_oracle
 from components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
                                       read_executions, write_hparams_config, write_results)
 from components.tuner.space import Seq2SeqHyperModel
+from components.tuner.tensorboard import TrialSummaries
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
         oracle_client.TIMEOUT = chief_timeout
     tuner = make_tuner(config, hypermodel, output_dir, strategy)
     log_dir = os.path.join(output_dir, "logs")
-    tb = keras.callbacks.TensorBoard(log_dir, update_freq="epoch")
+    # logs/trial-NN/{train,validation}: the Trainer's tag names (components.tuner.tensorboard)
+    tb = TrialSummaries(log_dir, config.trainer.batch_size)
     if role != "worker":
         oracle = tuner.oracle
         oracle.verbose = 0

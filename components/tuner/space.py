@@ -5,18 +5,13 @@ input; objective: validation exact match."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import keras
 import keras_tuner as kt
-import tensorflow as tf
 
 from components import data as data_lib
 from components.trainer import compile_model, model_coverage, seed_weights, steps_for
-from components.tuner.oracles import OBJECTIVE
+from components.tuner.tensorboard import OBJECTIVE_TAG  # noqa: F401 - re-exported
 from pipeline.config import ModelHParams, OptimizerConfig, searchable_fields
-
-OBJECTIVE_TAG = "tuner/val_exact_match"  # the per-trial objective in TensorBoard
 
 
 def hyperparameter_kinds() -> dict:
@@ -130,11 +125,4 @@ class Seq2SeqHyperModel(kt.HyperModel):
             shuffle=False,  # the dataset shuffles
             verbose=0,
         )
-        values = [v for v in history.history.get(OBJECTIVE, []) if not math.isnan(v)]
-        if values:
-            for cb in callbacks or []:
-                if isinstance(cb, keras.callbacks.TensorBoard):
-                    # The trial's run: the HParams dashboard's objective column.
-                    with tf.summary.create_file_writer(cb.log_dir).as_default():
-                        tf.summary.scalar(OBJECTIVE_TAG, max(values), step=0)
         return history

@@ -1,0 +1,154 @@
+"""The search in TensorBoard, under the Trainer's names.
+
+* One run per trial, ``logs/trial-01``, ``logs/trial-02``, ... (keras-tuner's own layout,
+  ``logs/<trial_id>/execution0``, is not used), with ``train`` and ``validation`` sub-runs
+  holding the same tags as the Trainer's (``loss``, ``exact_match``, ``char_accuracy``,
+  ``learning_rate``, ``examples_per_second``), one step per epoch, epochs counted from 1,
+  so the same chart shows a trial's and the Trainer's curves.
+* The HParams dashboard: the experiment (searched hyperparameters and metrics) at the logs
+  root, each trial's values at its run, and its objective (``OBJECTIVE_TAG``).
+* Integer hyperparameters are written as strings: the HParams dashboard prints every
+  number with five significant digits (64 reads ``64.000``); floats stay numbers, booleans
+  booleans.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+OBJECTIVE_TAG = "tuner/val_exact_match"  # the per-trial objective in TensorBoard
+TRIAL_PREFIX = "trial-"
+
+
+def trial_run_name(trial_id: str, execution: int = 0) -> str:
+    """keras-tuner's trial id ('0', '1', ... or '00', '01', ...) -> 'trial-01', 'trial-02'."""
+    tid = str(trial_id)
+    name = (f"{TRIAL_PREFIX}{int(tid) + 1:0{max(2, len(tid))}d}" if tid.isdigit()
+            else f"{TRIAL_PREFIX}{tid}")
+    return name if not execution else f"{name}-execution{execution + 1}"
+
+
+def _is_int_hp(hp) -> bool:
+    if isinstance(hp, kt.engine.hyperparameters.Int):
+        return True
+    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+        return False
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in hp.values)
+    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+        return isinstance(hp.value, int) and not isinstance(hp.value, bool)
+    return False
+
+
+def _int_values(hp) -> list | None:
+    """An integer hyperparameter's possible values, when few enough to list."""
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return list(hp.values)
+    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+        return [hp.value]
+    step = hp.step or 1
+    if hp.sampling in (None, "linear") and (hp.max_value - hp.min_value) // step < 100:
+        return list(range(hp.min_value, hp.max_value + 1, step))
+    return None  # log sampling or a wide range: no domain (any string)
+
+
+def hparams_domains(space) -> list:
+    """keras-tuner's search space -> TensorBoard HParams (integers as strings)."""
+    from keras_tuner.src.engine import tuner_utils
+    from tensorboard.plugins.hparams import api as hp_api
+
+    numeric = {h.name: h for h in tuner_utils.convert_hyperparams_to_hparams(space, hp_api)}
+    out = []
+    for hp in space.space:
+        if _is_int_hp(hp):
+            values = _int_values(hp)
+            out.append(hp_api.HParam(hp.name, hp_api.Discrete([str(v) for v in values])
+                                     if values else None))
+        elif hp.name in numeric:
+            out.append(numeric[hp.name])
+    return out
+
+
+def hparams_values(hyperparameters) -> dict:
+    """A trial's values as the HParams dashboard shows them (integers as strings)."""
+    values = {}
+    for hp in hyperparameters.space:
+        try:
+            value = hyperparameters.get(hp.name)
+        except ValueError:
+            continue
+        values[hp.name] = str(int(value)) if _is_int_hp(hp) else value
+    return values
+
+
+class TrialSummaries(keras.callbacks.Callback):
+    """Per-epoch scalars of one trial under the Trainer's tag names, its hyperparameters
+    for the HParams dashboard and its objective. ``log_dir`` and ``hparams`` are set by the
+    tuner for each trial (``_Recorder._configure_tensorboard_dir``)."""
+
+    def __init__(self, log_dir: str, batch_size: int, objective: str = "val_exact_match"):
+        super().__init__()
+        self.log_dir = log_dir
+        self.batch_size = batch_size
+        self.objective = objective
+        self.hparams = None
+        self.trial_name = None
+        self._writers = None
+        self._best = None
+        self._epoch_start = self._train_seconds = None
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.plugins.hparams import api as hp_api
+
+        self._writers = {sub: tf.summary.create_file_writer(os.path.join(self.log_dir, sub))
+                         for sub in ("", "train", "validation")}
+        self._best = None
+        if self.hparams is not None:
+            with self._writers[""].as_default():
+                hp_api.hparams(self.hparams, trial_id=self.trial_name)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start, self._train_seconds = time.time(), None
+
+    def on_test_begin(self, logs=None):  # validation inside fit: training of the epoch done
+        if self._epoch_start is not None and self._train_seconds is None:
+            self._train_seconds = time.time() - self._epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        step = epoch + 1  # the Trainer counts epochs from 1
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
+        try:
+            train["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+        except Exception:  # noqa: BLE001 - a scalar less, not a failed trial
+            pass
+        seconds = self._train_seconds or (time.time() - (self._epoch_start or time.time()))
+        steps = (self.params or {}).get("steps")
+        if steps and seconds > 0:
+            train["examples_per_second"] = steps * self.batch_size / seconds
+        for sub, values in (("train", train), ("validation", val)):
+            with self._writers[sub].as_default(step=step):
+                for name, value in values.items():
+                    tf.summary.scalar(name, float(value))
+            self._writers[sub].flush()
+        value = logs.get(self.objective)
+        if value is not None and not math.isnan(value):
+            self._best = value if self._best is None else max(self._best, value)
+
+    def on_train_end(self, logs=None):
+        if self._writers is None:
+            return
+        if self._best is not None:  # the trial's run: the HParams dashboard's objective
+            with self._writers[""].as_default():
+                tf.summary.scalar(OBJECTIVE_TAG, self._best, step=0)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = None
