@@ -78,6 +78,7 @@ def _executions(out_dir):
 
 def test_worker_without_a_chief_exits_with_a_clear_message(procs, tmp_path):
     port = free_port()  # nothing listens there
+    (tmp_path / "examples").mkdir()  # (a missing one is refused before anything else)
     started = time.time()
     p = procs.start("worker", "tune", "--config", "smoke", "--role", "worker",
                     "--oracle", f"127.0.0.1:{port}", "--tuner-id", "w1", "--chief-timeout", "3",
