@@ -3,7 +3,7 @@
     python benchmarks/time_to_accuracy.py --seeds 3 --max-seconds 3600
     python benchmarks/time_to_accuracy.py --tiny          # CI: tiny data, 1 seed, 1 epoch
 
-Recipes (each trained by the real Trainer, ``python -m components.trainer``, on its own
+Recipes (each trained by the real Trainer, ``lstm-math train``, on its own
 ExampleGen data):
   project  the `default` preset (data and model), tuner off: what `lstm-math run` trains
   post     the `seed` preset: the post's model, data and optimizer
@@ -94,7 +94,7 @@ def train_until(preset: str, overrides: list[str], seed: int, examples: str, out
     """One Trainer process, stopped at the first epoch with val_exact_match >= target."""
     shutil.rmtree(output, ignore_errors=True)  # the Trainer would resume an old run
     os.makedirs(output)
-    cmd = [sys.executable, "-m", "components.trainer", "--config", preset,
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", preset,
            "--examples", examples, "--output", output, "--set", f"trainer.seed={seed}"]
     for o in overrides:
         cmd += ["--set", o]
