@@ -10,6 +10,7 @@ channel and a pre-built request). Every cell is bounded in time.
     python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
     git archive b7d1057 serving | tar -x -C /tmp/old-serving
     python benchmarks/serving_benchmark.py --servers old=/tmp/old-serving new=.
+    python benchmarks/serving_benchmark.py --servers a=. b=. --server-args "b=--batch-timeout-micros 2000"
 
 For each cell: requests/s, equations/s, p50/p99 latency, errors, the ratio of
 equations/s to calling the ``serving_default`` signature in-process (one thread) on batches
@@ -172,7 +173,7 @@ class ServerProcess:
     its own process, so two implementations can be measured side by side in one run."""
 
     def __init__(self, root, model_base, model_name, batching, max_batch_size,
-                 batch_timeout_micros, num_batch_threads):
+                 batch_timeout_micros, num_batch_threads, extra_args=()):
         import subprocess
         self.dir = tempfile.mkdtemp(prefix="lstm_math_bench_server_")
         port_file = os.path.join(self.dir, "ports.json")
@@ -186,6 +187,7 @@ class ServerProcess:
             cmd += ["--num-batch-threads", str(num_batch_threads)]
         if batching == "off":
             cmd.append("--no-batching")
+        cmd += list(extra_args)
         env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self.log,
@@ -269,8 +271,19 @@ def main(argv=None):
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--num-batch-threads", type=int, default=0,
                         help="0 = the server's default")
+    parser.add_argument("--server-args", nargs="+", default=[], metavar="LABEL=ARGS",
+                        help="extra 'python -m serving.server' flags for one server, e.g. "
+                             "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
+                             "(the same tree measured with two settings)")
     args = parser.parse_args(argv)
     logging.basicConfig(force=True, level=logging.WARNING)
+    import shlex
+    server_args = {}
+    for spec in args.server_args:
+        label, sep, flags = spec.partition("=")
+        if not sep:
+            parser.error(f"--server-args: expected LABEL=ARGS, got {spec!r}")
+        server_args[label] = shlex.split(flags)
     servers = []
     for spec in args.servers:
         label, _, root = spec.partition("=")
@@ -304,7 +317,8 @@ def main(argv=None):
                 for label, root in servers:
                     running.append((label, ServerProcess(
                         root, model_base, args.model_name, batching, args.max_batch_size,
-                        args.batch_timeout_micros, args.num_batch_threads)))
+                        args.batch_timeout_micros, args.num_batch_threads,
+                        server_args.get(label, ()))))
                 for api in args.apis:
                     for batch_size in args.batch_sizes:
                         for concurrency in args.concurrency:

@@ -496,6 +496,53 @@ def test_batcher_unit():
         batcher.close()
 
 
+def test_batcher_waits_for_more_only_while_clients_are_concurrent():
+    """After a batch that merged several requests the next batch waits (up to the timeout)
+    for the rows of those clients' next requests; after a lone request's batch it does not."""
+    import numpy as np
+    batches, gate = [], threading.Event()
+
+    def run(rows):
+        if rows == [b"r0"]:
+            gate.wait(10)
+        batches.append(list(rows))
+        return {"x": np.array(rows, dtype=object)}
+
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=400_000, adaptive=True)
+
+    def background(row):
+        thread = threading.Thread(target=batcher.run, args=([row],))
+        thread.start()
+        return thread
+
+    try:
+        first = background(b"r0")  # holds the batch thread
+        while not batcher.queued_rows and not batches and first.is_alive():
+            time.sleep(0.01)
+        time.sleep(0.05)
+        merged = [background(b"r1"), background(b"r2")]
+        while batcher.queued_rows < 2:
+            time.sleep(0.01)
+        gate.set()
+        for t in [first] + merged:
+            t.join(10)
+        assert batches[-1] == [b"r1", b"r2"]  # a batch of two requests: clients are about
+        late = [background(b"r3")]
+        time.sleep(0.1)
+        late.append(background(b"r4"))  # 100 ms later, within the 400 ms wait
+        for t in late:
+            t.join(10)
+        assert batches[-1] == [b"r3", b"r4"]
+        batcher.run([b"r5"])  # alone, after a merged batch: may wait once
+        start = time.monotonic()
+        batcher.run([b"r6"])  # alone after a lone batch: no wait
+        assert time.monotonic() - start < 0.2
+        assert batches[-2:] == [[b"r5"], [b"r6"]]
+    finally:
+        gate.set()
+        batcher.close()
+
+
 # ---------------------------------------------------------------------------------------
 # hot swap of a newly pushed version; graceful shutdown
 # ---------------------------------------------------------------------------------------

@@ -1,17 +1,18 @@
 """TF Serving's gRPC services: ``PredictionService.Predict`` / ``GetModelMetadata`` and
-``ModelService.GetModelStatus``, as the tensorflow-serving-api stubs call them, on grpcio's
-threaded server (measured against ``grpc.aio`` with the serving benchmark: the threaded
-server answered more single-equation requests per second at 32 concurrent clients, see
-serving/README.md).
+``ModelService.GetModelStatus``, as the tensorflow-serving-api stubs call them, on
+``grpc.aio`` with its own event loop (measured with the serving benchmark against grpcio's
+threaded server and against sharing REST's loop: more single-equation requests per second
+at 32 concurrent clients and less server CPU per request; see serving/README.md).
 
 The RPC's deadline goes with its rows into the batcher, and an RPC that ends early (client
-cancelled or gone, deadline passed) cancels its queued rows through ``add_callback``, so
-rows nobody waits for are dropped before they reach the model. A request above the
-per-request row limit is INVALID_ARGUMENT before its strings are copied out of the proto.
+cancelled or gone, deadline passed) cancels its handler, which drops its queued rows, so
+rows nobody waits for never reach the model. A request above the per-request row limit is
+INVALID_ARGUMENT before its strings are copied out of the proto.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Optional
@@ -41,22 +42,25 @@ def model_spec_version(spec) -> Optional[int]:
     return None
 
 
-def _call(owner: "ModelServer", endpoint: str, context, fn):
-    """Run ``fn()``; map ServingError to a gRPC status; record metrics."""
+async def _call(owner: "ModelServer", endpoint: str, context, coro):
+    """Await ``coro``; map ServingError to a gRPC status; record metrics."""
     start = time.perf_counter()
     owner._enter()
     code = "OK"
     try:
-        return fn()
+        return await coro
     except ServingError as exc:
         code = exc.code.name
-        context.abort(exc.code, exc.message)
+        await context.abort(exc.code, exc.message)
+    except asyncio.CancelledError:  # the client went away or the deadline passed
+        code = "CANCELLED"
+        raise
     except Exception as exc:  # noqa: BLE001 - reported to the caller and the log
-        if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortError":
+        if isinstance(exc, grpc.aio.AbortError):
             raise
         code = "INTERNAL"
         logger.exception("gRPC %s failed", endpoint)
-        context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
     finally:
         owner.metrics.inc("requests_total", api="grpc", endpoint=endpoint, code=code)
         owner.metrics.observe("request_latency_seconds", time.perf_counter() - start,
@@ -68,11 +72,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, owner: "ModelServer"):
         self.owner = owner
 
-    def Predict(self, request, context):  # noqa: N802 - gRPC method name
-        return _call(self.owner, "predict", context,
-                           lambda: self._predict(request, context))
+    async def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        return await _call(self.owner, "predict", context, self._predict(request, context))
 
-    def _predict(self, request, context):
+    async def _predict(self, request, context):
         owner = self.owner
         spec = request.model_spec
         version = model_spec_version(spec)
@@ -104,8 +107,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if k not in servable.output_keys:
                     raise InvalidArgument(f"output tensor alias not found in signature: {k}")
             rows = list(tensor.string_val)
-            outputs = servable.predict(rows, deadline=deadline,
-                                       on_handle=lambda h: context.add_callback(h.cancel))
+            outputs = await servable.predict_async(rows, deadline=deadline)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = spec.name
             response.model_spec.version.value = servable.version
@@ -115,10 +117,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         owner.metrics.inc("predict_rows_total", len(rows), api="grpc", model=spec.name)
         return response
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        return _call(self.owner, "metadata", context, lambda: self._metadata(request))
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        return await _call(self.owner, "metadata", context, self._metadata(request))
 
-    def _metadata(self, request):
+    async def _metadata(self, request):
         fields = list(request.metadata_field)
         if not fields:
             raise InvalidArgument("GetModelMetadataRequest must specify at least one "
@@ -139,10 +141,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, owner: "ModelServer"):
         self.owner = owner
 
-    def GetModelStatus(self, request, context):  # noqa: N802
-        return _call(self.owner, "status", context, lambda: self._status(request))
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        return await _call(self.owner, "status", context, self._status(request))
 
-    def _status(self, request):
+    async def _status(self, request):
         spec = request.model_spec
         rows = self.owner.manager.status(spec.name, model_spec_version(spec))
         response = get_model_status_pb2.GetModelStatusResponse()
@@ -156,7 +158,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def add_services(server: grpc.Server, owner: "ModelServer") -> None:
+def add_services(server: grpc.aio.Server, owner: "ModelServer") -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(owner), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(owner), server)
