@@ -27,8 +27,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from serving.client import PredictError, RestClient, add_predict_arguments, predict_rest, \
-    run_predict
+from serving.client import GrpcClient, PredictError, RestClient, add_predict_arguments, \
+    predict_rest, run_predict
 from serving.server import ModelServer
 
 try:
@@ -505,23 +505,34 @@ def test_half_copied_version_is_loaded_once_complete(model_base, tmp_path):
 # ---------------------------------------------------------------------------------------
 def test_shutdown_refuses_new_connections_at_once(model_base):
     srv = ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=30).start()
-    port = srv.rest_port
+    port, grpc_port = srv.rest_port, srv.grpc_port
     result = {}
+
+    def grpc_predict(equation):
+        with GrpcClient(port=grpc_port, timeout=30) as client:
+            return tf.make_ndarray(client.predict_raw([equation]).outputs["result"]).tolist()
+
     with SlowModel(srv, 1.5):
-        thread = threading.Thread(target=lambda: result.setdefault(
-            "rows", predict_rest(["4 + 4"], port=port, timeout=30)))
-        thread.start()
+        threads = [threading.Thread(target=lambda: result.setdefault(
+                       "rows", predict_rest(["4 + 4"], port=port, timeout=30))),
+                   threading.Thread(target=lambda: result.setdefault(
+                       "grpc", grpc_predict("5 + 5")))]
+        for thread in threads:
+            thread.start()
         time.sleep(0.3)
         stopper = threading.Thread(target=srv.stop, kwargs={"grace": 10})
         stopper.start()
         time.sleep(0.3)
-        start = time.monotonic()
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        assert time.monotonic() - start < 1.0
-        thread.join(30)
+        for listening in (port, grpc_port):
+            start = time.monotonic()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", listening), timeout=5).close()
+            assert time.monotonic() - start < 1.0
+        for thread in threads:
+            thread.join(30)
         stopper.join(30)
-    assert result["rows"][0]["result"] == "8"  # the in-flight request finished
+    assert result["rows"][0]["result"] == "8"  # the in-flight requests finished
+    assert result["grpc"] == [b"10"]
 
 
 def test_deep_json_is_a_clean_400(server, caplog):
