@@ -33,6 +33,12 @@ COLUMNS = ("task", "config", "training examples", "train wall time", "hardware",
            "exact match (uniform)", "exhaustive", "operands < 10", "operands < 100",
            "per result length (characters: exact match)", "confidence AUROC",
            "wrong answers below t (t)")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+LEGEND = ("exact match (uniform): the test split, each (operators, operand digit lengths) "
+          "stratum weighted by its share of the space; exhaustive: every equation of the "
+          "space; operands < 10 / < 100 (count): every operand below the bound; t: the "
+          "confidence that keeps 99.9% of the right answers (a client should refuse answers "
+          "below it).")
 
 
 # --------------------------------------------------------------------------------------
@@ -246,17 +252,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATH")
+    parser.add_argument("--write", metavar="FILE",
+                        help=f"replace the lines between {START} and {END} in FILE "
+                             "(the README) instead of printing")
     args = parser.parse_args(argv)
     rows = []
     for spec in args.runs:
         label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         rows += rows_for(label or None, path)
-    print(markdown(rows))
-    print("\nexact match (uniform): the test split, each (operators, operand digit lengths) "
-          "stratum weighted by its share of the space; exhaustive: every equation of the "
-          "space; operands < 10 / < 100 (count): every operand below the bound; t: the "
-          "confidence that keeps 99.9% of the right answers (a client should refuse answers "
-          "below it).")
+    block = markdown(rows) + "\n\n" + LEGEND
+    if not args.write:
+        print(block)
+        return 0
+    from scripts.readme_figures import write_block
+    if not write_block(args.write, START, END, block):
+        return 2
+    print(f"{args.write}: results table of {len(args.runs)} run(s)")
     return 0
 
 

@@ -94,17 +94,25 @@ def main(argv=None) -> int:
     if not args.write:
         print(block)
         return 0
-    with open(args.write) as f:
-        text = f.read()
-    if START not in text or END not in text:
-        print(f"error: {args.write} has no {START} ... {END} block", file=sys.stderr)
+    if not write_block(args.write, START, END, block):
         return 2
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    with open(args.write, "w") as f:
-        f.write(f"{head}{START}\n{block}\n{END}{tail}")
     print(f"{args.write}: figures from {path}")
     return 0
+
+
+def write_block(path: str, start: str, end: str, block: str) -> bool:
+    """Replace the lines between the ``start`` and ``end`` markers of the file at ``path``
+    with ``block``; False (and a one-line error) when the file lacks the markers."""
+    with open(path) as f:
+        text = f.read()
+    if start not in text or end not in text:
+        print(f"error: {path} has no {start} ... {end} block", file=sys.stderr)
+        return False
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    with open(path, "w") as f:
+        f.write(f"{head}{start}\n{block}\n{end}{tail}")
+    return True
 
 
 if __name__ == "__main__":

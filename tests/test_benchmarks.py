@@ -14,7 +14,7 @@ from benchmarks import results_table, time_to_accuracy
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_results_table_from_a_real_pipeline_run(smoke_run, capsys):
+def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
     comps = smoke_run["manifest"]["components"]
     metrics_file = os.path.join(comps["Evaluator"]["uri"], "metrics.json")
     with open(metrics_file) as f:
@@ -33,6 +33,15 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys):
     assert cells["config"] == "smoke"  # the preset the run's config.yaml equals
     assert cells["training examples"] == f"{comps['ExampleGen']['properties']['counts']['train']:,}"
     assert cells["exact match (uniform)"] == f"{metrics['uniform']['exact_match']:.5f}"
+    # --write puts the same table between the README's markers, the rest untouched
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n{results_table.START}\nold table\n{results_table.END}\ntail\n")
+    assert results_table.main([str(smoke_run["root"]), "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# top\n") and text.endswith(f"{results_table.END}\ntail\n")
+    assert "old table" not in text and tables[0].strip() in text
+    readme.write_text("no markers\n")
+    assert results_table.main([str(smoke_run["root"]), "--write", str(readme)]) == 2
     assert cells["exhaustive"] == f"{metrics['exhaustive']['exact_match']:.5f}"
     small = metrics["exhaustive"]["small_operands"]["<10"]
     assert cells["operands < 10"] == f"{small['exact_match']:.5f} ({small['count']})"
