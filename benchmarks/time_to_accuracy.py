@@ -164,7 +164,8 @@ def ratio_line(project: list[float], post: list[float], max_seconds: float) -> s
                 "the target")
     if math.isinf(mq):
         return (f"ratio (post / project, medians): > {max_seconds / mp:.1f}x: the post's median "
-                f"run never reached the target within {max_seconds:.0f}s")
+                f"run never reached the target within its budget ({max_seconds:.0f}s, or its "
+                f"preset's epochs and early stopping)")
     return f"ratio (post / project, medians): {mq / mp:.2f}x"
 
 
