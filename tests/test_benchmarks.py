@@ -115,3 +115,19 @@ def test_results_table_finds_components_of_a_root_given_as_a_relative_path(smoke
     relative = capsys.readouterr().out
     assert results_table.main([str(smoke_run["root"])]) == 0
     assert relative == capsys.readouterr().out
+
+
+def test_time_to_accuracy_project_set_overrides_only_the_project_recipe(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(time_to_accuracy, "ensure_examples", lambda config, directory: directory)
+
+    def fake_train(preset, overrides, seed, examples, output, target, max_seconds):
+        seen.append((preset, list(overrides)))
+        return {"seed": seed, "reached": True, "time_to_target": 1.0, "epoch": 1,
+                "epoch_seconds_to_target": 0.5, "error": None}
+
+    monkeypatch.setattr(time_to_accuracy, "train_until", fake_train)
+    assert time_to_accuracy.main(["--seeds", "1", "--work", str(tmp_path),
+                                  "--project-set", "trainer.steps_per_epoch=100"]) == 0
+    assert seen == [("default", ["tuner.enabled=false", "trainer.steps_per_epoch=100"]),
+                    ("seed", [])]
