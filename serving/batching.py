@@ -15,9 +15,10 @@ batch; and equal requests still complete in arrival order, as with a FIFO.
   model, and it completes with :class:`RequestCancelledError` / :class:`DeadlineExceededError`.
 * Adaptive wait (default): a batch thread only waits (up to the timeout) for more rows
   while some other request has announced itself (``incoming()``) but not yet been queued,
-  or while the previous batch merged several requests (concurrent clients are about: their
-  next requests are on their way), so a lone request is not delayed by the timeout. With
-  ``adaptive=False`` the batcher always waits up to the timeout, exactly like TF Serving.
+  or while the batch holds fewer requests than the previous one merged (concurrent clients
+  are about: their next requests are on their way; once they are all in, it runs), so a
+  lone request is not delayed by the timeout. With ``adaptive=False`` the batcher always
+  waits up to the timeout, exactly like TF Serving.
 
 ``run(rows)`` blocks the calling thread; ``await run_async(rows)`` suits an asyncio server
 (the handler's cancellation cancels the request's queued rows).
@@ -142,7 +143,7 @@ class Batcher:
         self._queue: collections.deque[_Request] = collections.deque()
         self._queued_rows = 0  # rows queued and not yet handed to a batch
         self._incoming = 0
-        self._busy = False  # the last batch merged several requests: concurrent clients
+        self._last_requests = 1  # requests merged into the last batch
         self._closed = False
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
                          for i in range(max(1, int(num_batch_threads)))]
@@ -336,7 +337,8 @@ class Batcher:
                     continue
                 if self.timeout <= 0 or self._closed:
                     break
-                if self.adaptive and self._incoming <= 0 and not self._busy:
+                if (self.adaptive and self._incoming <= 0
+                        and len(batch) >= self._last_requests):
                     break
                 now = time.monotonic()
                 if deadline is None:
@@ -347,7 +349,7 @@ class Batcher:
                 dead = self._drop_dead(time.monotonic())
                 if dead:  # hand them back with what was taken so far
                     return batch, dead
-            self._busy = len(batch) > 1
+            self._last_requests = len(batch)
             return batch, []
 
     def _finish(self, request: _Request, outputs: Optional[Outputs],

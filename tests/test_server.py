@@ -498,7 +498,7 @@ def test_batcher_unit():
 
 def test_batcher_waits_for_more_only_while_clients_are_concurrent():
     """After a batch that merged several requests the next batch waits (up to the timeout)
-    for the rows of those clients' next requests; after a lone request's batch it does not."""
+    until it holds as many requests again; after a lone request's batch it does not wait."""
     import numpy as np
     batches, gate = [], threading.Event()
 
@@ -529,10 +529,13 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
         assert batches[-1] == [b"r1", b"r2"]  # a batch of two requests: clients are about
         late = [background(b"r3")]
         time.sleep(0.1)
+        start = time.monotonic()
         late.append(background(b"r4"))  # 100 ms later, within the 400 ms wait
         for t in late:
             t.join(10)
         assert batches[-1] == [b"r3", b"r4"]
+        # as many requests as last time: it runs at once instead of waiting out the timeout
+        assert time.monotonic() - start < 0.2
         batcher.run([b"r5"])  # alone, after a merged batch: may wait once
         start = time.monotonic()
         batcher.run([b"r6"])  # alone after a lone batch: no wait
