@@ -8,7 +8,8 @@
 
 Recipes (each trained by the real Trainer, ``lstm-math train``, on its own
 ExampleGen data):
-  project  the `default` preset (data and model), tuner off: what `lstm-math run` trains
+  project  the `addition-fast` preset: the `default` data with a model and schedule sized
+           for speed (64 units, 4 attention heads, lr 0.01, 100-step epochs)
   post     the `seed` preset: the post's model, data and optimizer
 
 Runs alternate (project seed 1, post seed 1, project seed 2, ...) so that load from other
@@ -43,7 +44,7 @@ if ROOT not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RECIPES = {
-    "project": ("default", ["tuner.enabled=false"]),
+    "project": ("addition-fast", []),
     "post": ("seed", []),
 }
 # --tiny: the same code path in about a minute (nothing reaches the target)

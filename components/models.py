@@ -41,6 +41,7 @@ class AttentionSeq2Seq(keras.Model):
         encoder_layers=1,
         dropout=0.0,
         attention=True,
+        attention_heads=1,
         vocab_size=VOCAB_SIZE,
         **kwargs,
     ):
@@ -52,9 +53,14 @@ class AttentionSeq2Seq(keras.Model):
             encoder_layers=encoder_layers,
             dropout=dropout,
             attention=attention,
+            attention_heads=attention_heads,
             vocab_size=vocab_size,
         )
         self.use_attention = attention
+        self.heads = attention_heads
+        if attention and (2 * encoder_units) % attention_heads:
+            raise ValueError(f"trainer.model.attention_heads: {attention_heads} heads do not "
+                             f"divide the {2 * encoder_units} encoder features")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
         # Dropout on each encoder layer's outputs (a Dropout layer, not LSTM(dropout=...):
         # a Bidirectional LSTM's own dropout leaves an untracked seed-generator resource in
@@ -94,15 +100,28 @@ class AttentionSeq2Seq(keras.Model):
         y = self.embedding(decoder_ids)
         decoder_out, h, c = self.decoder(y, initial_state=state, training=training)
         if self.use_attention:
-            query = self.query(decoder_out)
-            scores = ops.einsum("btd,bsd->bts", query, encoder_out)
-            scores = ops.where(ops.expand_dims(mask, 1), scores, -1e9)
-            context = ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), encoder_out)
+            context = self.attend(self.query(decoder_out), encoder_out, mask)
             features = ops.concatenate([decoder_out, context], axis=-1)
         else:
             features = decoder_out
         z = self.dropout(self.combine(features), training=training)
         return self.logits(z), [h, c]
+
+    def attend(self, query, encoder_out, mask):
+        """Dot-product attention of queries [b, t, d] over encoder outputs [b, s, d], in
+        ``self.heads`` heads, each over its own d / heads slice; returns contexts [b, t, d]."""
+        if self.heads == 1:
+            scores = ops.einsum("btd,bsd->bts", query, encoder_out)
+            scores = ops.where(ops.expand_dims(mask, 1), scores, -1e9)
+            return ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), encoder_out)
+        b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(encoder_out)[1]
+        d = query.shape[-1] // self.heads
+        q = ops.reshape(query, (b, t, self.heads, d))
+        k = ops.reshape(encoder_out, (b, s, self.heads, d))
+        scores = ops.einsum("bthd,bshd->bhts", q, k)
+        scores = ops.where(mask[:, None, None, :], scores, -1e9)
+        context = ops.einsum("bhts,bshd->bthd", ops.softmax(scores, axis=-1), k)
+        return ops.reshape(context, (b, t, self.heads * d))
 
     def call(self, inputs, training=False):
         encoder_ids, decoder_ids = inputs
@@ -122,9 +141,8 @@ class AttentionSeq2Seq(keras.Model):
         for _ in range(steps):
             h, (h, c) = self.decoder.cell(self.embedding(token), [h, c])
             if self.use_attention:
-                scores = ops.einsum("bd,bsd->bs", self.query(h), encoder_out)
-                scores = ops.where(mask, scores, -1e9)
-                context = ops.einsum("bs,bsd->bd", ops.softmax(scores, axis=-1), encoder_out)
+                query = ops.expand_dims(self.query(h), 1)
+                context = self.attend(query, encoder_out, mask)[:, 0, :]
                 features = ops.concatenate([h, context], axis=-1)
             else:
                 features = h
@@ -181,6 +199,7 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             encoder_layers=hparams.encoder_layers,
             dropout=hparams.dropout,
             attention=hparams.attention,
+            attention_heads=hparams.attention_heads,
             name="attention_seq2seq",
         )
     if hparams.family == "seed":

@@ -10,7 +10,7 @@ import tensorflow as tf
 from components import tokenizer as tok
 from components.models import ModelHParams, build_model, output_format_of
 from components.trainer import compile_model, model_coverage
-from pipeline.config import coverage_of, load_config
+from pipeline.config import ConfigError, coverage_of, load_config
 
 
 def test_seed_is_the_posts_model_layer_by_layer():
@@ -68,6 +68,31 @@ def test_attention_hyperparameters_come_from_config():
     assert with_attention.count_params() > model.count_params()
 
 
+def test_attention_heads_split_the_encoder_outputs():
+    """Several heads each attend over their own slice of the encoder outputs (the first
+    answer digit needs both operands' units digits: one head can look at only one); a head
+    count that does not divide the width is refused, naming the field."""
+    config = load_config("smoke", ["trainer.model.encoder_units=24",
+                                   "trainer.model.attention_heads=4"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    model = compile_model(hp, coverage, 10)
+    assert model.heads == 4
+    ids = tf.constant(np.random.default_rng(1).integers(1, 12, (2, 9)), tf.int32)
+    encoder_out, mask, _ = model.encode(ids)
+    query = tf.random.stateless_normal([2, 3, 48], seed=[1, 2])
+    context = model.attend(query, encoder_out, mask).numpy()
+    # head 0 reads only the first 12 features: changing the others leaves its context alone
+    other = encoder_out.numpy().copy()
+    other[..., 12:] += 1.0
+    changed = model.attend(query, tf.constant(other), mask).numpy()
+    np.testing.assert_allclose(changed[..., :12], context[..., :12], atol=1e-6)
+    assert not np.allclose(changed[..., 12:], context[..., 12:])
+    with pytest.raises(ConfigError, match="^trainer.model.attention_heads"):
+        load_config("smoke", ["trainer.model.encoder_units=24",
+                              "trainer.model.attention_heads=5"])
+
+
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="^trainer.model.family"):
         build_model(ModelHParams(family="transformer"), 5)
@@ -95,7 +120,8 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [
-    [], ["trainer.model.attention=false"], ["trainer.model.encoder_layers=2"]])
+    [], ["trainer.model.attention=false"], ["trainer.model.encoder_layers=2"],
+    ["trainer.model.attention_heads=4"]])
 def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
     """The serving decoder (the LSTM cell step by step) computes what the training graph
     (the LSTM layer over the whole sequence) computes: fed its own tokens as decoder

@@ -145,13 +145,22 @@ class ModelHParams:
     encoder_layers: int = 1
     dropout: float = 0.0
     attention: bool = True
+    # Heads of the decoder's dot-product attention, each over its own slice of the encoder
+    # outputs (2 x encoder_units must divide evenly): with one head the first answer digit
+    # can look at only one operand's units digit at a time.
+    attention_heads: int = 1
     reverse_output: bool = True
 
     def validate(self, path: str = "trainer.model") -> None:
         require(self.family in MODEL_FAMILIES, f"{path}.family",
                 f"unknown family {self.family!r}; choose from {', '.join(MODEL_FAMILIES)}")
-        for name in ("embedding_dim", "encoder_units", "decoder_units", "encoder_layers"):
+        for name in ("embedding_dim", "encoder_units", "decoder_units", "encoder_layers",
+                     "attention_heads"):
             require(getattr(self, name) >= 1, f"{path}.{name}", "must be positive")
+        require(self.family != "attention" or not self.attention
+                or (2 * self.encoder_units) % self.attention_heads == 0,
+                f"{path}.attention_heads", f"must divide 2 x encoder_units "
+                f"({2 * self.encoder_units}): each head attends over an equal slice")
         require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
         require(not (self.family == "seed" and self.reverse_output), f"{path}.reverse_output",
                 "the seed model emits the post's right-aligned answer, not a reversed one; "
