@@ -129,5 +129,4 @@ def test_time_to_accuracy_project_set_overrides_only_the_project_recipe(tmp_path
     monkeypatch.setattr(time_to_accuracy, "train_until", fake_train)
     assert time_to_accuracy.main(["--seeds", "1", "--work", str(tmp_path),
                                   "--project-set", "trainer.steps_per_epoch=100"]) == 0
-    assert seen == [("default", ["tuner.enabled=false", "trainer.steps_per_epoch=100"]),
-                    ("seed", [])]
+    assert seen == [("addition-fast", ["trainer.steps_per_epoch=100"]), ("seed", [])]
