@@ -500,29 +500,33 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
     """After a batch that merged several requests the next batch waits (up to the timeout)
     until it holds as many requests again; after a lone request's batch it does not wait."""
     import numpy as np
-    batches, gate = [], threading.Event()
+    batches, gate, started = [], threading.Event(), threading.Event()
 
     def run(rows):
         if rows == [b"r0"]:
+            started.set()
             gate.wait(10)
         batches.append(list(rows))
         return {"x": np.array(rows, dtype=object)}
 
-    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=400_000, adaptive=True)
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=1_000_000, adaptive=True)
 
     def background(row):
         thread = threading.Thread(target=batcher.run, args=([row],))
         thread.start()
         return thread
 
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
     try:
-        first = background(b"r0")  # holds the batch thread
-        while not batcher.queued_rows and not batches and first.is_alive():
-            time.sleep(0.01)
-        time.sleep(0.05)
+        first = background(b"r0")
+        assert started.wait(10)  # the batch thread is busy with r0 alone
         merged = [background(b"r1"), background(b"r2")]
-        while batcher.queued_rows < 2:
-            time.sleep(0.01)
+        wait_for(lambda: batcher.queued_rows == 2)
         gate.set()
         for t in [first] + merged:
             t.join(10)
@@ -530,16 +534,16 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
         late = [background(b"r3")]
         time.sleep(0.1)
         start = time.monotonic()
-        late.append(background(b"r4"))  # 100 ms later, within the 400 ms wait
+        late.append(background(b"r4"))  # 100 ms later, well within the 1 s wait
         for t in late:
             t.join(10)
         assert batches[-1] == [b"r3", b"r4"]
         # as many requests as last time: it runs at once instead of waiting out the timeout
-        assert time.monotonic() - start < 0.2
+        assert time.monotonic() - start < 0.5
         batcher.run([b"r5"])  # alone, after a merged batch: may wait once
         start = time.monotonic()
         batcher.run([b"r6"])  # alone after a lone batch: no wait
-        assert time.monotonic() - start < 0.2
+        assert time.monotonic() - start < 0.5
         assert batches[-2:] == [[b"r5"], [b"r6"]]
     finally:
         gate.set()
