@@ -110,10 +110,6 @@ class AttentionSeq2Seq(keras.Model):
     def attend(self, query, encoder_out, mask):
         """Dot-product attention of queries [b, t, d] over encoder outputs [b, s, d], in
         ``self.heads`` heads, each over its own d / heads slice; returns contexts [b, t, d]."""
-        if self.heads == 1:
-            scores = ops.einsum("btd,bsd->bts", query, encoder_out)
-            scores = ops.where(ops.expand_dims(mask, 1), scores, -1e9)
-            return ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), encoder_out)
         b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(encoder_out)[1]
         d = query.shape[-1] // self.heads
         q = ops.reshape(query, (b, t, self.heads, d))
