@@ -2,9 +2,10 @@
 
 Each server runs as ``python -m serving.server`` in its own process on 127.0.0.1, from this
 source tree or from others given with ``--servers`` (so an older implementation is measured
-beside the current one in the same run, on the same machine); the load comes from one more
-process (one thread per concurrent client, each with its own keep-alive connection / gRPC
-channel and a pre-built request). Every cell is bounded in time.
+beside the current one in the same run, on the same machine); the load comes from one or
+more other processes (``--client-processes``; one thread per concurrent client, each with
+its own keep-alive connection / gRPC channel and a pre-built request). Every cell is
+bounded in time.
 
     python benchmarks/serving_benchmark.py                 # the test fixture model
     python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
@@ -103,7 +104,8 @@ def _worker(conn):
         cell = conn.recv()
         if cell is None:
             return
-        api, port, concurrency, batch_size, seconds, warmup = cell
+        api, port, concurrency, batch_size, seconds, warmup, start = cell
+        time.sleep(max(0.0, start - time.time()))
         out = []
         cpu0 = time.process_time()
         now = time.perf_counter()
@@ -231,12 +233,28 @@ class ServerProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _measure(parent, server, label, api, batching, concurrency, batch_size, args, in_process):
+def _run_cell(workers, cell):
+    """Split one cell's clients over the load processes (as evenly as they go), start them
+    at the same moment, and merge what they measured."""
+    api, port, concurrency, batch_size, seconds, warmup = cell
+    start = time.time() + 0.5  # every process starts its clients at this wall-clock time
+    shares = [concurrency // len(workers) + (i < concurrency % len(workers))
+              for i in range(len(workers))]
+    busy = [(w, n) for w, n in zip(workers, shares) if n]
+    for w, n in busy:
+        w.send((api, port, n, batch_size, seconds, warmup, start))
+    results = [w.recv() for w, _ in busy]
+    return (sum(r[0] for r in results), sum(r[1] for r in results),
+            sorted(x for r in results for x in r[2]), seconds,
+            sum(r[4] for r in results), sum(r[5] for r in results))
+
+
+def _measure(workers, server, label, api, batching, concurrency, batch_size, args, in_process):
     port = server.grpc_port if api == "grpc" else server.rest_port
     batches0, rows0 = server.batches()
     cpu0 = server.cpu_seconds()
-    parent.send((api, port, concurrency, batch_size, args.seconds, args.warmup))
-    requests, errors, lat, seconds, sent, client_cpu = parent.recv()
+    requests, errors, lat, seconds, sent, client_cpu = _run_cell(
+        workers, (api, port, concurrency, batch_size, args.seconds, args.warmup))
     server_cpu = server.cpu_seconds() - cpu0
     batches1, rows1 = server.batches()
     batches, brows = batches1 - batches0, rows1 - rows0
@@ -271,6 +289,10 @@ def main(argv=None):
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--num-batch-threads", type=int, default=0,
                         help="0 = the server's default")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="load-generating processes; a cell's clients are split over "
+                             "them (default %(default)s: all client threads share one "
+                             "process and its GIL)")
     parser.add_argument("--server-args", nargs="+", default=[], metavar="LABEL=ARGS",
                         help="extra 'python -m serving.server' flags for one server, e.g. "
                              "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
@@ -301,12 +323,19 @@ def main(argv=None):
     for b, rate in in_process.items():
         print(f"in-process signature call, batch {b}: {rate:,.0f} equations/s", flush=True)
 
+    if args.client_processes < 1:
+        parser.error("--client-processes must be >= 1")
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    worker = ctx.Process(target=_worker, args=(child,), daemon=True)
-    worker.start()
-    if not parent.poll(120) or parent.recv() != "ready":
-        raise RuntimeError("the load worker process did not start")
+    workers, procs = [], []
+    for _ in range(args.client_processes):
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        proc.start()
+        workers.append(conn)
+        procs.append(proc)
+    for conn in workers:
+        if not conn.poll(120) or conn.recv() != "ready":
+            raise RuntimeError("a load worker process did not start")
     rows = []
     try:
         for batching in args.batching:
@@ -323,7 +352,7 @@ def main(argv=None):
                     for batch_size in args.batch_sizes:
                         for concurrency in args.concurrency:
                             for label, server in running:
-                                row = _measure(parent, server, label, api, batching,
+                                row = _measure(workers, server, label, api, batching,
                                                concurrency, batch_size, args, in_process)
                                 rows.append(row)
                                 print(_format_row(row), flush=True)
@@ -331,10 +360,12 @@ def main(argv=None):
                 for _, server in running:
                     server.close()
     finally:
-        parent.send(None)
-        worker.join(30)
-        if worker.is_alive():
-            worker.terminate()
+        for conn in workers:
+            conn.send(None)
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.terminate()
         if not args.model_base:
             shutil.rmtree(model_base, ignore_errors=True)
     print()

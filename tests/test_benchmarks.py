@@ -130,3 +130,24 @@ def test_time_to_accuracy_project_set_overrides_only_the_project_recipe(tmp_path
     assert time_to_accuracy.main(["--seeds", "1", "--work", str(tmp_path),
                                   "--project-set", "trainer.steps_per_epoch=100"]) == 0
     assert seen == [("addition-fast", ["trainer.steps_per_epoch=100"]), ("seed", [])]
+
+
+@pytest.mark.slow
+def test_serving_benchmark_splits_clients_over_processes_and_counts_every_request():
+    """The serving benchmark on the fixture model, 3 clients over 2 load processes: every
+    cell of both protocols is answered without errors, by batches the server really ran."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "benchmarks/serving_benchmark.py", "--seconds", "1",
+                           "--concurrency", "3", "--batch-sizes", "1", "4",
+                           "--client-processes", "2"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout.split("\n\n")[-1].strip().splitlines()
+    assert table[0].startswith("| server | api ")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert sorted((c[1], c[3], c[4]) for c in cells) == [
+        ("grpc", "3", "1"), ("grpc", "3", "4"), ("rest", "3", "1"), ("rest", "3", "4")]
+    for c in cells:
+        assert c[9] == "0", c  # errors
+        assert float(c[6].replace(",", "")) > 0  # equations/s
+        assert float(c[10]) >= 1.0  # the server ran batches for them
