@@ -61,11 +61,10 @@ class _Request:
     """One queued request: its rows, how far they have been scheduled, its output parts."""
 
     __slots__ = ("rows", "n", "taken", "done_rows", "parts", "deadline", "cancelled",
-                 "finished", "callback", "loop")
+                 "finished", "callback")
 
     def __init__(self, rows: List[bytes], deadline: Optional[float],
-                 callback: Callable[[Optional[Outputs], Optional[BaseException]], None],
-                 loop: Optional[asyncio.AbstractEventLoop] = None):
+                 callback: Callable[[Optional[Outputs], Optional[BaseException]], None]):
         self.rows = rows
         self.n = len(rows)
         self.taken = 0          # rows handed to batches so far
@@ -75,7 +74,6 @@ class _Request:
         self.cancelled = False
         self.finished = False
         self.callback = callback
-        self.loop = loop        # call ``callback`` on this event loop (None: in place)
 
 
 class Handle:
@@ -169,12 +167,10 @@ class Batcher:
                 self._cv.notify_all()
 
     def submit(self, rows: Sequence[bytes], callback, deadline: Optional[float] = None,
-               _incoming: Optional[_Incoming] = None,
-               loop: Optional[asyncio.AbstractEventLoop] = None) -> Handle:
+               _incoming: Optional[_Incoming] = None) -> Handle:
         """Queue ``rows``; ``callback(outputs, error)`` is called once, from a batch thread
-        (or from this call when the request has no rows), or on ``loop`` when one is given:
-        then the requests a batch completes are settled with one wake-up of that loop."""
-        request = _Request(list(rows), deadline, callback, loop)
+        (or from this call when the request is refused)."""
+        request = _Request(list(rows), deadline, callback)
         with self._cv:
             if _incoming is not None and _incoming._open:
                 # announced -> queued in one step, so a waiting batch thread sees either
@@ -194,7 +190,7 @@ class Batcher:
                 self._queued_rows += request.n
                 self._cv.notify()
         if request.n == 0:
-            _deliver([(request, None, None)])
+            callback(None, None)
         return Handle(self, request)
 
     def run(self, rows: Sequence[bytes], deadline: Optional[float] = None,
@@ -231,7 +227,13 @@ class Batcher:
             else:
                 future.set_result(outputs if outputs is not None else _empty_like())
 
-        handle = self.submit(rows, settle, deadline, _incoming, loop=loop)
+        def callback(outputs, error):
+            try:
+                loop.call_soon_threadsafe(settle, outputs, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        handle = self.submit(rows, callback, deadline, _incoming)
         try:
             return await future
         except asyncio.CancelledError:
@@ -351,8 +353,7 @@ class Batcher:
             return batch, []
 
     def _finish(self, request: _Request, outputs: Optional[Outputs],
-                error: Optional[BaseException], done: list) -> None:
-        """Mark ``request`` finished; its callback goes to ``done`` (see :func:`_deliver`)."""
+                error: Optional[BaseException]) -> None:
         with self._cv:
             if request.finished:
                 return
@@ -360,100 +361,65 @@ class Batcher:
             if error is not None and request in self._queue:
                 self._queue.remove(request)
                 self._queued_rows -= request.n - request.taken
-        done.append((request, outputs, error))
+        try:
+            request.callback(outputs, error)
+        except Exception:  # noqa: BLE001 - a waiter's failure must not kill the batch thread
+            logger.exception("batch callback failed")
 
     def _loop(self) -> None:
         while True:
             batch, dead = self._next_batch()
             if batch is None:
                 return
-            done: list = []
+            for request, error in dead:
+                dropped = request.n - request.done_rows
+                if self.on_dropped is not None:
+                    try:
+                        self.on_dropped(dropped, type(error).__name__)
+                    except Exception:  # noqa: BLE001
+                        logger.exception("on_dropped callback failed")
+                self._finish(request, None, error)
+            if not batch:
+                continue
+            rows: List[bytes] = []
+            for request, start, end in batch:
+                rows.extend(request.rows[start:end])
+            start_time = time.perf_counter()
             try:
-                self._run_batch(batch, dead, done)
-            finally:
-                _deliver(done)
-
-    def _run_batch(self, batch, dead, done: list) -> None:
-        """Drop the dead requests, run the batch, collect the finished requests in ``done``."""
-        for request, error in dead:
-            dropped = request.n - request.done_rows
-            if self.on_dropped is not None:
+                outputs = self.run_fn(rows)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                logger.warning("batch of %d rows failed: %s", len(rows), exc)
+                for request, _, _ in batch:
+                    self._finish(request, None, exc)
+                continue
+            elapsed = time.perf_counter() - start_time
+            if self.on_batch is not None:
                 try:
-                    self.on_dropped(dropped, type(error).__name__)
-                except Exception:  # noqa: BLE001
-                    logger.exception("on_dropped callback failed")
-            self._finish(request, None, error, done)
-        if not batch:
-            return
-        rows: List[bytes] = []
-        for request, start, end in batch:
-            rows.extend(request.rows[start:end])
-        start_time = time.perf_counter()
-        try:
-            outputs = self.run_fn(rows)
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
-            logger.warning("batch of %d rows failed: %s", len(rows), exc)
-            for request, _, _ in batch:
-                self._finish(request, None, exc, done)
-            return
-        elapsed = time.perf_counter() - start_time
-        if self.on_batch is not None:
-            try:
-                self.on_batch(len(rows), elapsed)
-            except Exception:  # noqa: BLE001 - metrics must never fail a batch
-                logger.exception("on_batch callback failed")
-        offset = 0
-        for request, start, end in batch:
-            n = end - start
-            if len(batch) == 1:
-                part = outputs
-            else:
-                part = {k: v[offset:offset + n] for k, v in outputs.items()}
-            offset += n
-            with self._cv:
-                request.parts.append((start, part))
-                request.done_rows += n
-                complete = request.done_rows >= request.n and not request.finished
-            if complete:
-                if len(request.parts) == 1:
-                    merged = request.parts[0][1]
+                    self.on_batch(len(rows), elapsed)
+                except Exception:  # noqa: BLE001 - metrics must never fail a batch
+                    logger.exception("on_batch callback failed")
+            offset = 0
+            for request, start, end in batch:
+                n = end - start
+                if len(batch) == 1:
+                    part = outputs
                 else:
-                    request.parts.sort(key=lambda p: p[0])
-                    keys = request.parts[0][1].keys()
-                    merged = {k: np.concatenate([p[k] for _, p in request.parts])
-                              for k in keys}
-                request.parts = []
-                self._finish(request, merged, None, done)
-
-
-def _deliver(done: List[Tuple[_Request, Optional[Outputs], Optional[BaseException]]]
-             ) -> None:
-    """Call the callbacks of finished requests: in place, or, for requests submitted with
-    an event loop, in one ``call_soon_threadsafe`` per loop (one wake-up of the loop for
-    every request a batch completes, not one each)."""
-    by_loop: Dict[asyncio.AbstractEventLoop, list] = {}
-    for request, outputs, error in done:
-        if request.loop is not None:
-            by_loop.setdefault(request.loop, []).append((request.callback, outputs, error))
-        else:
-            _call_back(request.callback, outputs, error)
-    for loop, calls in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_call_all, calls)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
-
-
-def _call_all(calls) -> None:
-    for callback, outputs, error in calls:
-        _call_back(callback, outputs, error)
-
-
-def _call_back(callback, outputs, error) -> None:
-    try:
-        callback(outputs, error)
-    except Exception:  # noqa: BLE001 - a waiter's failure must not kill the batch thread
-        logger.exception("batch callback failed")
+                    part = {k: v[offset:offset + n] for k, v in outputs.items()}
+                offset += n
+                with self._cv:
+                    request.parts.append((start, part))
+                    request.done_rows += n
+                    complete = request.done_rows >= request.n and not request.finished
+                if complete:
+                    if len(request.parts) == 1:
+                        merged = request.parts[0][1]
+                    else:
+                        request.parts.sort(key=lambda p: p[0])
+                        keys = request.parts[0][1].keys()
+                        merged = {k: np.concatenate([p[k] for _, p in request.parts])
+                                  for k in keys}
+                    request.parts = []
+                    self._finish(request, merged, None)
 
 
 def _empty_like() -> Outputs:

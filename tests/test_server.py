@@ -550,56 +550,6 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
         batcher.close()
 
 
-def test_batcher_settles_a_batch_of_async_requests_with_one_loop_wakeup():
-    """The requests one batch completes are handed to their event loop in one
-    call_soon_threadsafe (the gRPC loop wakes once per batch, not once per request), and
-    each awaiting handler still gets its own rows."""
-    import asyncio
-
-    import numpy as np
-    gate, started = threading.Event(), threading.Event()
-
-    def run(rows):
-        if rows == [b"r0"]:
-            started.set()
-            gate.wait(10)
-        return {"x": np.array([r.upper() for r in rows], dtype=object)}
-
-    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=0)
-
-    async def scenario():
-        loop = asyncio.get_running_loop()
-        wakeups = []
-        original = loop.call_soon_threadsafe
-
-        def counting(callback, *args, **kwargs):
-            if threading.current_thread().name.startswith("batcher"):  # from the batch thread
-                wakeups.append(callback)
-            return original(callback, *args, **kwargs)
-
-        loop.call_soon_threadsafe = counting
-        first = asyncio.ensure_future(batcher.run_async([b"r0"]))
-        assert await asyncio.to_thread(started.wait, 10)  # r0 runs alone, holding the batch thread
-        rest = [asyncio.ensure_future(batcher.run_async([row, row + b"b"]))
-                for row in (b"r1", b"r2", b"r3")]
-        deadline = time.monotonic() + 10
-        while batcher.queued_rows < 6 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert batcher.queued_rows == 6
-        gate.set()
-        results = await asyncio.wait_for(asyncio.gather(first, *rest), 10)
-        return wakeups, results
-
-    try:
-        wakeups, results = asyncio.run(scenario())
-    finally:
-        gate.set()
-        batcher.close()
-    assert [list(r["x"]) for r in results] == [
-        [b"R0"], [b"R1", b"R1B"], [b"R2", b"R2B"], [b"R3", b"R3B"]]
-    assert len(wakeups) == 2  # one for r0's batch, one for the batch of r1, r2 and r3
-
-
 # ---------------------------------------------------------------------------------------
 # hot swap of a newly pushed version; graceful shutdown
 # ---------------------------------------------------------------------------------------
