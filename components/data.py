@@ -63,12 +63,16 @@ def training_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     with_operator: bool = False,
+    short_share: float = 0.0,
+    short_max_chars: int = 5,
 ) -> tf.data.Dataset:
     """Batches of ((encoder ids, decoder inputs), targets[, operator index]).
 
     ``batch_size`` is the global batch (a tf.distribute strategy splits it over replicas);
     ``cache`` keeps the serialized records in memory after the first pass (small datasets);
-    ``with_operator`` adds each example's operator index for per-operator metrics.
+    ``with_operator`` adds each example's operator index for per-operator metrics;
+    ``short_share`` > 0 (with ``repeat``): that share of the records is drawn again from the
+    split's equations of at most ``short_max_chars`` characters (whitespace removed).
     """
     ds = raw_dataset(examples_dir, split, shuffle_files=shuffle_buffer > 0, seed=seed)
     if cache:
@@ -77,6 +81,13 @@ def training_dataset(
         ds = ds.repeat()
     if shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if short_share > 0:
+        if not repeat:
+            raise ValueError("short_share needs repeat=True (the short records are repeated)")
+        short = short_records(examples_dir, split, short_max_chars)
+        short = short.cache().repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+        ds = tf.data.Dataset.sample_from_datasets(
+            [ds, short], weights=[1.0 - short_share, short_share], seed=seed)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda s: to_model_inputs(parse_batch(s), coverage, with_operator),
                 num_parallel_calls=tf.data.AUTOTUNE)
@@ -84,6 +95,18 @@ def training_dataset(
     # Records, not files, are split between workers: any shard count works with any cluster.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def short_records(examples_dir: str, split: str, max_chars: int) -> tf.data.Dataset:
+    """Serialized records of the split whose equation has at most ``max_chars`` characters
+    (whitespace removed), in file order; one pass over the split, parsed in batches."""
+    def keep(serialized):
+        equations = tf.io.parse_example(serialized, {"equation": FEATURES["equation"]})
+        lengths = tf.strings.length(tokenizer.compact(equations["equation"]))
+        return tf.data.Dataset.from_tensor_slices(
+            tf.boolean_mask(serialized, lengths <= max_chars))
+
+    return raw_dataset(examples_dir, split).batch(4096).flat_map(keep)
 
 
 def features_dataset(examples_dir: str, split: str, batch_size: int) -> tf.data.Dataset:

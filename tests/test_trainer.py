@@ -54,6 +54,34 @@ def test_training_dataset_yields_the_shards_tokenized(examples):
     assert count == data_lib.read_stats(examples)["splits"]["validation"]["count"]
 
 
+def test_short_share_draws_that_share_of_records_from_short_equations(examples):
+    """trainer.short_share: about that share of the training records are drawn again from
+    the split's short equations (at most short_max_chars characters, whitespace removed);
+    the rest is the split as before."""
+    coverage = coverage_of(tiny_config())
+    features = data_lib.features_dataset(examples, "train", 512)
+    lengths = np.concatenate([tf.strings.length(tokenizer.compact(f["equation"])).numpy()
+                              for f in features])
+    natural = float(np.mean(lengths <= 3))  # '4+9': single-digit operands
+    assert 0 < natural < 0.2
+    short = [e.numpy() for e in data_lib.short_records(examples, "train", 3)]
+    assert len(short) == int(np.sum(lengths <= 3))  # every short record, once
+    batches = data_lib.training_dataset(examples, "train", coverage, 64, shuffle_buffer=500,
+                                        repeat=True, seed=3, short_share=0.5,
+                                        short_max_chars=3).take(40)
+    inputs = np.concatenate([b[0][0].numpy() for b in batches])
+    share = float(np.mean(np.sum(inputs != tokenizer.PAD_ID, axis=1) <= 3))
+    expected = 0.5 + 0.5 * natural
+    assert abs(share - expected) < 0.06, (share, expected)
+
+
+def test_short_share_is_validated_naming_the_field():
+    with pytest.raises(ConfigError, match="trainer.short_share"):
+        tiny_config("trainer.short_share=1.0")
+    with pytest.raises(ConfigError, match="trainer.short_max_chars"):
+        tiny_config("trainer.short_max_chars=2")
+
+
 def test_training_dataset_reads_gfile_urls(examples):
     url = "ram://lstm_math_trainer_test/examples"
     tf.io.gfile.makedirs(url)

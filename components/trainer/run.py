@@ -72,7 +72,7 @@ def _datasets(config: PipelineConfig, examples_dir: str, coverage: dict, batch_s
     train_ds = data_lib.training_dataset(
         examples_dir, "train", coverage, batch_size, shuffle_buffer=t.shuffle_buffer,
         cache=t.cache_dataset, repeat=True, seed=config.task.data.seed, drop_remainder=True,
-        with_operator=True)
+        with_operator=True, short_share=t.short_share, short_max_chars=t.short_max_chars)
     val_ds = data_lib.training_dataset(
         examples_dir, "validation", coverage, batch_size, cache=t.cache_dataset, repeat=True,
         drop_remainder=True, with_operator=True)

@@ -207,6 +207,12 @@ class TrainerConfig:
     steps_per_loop: int = 20  # training steps per tf.function call (fewer Python round trips)
     sample_predictions: int = 8  # validation equations decoded into TensorBoard each epoch
     progress_every_s: float = 30.0  # progress line within an epoch at most this often
+    # Share of each training batch drawn again (with repetition) from the training
+    # equations of at most short_max_chars characters, whitespace removed ('4+9' is 3):
+    # short operands are a sliver of any sample (the 100 single-digit sums of 0..999 are
+    # 0.01% of the space) and the model sees them too rarely to learn them. 0 = off.
+    short_share: float = 0.0
+    short_max_chars: int = 5
     # Seeds Python, NumPy and TF (keras.utils.set_random_seed) before the model is built:
     # the same seed gives the same initial weights (and the same ones for every tuner trial).
     # null = unseeded.
@@ -229,6 +235,11 @@ class TrainerConfig:
                 f"{path}.seed", f"an integer in [0, 2**32) or null (unseeded), got {self.seed!r}")
         require(self.max_result_length >= 0, f"{path}.max_result_length",
                 "must be >= 0 (0 = derived)")
+        require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
+                f"a fraction in [0, 1) (0 = off), got {self.short_share!r}")
+        require(_is_int(self.short_max_chars) and self.short_max_chars >= 3,
+                f"{path}.short_max_chars",
+                f"an integer >= 3 (the shortest equation, '1+2'), got {self.short_max_chars!r}")
 
     def validate_against(self, data: DataConfig, path: str = "trainer") -> None:
         needed = data.max_result_chars()
