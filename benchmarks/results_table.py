@@ -127,14 +127,17 @@ def config_label(run_dir: str | None) -> str:
         raw = yaml.safe_load(f)
     try:
         run = from_dict(raw).to_dict()  # fills fields newer than the run with their defaults
-    except (ConfigError, TypeError):
-        run = raw
+        filled = True
+    except (ConfigError, TypeError):  # an older schema (a renamed field): compare as written
+        run, filled = raw, False
     run = _flatten({k: run.get(k, {}) for k in COMPARED})
     best = None
     for name in sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")):
         preset = load_config(name).to_dict()
         preset = _flatten({k: preset.get(k, {}) for k in COMPARED})
-        diff = sorted(k for k in set(run) | set(preset) if run.get(k) != preset.get(k))
+        # unfilled, a field the run's config does not have is newer than the run: skip it
+        keys = set(run) | set(preset) if filled else set(run)
+        diff = sorted(k for k in keys if run.get(k) != preset.get(k))
         if best is None or len(diff) < len(best[1]):
             best = (name, diff)
     name, diff = best

@@ -65,6 +65,14 @@ def test_results_table_names_the_fields_that_differ_from_the_closest_preset(tmp_
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     assert results_table.config_label(str(run)) == "default + trainer.epochs=14"
+    # a config of an older schema (a field since renamed) is compared as written: the fields
+    # it does not have yet are not counted as differences
+    old = config.to_dict()
+    old["trainer"]["model"]["learning_rate"] = old["trainer"]["optimizer"].pop("learning_rate")
+    del old["trainer"]["short_share"]
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert results_table.config_label(str(run)) == (
+        "default + trainer.epochs=14, trainer.model.learning_rate=0.005")
 
 
 def test_medians_count_never_and_the_ratio_says_so():
