@@ -298,6 +298,8 @@ def main(argv=None):
                              "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
                              "(the same tree measured with two settings)")
     args = parser.parse_args(argv)
+    if args.client_processes < 1:
+        parser.error("--client-processes must be >= 1")
     logging.basicConfig(force=True, level=logging.WARNING)
     import shlex
     server_args = {}
@@ -323,8 +325,6 @@ def main(argv=None):
     for b, rate in in_process.items():
         print(f"in-process signature call, batch {b}: {rate:,.0f} equations/s", flush=True)
 
-    if args.client_processes < 1:
-        parser.error("--client-processes must be >= 1")
     ctx = multiprocessing.get_context("spawn")
     workers, procs = [], []
     for _ in range(args.client_processes):
