@@ -107,9 +107,6 @@ class _Incoming:
             self._open = False
             self._batcher._announce(-1)
 
-    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None) -> Outputs:
-        return self._batcher.run(rows, deadline, _incoming=self)
-
     async def run_async(self, rows: Sequence[bytes], deadline: Optional[float] = None
                         ) -> Outputs:
         return await self._batcher.run_async(rows, deadline, _incoming=self)
@@ -193,11 +190,8 @@ class Batcher:
             callback(None, None)
         return Handle(self, request)
 
-    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None,
-            on_handle: Optional[Callable[[Handle], None]] = None,
-            _incoming: Optional[_Incoming] = None) -> Outputs:
-        """Queue ``rows``, wait for the batches holding them, return their outputs.
-        ``on_handle(handle)`` gets the request's handle (to cancel it from elsewhere)."""
+    def run(self, rows: Sequence[bytes], deadline: Optional[float] = None) -> Outputs:
+        """Queue ``rows``, wait for the batches holding them, return their outputs."""
         done = threading.Event()
         result: list = [None, None]
 
@@ -205,9 +199,7 @@ class Batcher:
             result[0], result[1] = outputs, error
             done.set()
 
-        handle = self.submit(rows, callback, deadline, _incoming)
-        if on_handle is not None:
-            on_handle(handle)
+        self.submit(rows, callback, deadline)
         done.wait()
         if result[1] is not None:
             raise result[1]

@@ -162,29 +162,11 @@ class Servable:
         except tf.errors.InvalidArgumentError as exc:
             raise InvalidArgument(exc.message) from exc
 
-    def predict(self, rows: Sequence[bytes], incoming=None,
-                deadline: Optional[float] = None, on_handle=None) -> Dict[str, np.ndarray]:
-        """Run ``rows`` (through the batcher when there is one), blocking this thread.
-        ``on_handle(handle)``: called with the batcher's handle, whose ``cancel()`` drops
-        the rows that did not run yet."""
-        if not rows:
-            return self._run([])
-        with self._errors():
-            if incoming is not None:
-                return incoming.run(rows, deadline)
-            if self.batcher is not None:
-                return self.batcher.run(rows, deadline, on_handle=on_handle)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceededError("the request's deadline passed before it ran")
-            start = time.perf_counter()
-            outputs = self._run(list(rows))
-            self._on_batch(len(rows), time.perf_counter() - start)
-            return outputs
-
     async def predict_async(self, rows: Sequence[bytes], incoming=None,
                             deadline: Optional[float] = None) -> Dict[str, np.ndarray]:
-        """``predict`` for the asyncio front ends: the event loop never runs the model, and
-        cancelling the awaiting task (client gone) drops the rows that did not run yet."""
+        """Run ``rows`` (through the batcher when there is one) for the asyncio front ends:
+        the event loop never runs the model, and cancelling the awaiting task (client gone)
+        drops the rows that did not run yet."""
         if not rows:
             return self._run([])
         with self._errors():
