@@ -263,15 +263,9 @@ def main(argv=None) -> int:
     for spec in args.runs:
         label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         rows += rows_for(label or None, path)
-    block = markdown(rows) + "\n\n" + LEGEND
-    if not args.write:
-        print(block)
-        return 0
-    from scripts.readme_figures import write_block
-    if not write_block(args.write, START, END, block):
-        return 2
-    print(f"{args.write}: results table of {len(args.runs)} run(s)")
-    return 0
+    from scripts.readme_figures import print_or_write
+    return print_or_write(args.write, START, END, markdown(rows) + "\n\n" + LEGEND,
+                          f"{args.write}: results table of {len(args.runs)} run(s)")
 
 
 if __name__ == "__main__":

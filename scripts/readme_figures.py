@@ -94,12 +94,18 @@ def main(argv=None) -> int:
     path = args.manifest or latest_manifest(args.pipeline_root)
     with open(path) as f:
         block = figures(json.load(f), path, args.hardware)
-    if not args.write:
+    return print_or_write(args.write, START, END, block, f"{args.write}: figures from {path}")
+
+
+def print_or_write(path: str | None, start: str, end: str, block: str, summary: str) -> int:
+    """Print ``block`` when ``path`` is None, else write it between the markers of that
+    file (``write_block``) and print ``summary``; returns the exit status (2: no markers)."""
+    if not path:
         print(block)
         return 0
-    if not write_block(args.write, START, END, block):
+    if not write_block(path, start, end, block):
         return 2
-    print(f"{args.write}: figures from {path}")
+    print(summary)
     return 0
 
 
