@@ -615,8 +615,40 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
                          {"instances": ["1 + 1"]})[0] == 404
 
 
-def test_stop_finishes_in_flight_requests(model_base):
-    srv = ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=5).start()
+def test_grpc_runs_on_uvloop_by_default_and_rest_on_asyncio(server):
+    # uvloop is a dependency on Linux and macOS; REST stays on asyncio's loop (app.py says why)
+    assert type(server._grpc_loop.loop).__module__.startswith("uvloop")
+    assert type(server._rest_loop.loop).__module__.startswith("asyncio")
+
+
+def test_bad_grpc_event_loop_fails_before_anything_starts(model_base):
+    with pytest.raises(ValueError, match=r"^grpc_event_loop: expected one of auto, uvloop, "
+                                         r"asyncio, got 'libuv'"):
+        ModelServer(model_base, NAME, rest_port=0, grpc_port=0, grpc_event_loop="libuv")
+    proc = subprocess.run([sys.executable, "-m", "serving.server", "--model-base", model_base,
+                           "--grpc-event-loop", "libuv"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "--grpc-event-loop: invalid choice: 'libuv'" in proc.stderr
+
+
+def test_auto_event_loop_falls_back_to_asyncio_without_uvloop(monkeypatch):
+    import importlib.util
+
+    from serving.server.app import resolve_event_loop
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvloop" else real(name, *a))
+    assert resolve_event_loop("auto") == "asyncio"
+    with pytest.raises(ValueError, match=r"^grpc_event_loop: 'uvloop' is not installed"):
+        resolve_event_loop("uvloop")
+
+
+@pytest.mark.parametrize("grpc_event_loop", ["uvloop", "asyncio"])
+def test_stop_finishes_in_flight_requests(model_base, grpc_event_loop):
+    srv = ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=5,
+                      grpc_event_loop=grpc_event_loop).start()
+    assert type(srv._grpc_loop.loop).__module__.startswith(grpc_event_loop)
     servable = srv.manager._latest
     fast = servable.batcher.run_fn
 
@@ -668,7 +700,9 @@ def test_sigterm_graceful_shutdown(model_base, tmp_path):
         assert predict_grpc(["20 + 22"], port=ports["grpc_port"])[0]["result"] == "42"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        assert "stopped" in log_path.read_text()
+        log_text = log_path.read_text()
+        assert "stopped" in log_text
+        assert "gRPC listening on 127.0.0.1:" in log_text and "(uvloop event loop)" in log_text
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -17,8 +17,8 @@ The modules, along the server's seams (none imports ``pipeline`` or ``components
 * :mod:`~serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
 * :mod:`~serving.server.rest_api` - the REST front end on aiohttp, with a connection cap;
 * :mod:`~serving.server.grpc_api` - the gRPC services on grpc.aio;
-* :mod:`~serving.server.app` - ``ModelServer``: both front ends on one event loop, start-up
-  and graceful shutdown;
+* :mod:`~serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
+  on uvloop where installed), start-up and graceful shutdown;
 * :mod:`~serving.server.command` - ``lstm-math serve`` / ``python -m serving.server``.
 """
 

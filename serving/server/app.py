@@ -1,7 +1,8 @@
 """The server: one :class:`ModelManager` behind the REST front end (aiohttp) and the gRPC one
-(``grpc.aio``), each on its own asyncio event loop in a background thread (measured: one
-loop shared by both front ends answered fewer gRPC requests per second). The model itself
-runs in the batcher's threads, never on an event loop.
+(``grpc.aio``), each on its own event loop in a background thread (measured: one loop
+shared by both front ends answered fewer gRPC requests per second). The gRPC loop is uvloop
+where installed (see :func:`resolve_event_loop`); REST stays on asyncio's loop. The model
+itself runs in the batcher's threads, never on an event loop.
 
 Shutdown closes both listeners first (new connections are refused at once), then lets the
 in-flight requests finish within the grace period, closes the remaining connections and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
 import threading
 import time
@@ -41,11 +43,48 @@ DEFAULT_MAX_CONNECTIONS = 1024  # REST connections open at once
 DEFAULT_GRPC_MAX_CONCURRENT_RPCS = 1024  # gRPC calls in progress; more: RESOURCE_EXHAUSTED
 
 
-class _LoopThread:
-    """An asyncio event loop running in a daemon thread of its own."""
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
-    def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
+
+def resolve_event_loop(kind: str = "auto") -> str:
+    """``kind`` as the loop that will run: ``uvloop`` (libuv) or ``asyncio`` (the standard
+    library's); ``auto`` is uvloop where it is installed (a dependency except on Windows).
+
+    The gRPC front end runs on it (``ModelServer(grpc_event_loop=...)``): measured with the
+    serving benchmark, uvloop answered about 15-20% more single-equation gRPC requests per
+    second at 32 clients, with less server CPU per request. REST stays on asyncio's loop:
+    uvloop gave aiohttp no measurable gain, and under the hostile header flood (32
+    connections sending 6 MB of headers each) its transient buffers peaked at about 170 MB
+    against 65 MB."""
+    if kind not in EVENT_LOOPS:
+        raise ValueError(f"grpc_event_loop: expected one of {', '.join(EVENT_LOOPS)}, "
+                         f"got {kind!r}")
+    if kind == "asyncio":
+        return kind
+    if importlib.util.find_spec("uvloop") is not None:
+        return "uvloop"
+    if kind == "uvloop":
+        raise ValueError("grpc_event_loop: 'uvloop' is not installed (pip install uvloop, "
+                         "or use 'asyncio')")
+    return "asyncio"
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if resolve_event_loop(kind) == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+class _LoopThread:
+    """An event loop (see :func:`new_event_loop`) running in a daemon thread of its own."""
+
+    def __init__(self, name: str, kind: str):
+        self.loop = new_event_loop(kind)
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name=name,
                                        daemon=True)
@@ -87,7 +126,9 @@ class ModelServer:
                  grpc_max_concurrent_rpcs: int = DEFAULT_GRPC_MAX_CONCURRENT_RPCS,
                  metrics: Optional[Metrics] = None, model_warmup: bool = True,
                  max_request_rows: Optional[int] = DEFAULT_MAX_REQUEST_ROWS,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 grpc_event_loop: str = "auto"):
+        self.grpc_event_loop = resolve_event_loop(grpc_event_loop)
         self.host = host
         self.model_name = model_name
         self.max_request_bytes = int(max_request_bytes)
@@ -163,10 +204,10 @@ class ModelServer:
         self.manager.start()
         try:
             if self._grpc_port_req is not None:
-                self._grpc_loop = _LoopThread("serving-grpc")
+                self._grpc_loop = _LoopThread("serving-grpc", self.grpc_event_loop)
                 self._grpc_loop.submit(self._astart_grpc(), 60)
             if self._rest_port_req is not None:
-                self._rest_loop = _LoopThread("serving-rest")
+                self._rest_loop = _LoopThread("serving-rest", "asyncio")
                 self._rest_loop.submit(self._astart_rest(), 60)
         except BaseException:
             self._started = True
@@ -195,7 +236,8 @@ class ModelServer:
             raise OSError(f"could not bind gRPC to {address}")
         self.grpc_port = port
         await self._grpc.start()
-        logger.info("gRPC listening on %s", self._grpc_address(self.host, port))
+        logger.info("gRPC listening on %s (%s event loop)", self._grpc_address(self.host, port),
+                    _loop_name(asyncio.get_running_loop()))
 
     async def _astart_rest(self) -> None:
         self._runner = web.ServerRunner(RestApi(self).make_server(), shutdown_timeout=5.0)
@@ -207,8 +249,9 @@ class ModelServer:
             backlog=128, reuse_address=True)
         await self._site.start()
         self.rest_port = self._site.port
-        logger.info("REST listening on http://%s:%d",
-                    f"[{self.host}]" if ":" in self.host else self.host, self.rest_port)
+        logger.info("REST listening on http://%s:%d (%s event loop)",
+                    f"[{self.host}]" if ":" in self.host else self.host, self.rest_port,
+                    _loop_name(asyncio.get_running_loop()))
 
     async def _astop_rest(self, grace: float) -> None:
         # 1. stop accepting: new connections are refused at once

@@ -14,7 +14,8 @@ from serving.contract import DEFAULT_MODEL_NAME
 from serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
                                 DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
                                 DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
-                                DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, ModelServer)
+                                DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, EVENT_LOOPS,
+                                ModelServer)
 from serving.server.models import DEFAULT_POLL_SECONDS
 
 logger = logging.getLogger("lstm_math.serving")
@@ -67,6 +68,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="REST connections open at once; at the cap a new one closes the "
                              "longest-idle one, or gets a 503 when all are busy "
                              "(default %(default)s)")
+    parser.add_argument("--grpc-event-loop", choices=EVENT_LOOPS, default="auto",
+                        help="the gRPC front end's event loop: uvloop (more requests/s), the "
+                             "standard library's asyncio, or auto: uvloop where installed "
+                             "(default %(default)s; REST always runs on asyncio's)")
     parser.add_argument("--grace-seconds", type=float, default=10.0,
                         help="how long shutdown waits for in-flight requests")
     parser.add_argument("--port-file",
@@ -87,7 +92,8 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
         adaptive_batch_timeout=not args.strict_batch_timeout,
         poll_seconds=args.poll_seconds, num_versions=args.num_versions,
         max_request_bytes=args.max_request_bytes, model_warmup=not args.no_model_warmup,
-        max_request_rows=args.max_request_rows or None, max_connections=args.max_connections)
+        max_request_rows=args.max_request_rows or None, max_connections=args.max_connections,
+        grpc_event_loop=args.grpc_event_loop)
 
 
 def run_serve(args: argparse.Namespace) -> int:
