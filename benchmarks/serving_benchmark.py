@@ -4,14 +4,20 @@ Each server runs as ``python -m serving.server`` in its own process on 127.0.0.1
 source tree or from others given with ``--servers`` (so an older implementation is measured
 beside the current one in the same run, on the same machine); the load comes from one or
 more other processes (``--client-processes``; one thread per concurrent client, each with
-its own keep-alive connection / gRPC channel and a pre-built request). Every cell is
-bounded in time.
+its own keep-alive connection / gRPC channel and a pre-built request), or, with
+``--load-generator h2load``, from nghttp2's C load generator (``apt-get install
+nghttp2-client``): one connection per client, one request in flight on each, HTTP/2 with
+gRPC framing or HTTP/1.1 keep-alive. On a small machine the load generator shares the
+cores with the server, and the Python clients spend 0.15-0.2 ms of CPU per request; h2load
+spends a fraction of that, so it shows more of what the server itself can answer. Every
+cell is bounded in time.
 
     python benchmarks/serving_benchmark.py                 # the test fixture model
     python benchmarks/serving_benchmark.py --model-base serving_models --seconds 5
     git archive b7d1057 serving | tar -x -C /tmp/old-serving
     python benchmarks/serving_benchmark.py --servers old=/tmp/old-serving new=.
     python benchmarks/serving_benchmark.py --servers a=. b=. --server-args "b=--batch-timeout-micros 2000"
+    python benchmarks/serving_benchmark.py --load-generator h2load --concurrency 32 --batch-sizes 1
 
 For each cell: requests/s, equations/s, p50/p99 latency, errors, the ratio of
 equations/s to calling the ``serving_default`` signature in-process (one thread) on batches
@@ -133,6 +139,99 @@ def _percentile(sorted_values, q):
 
 
 # ---------------------------------------------------------------------------------------
+# h2load (nghttp2's load generator)
+# ---------------------------------------------------------------------------------------
+PREDICT_PATH = "/v1/models/{name}:predict"
+GRPC_PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+
+
+def _h2load_request(api, batch_size, model_name, directory):
+    """Write the request body h2load sends: a gRPC-framed PredictRequest (1-byte flag,
+    4-byte big-endian length, the proto) or the REST JSON body. Returns (path, args)."""
+    import json
+    equations = _batch(batch_size)
+    path = os.path.join(directory, f"{api}-{batch_size}.body")
+    if api == "grpc":
+        from serving.client import GrpcClient
+        client = GrpcClient(port=1, model_name=model_name)
+        request = client.make_request(equations)
+        client.close()
+        payload = request.SerializeToString()
+        body = b"\x00" + len(payload).to_bytes(4, "big") + payload
+        headers = ["content-type: application/grpc", "te: trailers"]
+        url_path = GRPC_PREDICT_PATH
+        extra = []
+    else:
+        body = json.dumps({"instances": equations}).encode()
+        headers = ["content-type: application/json"]
+        url_path = PREDICT_PATH.format(name=model_name)
+        extra = ["--h1"]
+    with open(path, "wb") as f:
+        f.write(body)
+    args = extra + [a for h in headers for a in ("-H", h)] + ["-d", path]
+    return url_path, args
+
+
+def parse_h2load(text):
+    """The counts in h2load's summary: requests done / succeeded / failed / errored /
+    timeout and the HTTP status classes. A missing line is a RuntimeError naming it."""
+    import re
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    c = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not m or not c:
+        raise RuntimeError("h2load printed no 'requests:' / 'status codes:' summary:\n"
+                           + text[-2000:])
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    out = dict(zip(keys, map(int, m.groups())))
+    out.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, c.groups())))
+    return out
+
+
+def _h2load_latencies(log_path):
+    """Per-request latencies (seconds) of h2load's --log-file (start us, status, duration us)."""
+    latencies = []
+    with open(log_path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                latencies.append(int(parts[2]) / 1e6)
+    return sorted(latencies)
+
+
+def _run_h2load_cell(server, api, concurrency, batch_size, args):
+    import resource
+    import subprocess
+    directory = tempfile.mkdtemp(prefix="lstm_math_h2load_")
+    try:
+        url_path, request_args = _h2load_request(api, batch_size, args.model_name, directory)
+        port = server.grpc_port if api == "grpc" else server.rest_port
+        log_path = os.path.join(directory, "requests.log")
+        cmd = (["h2load", "-c", str(concurrency), "-m", "1", "-t", "1",
+                "-D", f"{int(round(args.seconds * 1000))}ms",
+                "--warm-up-time", f"{int(round(args.warmup * 1000))}ms",
+                "--log-file", log_path] + request_args
+               + [f"http://127.0.0.1:{port}{url_path}"])
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=args.seconds + args.warmup + 120)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"h2load failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
+                               f"{proc.stderr[-2000:]}")
+        counts = parse_h2load(proc.stdout)
+        latencies = _h2load_latencies(log_path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    errors = counts["failed"] + counts["errored"] + counts["timeout"] + counts["4xx"] \
+        + counts["5xx"] + counts["3xx"]
+    # h2load counts the measured period only; the warm-up sent about as many per second
+    sent = int(counts["done"] * (args.seconds + args.warmup) / args.seconds)
+    return counts["done"], errors, latencies, args.seconds, sent, cpu
+
+
+# ---------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------
 def _fixture_model_base():
@@ -166,6 +265,18 @@ def _metric_sum(text, name):
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def grpc_errors(text):
+    """gRPC predict calls that ended in an error (neither OK nor CANCELLED), from the
+    server's Prometheus text."""
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith("lstm_math_serving_requests_total{") and 'api="grpc"' in line
+                and 'endpoint="predict"' in line and 'code="OK"' not in line
+                and 'code="CANCELLED"' not in line):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -213,12 +324,16 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def batches(self):
+        """(batches, batched rows, gRPC predict calls that ended in an error) so far; the
+        last counts errors that h2load cannot see (a gRPC status travels in the trailers of
+        an HTTP 200). CANCELLED is not an error: h2load resets the calls in flight when its
+        time is up."""
         import urllib.request
         url = f"http://127.0.0.1:{self.rest_port}/monitoring/prometheus/metrics"
         with urllib.request.urlopen(url, timeout=30) as resp:
             text = resp.read().decode()
         return (_metric_sum(text, "lstm_math_serving_batches_total"),
-                _metric_sum(text, "lstm_math_serving_batched_rows_total"))
+                _metric_sum(text, "lstm_math_serving_batched_rows_total"), grpc_errors(text))
 
     def close(self):
         import signal
@@ -251,12 +366,18 @@ def _run_cell(workers, cell):
 
 def _measure(workers, server, label, api, batching, concurrency, batch_size, args, in_process):
     port = server.grpc_port if api == "grpc" else server.rest_port
-    batches0, rows0 = server.batches()
+    batches0, rows0, grpc_errors0 = server.batches()
     cpu0 = server.cpu_seconds()
-    requests, errors, lat, seconds, sent, client_cpu = _run_cell(
-        workers, (api, port, concurrency, batch_size, args.seconds, args.warmup))
+    if args.load_generator == "h2load":
+        requests, errors, lat, seconds, sent, client_cpu = _run_h2load_cell(
+            server, api, concurrency, batch_size, args)
+    else:
+        requests, errors, lat, seconds, sent, client_cpu = _run_cell(
+            workers, (api, port, concurrency, batch_size, args.seconds, args.warmup))
     server_cpu = server.cpu_seconds() - cpu0
-    batches1, rows1 = server.batches()
+    batches1, rows1, grpc_errors1 = server.batches()
+    if args.load_generator == "h2load":
+        errors += int(grpc_errors1 - grpc_errors0)
     batches, brows = batches1 - batches0, rows1 - rows0
     eq_rate = (requests - errors) * batch_size / seconds
     return dict(server=label, api=api, batching=batching, conc=concurrency, batch=batch_size,
@@ -293,6 +414,9 @@ def main(argv=None):
                         help="load-generating processes; a cell's clients are split over "
                              "them (default %(default)s: all client threads share one "
                              "process and its GIL)")
+    parser.add_argument("--load-generator", choices=["python", "h2load"], default="python",
+                        help="python: the Python clients above (default); h2load: nghttp2's "
+                             "C load generator, far less client CPU per request")
     parser.add_argument("--server-args", nargs="+", default=[], metavar="LABEL=ARGS",
                         help="extra 'python -m serving.server' flags for one server, e.g. "
                              "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
@@ -300,6 +424,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.client_processes < 1:
         parser.error("--client-processes must be >= 1")
+    if args.load_generator == "h2load" and not shutil.which("h2load"):
+        parser.error("--load-generator h2load: no h2load on PATH "
+                     "(apt-get install nghttp2-client)")
     logging.basicConfig(force=True, level=logging.WARNING)
     import shlex
     server_args = {}
@@ -317,7 +444,8 @@ def main(argv=None):
 
     model_base = args.model_base or _fixture_model_base()
     print(f"model base: {model_base} ({'given' if args.model_base else 'test fixture model'}); "
-          f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell; servers: "
+          f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell; load: {args.load_generator}; "
+          "servers: "
           + ", ".join(f"{label}={root}" for label, root in servers), flush=True)
 
     in_process = {b: _in_process_rate(model_base, args.model_name, b, min(args.seconds, 2.0))
@@ -327,7 +455,7 @@ def main(argv=None):
 
     ctx = multiprocessing.get_context("spawn")
     workers, procs = [], []
-    for _ in range(args.client_processes):
+    for _ in range(args.client_processes if args.load_generator == "python" else 0):
         conn, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child,), daemon=True)
         proc.start()

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from benchmarks import results_table, time_to_accuracy
+import shutil
+
+from benchmarks import results_table, serving_benchmark, time_to_accuracy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,4 +160,67 @@ def test_serving_benchmark_splits_clients_over_processes_and_counts_every_reques
     for c in cells:
         assert c[9] == "0", c  # errors
         assert float(c[6].replace(",", "")) > 0  # equations/s
+        assert float(c[10]) >= 1.0  # the server ran batches for them
+
+
+H2LOAD_SUMMARY = """finished in 3.30s, 5934.67 req/s, 1.28MB/s
+requests: 17804 total, 17804 started, 17804 done, 17790 succeeded, 14 failed, 0 errored, 0 timeout
+status codes: 17790 2xx, 0 3xx, 14 4xx, 0 5xx
+traffic: 3.84MB (4023704) total, 1.99MB (2089639) headers (space savings 0.00%)
+"""
+
+
+def test_h2load_summary_is_parsed_and_a_missing_summary_says_so():
+    counts = serving_benchmark.parse_h2load(H2LOAD_SUMMARY)
+    assert (counts["done"], counts["succeeded"], counts["failed"], counts["4xx"]) == (
+        17804, 17790, 14, 14)
+    with pytest.raises(RuntimeError, match="h2load printed no 'requests:'"):
+        serving_benchmark.parse_h2load("connect to 127.0.0.1 failed")
+
+
+def test_grpc_errors_counts_failed_predict_calls_only():
+    # a gRPC status travels in HTTP/2 trailers, so h2load counts a failed call as a 200:
+    # the benchmark reads the failures from the server's metrics instead
+    text = "\n".join([
+        'lstm_math_serving_requests_total{api="grpc",code="OK",endpoint="predict"} 2000.0',
+        'lstm_math_serving_requests_total{api="grpc",code="CANCELLED",endpoint="predict"} 15.0',
+        'lstm_math_serving_requests_total{api="grpc",code="NOT_FOUND",endpoint="predict"} 3.0',
+        'lstm_math_serving_requests_total{api="grpc",code="INVALID_ARGUMENT",endpoint="predict"} 2.0',
+        'lstm_math_serving_requests_total{api="grpc",code="NOT_FOUND",endpoint="status"} 7.0',
+        'lstm_math_serving_requests_total{api="rest",code="404",endpoint="predict"} 9.0',
+    ])
+    assert serving_benchmark.grpc_errors(text) == 5.0
+
+
+def test_serving_benchmark_h2load_missing_fails_fast(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, PATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, "benchmarks/serving_benchmark.py",
+                           "--load-generator", "h2load"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--load-generator h2load: no h2load on PATH" in proc.stderr.strip().splitlines()[-1]
+    assert proc.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("h2load") is None,
+                    reason="h2load not installed (apt-get install nghttp2-client)")
+def test_serving_benchmark_with_h2load_answers_every_cell():
+    """The serving benchmark on the fixture model with h2load as the load: both protocols
+    (HTTP/2 gRPC framing, HTTP/1.1 keep-alive) answered without errors by real batches."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "benchmarks/serving_benchmark.py", "--seconds", "1",
+                           "--concurrency", "4", "--batch-sizes", "1", "4",
+                           "--load-generator", "h2load"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "load: h2load" in proc.stdout
+    table = proc.stdout.split("\n\n")[-1].strip().splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert sorted((c[1], c[3], c[4]) for c in cells) == [
+        ("grpc", "4", "1"), ("grpc", "4", "4"), ("rest", "4", "1"), ("rest", "4", "4")]
+    for c in cells:
+        assert c[9] == "0", c  # errors
+        assert float(c[6].replace(",", "")) > 0  # equations/s
+        assert float(c[7]) > 0 and float(c[8]) >= float(c[7])  # p50, p99 from h2load's log
         assert float(c[10]) >= 1.0  # the server ran batches for them
