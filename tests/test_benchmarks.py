@@ -142,25 +142,33 @@ def test_time_to_accuracy_project_set_overrides_only_the_project_recipe(tmp_path
     assert seen == [("addition-fast", ["trainer.steps_per_epoch=100"]), ("seed", [])]
 
 
-@pytest.mark.slow
-def test_serving_benchmark_splits_clients_over_processes_and_counts_every_request():
-    """The serving benchmark on the fixture model, 3 clients over 2 load processes: every
-    cell of both protocols is answered without errors, by batches the server really ran."""
+def _serving_benchmark_cells(concurrency, *flags):
+    """Run the serving benchmark on the fixture model (1 s cells, batches of 1 and 4) and
+    check that every cell of both protocols was answered without errors, by batches the
+    server really ran; returns (stdout, the table's cells)."""
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "benchmarks/serving_benchmark.py", "--seconds", "1",
-                           "--concurrency", "3", "--batch-sizes", "1", "4",
-                           "--client-processes", "2"],
+                           "--concurrency", str(concurrency), "--batch-sizes", "1", "4",
+                           *flags],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout.split("\n\n")[-1].strip().splitlines()
     assert table[0].startswith("| server | api ")
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    n = str(concurrency)
     assert sorted((c[1], c[3], c[4]) for c in cells) == [
-        ("grpc", "3", "1"), ("grpc", "3", "4"), ("rest", "3", "1"), ("rest", "3", "4")]
+        ("grpc", n, "1"), ("grpc", n, "4"), ("rest", n, "1"), ("rest", n, "4")]
     for c in cells:
         assert c[9] == "0", c  # errors
         assert float(c[6].replace(",", "")) > 0  # equations/s
         assert float(c[10]) >= 1.0  # the server ran batches for them
+    return proc.stdout, cells
+
+
+@pytest.mark.slow
+def test_serving_benchmark_splits_clients_over_processes_and_counts_every_request():
+    """3 clients over 2 load processes."""
+    _serving_benchmark_cells(3, "--client-processes", "2")
 
 
 H2LOAD_SUMMARY = """finished in 3.30s, 5934.67 req/s, 1.28MB/s
@@ -206,21 +214,8 @@ def test_serving_benchmark_h2load_missing_fails_fast(tmp_path):
 @pytest.mark.skipif(shutil.which("h2load") is None,
                     reason="h2load not installed (apt-get install nghttp2-client)")
 def test_serving_benchmark_with_h2load_answers_every_cell():
-    """The serving benchmark on the fixture model with h2load as the load: both protocols
-    (HTTP/2 gRPC framing, HTTP/1.1 keep-alive) answered without errors by real batches."""
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "benchmarks/serving_benchmark.py", "--seconds", "1",
-                           "--concurrency", "4", "--batch-sizes", "1", "4",
-                           "--load-generator", "h2load"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "load: h2load" in proc.stdout
-    table = proc.stdout.split("\n\n")[-1].strip().splitlines()
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
-    assert sorted((c[1], c[3], c[4]) for c in cells) == [
-        ("grpc", "4", "1"), ("grpc", "4", "4"), ("rest", "4", "1"), ("rest", "4", "4")]
+    """h2load as the load: both protocols (HTTP/2 gRPC framing, HTTP/1.1 keep-alive)."""
+    stdout, cells = _serving_benchmark_cells(4, "--load-generator", "h2load")
+    assert "load: h2load" in stdout
     for c in cells:
-        assert c[9] == "0", c  # errors
-        assert float(c[6].replace(",", "")) > 0  # equations/s
         assert float(c[7]) > 0 and float(c[8]) >= float(c[7])  # p50, p99 from h2load's log
-        assert float(c[10]) >= 1.0  # the server ran batches for them
