@@ -51,8 +51,8 @@ def resolve_event_loop(kind: str = "auto") -> str:
     library's); ``auto`` is uvloop where it is installed (a dependency except on Windows).
 
     The gRPC front end runs on it (``ModelServer(grpc_event_loop=...)``): measured with the
-    serving benchmark, uvloop answered about 15-20% more single-equation gRPC requests per
-    second at 32 clients, with less server CPU per request. REST stays on asyncio's loop:
+    serving benchmark, uvloop answered about 8-12% more single-equation gRPC requests per
+    second at 32 clients (interleaved runs), with less server CPU per request. REST stays on asyncio's loop:
     uvloop gave aiohttp no measurable gain, and under the hostile header flood (32
     connections sending 6 MB of headers each) its transient buffers peaked at about 170 MB
     against 65 MB."""
