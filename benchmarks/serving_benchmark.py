@@ -8,7 +8,7 @@ its own keep-alive connection / gRPC channel and a pre-built request), or, with
 ``--load-generator h2load``, from nghttp2's C load generator (``apt-get install
 nghttp2-client``): one connection per client, one request in flight on each, HTTP/2 with
 gRPC framing or HTTP/1.1 keep-alive. On a small machine the load generator shares the
-cores with the server, and the Python clients spend 0.15-0.2 ms of CPU per request; h2load
+cores with the server, and the Python clients spend 0.1-0.3 ms of CPU per request; h2load
 spends a fraction of that, so it shows more of what the server itself can answer. Every
 cell is bounded in time.
 
@@ -377,6 +377,7 @@ def _measure(workers, server, label, api, batching, concurrency, batch_size, arg
     server_cpu = server.cpu_seconds() - cpu0
     batches1, rows1, grpc_errors1 = server.batches()
     if args.load_generator == "h2load":
+        # over the whole cell, warm-up included: an error is never missed
         errors += int(grpc_errors1 - grpc_errors0)
     batches, brows = batches1 - batches0, rows1 - rows0
     eq_rate = (requests - errors) * batch_size / seconds
