@@ -28,8 +28,8 @@ setup(
         "tensorflow-serving-api>=2.21,<2.22",
         "grpcio>=1.60,<2",
         "aiohttp>=3.10,<4",  # the model server's HTTP/1.1 front end (serving/server/rest_api.py)
-        # libuv event loops for both front ends (faster gRPC; serving/server/app.py); not on
-        # Windows, where the server falls back to asyncio's loop
+        # the libuv event loop of the model server's gRPC front end (more requests/s;
+        # serving/server/app.py); not on Windows, where it falls back to asyncio's loop
         "uvloop>=0.19,<1; sys_platform != 'win32'",
         "prometheus-client>=0.20,<1",  # the model server's metrics exposition
         "pyyaml>=6,<7",

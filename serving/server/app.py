@@ -70,20 +70,18 @@ def resolve_event_loop(kind: str = "auto") -> str:
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if resolve_event_loop(kind) == "uvloop":
+    """A new loop of a resolved ``kind`` (``uvloop`` or ``asyncio``)."""
+    if kind == "uvloop":
         import uvloop
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()
-
-
-def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 class _LoopThread:
     """An event loop (see :func:`new_event_loop`) running in a daemon thread of its own."""
 
     def __init__(self, name: str, kind: str):
+        self.kind = kind
         self.loop = new_event_loop(kind)
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name=name,
@@ -237,7 +235,7 @@ class ModelServer:
         self.grpc_port = port
         await self._grpc.start()
         logger.info("gRPC listening on %s (%s event loop)", self._grpc_address(self.host, port),
-                    _loop_name(asyncio.get_running_loop()))
+                    self._grpc_loop.kind)
 
     async def _astart_rest(self) -> None:
         self._runner = web.ServerRunner(RestApi(self).make_server(), shutdown_timeout=5.0)
@@ -251,7 +249,7 @@ class ModelServer:
         self.rest_port = self._site.port
         logger.info("REST listening on http://%s:%d (%s event loop)",
                     f"[{self.host}]" if ":" in self.host else self.host, self.rest_port,
-                    _loop_name(asyncio.get_running_loop()))
+                    self._rest_loop.kind)
 
     async def _astop_rest(self, grace: float) -> None:
         # 1. stop accepting: new connections are refused at once
