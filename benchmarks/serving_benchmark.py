@@ -199,13 +199,12 @@ def _h2load_latencies(log_path):
     return sorted(latencies)
 
 
-def _run_h2load_cell(server, api, concurrency, batch_size, args):
+def _run_h2load_cell(port, api, concurrency, batch_size, args):
     import resource
     import subprocess
     directory = tempfile.mkdtemp(prefix="lstm_math_h2load_")
     try:
         url_path, request_args = _h2load_request(api, batch_size, args.model_name, directory)
-        port = server.grpc_port if api == "grpc" else server.rest_port
         log_path = os.path.join(directory, "requests.log")
         cmd = (["h2load", "-c", str(concurrency), "-m", "1", "-t", "1",
                 "-D", f"{int(round(args.seconds * 1000))}ms",
@@ -260,25 +259,25 @@ def _in_process_rate(model_base, model_name, batch_size, seconds):
     return n * batch_size / (time.perf_counter() - start)
 
 
+def _samples(text):
+    """(name, labels, value) of every sample in Prometheus text (prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return [(sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def _metric_sum(text, name):
     """Sum of the samples of one metric (all label sets) in Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(value for sample, _, value in _samples(text) if sample == name)
 
 
 def grpc_errors(text):
     """gRPC predict calls that ended in an error (neither OK nor CANCELLED), from the
     server's Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith("lstm_math_serving_requests_total{") and 'api="grpc"' in line
-                and 'endpoint="predict"' in line and 'code="OK"' not in line
-                and 'code="CANCELLED"' not in line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(value for name, labels, value in _samples(text)
+               if name == "lstm_math_serving_requests_total" and labels.get("api") == "grpc"
+               and labels.get("endpoint") == "predict"
+               and labels.get("code") not in ("OK", "CANCELLED"))
 
 
 class ServerProcess:
@@ -370,7 +369,7 @@ def _measure(workers, server, label, api, batching, concurrency, batch_size, arg
     cpu0 = server.cpu_seconds()
     if args.load_generator == "h2load":
         requests, errors, lat, seconds, sent, client_cpu = _run_h2load_cell(
-            server, api, concurrency, batch_size, args)
+            port, api, concurrency, batch_size, args)
     else:
         requests, errors, lat, seconds, sent, client_cpu = _run_cell(
             workers, (api, port, concurrency, batch_size, args.seconds, args.warmup))
