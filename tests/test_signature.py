@@ -192,3 +192,19 @@ def test_a_model_of_two_to_three_operands_takes_both_and_names_the_range(serve_m
         dict(MIXED, min_operands=3))
     rows = call(three_only, ["7 * 6", "1 + 2 + 3"])
     assert rows[0]["error"] == "too short: this model takes 3 operands" and rows[1]["valid"]
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_answers_decode_in_the_models_digit_order(reverse):
+    """`reverse_output` false (the division preset: most significant digit first, as long
+    division finds them) and true (units first: + - *) both serve the right strings."""
+    from tests.helpers import OracleModel
+
+    coverage = {"operators": ["/", "-"], "operand_min": 0, "operand_max": 999,
+                "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
+                "reverse_output": reverse}
+    serve = build_serving_function(OracleModel(coverage, wrong_a=-1), coverage)
+    rows = ["932 / 3", "999 / 1", "5 / 7", "100 / 19", "12 - 980", "990 / 9"]
+    got = [(r["result"], r["valid"]) for r in call(serve, rows)]
+    assert got == [("310", True), ("999", True), ("0", True), ("5", True), ("-968", True),
+                   ("110", True)]
