@@ -259,22 +259,22 @@ def _in_process_rate(model_base, model_name, batch_size, seconds):
     return n * batch_size / (time.perf_counter() - start)
 
 
-def _samples(text):
+def metric_samples(text):
     """(name, labels, value) of every sample in Prometheus text (prometheus_client's parser)."""
     from prometheus_client.parser import text_string_to_metric_families
     return [(sample.name, sample.labels, sample.value)
             for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def _metric_sum(text, name):
-    """Sum of the samples of one metric (all label sets) in Prometheus text."""
-    return sum(value for sample, _, value in _samples(text) if sample == name)
+def _metric_sum(samples, name):
+    """Sum of the samples of one metric (all label sets), from :func:`metric_samples`."""
+    return sum(value for sample, _, value in samples if sample == name)
 
 
-def grpc_errors(text):
+def grpc_errors(samples):
     """gRPC predict calls that ended in an error (neither OK nor CANCELLED), from the
-    server's Prometheus text."""
-    return sum(value for name, labels, value in _samples(text)
+    server's metrics (:func:`metric_samples`)."""
+    return sum(value for name, labels, value in samples
                if name == "lstm_math_serving_requests_total" and labels.get("api") == "grpc"
                and labels.get("endpoint") == "predict"
                and labels.get("code") not in ("OK", "CANCELLED"))
@@ -330,9 +330,10 @@ class ServerProcess:
         import urllib.request
         url = f"http://127.0.0.1:{self.rest_port}/monitoring/prometheus/metrics"
         with urllib.request.urlopen(url, timeout=30) as resp:
-            text = resp.read().decode()
-        return (_metric_sum(text, "lstm_math_serving_batches_total"),
-                _metric_sum(text, "lstm_math_serving_batched_rows_total"), grpc_errors(text))
+            samples = metric_samples(resp.read().decode())
+        return (_metric_sum(samples, "lstm_math_serving_batches_total"),
+                _metric_sum(samples, "lstm_math_serving_batched_rows_total"),
+                grpc_errors(samples))
 
     def close(self):
         import signal

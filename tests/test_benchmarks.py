@@ -197,7 +197,7 @@ def test_grpc_errors_counts_failed_predict_calls_only():
         'lstm_math_serving_requests_total{api="grpc",code="NOT_FOUND",endpoint="status"} 7.0',
         'lstm_math_serving_requests_total{api="rest",code="404",endpoint="predict"} 9.0',
     ])
-    assert serving_benchmark.grpc_errors(text) == 5.0
+    assert serving_benchmark.grpc_errors(serving_benchmark.metric_samples(text)) == 5.0
 
 
 def test_serving_benchmark_h2load_missing_fails_fast(tmp_path):
