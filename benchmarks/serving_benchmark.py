@@ -58,7 +58,6 @@ def _client_thread(api, port, batch_size, deadline, warmup_until, out):
     latencies, errors, requests = [], 0, 0
     equations = _batch(batch_size)
     if api == "grpc":
-        import grpc
         from serving.client import GrpcClient
         client = GrpcClient(port=port)
         request = client.make_request(equations)
