@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from components import equations as eq
 from components.models import ModelHParams, build_model
 from components.signature import build_serving_function
+from tests.helpers import OracleModel
 
 COVERAGE = {"operators": ["+", "-", "/"], "operand_min": 0, "operand_max": 999,
             "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
@@ -198,8 +199,6 @@ def test_a_model_of_two_to_three_operands_takes_both_and_names_the_range(serve_m
 def test_answers_decode_in_the_models_digit_order(reverse):
     """`reverse_output` false (the division preset: most significant digit first, as long
     division finds them) and true (units first: + - *) both serve the right strings."""
-    from tests.helpers import OracleModel
-
     coverage = {"operators": ["/", "-"], "operand_min": 0, "operand_max": 999,
                 "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
                 "reverse_output": reverse}

@@ -52,10 +52,10 @@ def resolve_event_loop(kind: str = "auto") -> str:
 
     The gRPC front end runs on it (``ModelServer(grpc_event_loop=...)``): measured with the
     serving benchmark, uvloop answered about 8-12% more single-equation gRPC requests per
-    second at 32 clients (interleaved runs), with less server CPU per request. REST stays on asyncio's loop:
-    uvloop gave aiohttp no measurable gain, and under the hostile header flood (32
-    connections sending 6 MB of headers each) its transient buffers peaked at about 170 MB
-    against 65 MB."""
+    second at 32 clients (interleaved runs), with less server CPU per request. REST stays
+    on asyncio's loop: uvloop gave aiohttp no measurable gain, and under the hostile header
+    flood (32 connections sending 6 MB of headers each) its transient buffers peaked at
+    about 170 MB against 65 MB."""
     if kind not in EVENT_LOOPS:
         raise ValueError(f"grpc_event_loop: expected one of {', '.join(EVENT_LOOPS)}, "
                          f"got {kind!r}")
