@@ -23,6 +23,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 OPERATORS = ("+", "-", "*", "/")
+# What an equation is tagged with (``operator_tag``): its operator when it has two operands,
+# "mixed" for three or more. The Evaluator's per-operator slices and gates use the same tags.
+MIXED_TAG = "mixed"
+OPERATOR_TAGS = OPERATORS + (MIXED_TAG,)
 SPLITS = ("train", "validation", "test")
 
 _TOKEN_RE = re.compile(r"\s*(\d+|[+\-*/]|\S)")
@@ -58,7 +62,7 @@ class Equation:
 def operator_tag(operators: Sequence[str]) -> str:
     if len(operators) == 1:
         return operators[0]
-    return "mixed"
+    return MIXED_TAG
 
 
 def canonical_text(operands: Sequence[int], operators: Sequence[str]) -> str:
@@ -385,7 +389,7 @@ class Block:
 
     def tags(self) -> list[bytes]:
         """``operator_tag`` of every row: the operator for two operands, b'mixed' otherwise."""
-        names = np.array([op.encode() for op in OPERATORS] + [b"mixed"], dtype=object)
+        names = np.array([tag.encode() for tag in OPERATOR_TAGS], dtype=object)
         if self.op_codes.shape[1] == 0:
             return [b"mixed"] * len(self)
         ids = np.where(self.operand_counts() == 2, self.op_codes[:, 0], len(OPERATORS))

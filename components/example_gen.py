@@ -206,7 +206,7 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
                      chunk: int = CHUNK):
     """Yields (split index array, serialized records, block, stats per split) by chunks."""
     k = sampler.space.num_operands
-    tag_names = list(eq.OPERATORS) + ["mixed"]
+    tag_names = list(eq.OPERATOR_TAGS)
     for lo in range(start, stop, chunk):
         hi = min(stop, lo + chunk)
         block = sampler.block(lo, hi)

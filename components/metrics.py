@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from components import equations
 from components.tokenizer import PAD_ID
 
 
@@ -52,7 +53,7 @@ def loss_fn(from_logits: bool = True):
 
 
 # Operator tags as ExampleGen writes them (components.equations.operator_tag).
-OPERATOR_TAGS = ("+", "-", "*", "/", "mixed")
+OPERATOR_TAGS = equations.OPERATOR_TAGS
 
 
 def operator_index(tags):

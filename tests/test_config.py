@@ -43,6 +43,12 @@ def test_overrides_are_typed():
     ("tuner.max_trials=0", "tuner.max_trials"),
     ("trainer.model.family=transformer", "trainer.model.family"),
     ("evaluator.threshold=2", "evaluator.threshold"),
+    ("evaluator.operator_thresholds={'%': 0.9}", "evaluator.operator_thresholds.%"),
+    ("evaluator.operator_thresholds={'+': 1.5}", "evaluator.operator_thresholds.+"),
+    ("evaluator.operator_thresholds={'+': high}", "evaluator.operator_thresholds.+"),
+    # smoke is + on two operands: no '*' equations and no mixed ones to judge
+    ("evaluator.operator_thresholds={'*': 0.9}", "evaluator.operator_thresholds.*"),
+    ("evaluator.operator_thresholds={mixed: 0.5}", "evaluator.operator_thresholds.mixed"),
     ("pusher.model_name=a/b", "pusher.model_name"),
     ("trainer.optimizer.learning_rate=0", "trainer.optimizer.learning_rate"),
     ("trainer.optimizer.schedule=linear", "trainer.optimizer.schedule"),

@@ -220,6 +220,28 @@ def test_blessing_threshold_and_margin_edges():
     assert out["blessed"] is False and out["reasons"][0].startswith("exact match")
 
 
+def test_a_slice_below_its_operator_threshold_is_not_blessed(tmp_path, examples):
+    """The oracle gets '7 + b' wrong: overall and '-' meet their bars, '+' does not."""
+    config = small_config(tmp_path, exhaustive_max_equations=0)
+    config.evaluator.operator_thresholds = {"+": 0.999, "-": 0.999}
+    coverage = coverage_of(config)
+    result = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
+                                      str(tmp_path / "e"))
+    m, blessing = result["metrics"], result["blessing"]
+    plus = m["per_operator"]["+"]["exact_match"]
+    assert m["exact_match"] >= config.evaluator.threshold and plus < 0.999
+    assert blessing["blessed"] is False
+    assert f"+: exact match {plus:.5f} is below its threshold 0.999" in blessing["reasons"]
+    assert "-: exact match 1.00000 meets its threshold 0.999" in blessing["reasons"]
+    on_disk = json.loads((tmp_path / "e" / "blessing.json").read_text())
+    assert on_disk["reasons"] == blessing["reasons"]
+
+    # a bar exactly at the slice's figure is met; a bar on a slice with no equations is not
+    assert evaluator.bless(0.95, 0.9, None, 0.0, m["per_operator"], {"+": plus})["blessed"]
+    out = evaluator.bless(0.95, 0.9, None, 0.0, m["per_operator"], {"*": 0.1})
+    assert out["blessed"] is False and "*: no test equations" in out["reasons"][1]
+
+
 # --- confidence quality ------------------------------------------------------------------
 
 def brute_auroc(right, wrong):

@@ -1,4 +1,5 @@
-"""Blessing: the absolute threshold and no regression against the pushed model."""
+"""Blessing: the absolute thresholds (overall and per operator slice) and no regression
+against the pushed model."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ def latest_pushed(serving_base: str, model_name: str) -> tuple[int, str] | None:
 _EPS = 1e-9
 
 
-def bless(candidate: float, threshold: float, baseline: float | None, margin: float) -> dict:
+def bless(candidate: float, threshold: float, baseline: float | None, margin: float,
+          per_operator: dict | None = None, operator_thresholds: dict | None = None) -> dict:
+    """``per_operator``: metrics.json's table (tag -> {"exact_match", ...});
+    ``operator_thresholds``: tag -> bar. A slice with a bar and no test equations fails."""
     reasons = []
     ok = True
     if candidate >= threshold - _EPS:
@@ -26,6 +30,16 @@ def bless(candidate: float, threshold: float, baseline: float | None, margin: fl
     else:
         ok = False
         reasons.append(f"exact match {candidate:.5f} is below the threshold {threshold}")
+    for tag, bar in (operator_thresholds or {}).items():
+        got = (per_operator or {}).get(tag, {}).get("exact_match")
+        if got is None:
+            ok = False
+            reasons.append(f"{tag}: no test equations to judge against its threshold {bar}")
+        elif got >= bar - _EPS:
+            reasons.append(f"{tag}: exact match {got:.5f} meets its threshold {bar}")
+        else:
+            ok = False
+            reasons.append(f"{tag}: exact match {got:.5f} is below its threshold {bar}")
     if baseline is None:
         reasons.append("no pushed model to compare with: judged on the threshold alone")
     elif candidate >= baseline - margin - _EPS:

@@ -17,8 +17,9 @@ Outputs (under the component's output directory):
                       operand space is small enough, the exhaustive evaluation of every
                       equation, with exact match separately for equations seen in training
                       and never seen
-  blessing.json       blessed or not, with the reasons (absolute threshold; no regression
-                      against the pushed model by more than the margin)
+  blessing.json       blessed or not, with the reasons (absolute threshold, overall and
+                      per operator slice; no regression against the pushed model by more
+                      than the margin)
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -120,7 +121,8 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             metrics["baseline_error"] = f"pushed version {version} at {path}: {exc}"
         metrics["baseline"] = baseline
     blessing = bless(metrics["exact_match"], e.threshold,
-                     baseline["exact_match"] if baseline else None, e.regression_margin)
+                     baseline["exact_match"] if baseline else None, e.regression_margin,
+                     metrics["per_operator"], e.operator_thresholds)
     if metrics.get("baseline_error"):
         blessing["reasons"].append("the pushed model could not be evaluated ("
                                    + metrics["baseline_error"] + ")")

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import data as data_lib
+from components.equations import OPERATOR_TAGS, operator_tag
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _one_wrong_digit(answer: str, truth: str) -> bool:
     return len(answer) == len(truth) and sum(x != y for x, y in zip(answer, truth)) == 1
 
 
-_TAG_ORDER = {tag: i for i, tag in enumerate(("+", "-", "*", "/", "mixed"))}
+_TAG_ORDER = {tag: i for i, tag in enumerate(OPERATOR_TAGS)}
 
 
 def _sort_key(key: str):
@@ -280,7 +281,7 @@ def uniform_estimate(texts, right, coverage: dict) -> dict:
 
     by_tag = collections.defaultdict(list)
     for key in totals:
-        by_tag[key[0][0] if len(key[0]) == 1 else "mixed"].append(key)
+        by_tag[operator_tag(key[0])].append(key)
     return {"exact_match": estimate(list(totals)), "strata": len(totals),
             "per_operator": {tag: estimate(keys) for tag, keys in sorted(by_tag.items())},
             "method": "each (operators, operand digit lengths) stratum weighted by its share "

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from pipeline.config.cluster import ClusterConfig, validate_cluster
-from components.equations import (MAX_EXHAUSTIVE, OPERATORS, SAMPLING_SCHEMES, EquationSpace,
-                                  max_equation_chars, max_result_chars)
+from components.equations import (MAX_EXHAUSTIVE, MIXED_TAG, OPERATOR_TAGS, OPERATORS,
+                                  SAMPLING_SCHEMES, EquationSpace, max_equation_chars,
+                                  max_result_chars)
 from serving.contract import DEFAULT_MODEL_NAME
 
 # Model families: the target layout each is trained on (components.tokenizer's
@@ -361,6 +362,10 @@ class TunerConfig:
 @dataclasses.dataclass
 class EvaluatorConfig:
     threshold: float = 0.999  # absolute bar on test exact match
+    # Bars per operator slice of the test split, on top of `threshold`: keys + - * / (the
+    # two-operand equations of that operator) and mixed (three or more operands). A model
+    # whose overall figure hides one operator gone wrong is not blessed. {} = none.
+    operator_thresholds: dict = dataclasses.field(default_factory=dict)
     regression_margin: float = 0.001  # may be at most this much worse than the pushed model
     max_examples: int = 0  # 0 = the whole test split
     batch_size: int = 1024
@@ -372,6 +377,11 @@ class EvaluatorConfig:
 
     def validate(self, path: str = "evaluator") -> None:
         require(0 <= self.threshold <= 1, f"{path}.threshold", "must be in [0, 1]")
+        for tag, bar in self.operator_thresholds.items():
+            field = f"{path}.operator_thresholds.{tag}"
+            require(tag in OPERATOR_TAGS, field,
+                    f"unknown slice; known: {' '.join(OPERATOR_TAGS)}")
+            require(_is_number(bar) and 0 <= bar <= 1, field, f"must be in [0, 1], got {bar!r}")
         require(self.regression_margin >= 0, f"{path}.regression_margin", "must be >= 0")
         require(self.max_examples >= 0, f"{path}.max_examples", "must be >= 0 (0 = all)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be positive")
@@ -380,6 +390,20 @@ class EvaluatorConfig:
                 "must be >= 0 (0 = never)")
         require(self.exhaustive_batch_size >= 1, f"{path}.exhaustive_batch_size",
                 "must be positive")
+
+    def validate_against(self, data: DataConfig, path: str = "evaluator") -> None:
+        """A bar on a slice the test split cannot have would never be met."""
+        min_operands = data.num_operands if data.min_operands is None else data.min_operands
+        for tag in self.operator_thresholds:
+            field = f"{path}.operator_thresholds.{tag}"
+            if tag == MIXED_TAG:
+                require(data.num_operands >= 3, field, "task.data has no equations of three or "
+                        f"more operands (num_operands {data.num_operands})")
+            else:
+                require(tag in data.operators, field,
+                        f"task.data.operators {' '.join(data.operators)} has no {tag!r}")
+                require(min_operands <= 2, field, "task.data has no two-operand equations "
+                        f"(min_operands {min_operands})")
 
 
 @dataclasses.dataclass
@@ -457,6 +481,7 @@ class PipelineConfig:
         self.exporter.validate("exporter")
         self.tuner.validate("tuner")
         self.evaluator.validate("evaluator")
+        self.evaluator.validate_against(self.task.data, "evaluator")
         self.pusher.validate("pusher")
         self.runtime.validate("runtime")
         validate_cluster(self.cluster, require)
