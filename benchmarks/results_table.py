@@ -36,9 +36,9 @@ COLUMNS = ("task", "config", "training examples", "train wall time", "hardware",
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEGEND = ("exact match (uniform): the test split, each (operators, operand digit lengths) "
           "stratum weighted by its share of the space; exhaustive: every equation of the "
-          "space; operands < 10 / < 100 (count): every operand below the bound; t: the "
-          "confidence that keeps 99.9% of the right answers (a client should refuse answers "
-          "below it).")
+          "space (how many answers wrong); operands < 10 / < 100 (count): every operand below "
+          "the bound; t: the confidence that keeps 99.9% of the right answers (a client should "
+          "refuse answers below it).")
 
 
 # --------------------------------------------------------------------------------------
@@ -156,6 +156,13 @@ def _em(value, digits: int = 5) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _exhaustive(table: dict | None) -> str:
+    """'0.99999 (12 wrong)': five decimals alone would print 2 wrong of 10^6 as 1.00000."""
+    if not table:
+        return "-"
+    return f"{_em(table['exact_match'])} ({table['wrong']:,} wrong)"
+
+
 def _cell(table: dict | None, key: str) -> str:
     if not table or key not in table:
         return "-"
@@ -226,7 +233,7 @@ def rows_for(label: str | None, path: str) -> list[list[str]]:
     rows = [[task_of(coverage), config, f"{counts['train']:,}" if "train" in counts else "-",
              wall, metrics.get("hardware", "-"),
              _em(uniform.get("exact_match", metrics.get("exact_match"))),
-             _em(exhaustive["exact_match"]) if exhaustive else "-",
+             _exhaustive(exhaustive),
              _cell(full.get("small_operands"), "<10"), _cell(full.get("small_operands"), "<100"),
              _lengths(full.get("per_result_length", {})), auroc, below]]
     operators = metrics.get("per_operator", {})
@@ -239,7 +246,7 @@ def rows_for(label: str | None, path: str) -> list[list[str]]:
             rows.append([f"&nbsp;&nbsp;{OPERATOR_WORDS.get(op, op)}", "", "", "", "",
                          _em(uniform.get("per_operator", {}).get(
                              op, operators[op]["exact_match"])),
-                         _em(ex_op["exact_match"]) if ex_op else "-",
+                         _exhaustive(ex_op),
                          _cell(small, "<10"), _cell(small, "<100"), "", auroc, below])
     return rows
 

@@ -44,7 +44,8 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
     assert "old table" not in text and tables[0].strip() in text
     readme.write_text("no markers\n")
     assert results_table.main([str(smoke_run["root"]), "--write", str(readme)]) == 2
-    assert cells["exhaustive"] == f"{metrics['exhaustive']['exact_match']:.5f}"
+    ex = metrics["exhaustive"]
+    assert cells["exhaustive"] == f"{ex['exact_match']:.5f} ({ex['wrong']:,} wrong)"
     small = metrics["exhaustive"]["small_operands"]["<10"]
     assert cells["operands < 10"] == f"{small['exact_match']:.5f} ({small['count']})"
     assert small["count"] == 100  # every '1 + 2' of the space
