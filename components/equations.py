@@ -391,7 +391,7 @@ class Block:
         """``operator_tag`` of every row: the operator for two operands, b'mixed' otherwise."""
         names = np.array([tag.encode() for tag in OPERATOR_TAGS], dtype=object)
         if self.op_codes.shape[1] == 0:
-            return [b"mixed"] * len(self)
+            return [MIXED_TAG.encode()] * len(self)
         ids = np.where(self.operand_counts() == 2, self.op_codes[:, 0], len(OPERATORS))
         return names[ids].tolist()
 
