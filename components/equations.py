@@ -175,6 +175,14 @@ class EquationSpace:
         fewest = self.num_operands if self.min_operands is None else self.min_operands
         return range(fewest, self.num_operands + 1)
 
+    @property
+    def operator_tags(self) -> tuple[str, ...]:
+        """The ``operator_tag`` slices its equations fall in, in ``OPERATOR_TAGS`` order."""
+        held = set(self.operators) if 2 in self.operand_counts else set()
+        if self.num_operands >= 3:
+            held.add(MIXED_TAG)
+        return tuple(tag for tag in OPERATOR_TAGS if tag in held)
+
     def __post_init__(self):
         combos = [combo for k in self.operand_counts
                   for combo in itertools.product(self.operators, repeat=k - 1)]

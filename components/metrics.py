@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from components import equations
+from components.equations import OPERATOR_TAGS
 from components.tokenizer import PAD_ID
 
 
@@ -50,10 +50,6 @@ class CharAccuracy(keras.metrics.Mean):
 
 def loss_fn(from_logits: bool = True):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, ignore_class=PAD_ID)
-
-
-# Operator tags as ExampleGen writes them (components.equations.operator_tag).
-OPERATOR_TAGS = equations.OPERATOR_TAGS
 
 
 def operator_index(tags):

@@ -238,3 +238,13 @@ def test_exhaustive_mixed_counts_is_the_whole_space():
     assert len(set(texts)) == space.size == 10 * 10 + 10 * 9 + (10 * 10 * 10 + 2 * 10 * 10 * 9
                                                               + 10 * 9 * 9)
     assert {b"9 / 1", b"9 + 9 + 9", b"0 / 1 / 1"} <= set(texts)
+
+
+def test_operator_tags_are_the_slices_a_space_holds():
+    space = eq.EquationSpace(("/", "+"), 0, 99, 3, 2)
+    assert space.operator_tags == ("+", "/", "mixed")  # OPERATOR_TAGS order
+    assert eq.EquationSpace(("+", "*"), 0, 99, 3).operator_tags == ("mixed",)  # no two-operand
+    assert eq.EquationSpace(("-",), 0, 99).operator_tags == ("-",)
+    # every tag the sampled equations carry is one the space names
+    tags = {e.tag for e in (space.equation_at(i) for i in range(0, space.size, 997))}
+    assert tags == set(space.operator_tags)

@@ -16,15 +16,15 @@ TEST_ONLY = {"smoke"}
 def test_preset_loads_validates_and_has_a_real_threshold(name):
     config = load_config(name)
     coverage, d = coverage_of(config), config.task.data
+    space = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max, d.num_operands,
+                          d.min_operands)
     assert coverage["min_operands"] <= coverage["num_operands"]
     if name not in TEST_ONLY:
         # a bar of 0.9 overall, or a bar on every operator slice the test split holds (a
         # budget that cannot reach 0.9 overall must still not push a model that lost one)
-        slices = set(d.operators if coverage["min_operands"] <= 2 else [])
-        slices |= {"mixed"} if coverage["num_operands"] >= 3 else set()
         bars = config.evaluator.operator_thresholds
         assert config.evaluator.threshold >= 0.9 or (
-            set(bars) == slices and min(bars.values()) > 0 and config.evaluator.threshold > 0
+            set(bars) == set(space.operator_tags) and min(bars.values()) > 0 and config.evaluator.threshold > 0
         ), f"{name}: evaluator.threshold is not a bar"
     with open(os.path.join(CONFIG_DIR, f"{name}.yaml")) as f:
         assert f.readline().startswith("#"), f"{name}: say what the preset is for, first"

@@ -16,9 +16,8 @@ from typing import Any
 import yaml
 
 from pipeline.config.cluster import ClusterConfig, validate_cluster
-from components.equations import (MAX_EXHAUSTIVE, MIXED_TAG, OPERATOR_TAGS, OPERATORS,
-                                  SAMPLING_SCHEMES, EquationSpace, max_equation_chars,
-                                  max_result_chars)
+from components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS, SAMPLING_SCHEMES,
+                                  EquationSpace, max_equation_chars, max_result_chars)
 from serving.contract import DEFAULT_MODEL_NAME
 
 # Model families: the target layout each is trained on (components.tokenizer's
@@ -393,17 +392,11 @@ class EvaluatorConfig:
 
     def validate_against(self, data: DataConfig, path: str = "evaluator") -> None:
         """A bar on a slice the test split cannot have would never be met."""
-        min_operands = data.num_operands if data.min_operands is None else data.min_operands
+        held = EquationSpace(tuple(data.operators), data.operand_min, data.operand_max,
+                             data.num_operands, data.min_operands).operator_tags
         for tag in self.operator_thresholds:
-            field = f"{path}.operator_thresholds.{tag}"
-            if tag == MIXED_TAG:
-                require(data.num_operands >= 3, field, "task.data has no equations of three or "
-                        f"more operands (num_operands {data.num_operands})")
-            else:
-                require(tag in data.operators, field,
-                        f"task.data.operators {' '.join(data.operators)} has no {tag!r}")
-                require(min_operands <= 2, field, "task.data has no two-operand equations "
-                        f"(min_operands {min_operands})")
+            require(tag in held, f"{path}.operator_thresholds.{tag}",
+                    f"task.data has no {tag!r} equations; its slices: {' '.join(held)}")
 
 
 @dataclasses.dataclass
