@@ -644,6 +644,11 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(prog, f"bad config: {e}")
         if isinstance(e, RuntimeError) and "has not run with this config yet" in str(e):
             return _fail(prog, str(e))
+        from components.baseline import BaselineChanged
+
+        if isinstance(e, BaselineChanged):  # a refused push: the step failed, in one line
+            sys.stderr.write(f"{prog}: error: {e}\n")
+            return 1
         raise
 
 
