@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from serving import contract
+from lstm_math.serving import contract
 
 
 def _is_url(path: str) -> bool:

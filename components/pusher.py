@@ -2,14 +2,14 @@
 
 The gate: ``run_pusher`` pushes only a blessed, infra-validated model, and only while the
 latest complete version at the target is still the one its blessing was judged against
-(``blessing["judged_against"]``, see ``components.baseline``): checked under the push lock,
+(``blessing["judged_against"]``, see ``lstm_math.components.baseline``): checked under the push lock,
 so another pipeline's push between this candidate's evaluation and its push makes this push
 fail with ``BaselineChanged`` (one line: the baseline from what to what; rerun, and the
 Evaluator judges the candidate against the new model).
 
 A server polling the base (TF Serving, the local server) must never load a half-written
 version, and concurrent pushes must not collide. Versions are integers that grow (the one
-rule: ``serving.contract.versions``); only the newest ``keep_versions`` are kept.
+rule: ``lstm_math.serving.contract.versions``); only the newest ``keep_versions`` are kept.
 
 Local paths (one POSIX file system, a shared mount):
   * an exclusive ``fcntl.flock`` on ``<model_base>/.push.lock`` serialises pushes (four
@@ -47,9 +47,9 @@ import shutil
 import socket
 import time
 
-from components.baseline import (BaselineChanged, check_unchanged,  # noqa: F401
+from lstm_math.components.baseline import (BaselineChanged, check_unchanged,  # noqa: F401
                                  content_digest)
-from serving import contract
+from lstm_math.serving import contract
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def push(saved_model_dir: str, serving_base: str, model_name: str, keep_versions
          lock_timeout_s: float = 600.0, judged_against: dict | None = None,
          also_accept=()) -> dict:
     """``judged_against``: the baseline the blessing compared with
-    (``components.baseline``); when given, the push happens only while the latest version
+    (``lstm_math.components.baseline``); when given, the push happens only while the latest version
     at the target is still that one or one of ``also_accept``, else BaselineChanged. A
     model identical to the latest version is never pushed again."""
     model_base = os.path.join(serving_base, model_name)

@@ -27,12 +27,12 @@ from typing import Callable
 
 import tensorflow as tf
 
-from components.baseline import describe as describe_baseline
-from components.baseline import same as same_baseline
-from pipeline import artifacts as store
-from pipeline.artifacts import Artifact
-from pipeline.config import PipelineConfig, fingerprint_dict
-from pipeline.pipeline import Context, Pipeline, create_pipeline, pushes_on_blessings
+from lstm_math.components.baseline import describe as describe_baseline
+from lstm_math.components.baseline import same as same_baseline
+from lstm_math.pipeline import artifacts as store
+from lstm_math.pipeline.artifacts import Artifact
+from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
+from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline, pushes_on_blessings
 
 log = logging.getLogger(__name__)
 

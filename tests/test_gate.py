@@ -17,12 +17,12 @@ import shutil
 
 import pytest
 
-from components import pusher
-from components.exporter import export_saved_model
-from pipeline.config import coverage_of, load_config
-from pipeline.pipeline import Pipeline, create_pipeline
-from pipeline.runner import LocalRunner
-from serving import contract
+from lstm_math.components import pusher
+from lstm_math.components.exporter import export_saved_model
+from lstm_math.pipeline.config import coverage_of, load_config
+from lstm_math.pipeline.pipeline import Pipeline, create_pipeline
+from lstm_math.pipeline.runner import LocalRunner
+from lstm_math.serving import contract
 from tests.helpers import OracleModel
 
 DATA = ["task.data.operand_max=30", "task.data.num_examples=600", "task.data.num_shards=2",
@@ -59,7 +59,7 @@ def oracle_pipeline(examples_for, monkeypatch):
             made = json.load(f)
         return oracle(made["kind"], made["coverage"]), made["coverage"]
 
-    monkeypatch.setattr("components.trainer.load_trained", load_trained)
+    monkeypatch.setattr("lstm_math.components.trainer.load_trained", load_trained)
 
     def make(config, kind):
         coverage = coverage_of(config)

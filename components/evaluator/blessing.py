@@ -1,5 +1,5 @@
 """Blessing: the absolute thresholds (overall and per operator slice) and no regression
-against the pushed model (which one: ``components.baseline``)."""
+against the pushed model (which one: ``lstm_math.components.baseline``)."""
 
 from __future__ import annotations
 
