@@ -2,10 +2,10 @@
 
 The gate: ``run_pusher`` pushes only a blessed, infra-validated model, and only while the
 latest complete version at the target is still the one its blessing was judged against
-(``blessing["judged_against"]``, see ``lstm_math.components.baseline``): checked under the push lock,
-so another pipeline's push between this candidate's evaluation and its push makes this push
-fail with ``BaselineChanged`` (one line: the baseline from what to what; rerun, and the
-Evaluator judges the candidate against the new model).
+(``blessing["judged_against"]``, see ``lstm_math.components.baseline``): checked under the
+push lock, so another pipeline's push between this candidate's evaluation and its push
+makes this push fail with ``BaselineChanged`` (one line: the baseline from what to what;
+rerun, and the Evaluator judges the candidate against the new model).
 
 A server polling the base (TF Serving, the local server) must never load a half-written
 version, and concurrent pushes must not collide. Versions are integers that grow (the one

@@ -83,8 +83,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
                    judged_against: dict | None = None) -> dict:
     """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it.
 
-    ``judged_against``: the baseline (``lstm_math.components.baseline.resolve_baseline``) to compare
-    with, as resolved by the pipeline before its cache check; resolved here when None."""
+    ``judged_against``: the baseline to compare with
+    (``lstm_math.components.baseline.resolve_baseline``), as resolved by the pipeline before
+    its cache check; resolved here when None."""
     from lstm_math.components.signature import build_serving_function
 
     e = config.evaluator
