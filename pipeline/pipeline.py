@@ -12,6 +12,7 @@ import dataclasses
 import os
 from typing import Callable
 
+from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact  # noqa: F401  (re-exported)
 from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig, coverage_of
 
@@ -21,6 +22,7 @@ class Context:
     config: PipelineConfig
     inputs: dict  # upstream component name -> Artifact
     output_dir: str
+    resolved: dict = dataclasses.field(default_factory=dict)  # see Node.resolvers
 
 
 @dataclasses.dataclass
@@ -30,6 +32,11 @@ class Node:
     inputs: tuple = ()
     config_sections: tuple = ()  # dotted config paths whose values change the output
     fingerprint_extra: Callable[[PipelineConfig], object] | None = None
+    # Inputs from outside the pipeline root (TFX's resolver nodes): name -> function of the
+    # config returning a JSON-able identity. The runner resolves them once before the cache
+    # check, hashes them into the fingerprint and hands the same values to ``run``
+    # (``ctx.resolved``), so the node is judged on exactly what its fingerprint names.
+    resolvers: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -94,11 +101,35 @@ def _trainer(ctx: Context) -> dict:
     return {**result, "model_dir": ctx.output_dir}
 
 
+def _serving_baseline(config: PipelineConfig) -> dict:
+    """The Evaluator's baseline: the latest model served at the Pusher's target."""
+    from lstm_math.components.baseline import resolve_baseline
+
+    return resolve_baseline(config.pusher.serving_base, config.pusher.model_name)
+
+
+def pushes_on_blessings(root: str) -> list[dict]:
+    """What this pipeline root's Pusher pushed: ``{"evaluator": the blessing's Evaluator
+    fingerprint, "judged_against": the baseline of that blessing, "pushed": the pushed
+    version as a baseline}`` for each push."""
+    found = []
+    for _, artifact in store.list_artifacts(root, "Pusher"):
+        p = artifact.properties
+        judged = p.get("judged_against")
+        if p.get("pushed") and judged and p.get("evaluator"):
+            found.append({"evaluator": p["evaluator"], "judged_against": judged,
+                          "pushed": {"serving_base": judged["serving_base"],
+                                     "model_name": judged["model_name"],
+                                     "version": p["version"], "digest": p["digest"]}})
+    return found
+
+
 def _evaluator(ctx: Context) -> dict:
     from lstm_math.components.evaluator import run_evaluator
 
     result = run_evaluator(ctx.config, ctx.inputs["Trainer"].properties["model_dir"],
-                           ctx.inputs["ExampleGen"].properties["examples_dir"], ctx.output_dir)
+                           ctx.inputs["ExampleGen"].properties["examples_dir"], ctx.output_dir,
+                           judged_against=ctx.resolved.get("baseline"))
     metrics = {k: v for k, v in result["metrics"].items() if k != "worst_errors"}
     if metrics.get("exhaustive"):
         metrics["exhaustive"] = {k: v for k, v in metrics["exhaustive"].items()
@@ -135,10 +166,16 @@ def _pusher(ctx: Context) -> dict:
     from lstm_math.components.pusher import run_pusher
 
     p = ctx.config.pusher
-    return run_pusher(ctx.inputs["Exporter"].properties["saved_model"],
-                      ctx.inputs["Evaluator"].properties["blessing"],
-                      ctx.inputs["InfraValidator"].properties, p.serving_base, p.model_name,
-                      p.keep_versions)
+    evaluator = ctx.inputs["Evaluator"]
+    blessing = evaluator.properties["blessing"]
+    # a version this very blessing pushed earlier (then the export changed) is no new baseline
+    earlier = [x["pushed"] for x in pushes_on_blessings(ctx.config.runtime.pipeline_root)
+               if evaluator.fingerprint and x["evaluator"] == evaluator.fingerprint]
+    out = run_pusher(ctx.inputs["Exporter"].properties["saved_model"], blessing,
+                     ctx.inputs["InfraValidator"].properties, p.serving_base, p.model_name,
+                     p.keep_versions, also_accept=earlier)
+    return {**out, "evaluator": evaluator.fingerprint,
+            "judged_against": blessing.get("judged_against")}
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
@@ -152,7 +189,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
                   "trainer.optimizer", "trainer.seed")),
             Node("Trainer", _trainer, ("ExampleGen", "Tuner"), ("trainer",)),
             Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"),
-                 ("evaluator", "exporter.jit_compile")),
+                 ("evaluator", "exporter.jit_compile"),
+                 resolvers={"baseline": _serving_baseline}),
             Node("Exporter", _exporter, ("Trainer", "Evaluator"), ("exporter",)),
             Node("InfraValidator", _infra_validator, ("Exporter",),
                  ("evaluator.threshold", "pusher.infra_canaries", "pusher.infra_max_latency_ms",

@@ -1,9 +1,10 @@
 """LocalRunner: executes a Pipeline's nodes in order with caching and a run manifest.
 
 The store's layout is pipeline.artifacts. A node's fingerprint hashes its name, the config
-sections it reads and its inputs' fingerprints. A node whose fingerprint already has a
-complete artifact is not rerun; an interrupted node reruns into the same directory (the
-Trainer resumes from its backup).
+sections it reads, its inputs' fingerprints and its resolved inputs (``Node.resolvers``:
+the Evaluator's baseline, the model served at the Pusher's target). A node whose
+fingerprint already has a complete artifact is not rerun; an interrupted node reruns into
+the same directory (the Trainer resumes from its backup).
 
 Public API (the ``lstm-math`` commands use only this to find and record artifacts):
   run(pipeline, only=None)           the pipeline, or some of its nodes, with caching
@@ -26,10 +27,12 @@ from typing import Callable
 
 import tensorflow as tf
 
+from lstm_math.components.baseline import describe as describe_baseline
+from lstm_math.components.baseline import same as same_baseline
 from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact
 from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
-from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline
+from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline, pushes_on_blessings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,8 @@ class LocalRunner:
         self.config = config
         self.root = config.runtime.pipeline_root
 
-    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict) -> str:
+    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict,
+                    resolved: dict | None = None) -> str:
         node = pipeline.node(name)
         payload = {
             "component": name,
@@ -70,7 +74,32 @@ class LocalRunner:
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
             "extra": node.fingerprint_extra(self.config) if node.fingerprint_extra else None,
         }
+        if node.resolvers:
+            payload["resolved"] = (resolved if resolved is not None
+                                   else self.resolve_inputs(pipeline, name, upstream))
         return fingerprint_dict(payload)[:16]
+
+    def resolve_inputs(self, pipeline: Pipeline, name: str, upstream: dict) -> dict:
+        """Node ``name``'s resolved inputs (``Node.resolvers``), now.
+
+        A baseline that is this very candidate, pushed on an earlier blessing of this node
+        with the same inputs and config, is not a new baseline: that blessing's own baseline
+        stands (else every run after a push would judge the model against itself, and its
+        new export would be pushed again)."""
+        node = pipeline.node(name)
+        resolved = {k: fn(self.config) for k, fn in sorted(node.resolvers.items())}
+        baseline = resolved.get("baseline")
+        if baseline and baseline.get("version") is not None:
+            for push in pushes_on_blessings(self.root):
+                if not same_baseline(push["pushed"], baseline):
+                    continue
+                earlier = {**resolved, "baseline": push["judged_against"]}
+                if self.fingerprint(pipeline, name, upstream, earlier) == push["evaluator"]:
+                    log.info("%s: the served %s is this candidate, pushed on its blessing "
+                             "against %s", name, describe_baseline(baseline),
+                             describe_baseline(push["judged_against"]))
+                    return earlier
+        return resolved
 
     def artifact_path(self, name: str, fingerprint: str) -> str:
         return store.artifact_dir(self.root, name, fingerprint)
@@ -145,7 +174,8 @@ class LocalRunner:
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
-        fp = self.fingerprint(pipeline, name, artifacts)
+        resolved = self.resolve_inputs(pipeline, name, artifacts)
+        fp = self.fingerprint(pipeline, name, artifacts, resolved)
         cached = self.load_cached(name, fp) if use_cache else None
         if cached is not None:
             log.info("%s: cached (inputs and config unchanged) -> %s", name, cached.uri)
@@ -155,7 +185,8 @@ class LocalRunner:
         log.info("%s: running -> %s", name, out_dir)
         self._show_in_tensorboard(name, None, running_in=out_dir)
         started = time.time()
-        properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir))
+        properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir,
+                                      resolved))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
         store.write_artifact(artifact)
         return artifact, False, time.time() - started
@@ -185,8 +216,14 @@ class LocalRunner:
                 artifacts[node.name] = cached
                 self._show_in_tensorboard(node.name, cached)
                 continue
-            artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
-                                                          use_cache=use_cache)
+            try:
+                artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
+                                                              use_cache=use_cache)
+            except Exception as e:
+                manifest["failed"] = {"component": node.name, "error": str(e)}
+                with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
+                    f.write(json.dumps(manifest, indent=2, default=str))
+                raise
             artifacts[node.name] = artifact
             self._show_in_tensorboard(node.name, artifact)
             manifest["components"][node.name] = {

@@ -19,7 +19,9 @@ Outputs (under the component's output directory):
                       and never seen
   blessing.json       blessed or not, with the reasons (absolute threshold, overall and
                       per operator slice; no regression against the pushed model by more
-                      than the margin)
+                      than the margin) and ``judged_against``: the served model compared
+                      with (serving base, model name, version, content digest; version
+                      null when none), which the Pusher checks is still the latest
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -36,7 +38,8 @@ import platform
 
 import tensorflow as tf
 
-from lstm_math.components.evaluator.blessing import bless, latest_pushed
+from lstm_math.components.baseline import describe, resolve_baseline, version_dir
+from lstm_math.components.evaluator.blessing import bless
 from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, space_of
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
@@ -76,8 +79,13 @@ def _write(path: str, data, mode: str = "w") -> None:
         f.write(data)
 
 
-def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str) -> dict:
-    """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it."""
+def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str,
+                   judged_against: dict | None = None) -> dict:
+    """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it.
+
+    ``judged_against``: the baseline to compare with
+    (``lstm_math.components.baseline.resolve_baseline``), as resolved by the pipeline before
+    its cache check; resolved here when None."""
     from lstm_math.components.signature import build_serving_function
 
     e = config.evaluator
@@ -105,11 +113,14 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
 
+    if judged_against is None:
+        judged_against = resolve_baseline(config.pusher.serving_base, config.pusher.model_name)
     baseline = None
-    pushed = latest_pushed(config.pusher.serving_base, config.pusher.model_name)
-    if pushed is not None:
-        version, path = pushed
-        log.info("Evaluator: comparing with the pushed model version %d at %s", version, path)
+    path = version_dir(judged_against)
+    if path is not None:
+        version = judged_against["version"]
+        log.info("Evaluator: comparing with the pushed model %s at %s",
+                 describe(judged_against), path)
         try:
             loaded = tf.saved_model.load(path)
             baseline_metrics = evaluate_fn(loaded.signatures["serving_default"], examples_dir,
@@ -120,6 +131,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             log.warning("Evaluator: the pushed model at %s could not be evaluated: %s", path, exc)
             metrics["baseline_error"] = f"pushed version {version} at {path}: {exc}"
         metrics["baseline"] = baseline
+    else:
+        log.info("Evaluator: no model served at %s: judged on the thresholds alone",
+                 os.path.join(judged_against["serving_base"], judged_against["model_name"]))
     blessing = bless(metrics["exact_match"], e.threshold,
                      baseline["exact_match"] if baseline else None, e.regression_margin,
                      metrics["per_operator"], e.operator_thresholds)
@@ -128,6 +142,7 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
                                    + metrics["baseline_error"] + ")")
     blessing["candidate_exact_match"] = metrics["exact_match"]
     blessing["baseline"] = baseline
+    blessing["judged_against"] = judged_against
 
     # Pictures: PNG files and TensorBoard images; the report as Markdown and TensorBoard text.
     pictures = {f"error_map_{OPERATOR_NAMES[op]}.png": png
@@ -157,8 +172,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     return {"metrics": metrics, "blessing": blessing}
 
 
-def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str) -> dict:
+def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str,
+                  judged_against: dict | None = None) -> dict:
     from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
-    return evaluate_model(config, model, coverage, examples_dir, output_dir)
+    return evaluate_model(config, model, coverage, examples_dir, output_dir, judged_against)
