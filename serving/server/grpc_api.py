@@ -8,6 +8,12 @@ The RPC's deadline goes with its rows into the batcher, and an RPC that ends ear
 cancelled or gone, deadline passed) cancels its handler, which drops its queued rows, so
 rows nobody waits for never reach the model. A request above the per-request row limit is
 INVALID_ARGUMENT before its strings are copied out of the proto.
+
+:class:`MessageDeadline` (a server interceptor) serves each unary method as a
+stream-unary one, identical on the wire: the request message must arrive within a
+deadline after the call's headers (grpc has no such limit: a call whose message never
+comes would hold one of ``maximum_concurrent_rpcs`` for good), and it is parsed here, so
+a malformed message is INVALID_ARGUMENT, counted, with no traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 import grpc
+from google.protobuf.message import DecodeError
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
@@ -106,6 +113,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             for k in keys:
                 if k not in servable.output_keys:
                     raise InvalidArgument(f"output tensor alias not found in signature: {k}")
+            if len(set(keys)) != len(keys):
+                duplicated = sorted({k for k in keys if keys.count(k) > 1})
+                raise InvalidArgument(f"duplicate output tensor alias in output_filter: "
+                                      f"{', '.join(duplicated)}")
             rows = list(tensor.string_val)
             outputs = await servable.predict_async(rows, deadline=deadline)
             response = predict_pb2.PredictResponse()
@@ -156,6 +167,71 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             entry.status.error_code = _ERROR_CODES.values_by_name[r["error_code"]].number
             entry.status.error_message = r["message"]
         return response
+
+
+ENDPOINTS = {
+    "/tensorflow.serving.PredictionService/Predict": "predict",
+    "/tensorflow.serving.PredictionService/GetModelMetadata": "metadata",
+    "/tensorflow.serving.ModelService/GetModelStatus": "status",
+}
+
+
+class MessageDeadline(grpc.aio.ServerInterceptor):
+    """Serves every unary-unary method as stream-unary (the same bytes on the wire): the
+    one request message must arrive within ``timeout`` seconds of the call's headers, else
+    DEADLINE_EXCEEDED; an undecodable one is INVALID_ARGUMENT. Both are counted in
+    ``requests_total`` under the method's endpoint, and logged at debug level only."""
+
+    def __init__(self, owner: "ModelServer", timeout: float):
+        self.owner = owner
+        self.timeout = float(timeout) if timeout and timeout > 0 else None
+        self._wrapped = {}  # method -> its stream-unary handler
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler):
+        endpoint = ENDPOINTS.get(method, "unknown")
+        behaviour, deserialize = handler.unary_unary, handler.request_deserializer
+        owner, timeout = self.owner, self.timeout
+
+        async def refuse(context, code, message):
+            owner.metrics.inc("requests_total", api="grpc", endpoint=endpoint, code=code.name)
+            logger.debug("gRPC %s: %s %s", method, code.name, message)
+            await context.abort(code, message)
+
+        async def unary(request_iterator, context):
+            try:
+                if timeout is None:
+                    raw = await context.read()
+                else:
+                    raw = await asyncio.wait_for(context.read(), timeout)
+            except asyncio.TimeoutError:
+                owner.metrics.inc("timed_out_requests_total", stage="grpc_message")
+                await refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                             f"the request message did not arrive within {timeout:g}s of "
+                             f"the call's headers")
+            if raw is grpc.aio.EOF:
+                await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             "the call ended without a request message")
+            try:
+                request = deserialize(raw) if deserialize is not None else raw
+            except (DecodeError, ValueError, TypeError) as exc:
+                await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"malformed request message: {exc}")
+            return await behaviour(request, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            unary, request_deserializer=None,
+            response_serializer=handler.response_serializer)
 
 
 def add_services(server: grpc.aio.Server, owner: "ModelServer") -> None:
