@@ -44,8 +44,10 @@ DEFAULT_MAX_REQUEST_ROWS = 16 * DEFAULT_MAX_BATCH_SIZE
 DEFAULT_MAX_ENQUEUED_BATCHES = 100
 DEFAULT_MAX_CONNECTIONS = 1024  # REST connections open at once
 DEFAULT_GRPC_MAX_CONCURRENT_RPCS = 1024  # gRPC calls in progress; more: RESOURCE_EXHAUSTED
+# calls grpc itself admits (waiting for their message included), as a multiple of the above
+GRPC_BACKSTOP_FACTOR = 16
 # gRPC connection limits (grpc core channel arguments; 0 = grpc's default)
-DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION = 100  # grpc.max_concurrent_streams
+DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION = 1024  # grpc.max_concurrent_streams
 DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS = 10.0  # a call's headers -> its request message
 DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS = 300.0  # grpc.max_connection_idle_ms
 DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS = 3600.0  # grpc.max_connection_age_ms
@@ -277,10 +279,14 @@ class ModelServer:
         return options
 
     async def _astart_grpc(self) -> None:
-        self._grpc = grpc.aio.server(options=self.grpc_options(),
-                                     maximum_concurrent_rpcs=self._grpc_max_rpcs,
-                                     interceptors=[MessageDeadline(
-                                         self, self.grpc_message_timeout)])
+        # grpc's own limit counts calls from their headers (waiting for a message included)
+        # and answers without a metric: a backstop for memory only; the limit proper is
+        # counted by MessageDeadline once a call's message has arrived
+        self._grpc = grpc.aio.server(
+            options=self.grpc_options(),
+            maximum_concurrent_rpcs=GRPC_BACKSTOP_FACTOR * self._grpc_max_rpcs,
+            interceptors=[MessageDeadline(self, self.grpc_message_timeout,
+                                          self._grpc_max_rpcs)])
         add_services(self._grpc, self)
         address = self._grpc_address(self.host, self._grpc_port_req)
         try:

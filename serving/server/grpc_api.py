@@ -179,12 +179,20 @@ ENDPOINTS = {
 class MessageDeadline(grpc.aio.ServerInterceptor):
     """Serves every unary-unary method as stream-unary (the same bytes on the wire): the
     one request message must arrive within ``timeout`` seconds of the call's headers, else
-    DEADLINE_EXCEEDED; an undecodable one is INVALID_ARGUMENT. Both are counted in
-    ``requests_total`` under the method's endpoint, and logged at debug level only."""
+    DEADLINE_EXCEEDED; an undecodable one is INVALID_ARGUMENT. Then at most ``max_calls``
+    calls run at once; one more is RESOURCE_EXHAUSTED. All three are counted in
+    ``requests_total`` under the method's endpoint, and logged at debug level only.
 
-    def __init__(self, owner: "ModelServer", timeout: float):
+    The concurrency limit is counted here, after the message has arrived, rather than by
+    grpc's ``maximum_concurrent_rpcs`` alone: that one counts a call from its headers and
+    answers before reading the message, which clients bursting many calls saw about 7% of
+    the time as CANCELLED, and which no metric counted."""
+
+    def __init__(self, owner: "ModelServer", timeout: float, max_calls: Optional[int] = None):
         self.owner = owner
         self.timeout = float(timeout) if timeout and timeout > 0 else None
+        self.max_calls = int(max_calls) if max_calls else None
+        self.active = 0  # calls past their message, on the gRPC event loop
         self._wrapped = {}  # method -> its stream-unary handler
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -201,7 +209,7 @@ class MessageDeadline(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler):
         endpoint = ENDPOINTS.get(method, "unknown")
         behaviour, deserialize = handler.unary_unary, handler.request_deserializer
-        owner, timeout = self.owner, self.timeout
+        owner, timeout, limiter = self.owner, self.timeout, self
 
         async def refuse(context, code, message):
             owner.metrics.inc("requests_total", api="grpc", endpoint=endpoint, code=code.name)
@@ -227,7 +235,16 @@ class MessageDeadline(grpc.aio.ServerInterceptor):
             except (DecodeError, ValueError, TypeError) as exc:
                 await refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                              f"malformed request message: {exc}")
-            return await behaviour(request, context)
+            del raw
+            if limiter.max_calls is not None and limiter.active >= limiter.max_calls:
+                await refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"Concurrent RPC limit exceeded ({limiter.max_calls} calls in "
+                             f"progress); retry later")
+            limiter.active += 1
+            try:
+                return await behaviour(request, context)
+            finally:
+                limiter.active -= 1
 
         return grpc.stream_unary_rpc_method_handler(
             unary, request_deserializer=None,
