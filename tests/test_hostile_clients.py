@@ -849,7 +849,7 @@ def test_hung_encoded_requests_do_not_lock_out_rest(limited):
         code, rows = _try_predict(limited.rest_port)
         assert code == 200, code
         out, _ = _read_until_closed(socks[-1], 2)
-        assert out.startswith(b"HTTP/1.1 400"), out[:200]
+        assert out.startswith(b"HTTP/1.1 400") and b'"error"' in out, out[:200]
     finally:
         for s in socks:
             s.close()
