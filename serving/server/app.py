@@ -284,10 +284,9 @@ class ModelServer:
         # counted by MessageDeadline once a call's message has arrived
         self._grpc = grpc.aio.server(
             options=self.grpc_options(),
-            maximum_concurrent_rpcs=GRPC_BACKSTOP_FACTOR * self._grpc_max_rpcs,
-            interceptors=[MessageDeadline(self, self.grpc_message_timeout,
-                                          self._grpc_max_rpcs)])
-        add_services(self._grpc, self)
+            maximum_concurrent_rpcs=GRPC_BACKSTOP_FACTOR * self._grpc_max_rpcs)
+        add_services(self._grpc, self, MessageDeadline(self, self.grpc_message_timeout,
+                                                       self._grpc_max_rpcs))
         address = self._grpc_address(self.host, self._grpc_port_req)
         try:
             port = self._grpc.add_insecure_port(address)

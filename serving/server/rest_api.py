@@ -234,6 +234,22 @@ class RestApi:
             raise HttpError(415, f"Unsupported Content-Encoding: {encoding[:40]} (use gzip, "
                                  f"deflate or none)", close=True)
         await self._expect_continue(request)
+        content = request.content
+        if content.is_eof():  # the whole body has arrived already (the common case)
+            raw = await content.read()
+            if len(raw) > limit:
+                raise HttpError(413, f"Request body exceeds the limit of {limit} bytes",
+                                close=True)
+            self._hold(state, len(raw))
+        else:
+            raw = await self._read_arriving_body(request, state, limit)
+        if encoding in ("gzip", "x-gzip", "deflate") and raw:
+            raw = self._decode(raw, encoding, limit, state)
+        return raw
+
+    async def _read_arriving_body(self, request: web.BaseRequest, state: _Request,
+                                  limit: int) -> bytes:
+        """Read a body still arriving, within the body deadlines."""
         limits = self.limits
         loop = asyncio.get_running_loop()
         handler = request.protocol
@@ -278,11 +294,7 @@ class RestApi:
         finally:
             if isinstance(handler, _Handler):
                 handler.body_since = None
-        raw = b"".join(chunks)
-        del chunks
-        if encoding in ("gzip", "x-gzip", "deflate") and raw:
-            raw = self._decode(raw, encoding, limit, state)
-        return raw
+        return b"".join(chunks)
 
     def _decode(self, raw: bytes, encoding: str, limit: int, state: _Request) -> bytes:
         if encoding == "deflate":
