@@ -22,11 +22,11 @@ from typing import Optional
 import grpc
 from aiohttp import web
 
-from serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
-from serving.metrics import BATCH_SIZE_BUCKETS, Metrics
-from serving.server.grpc_api import MessageDeadline, add_services
-from serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
-from serving.server.rest_api import (  # noqa: F401 - the defaults are re-exported
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
+from lstm_math.serving.metrics import BATCH_SIZE_BUCKETS, Metrics
+from lstm_math.serving.server.grpc_api import MessageDeadline, add_services
+from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
+from lstm_math.serving.server.rest_api import (  # noqa: F401 - the defaults are re-exported
     DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS,
     DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES, LimitedTCPSite, Limits,
     RestApi)

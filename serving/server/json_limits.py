@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from serving.server.errors import InvalidArgument
+from lstm_math.serving.server.errors import InvalidArgument
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 STRINGS_PER_ROW = 3  # {"equation": {"b64": "..."}}: two keys and the value
