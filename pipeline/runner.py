@@ -1,7 +1,8 @@
 """LocalRunner: executes a Pipeline's nodes in order with caching and a run manifest.
 
 The store's layout is pipeline.artifacts. A node's fingerprint hashes its name, the config
-sections it reads and its inputs' fingerprints. A node whose fingerprint already has a
+values it declares (``Node.config``; without runtime fields), its inputs' fingerprints and
+its resolved inputs (``Node.resolvers``), the very values the runner then hands to it. A node whose fingerprint already has a
 complete artifact is not rerun; an interrupted node reruns into the same directory (the
 Trainer resumes from its backup).
 
@@ -28,14 +29,16 @@ import tensorflow as tf
 
 from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact
-from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
-from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline
+from lstm_math.config import PipelineConfig, fingerprint_dict, fingerprint_value
+from lstm_math.pipeline.pipeline import (Context, Pipeline, config_value, create_pipeline,
+                                         params_of, resolve)
 
 log = logging.getLogger(__name__)
 
 # Bump when a component's outputs change meaning, so old cached artifacts are not reused.
 # 3: the Tuner's "best" and the Trainer's hparams.json hold {"model", "optimizer"}.
-CODE_VERSION = "3"
+# 4: fingerprints from declared inputs; ExampleGen's coverage is the data's.
+CODE_VERSION = "4"
 
 
 class NotReady(RuntimeError):
@@ -49,28 +52,32 @@ class Resolved:
     output_dir: str
 
 
-def _section(config: PipelineConfig, dotted: str):
-    node = config
-    for key in dotted.split("."):
-        node = getattr(node, key)
-    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
-
-
 class LocalRunner:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.root = config.runtime.pipeline_root
 
-    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict) -> str:
+    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict,
+                    resolved: dict | None = None) -> str:
+        """Hashes what node ``name`` is given: its declared config values, its upstream
+        artifacts' fingerprints and its resolved inputs (resolved now unless given)."""
         node = pipeline.node(name)
         payload = {
             "component": name,
             "code_version": CODE_VERSION,
-            "config": {s: _section(self.config, s) for s in node.config_sections},
+            "config": self.config_payload(node),
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
-            "extra": node.fingerprint_extra(self.config) if node.fingerprint_extra else None,
         }
+        if node.resolvers:
+            payload["resolved"] = resolved if resolved is not None else resolve(node,
+                                                                                self.config)
         return fingerprint_dict(payload)[:16]
+
+    def config_payload(self, node) -> dict:
+        """The config a node declares, as its fingerprint holds it (dotted path -> value,
+        sections without their runtime fields)."""
+        return {path: fingerprint_value(config_value(self.config, path))
+                for path in sorted(set(node.config.values()))}
 
     def artifact_path(self, name: str, fingerprint: str) -> str:
         return store.artifact_dir(self.root, name, fingerprint)
@@ -145,7 +152,8 @@ class LocalRunner:
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
-        fp = self.fingerprint(pipeline, name, artifacts)
+        resolved = resolve(node, self.config)  # once: what is fingerprinted is what it gets
+        fp = self.fingerprint(pipeline, name, artifacts, resolved)
         cached = self.load_cached(name, fp) if use_cache else None
         if cached is not None:
             log.info("%s: cached (inputs and config unchanged) -> %s", name, cached.uri)
@@ -155,7 +163,8 @@ class LocalRunner:
         log.info("%s: running -> %s", name, out_dir)
         self._show_in_tensorboard(name, None, running_in=out_dir)
         started = time.time()
-        properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir))
+        properties = node.run(Context(params_of(node, self.config),
+                                      {k: artifacts[k] for k in node.inputs}, out_dir, resolved))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
         store.write_artifact(artifact)
         return artifact, False, time.time() - started
@@ -222,7 +231,8 @@ def run_component(config: PipelineConfig, name: str, output_dir: str,
     if missing:
         raise ValueError(f"{name} needs the artifacts of {', '.join(missing)}")
     tf.io.gfile.makedirs(output_dir)
-    return node.run(Context(config, {k: inputs[k] for k in node.inputs}, output_dir))
+    return node.run(Context(params_of(node, config), {k: inputs[k] for k in node.inputs},
+                            output_dir, resolve(node, config)))
 
 
 def external_artifact(component: str, uri: str, properties: dict) -> Artifact:

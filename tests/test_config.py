@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from lstm_math.pipeline.config import ConfigError, load_config, coverage_of
+from lstm_math.config import ConfigError, load_config, coverage_of
 
 
 def test_presets_load_and_smoke_inherits_default():
@@ -100,7 +100,7 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
     import subprocess
     import sys
 
-    code = ("import sys, lstm_math.pipeline.config; "
+    code = ("import sys, lstm_math.config; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'apache_beam') or m.split('.')[:2] in "
             "(['lstm_math', 'components'], ['lstm_math', 'serving'])))")

@@ -36,10 +36,11 @@ import platform
 
 import tensorflow as tf
 
-from lstm_math.components.evaluator.blessing import bless, latest_pushed
-from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, space_of
+from lstm_math.components.evaluator.blessing import bless
+from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
+from lstm_math.config import Coverage
 from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
 
 log = logging.getLogger(__name__)
@@ -76,25 +77,34 @@ def _write(path: str, data, mode: str = "w") -> None:
         f.write(data)
 
 
-def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str) -> dict:
-    """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it."""
+def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str, *,
+                   split_fractions: dict, jit_compile: bool,
+                   judged_against: dict | None) -> dict:
+    """Evaluates a trained model object (anything with ``greedy_decode``) under the
+    ``evaluator`` section ``e`` and blesses it.
+
+    ``split_fractions``: the data's (``task.data.split_fractions``: which equations of the
+    whole space were seen in training); ``jit_compile``: the Exporter's
+    (``exporter.jit_compile``), so what is measured is what is served; ``judged_against``:
+    the baseline, the served model to compare with as the pipeline resolved it
+    (``{"serving_base", "model_name", "version"}``, version None when none is served;
+    None: judged on the thresholds alone)."""
     from lstm_math.components.signature import build_serving_function
 
-    e = config.evaluator
     tf.io.gfile.makedirs(output_dir)
     # the function the Exporter exports, XLA or not: what is measured is what is served
-    serve = build_serving_function(model, coverage, jit_compile=config.exporter.jit_compile)
+    serve = build_serving_function(model, coverage, jit_compile=jit_compile)
     metrics = evaluate_fn(serve, examples_dir, e.batch_size, e.max_examples, e.num_worst_errors)
     test_rows = metrics.pop("_rows")
     metrics["uniform"] = uniform_estimate(
         test_rows["texts"], [bool(v) and a == t for a, t, v in zip(
             test_rows["answers"], test_rows["truths"], test_rows["valid"])], coverage)
 
-    size = space_of(coverage).size
+    size = Coverage.from_dict(coverage).space().size
     map_rows, map_title = test_rows, "test split"
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
-                                         config.task.data.split_fractions,
+                                         split_fractions,
                                          e.exhaustive_batch_size, e.num_worst_errors)
         map_rows, map_title = exhaustive.pop("_rows"), "every equation"
         metrics["exhaustive"] = exhaustive
@@ -106,9 +116,10 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
 
     baseline = None
-    pushed = latest_pushed(config.pusher.serving_base, config.pusher.model_name)
-    if pushed is not None:
-        version, path = pushed
+    if judged_against and judged_against.get("version") is not None:
+        version = judged_against["version"]
+        path = os.path.join(judged_against["serving_base"], judged_against["model_name"],
+                            str(version))
         log.info("Evaluator: comparing with the pushed model version %d at %s", version, path)
         try:
             loaded = tf.saved_model.load(path)
@@ -157,8 +168,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     return {"metrics": metrics, "blessing": blessing}
 
 
-def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str) -> dict:
+def run_evaluator(e, model_dir: str, examples_dir: str, output_dir: str, **inputs) -> dict:
+    """``evaluate_model`` on the Trainer's output in ``model_dir``."""
     from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
-    return evaluate_model(config, model, coverage, examples_dir, output_dir)
+    return evaluate_model(e, model, coverage, examples_dir, output_dir, **inputs)

@@ -16,9 +16,12 @@ from typing import Any
 
 import yaml
 
-from lstm_math.pipeline.config.schema import ConfigError, PipelineConfig
+from lstm_math.config.schema import ConfigError, PipelineConfig
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# The presets ship with the CLI as package data of lstm_math.pipeline (pipeline/configs/):
+# found by path, beside this package in the checkout and in site-packages alike.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "pipeline", "configs")
 
 
 class _Loader(yaml.SafeLoader):
@@ -213,5 +216,6 @@ def config_from_args(args):
     config = load_config(args.config, overrides)
     beam_args = list(getattr(args, "beam_args", []) or [])
     if beam_args:
-        config.runtime.beam_args = list(config.runtime.beam_args) + beam_args
+        config = dataclasses.replace(config, runtime=dataclasses.replace(
+            config.runtime, beam_args=list(config.runtime.beam_args) + beam_args))
     return config
