@@ -442,8 +442,10 @@ def cmd_component(args) -> int:
                              f"inputs; " + _run_first(COMPONENTS[0], root))
         missing = _missing_upstream(runner, pipeline, name)
         if missing:
+            served = (" (nor against the model served now at pusher.serving_base)"
+                      if pipeline.node(missing).resolvers else "")
             raise UsageError(f"{name} needs the output of {missing}, which has not run with "
-                             f"this config under {root}; " + _run_first(missing, root))
+                             f"this config under {root}{served}; " + _run_first(missing, root))
     manifest = runner.run(pipeline, only=[name], use_cache=not args.no_cache)
     print(_summary(manifest, config), flush=True)
     return 0
@@ -645,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(prog, f"bad config: {e}")
         if isinstance(e, RuntimeError) and "has not run with this config yet" in str(e):
             return _fail(prog, str(e))
+        from lstm_math.components.baseline import BaselineChanged
+
+        if isinstance(e, BaselineChanged):  # a refused push: the step failed, in one line
+            sys.stderr.write(f"{prog}: error: {e}\n")
+            return 1
         raise
 
 

@@ -79,7 +79,12 @@ def cmd_step(args) -> int:
     except ConfigError:
         raise  # exit 2, from cli.main
     except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
-        log.exception("step %s failed: %s", args.name, e)
+        from lstm_math.components.baseline import BaselineChanged
+
+        if isinstance(e, BaselineChanged):  # a refused push: its one line says it all
+            log.error("step %s failed: %s", args.name, e)
+        else:
+            log.exception("step %s failed: %s", args.name, e)
         return 1
     summary = {k: v for k, v in outputs.items() if k != "properties"}
     log.info("step %s: %s in %.1fs -> %s", args.name, "cached" if cached else "done", seconds,

@@ -25,6 +25,7 @@ import os
 from typing import Callable, Mapping
 
 from lstm_math.config import Coverage, ModelHParams, OptimizerConfig
+from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact  # noqa: F401  (re-exported)
 
 
@@ -179,12 +180,27 @@ def _trainer(ctx: Context) -> dict:
 
 
 def served_baseline(serving_base: str, model_name: str) -> dict:
-    """The Evaluator's baseline: the latest model served at the Pusher's target."""
-    from lstm_math.serving import contract
+    """The Evaluator's baseline: the latest model served at the Pusher's target (serving
+    base, model name, version, content digest; see components.baseline)."""
+    from lstm_math.components.baseline import resolve_baseline
 
-    base = _absolute(serving_base)
-    return {"serving_base": base, "model_name": model_name,
-            "version": contract.latest_version(os.path.join(base, model_name))}
+    return resolve_baseline(serving_base, model_name)
+
+
+def pushes_on_blessings(root: str) -> list[dict]:
+    """What this pipeline root's Pusher pushed: ``{"evaluator": the blessing's Evaluator
+    fingerprint, "judged_against": the baseline of that blessing, "pushed": the pushed
+    version as a baseline}`` for each push."""
+    found = []
+    for _, artifact in store.list_artifacts(root, "Pusher"):
+        p = artifact.properties
+        judged = p.get("judged_against")
+        if p.get("pushed") and judged and p.get("evaluator"):
+            found.append({"evaluator": p["evaluator"], "judged_against": judged,
+                          "pushed": {"serving_base": judged["serving_base"],
+                                     "model_name": judged["model_name"],
+                                     "version": p["version"], "digest": p["digest"]}})
+    return found
 
 
 def _evaluator(ctx: Context) -> dict:
@@ -230,10 +246,16 @@ def _pusher(ctx: Context) -> dict:
     from lstm_math.components.pusher import run_pusher
 
     p = ctx.params
-    return run_pusher(ctx.inputs["Exporter"].properties["saved_model"],
-                      ctx.inputs["Evaluator"].properties["blessing"],
-                      ctx.inputs["InfraValidator"].properties, ctx.resolved["serving_base"],
-                      p.model_name, p.keep_versions)
+    evaluator = ctx.inputs["Evaluator"]
+    blessing = evaluator.properties["blessing"]
+    # a version this very blessing pushed earlier (then the export changed) is no new baseline
+    earlier = [x["pushed"] for x in pushes_on_blessings(p.pipeline_root)
+               if evaluator.fingerprint and x["evaluator"] == evaluator.fingerprint]
+    out = run_pusher(ctx.inputs["Exporter"].properties["saved_model"], blessing,
+                     ctx.inputs["InfraValidator"].properties, ctx.resolved["serving_base"],
+                     p.model_name, p.keep_versions, also_accept=earlier)
+    return {**out, "evaluator": evaluator.fingerprint,
+            "judged_against": blessing.get("judged_against")}
 
 
 def _absolute(path: str) -> str:
@@ -277,6 +299,7 @@ def create_pipeline(config) -> Pipeline:
             Node("Pusher", _pusher, ("Exporter", "Evaluator", "InfraValidator"),
                  config={"model_name": "pusher.model_name",
                          "keep_versions": "pusher.keep_versions"},
+                 runtime={"pipeline_root": "runtime.pipeline_root"},
                  resolvers={"serving_base": Resolver(_absolute,
                                                      {"path": "pusher.serving_base"})}),
         ],

@@ -29,9 +29,11 @@ import tensorflow as tf
 
 from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact
+from lstm_math.components.baseline import describe as describe_baseline
+from lstm_math.components.baseline import same as same_baseline
 from lstm_math.config import PipelineConfig, fingerprint_dict, fingerprint_value
 from lstm_math.pipeline.pipeline import (Context, Pipeline, config_value, create_pipeline,
-                                         params_of, resolve)
+                                         params_of, pushes_on_blessings, resolve)
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,31 @@ class LocalRunner:
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
         }
         if node.resolvers:
-            payload["resolved"] = resolved if resolved is not None else resolve(node,
-                                                                                self.config)
+            payload["resolved"] = (resolved if resolved is not None
+                                   else self.resolve_inputs(pipeline, name, upstream))
         return fingerprint_dict(payload)[:16]
+
+    def resolve_inputs(self, pipeline: Pipeline, name: str, upstream: dict) -> dict:
+        """Node ``name``'s resolved inputs (``Node.resolvers``), now.
+
+        A baseline that is this very candidate, pushed on an earlier blessing of this node
+        with the same inputs and config, is not a new baseline: that blessing's own baseline
+        stands (else every run after a push would judge the model against itself, and its
+        new export would be pushed again)."""
+        node = pipeline.node(name)
+        resolved = resolve(node, self.config)
+        baseline = resolved.get("baseline")
+        if baseline and baseline.get("version") is not None:
+            for push in pushes_on_blessings(self.root):
+                if not same_baseline(push["pushed"], baseline):
+                    continue
+                earlier = {**resolved, "baseline": push["judged_against"]}
+                if self.fingerprint(pipeline, name, upstream, earlier) == push["evaluator"]:
+                    log.info("%s: the served %s is this candidate, pushed on its blessing "
+                             "against %s", name, describe_baseline(baseline),
+                             describe_baseline(push["judged_against"]))
+                    return earlier
+        return resolved
 
     def config_payload(self, node) -> dict:
         """The config a node declares, as its fingerprint holds it (dotted path -> value,
@@ -152,7 +176,7 @@ class LocalRunner:
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
-        resolved = resolve(node, self.config)  # once: what is fingerprinted is what it gets
+        resolved = self.resolve_inputs(pipeline, name, artifacts)  # once: fingerprinted = given
         fp = self.fingerprint(pipeline, name, artifacts, resolved)
         cached = self.load_cached(name, fp) if use_cache else None
         if cached is not None:
@@ -194,8 +218,14 @@ class LocalRunner:
                 artifacts[node.name] = cached
                 self._show_in_tensorboard(node.name, cached)
                 continue
-            artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
-                                                          use_cache=use_cache)
+            try:
+                artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
+                                                              use_cache=use_cache)
+            except Exception as e:
+                manifest["failed"] = {"component": node.name, "error": str(e)}
+                with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
+                    f.write(json.dumps(manifest, indent=2, default=str))
+                raise
             artifacts[node.name] = artifact
             self._show_in_tensorboard(node.name, artifact)
             manifest["components"][node.name] = {

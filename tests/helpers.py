@@ -165,14 +165,16 @@ def _texts(encoder_ids):
 
 class OracleModel(tf.Module):
     """Two operands. Right on every equation except ``a == wrong_a`` with operator '+',
-    where it answers truth + ``offset``. Per-step probability 0.99 where right and 0.6 where
-    wrong."""
+    where it answers truth + ``offset`` (``always_wrong``: on every equation). Per-step
+    probability 0.99 where right and 0.6 where wrong."""
 
-    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
+    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100,
+                 always_wrong: bool = False):
         super().__init__()
         self.reverse = bool(coverage["reverse_output"])
         self.wrong_a = wrong_a
         self.offset = offset
+        self.always_wrong = always_wrong
 
     def greedy_decode(self, encoder_ids, steps: int):
         text = _texts(encoder_ids)
@@ -185,6 +187,8 @@ class OracleModel(tf.Module):
                                    tf.where(tf.equal(op, "*"), a * b,
                                             tf.math.floordiv(a, tf.maximum(b, 1)))))
         wrong = tf.equal(op, "+") & tf.equal(a, self.wrong_a)
+        if self.always_wrong:
+            wrong = tf.ones_like(wrong)
         result = tf.where(wrong, result + self.offset, result)
         _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
         used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)

@@ -1,17 +1,7 @@
 """Blessing: the absolute thresholds (overall and per operator slice) and no regression
-against the pushed model."""
+against the pushed model (which one: ``lstm_math.components.baseline``)."""
 
 from __future__ import annotations
-
-import os
-
-from lstm_math.serving import contract
-
-
-def latest_pushed(serving_base: str, model_name: str) -> tuple[int, str] | None:
-    base = os.path.join(serving_base, model_name)
-    version = contract.latest_version(base)
-    return None if version is None else (version, os.path.join(base, str(version)))
 
 
 # Exact match is a ratio of counts: a candidate exactly at the bar passes, whatever the

@@ -19,7 +19,9 @@ Outputs (under the component's output directory):
                       and never seen
   blessing.json       blessed or not, with the reasons (absolute threshold, overall and
                       per operator slice; no regression against the pushed model by more
-                      than the margin)
+                      than the margin) and ``judged_against``: the served model compared
+                      with (serving base, model name, version, content digest; version
+                      null when none), which the Pusher checks is still the latest
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -36,12 +38,13 @@ import platform
 
 import tensorflow as tf
 
+from lstm_math.components.baseline import describe, version_dir
 from lstm_math.components.evaluator.blessing import bless
 from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
-from lstm_math.config import Coverage
 from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +81,16 @@ def _write(path: str, data, mode: str = "w") -> None:
 
 
 def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str, *,
-                   split_fractions: dict, jit_compile: bool,
-                   judged_against: dict | None) -> dict:
+                   split_fractions: dict, jit_compile: bool, judged_against: dict) -> dict:
     """Evaluates a trained model object (anything with ``greedy_decode``) under the
     ``evaluator`` section ``e`` and blesses it.
 
     ``split_fractions``: the data's (``task.data.split_fractions``: which equations of the
     whole space were seen in training); ``jit_compile``: the Exporter's
     (``exporter.jit_compile``), so what is measured is what is served; ``judged_against``:
-    the baseline, the served model to compare with as the pipeline resolved it
-    (``{"serving_base", "model_name", "version"}``, version None when none is served;
-    None: judged on the thresholds alone)."""
+    the baseline to compare with, as the pipeline resolved it before its cache check
+    (``lstm_math.components.baseline.resolve_baseline``: serving base, model name, version
+    and content digest; version None when no model is served)."""
     from lstm_math.components.signature import build_serving_function
 
     tf.io.gfile.makedirs(output_dir)
@@ -116,11 +118,11 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
 
     baseline = None
-    if judged_against and judged_against.get("version") is not None:
+    path = version_dir(judged_against)
+    if path is not None:
         version = judged_against["version"]
-        path = os.path.join(judged_against["serving_base"], judged_against["model_name"],
-                            str(version))
-        log.info("Evaluator: comparing with the pushed model version %d at %s", version, path)
+        log.info("Evaluator: comparing with the pushed model %s at %s",
+                 describe(judged_against), path)
         try:
             loaded = tf.saved_model.load(path)
             baseline_metrics = evaluate_fn(loaded.signatures["serving_default"], examples_dir,
@@ -131,6 +133,9 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
             log.warning("Evaluator: the pushed model at %s could not be evaluated: %s", path, exc)
             metrics["baseline_error"] = f"pushed version {version} at {path}: {exc}"
         metrics["baseline"] = baseline
+    else:
+        log.info("Evaluator: no model served at %s: judged on the thresholds alone",
+                 os.path.join(judged_against["serving_base"], judged_against["model_name"]))
     blessing = bless(metrics["exact_match"], e.threshold,
                      baseline["exact_match"] if baseline else None, e.regression_margin,
                      metrics["per_operator"], e.operator_thresholds)
@@ -139,6 +144,7 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
                                    + metrics["baseline_error"] + ")")
     blessing["candidate_exact_match"] = metrics["exact_match"]
     blessing["baseline"] = baseline
+    blessing["judged_against"] = judged_against
 
     # Pictures: PNG files and TensorBoard images; the report as Markdown and TensorBoard text.
     pictures = {f"error_map_{OPERATOR_NAMES[op]}.png": png
