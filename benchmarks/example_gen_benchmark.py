@@ -41,12 +41,12 @@ import tensorflow as tf  # noqa: E402
 
 from lstm_math.components import equations as eq  # noqa: E402
 from lstm_math.components import example_gen, example_layout  # noqa: E402
-from lstm_math.pipeline.config import load_config  # noqa: E402
+from lstm_math.config import load_config  # noqa: E402
 
 
 def plain_loop(data, out: str) -> None:
     """The fair straightforward loop: one equation, one tf.train.Example at a time."""
-    space = example_gen.space_of(data)
+    space = data.space()
     permutation = eq.KeyedPermutation(space.size, data.seed)
     fractions = [data.split_fractions[s] for s in eq.SPLITS]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if data.compression == "GZIP" else "")

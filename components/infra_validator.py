@@ -27,6 +27,7 @@ says which checks ran.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import urllib.request
 import tensorflow as tf
 
 from lstm_math.components import equations as eq
+from lstm_math.config import Coverage
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -100,10 +102,9 @@ def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, 
     turn from each operand count the model covers (a uniform draw over a 2..3-operand space
     would be almost all three-operand)."""
     rng = random.Random(seed)
-    n = int(coverage["num_operands"])
-    spaces = [eq.EquationSpace(tuple(coverage["operators"]), coverage["operand_min"],
-                               coverage["operand_max"], k)
-              for k in range(int(coverage.get("min_operands") or n), n + 1)]
+    covered = Coverage.from_dict(coverage).space()
+    spaces = [dataclasses.replace(covered, num_operands=k, min_operands=k)
+              for k in covered.operand_counts]
     spacings = [lambda t: t, lambda t: t.replace(" ", ""), lambda t: f"  {t}\t",
                 lambda t: t.replace(" ", "  "), lambda t: t.replace(" ", "\n")]
     out = []

@@ -31,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger("lstm_math")
 
 PROG = "lstm-math"
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 # The pipeline's steps in order (pipeline/pipeline.py; tests/test_cli.py checks they agree).
 COMPONENTS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
               "InfraValidator", "Pusher")
@@ -88,6 +87,8 @@ def _fail(prog: str, message: str) -> int:
 
 def presets() -> list[tuple[str, str]]:
     """(name, first sentence of the file's leading comment) for pipeline/configs/*.yaml."""
+    from lstm_math.config import CONFIG_DIR
+
     out = []
     for fname in sorted(os.listdir(CONFIG_DIR)):
         if not fname.endswith(".yaml"):
@@ -293,7 +294,7 @@ def _check_predict(args) -> None:
 
 
 def _load(args):
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
 
     return config_from_args(args)
 
@@ -640,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         return _fail(prog, str(e))
     except Exception as e:  # noqa: BLE001 - translate the known ordinary mistakes only
-        from lstm_math.pipeline.config import ConfigError
+        from lstm_math.config import ConfigError
 
         if isinstance(e, ConfigError):
             return _fail(prog, f"bad config: {e}")

@@ -61,7 +61,7 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 
 def cmd_step(args) -> int:
-    from lstm_math.pipeline.config import ConfigError, config_from_args
+    from lstm_math.config import ConfigError, config_from_args
     from lstm_math.pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
                                 write_outputs)
 
@@ -113,7 +113,7 @@ def cmd_pod(args) -> int:
 
 
 def cmd_k8s_specs(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.k8s import write_specs
 
     config = config_from_args(args)
@@ -125,7 +125,7 @@ def cmd_k8s_specs(args) -> int:
 
 
 def cmd_compile_kfp(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.kfp_pipeline import compile_pipeline
 
     config = config_from_args(args)  # validates the config before anything is written
@@ -141,7 +141,7 @@ def cmd_compile_kfp(args) -> int:
 
 
 def cmd_rehearse(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.cluster_local import rehearse
 
     config = config_from_args(args)

@@ -1,10 +1,10 @@
 """LocalRunner: executes a Pipeline's nodes in order with caching and a run manifest.
 
 The store's layout is pipeline.artifacts. A node's fingerprint hashes its name, the config
-sections it reads, its inputs' fingerprints and its resolved inputs (``Node.resolvers``:
-the Evaluator's baseline, the model served at the Pusher's target). A node whose
-fingerprint already has a complete artifact is not rerun; an interrupted node reruns into
-the same directory (the Trainer resumes from its backup).
+values it declares (``Node.config``; without runtime fields), its inputs' fingerprints and
+its resolved inputs (``Node.resolvers``), the very values the runner then hands to it. A node whose fingerprint already has a
+complete artifact is not rerun; an interrupted node reruns into the same directory (the
+Trainer resumes from its backup).
 
 Public API (the ``lstm-math`` commands use only this to find and record artifacts):
   run(pipeline, only=None)           the pipeline, or some of its nodes, with caching
@@ -27,18 +27,20 @@ from typing import Callable
 
 import tensorflow as tf
 
-from lstm_math.components.baseline import describe as describe_baseline
-from lstm_math.components.baseline import same as same_baseline
 from lstm_math.pipeline import artifacts as store
 from lstm_math.pipeline.artifacts import Artifact
-from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
-from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline, pushes_on_blessings
+from lstm_math.components.baseline import describe as describe_baseline
+from lstm_math.components.baseline import same as same_baseline
+from lstm_math.config import PipelineConfig, fingerprint_dict, fingerprint_value
+from lstm_math.pipeline.pipeline import (Context, Pipeline, config_value, create_pipeline,
+                                         params_of, pushes_on_blessings, resolve)
 
 log = logging.getLogger(__name__)
 
 # Bump when a component's outputs change meaning, so old cached artifacts are not reused.
 # 3: the Tuner's "best" and the Trainer's hparams.json hold {"model", "optimizer"}.
-CODE_VERSION = "3"
+# 4: fingerprints from declared inputs; ExampleGen's coverage is the data's.
+CODE_VERSION = "4"
 
 
 class NotReady(RuntimeError):
@@ -52,13 +54,6 @@ class Resolved:
     output_dir: str
 
 
-def _section(config: PipelineConfig, dotted: str):
-    node = config
-    for key in dotted.split("."):
-        node = getattr(node, key)
-    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
-
-
 class LocalRunner:
     def __init__(self, config: PipelineConfig):
         self.config = config
@@ -66,13 +61,14 @@ class LocalRunner:
 
     def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict,
                     resolved: dict | None = None) -> str:
+        """Hashes what node ``name`` is given: its declared config values, its upstream
+        artifacts' fingerprints and its resolved inputs (resolved now unless given)."""
         node = pipeline.node(name)
         payload = {
             "component": name,
             "code_version": CODE_VERSION,
-            "config": {s: _section(self.config, s) for s in node.config_sections},
+            "config": self.config_payload(node),
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
-            "extra": node.fingerprint_extra(self.config) if node.fingerprint_extra else None,
         }
         if node.resolvers:
             payload["resolved"] = (resolved if resolved is not None
@@ -87,7 +83,7 @@ class LocalRunner:
         stands (else every run after a push would judge the model against itself, and its
         new export would be pushed again)."""
         node = pipeline.node(name)
-        resolved = {k: fn(self.config) for k, fn in sorted(node.resolvers.items())}
+        resolved = resolve(node, self.config)
         baseline = resolved.get("baseline")
         if baseline and baseline.get("version") is not None:
             for push in pushes_on_blessings(self.root):
@@ -100,6 +96,12 @@ class LocalRunner:
                              describe_baseline(push["judged_against"]))
                     return earlier
         return resolved
+
+    def config_payload(self, node) -> dict:
+        """The config a node declares, as its fingerprint holds it (dotted path -> value,
+        sections without their runtime fields)."""
+        return {path: fingerprint_value(config_value(self.config, path))
+                for path in sorted(set(node.config.values()))}
 
     def artifact_path(self, name: str, fingerprint: str) -> str:
         return store.artifact_dir(self.root, name, fingerprint)
@@ -174,7 +176,7 @@ class LocalRunner:
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
-        resolved = self.resolve_inputs(pipeline, name, artifacts)
+        resolved = self.resolve_inputs(pipeline, name, artifacts)  # once: fingerprinted = given
         fp = self.fingerprint(pipeline, name, artifacts, resolved)
         cached = self.load_cached(name, fp) if use_cache else None
         if cached is not None:
@@ -185,8 +187,8 @@ class LocalRunner:
         log.info("%s: running -> %s", name, out_dir)
         self._show_in_tensorboard(name, None, running_in=out_dir)
         started = time.time()
-        properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir,
-                                      resolved))
+        properties = node.run(Context(params_of(node, self.config),
+                                      {k: artifacts[k] for k in node.inputs}, out_dir, resolved))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
         store.write_artifact(artifact)
         return artifact, False, time.time() - started
@@ -259,7 +261,8 @@ def run_component(config: PipelineConfig, name: str, output_dir: str,
     if missing:
         raise ValueError(f"{name} needs the artifacts of {', '.join(missing)}")
     tf.io.gfile.makedirs(output_dir)
-    return node.run(Context(config, {k: inputs[k] for k in node.inputs}, output_dir))
+    return node.run(Context(params_of(node, config), {k: inputs[k] for k in node.inputs},
+                            output_dir, resolve(node, config)))
 
 
 def external_artifact(component: str, uri: str, properties: dict) -> Artifact:

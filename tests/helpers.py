@@ -81,7 +81,7 @@ class ExampleCache:
 
     def __call__(self, preset: str = "smoke", *overrides: str) -> str:
         from lstm_math.components.example_gen import run_example_gen
-        from lstm_math.pipeline.config import fingerprint_dict, load_config
+        from lstm_math.config import fingerprint_dict, load_config
 
         data = load_config(preset, list(overrides)).task.data
         key = fingerprint_dict(dataclasses.asdict(data))
@@ -232,3 +232,25 @@ class TableOracle(tf.Module):
         used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
         p = self.probs.lookup(text)[:, None] * tf.ones([1, steps])
         return ids, tf.where(used, p, 1.0)
+
+
+def trainer_kwargs(config) -> dict:
+    """What the pipeline's Trainer node gives ``run_trainer`` beyond the ``trainer``
+    section, from ``config``."""
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of
+
+    p = params_of(create_pipeline(config).node("Trainer"), config)
+    return {"shuffle_seed": p.shuffle_seed, "strategy": p.strategy}
+
+
+def evaluate_as_pipeline(config, model, coverage: dict, examples_dir: str, output_dir: str):
+    """``evaluate_model`` given what the pipeline's Evaluator node is given for ``config``:
+    its declared sections and its baseline resolved now."""
+    from lstm_math.components.evaluator import evaluate_model
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of, resolve
+
+    node = create_pipeline(config).node("Evaluator")
+    p = params_of(node, config)
+    return evaluate_model(p.evaluator, model, coverage, examples_dir, output_dir,
+                          split_fractions=p.split_fractions, jit_compile=p.jit_compile,
+                          judged_against=resolve(node, config)["baseline"])

@@ -19,8 +19,8 @@ import pytest
 
 from lstm_math.components import pusher
 from lstm_math.components.exporter import export_saved_model
-from lstm_math.pipeline.config import coverage_of, load_config
-from lstm_math.pipeline.pipeline import Pipeline, create_pipeline
+from lstm_math.config import coverage_of, load_config
+from lstm_math.pipeline.pipeline import Pipeline, Resolver, create_pipeline
 from lstm_math.pipeline.runner import LocalRunner
 from lstm_math.serving import contract
 from tests.helpers import OracleModel
@@ -78,7 +78,7 @@ def oracle_pipeline(examples_for, monkeypatch):
         real = create_pipeline(config)
         stand_ins = {"ExampleGen": dict(run=example_gen),
                      "Trainer": dict(run=trainer, inputs=("ExampleGen",),
-                                     fingerprint_extra=lambda c: kind),
+                                     resolvers={"kind": Resolver(lambda: kind, {})}),
                      "InfraValidator": dict(run=infra_validator)}
         return Pipeline(real.name, [dataclasses.replace(real.node(n), **stand_ins.get(n, {}))
                                     for n in ("ExampleGen", "Trainer", "Evaluator", "Exporter",

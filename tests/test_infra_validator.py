@@ -136,7 +136,7 @@ def test_hostile_rows_get_their_reason_from_every_presets_signature(preset):
     import tensorflow as tf
 
     from lstm_math.components.signature import validate
-    from lstm_math.pipeline.config import coverage_of, load_config
+    from lstm_math.config import coverage_of, load_config
 
     coverage = coverage_of(load_config(preset))
     rows = infra_validator.hostile_for(coverage)

@@ -12,7 +12,7 @@
 from lstm_math.components.evaluator.blessing import bless
 from lstm_math.components.evaluator.component import (OPERATOR_NAMES, evaluate_model, hardware,
                                             run_evaluator)
-from lstm_math.components.evaluator.exhaustive import all_equations, evaluate_exhaustive, space_of
+from lstm_math.components.evaluator.exhaustive import all_equations, evaluate_exhaustive
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
 from lstm_math.components.evaluator.scoring import (KEEP_RIGHT, NO_ANSWER, NOT_A_NUMBER, SIZE_BUCKETS,
@@ -25,5 +25,5 @@ __all__ = [
     "SMALL_OPERAND_BOUNDS", "all_equations", "auroc", "bless", "confidence_quality",
     "error_map_pngs", "error_size_bucket", "error_size_png", "evaluate_exhaustive",
     "evaluate_fn", "evaluate_model", "hardware", "predict", "read_split",
-    "report_markdown", "run_evaluator", "space_of", "summarize", "uniform_estimate",
+    "report_markdown", "run_evaluator", "summarize", "uniform_estimate",
 ]

@@ -38,12 +38,13 @@ import platform
 
 import tensorflow as tf
 
-from lstm_math.components.baseline import describe, resolve_baseline, version_dir
+from lstm_math.components.baseline import describe, version_dir
 from lstm_math.components.evaluator.blessing import bless
-from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, space_of
+from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
 from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +80,33 @@ def _write(path: str, data, mode: str = "w") -> None:
         f.write(data)
 
 
-def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str,
-                   judged_against: dict | None = None) -> dict:
-    """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it.
+def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str, *,
+                   split_fractions: dict, jit_compile: bool, judged_against: dict) -> dict:
+    """Evaluates a trained model object (anything with ``greedy_decode``) under the
+    ``evaluator`` section ``e`` and blesses it.
 
-    ``judged_against``: the baseline to compare with
-    (``lstm_math.components.baseline.resolve_baseline``), as resolved by the pipeline before
-    its cache check; resolved here when None."""
+    ``split_fractions``: the data's (``task.data.split_fractions``: which equations of the
+    whole space were seen in training); ``jit_compile``: the Exporter's
+    (``exporter.jit_compile``), so what is measured is what is served; ``judged_against``:
+    the baseline to compare with, as the pipeline resolved it before its cache check
+    (``lstm_math.components.baseline.resolve_baseline``: serving base, model name, version
+    and content digest; version None when no model is served)."""
     from lstm_math.components.signature import build_serving_function
 
-    e = config.evaluator
     tf.io.gfile.makedirs(output_dir)
     # the function the Exporter exports, XLA or not: what is measured is what is served
-    serve = build_serving_function(model, coverage, jit_compile=config.exporter.jit_compile)
+    serve = build_serving_function(model, coverage, jit_compile=jit_compile)
     metrics = evaluate_fn(serve, examples_dir, e.batch_size, e.max_examples, e.num_worst_errors)
     test_rows = metrics.pop("_rows")
     metrics["uniform"] = uniform_estimate(
         test_rows["texts"], [bool(v) and a == t for a, t, v in zip(
             test_rows["answers"], test_rows["truths"], test_rows["valid"])], coverage)
 
-    size = space_of(coverage).size
+    size = Coverage.from_dict(coverage).space().size
     map_rows, map_title = test_rows, "test split"
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
-                                         config.task.data.split_fractions,
+                                         split_fractions,
                                          e.exhaustive_batch_size, e.num_worst_errors)
         map_rows, map_title = exhaustive.pop("_rows"), "every equation"
         metrics["exhaustive"] = exhaustive
@@ -113,8 +117,6 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
 
-    if judged_against is None:
-        judged_against = resolve_baseline(config.pusher.serving_base, config.pusher.model_name)
     baseline = None
     path = version_dir(judged_against)
     if path is not None:
@@ -172,9 +174,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     return {"metrics": metrics, "blessing": blessing}
 
 
-def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str,
-                  judged_against: dict | None = None) -> dict:
+def run_evaluator(e, model_dir: str, examples_dir: str, output_dir: str, **inputs) -> dict:
+    """``evaluate_model`` on the Trainer's output in ``model_dir``."""
     from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
-    return evaluate_model(config, model, coverage, examples_dir, output_dir, judged_against)
+    return evaluate_model(e, model, coverage, examples_dir, output_dir, **inputs)

@@ -10,15 +10,9 @@ import numpy as np
 
 from lstm_math.components import equations as eq
 from lstm_math.components.evaluator.scoring import predict, read_split, summarize
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
-
-
-def space_of(coverage: dict) -> eq.EquationSpace:
-    n = int(coverage["num_operands"])
-    return eq.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
-                            int(coverage["operand_max"]), n,
-                            int(coverage.get("min_operands", n)))
 
 
 def all_equations(coverage: dict):
@@ -27,7 +21,7 @@ def all_equations(coverage: dict):
     Two operands: the (a, b) grid of each operator, in order. Otherwise (three operands, or
     a model of several operand counts) the vectorized sampler's exhaustive block.
     """
-    space = space_of(coverage)
+    space = Coverage.from_dict(coverage).space()
     if list(space.operand_counts) != [2]:
         block = eq.Sampler(space, seed=0, num_examples=0, exhaustive=True).block(0, space.size)
         return ([t.decode() for t in block.texts()], [r.decode() for r in

@@ -123,7 +123,7 @@ def trial_table(oracle, hypermodel: Seq2SeqHyperModel, output_dir: str) -> list:
     for r in read_executions(output_dir):
         if r.get("finished") and not r.get("error"):
             runs[r["trial_id"]] = r  # the execution that produced the result
-    t = hypermodel.config.trainer
+    t = hypermodel.trial
     base = {"model": dataclasses.asdict(t.model), "optimizer": dataclasses.asdict(t.optimizer)}
     rows = []
     for trial in sorted(oracle.trials.values(), key=lambda t: t.trial_id):
@@ -173,7 +173,7 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
     _write_json(os.path.join(output_dir, BEST_FILE), best.to_dict())
     _write_json(os.path.join(output_dir, "trials.json"), rows)
     with tf.io.gfile.GFile(os.path.join(output_dir, "trials.csv"), "w") as f:
-        f.write(_trials_csv(rows, list(hypermodel.config.tuner.search_space)))
+        f.write(_trials_csv(rows, list(hypermodel.tuner.search_space)))
     result = {
         "best": best.to_dict(),
         "best_trial": best_trial.trial_id,
@@ -187,5 +187,5 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
     chosen = {**result["best"]["model"], **result["best"]["optimizer"]}
     log.info("Tuner: %d trials (%d completed) in %.1fs; best trial %s: %s=%.4f, %s",
              len(rows), len(completed), result["seconds"], best_trial.trial_id, OBJECTIVE,
-             best_trial.score, {k: chosen[k] for k in hypermodel.config.tuner.search_space})
+             best_trial.score, {k: chosen[k] for k in hypermodel.tuner.search_space})
     return result

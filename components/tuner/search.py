@@ -15,14 +15,14 @@ from lstm_math.components.tuner.distributed import (ChiefWatch, LostChief, _Chie
 from lstm_math.components.tuner.oracles import make_oracle
 from lstm_math.components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
                                       read_executions, write_hparams_config, write_results)
-from lstm_math.components.tuner.space import Seq2SeqHyperModel
+from lstm_math.components.tuner.space import Seq2SeqHyperModel, TrialSettings
 from lstm_math.components.tuner.tensorboard import TrialSummaries
 
 log = logging.getLogger(__name__)
 
 
-def make_tuner(config, hypermodel, output_dir: str, strategy=None):
-    tu = config.tuner
+def make_tuner(tu, hypermodel, output_dir: str, strategy=None):
+    """The keras-tuner Tuner of the ``tuner`` section ``tu`` over ``hypermodel``."""
     oracle = make_oracle(tu)
     cls = HyperbandSearchTuner if tu.algorithm == "hyperband" else SearchTuner
     tuner = cls(oracle, hypermodel, directory=os.path.join(output_dir, "tuner"),
@@ -33,28 +33,29 @@ def make_tuner(config, hypermodel, output_dir: str, strategy=None):
     return tuner
 
 
-def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
-              chief_timeout: float = 120.0) -> dict:
-    """Runs (or continues) the search. Role from the KERASTUNER_* environment (default local).
+def run_tuner(tu, trial: TrialSettings, examples_dir: str, base_coverage: dict,
+              output_dir: str, chief_timeout: float = 120.0, strategy: str = "auto") -> dict:
+    """Runs (or continues) the search of the ``tuner`` section ``tu``, each trial trained
+    with ``trial`` (what it takes of ``trainer``) under ``strategy`` (``runtime.strategy``).
+    Role from the KERASTUNER_* environment (default local).
 
     local / chief: returns the results (best hyperparameters, trial table, ...) and writes
     them; worker: runs trials until the chief says stop; returns what it ran.
     """
-    tu = config.tuner
     role = role_from_env()
     tf.io.gfile.makedirs(output_dir)
-    hypermodel = Seq2SeqHyperModel(config, examples_dir, base_coverage)
-    strategy = choose_strategy(config.runtime.strategy)
+    hypermodel = Seq2SeqHyperModel(tu, trial, examples_dir, base_coverage)
+    strategy = choose_strategy(strategy)
     started = time.time()
     if role == "worker":
         from keras_tuner.src.distribute import oracle_client
 
         # The client's per-call deadline (keras-tuner: 1 hour).
         oracle_client.TIMEOUT = chief_timeout
-    tuner = make_tuner(config, hypermodel, output_dir, strategy)
+    tuner = make_tuner(tu, hypermodel, output_dir, strategy)
     log_dir = os.path.join(output_dir, "logs")
     # logs/trial-NN/{train,validation}: the Trainer's tag names (components.tuner.tensorboard)
-    tb = TrialSummaries(log_dir, config.trainer.batch_size)
+    tb = TrialSummaries(log_dir, trial.batch_size)
     if role != "worker":
         oracle = tuner.oracle
         oracle.verbose = 0
