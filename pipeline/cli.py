@@ -316,8 +316,9 @@ def _tool(name: str) -> str:
 
 
 def _tensorboard_logdir(manifest: dict, root: str) -> str:
-    """TensorBoard's arguments: the root's view (runs trainer/train, tuner/trial-01,
-    evaluator); where there is none (a bucket), the same run names by --logdir_spec."""
+    """TensorBoard's arguments: the root's view (one folder per pipeline run, holding
+    trainer/train, tuner/trial-01, evaluator); where there is none (a bucket), this run's
+    steps by --logdir_spec."""
     if manifest.get("tensorboard"):
         return f"--logdir {manifest['tensorboard']}"
     comps = manifest["components"]
@@ -340,6 +341,9 @@ def _summary(manifest: dict, config) -> str:
                      f"{m['count']}); blessed: {ev['blessing']['blessed']}")
     push = comps.get("Pusher", {}).get("properties", {})
     lines.append(f"Run manifest and effective config: {manifest['run_dir']}")
+    if manifest.get("tensorboard_run"):
+        lines.append(f"TensorBoard run:    {manifest['tensorboard_run']} (beside the root's "
+                     "earlier runs)")
     if "Trainer" in comps:
         lines.append(f"Model (Keras):      {comps['Trainer']['uri']}/model.keras")
     if "Exporter" in comps:

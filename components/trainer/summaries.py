@@ -1,5 +1,15 @@
-"""TensorBoard summaries of a training run: scalars per epoch, the model graph, and a few
-validation equations decoded greedily as the exported graph does."""
+"""TensorBoard summaries of a training run: scalars per epoch, the model graph, a few
+validation equations decoded greedily as the exported graph does, and the HParams
+dashboard's record of what was trained.
+
+The HParams record is shared with the Tuner's trials (``components.tuner.tensorboard``): a
+trial and a training write every model and optimizer hyperparameter under the same names,
+the same experiment definition and the same metrics (``BEST_TAG`` at the run's root,
+``exact_match`` and ``loss`` in its ``validation`` and ``train`` sub-runs), so trials and
+trainings of any number of pipeline runs line up in one table when TensorBoard reads
+``<root>/tensorboard``. Integers are written as strings: the dashboard prints every
+number with five significant digits (64 reads ``64.000``).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +51,51 @@ class SamplePredictions:
             rows.append(f"| `{eq_.decode()}` | `{target.decode()}` | `{pred.decode()}` | "
                         f"{'yes' if ok else 'NO'} |")
         return "\n".join(rows), right / len(predicted)
+
+
+BEST_TAG = "best_val_exact_match"  # a run's best validation exact match (HParams metric)
+HPARAMS_METRICS = (  # (group, tag, display name): the same columns for trials and trainings
+    ("", BEST_TAG, "best val exact match"),
+    ("validation", "exact_match", "val exact match"),
+    ("validation", "loss", "val loss"),
+    ("train", "exact_match", "train exact match"),
+)
+
+
+def hparams_values(model: dict, optimizer: dict) -> dict:
+    """Every model and optimizer hyperparameter as the HParams dashboard shows it: integers
+    as strings, floats as numbers, booleans and strings as they are; ``None`` (the model
+    family's default) is left out."""
+    values = {}
+    for name, value in {**model, **optimizer}.items():
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        values[name] = value
+    return values
+
+
+def write_hparams(writer, values: dict, trial_id: str) -> None:
+    """The HParams experiment (every hyperparameter name in ``values``, ``HPARAMS_METRICS``)
+    and this run's values, at the run's root. ``trial_id`` names the session group: unique
+    per run (a cached step linked from two pipeline runs stays one group)."""
+    from tensorboard.plugins.hparams import api as hp_api
+
+    with writer.as_default():
+        hp_api.hparams_config(
+            hparams=[hp_api.HParam(name) for name in sorted(values)],
+            metrics=[hp_api.Metric(tag, group=group or None, display_name=display)
+                     for group, tag, display in HPARAMS_METRICS])
+        hp_api.hparams(values, trial_id=trial_id)
+    writer.flush()
+
+
+def write_best(writer, value: float) -> None:
+    """The run's ``BEST_TAG`` (the HParams dashboard's first metric)."""
+    with writer.as_default():
+        tf.summary.scalar(BEST_TAG, float(value), step=0)
+    writer.flush()
 
 
 def write_scalars(writer, values: dict, step: int) -> None:

@@ -1,6 +1,6 @@
 """What a search leaves behind: one record per trial execution (who ran it, when, the
 result), the trial table (trials.json, trials.csv), the best hyperparameters and the
-TensorBoard HParams experiment."""
+TensorBoard HParams values of each trial."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from lstm_math.components.tuner.oracles import OBJECTIVE
 from lstm_math.components.tuner.space import Seq2SeqHyperModel
-from lstm_math.components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries, hparams_domains,
-                                          hparams_values, trial_run_name)
+from lstm_math.components.trainer.summaries import hparams_values
+from lstm_math.components.tuner.tensorboard import TrialSummaries, trial_run_name
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class _Recorder:
                 callback.log_dir = self._get_tensorboard_dir(callback.log_dir, trial.trial_id,
                                                              execution)
                 callback.trial_name = trial_run_name(trial.trial_id, execution)
-                callback.hparams = hparams_values(trial.hyperparameters)
+                chosen = self.hypermodel.hparams_from(trial.hyperparameters.copy())
+                callback.hparams = hparams_values(dataclasses.asdict(chosen.model),
+                                                  dataclasses.asdict(chosen.optimizer))
         super()._configure_tensorboard_dir(callbacks, trial, execution)
 
     def run_trial(self, trial, *args, **kwargs):
@@ -92,21 +94,6 @@ class HyperbandSearchTuner(_Recorder, kt.Hyperband):
 def _write_json(path: str, data) -> None:
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(data, indent=2, default=str))
-
-
-def write_hparams_config(oracle, log_dir: str) -> None:
-    """The HParams dashboard's experiment: the searched hyperparameters and the metrics."""
-    from tensorboard.plugins.hparams import api as hp_api
-
-    hparams = hparams_domains(oracle.get_space())
-    metrics = [
-        hp_api.Metric(OBJECTIVE_TAG, display_name="objective: best val exact match"),
-        hp_api.Metric("exact_match", group="validation", display_name="val exact match"),
-        hp_api.Metric("loss", group="validation", display_name="val loss"),
-        hp_api.Metric("exact_match", group="train", display_name="train exact match"),
-    ]
-    with tf.summary.create_file_writer(log_dir).as_default():
-        hp_api.hparams_config(hparams=hparams, metrics=metrics)
 
 
 def read_executions(output_dir: str) -> list:

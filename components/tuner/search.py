@@ -14,7 +14,7 @@ from lstm_math.components.tuner.distributed import (ChiefWatch, LostChief, _Chie
                                           serve_oracle)
 from lstm_math.components.tuner.oracles import make_oracle
 from lstm_math.components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
-                                      read_executions, write_hparams_config, write_results)
+                                      read_executions, write_results)
 from lstm_math.components.tuner.space import Seq2SeqHyperModel
 from lstm_math.components.tuner.tensorboard import TrialSummaries
 
@@ -60,7 +60,6 @@ def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
         oracle.verbose = 0
         if tu.max_seconds:  # counted from here, in this process: a restart gets it anew
             oracle.deadline = time.time() + tu.max_seconds
-        write_hparams_config(oracle, log_dir)
         done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
         log.info("Tuner (%s): %s search, budget %d trials x %d epochs x %d steps%s; %d trials "
                  "already completed in %s", role, tu.algorithm, tu.max_trials, tu.epochs,
