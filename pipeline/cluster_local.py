@@ -1,17 +1,19 @@
 """The local rehearsal: the whole pipeline as a cluster runs it, on one machine (127.0.0.1).
 
-``lstm-math rehearse --config smoke`` (or ``python scripts/cluster_local.py --config smoke``):
+``lstm-math rehearse --config smoke``:
 
 * every step is its own process, ``lstm-math step NAME --input ... --outputs-json ...``,
   exactly the command each Kubeflow Pipelines task runs, wired by the artifact URIs the
   previous steps reported (not by this process's memory);
 * ExampleGen runs through Beam's portable runner: a separate job service and an external
-  SDK worker pool (``scripts/portable_local.py``), both on 127.0.0.1;
+  SDK worker pool (``lstm_math.pipeline.portable_local``), both on 127.0.0.1;
 * the Tuner is a keras-tuner chief plus ``--tuner-workers`` worker processes;
 * the Trainer is ``--train-workers`` processes under MultiWorkerMirroredStrategy;
 * the blessing gates the Pusher (as ``dsl.If`` does in the KFP pipeline).
 
-Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's outputs JSON)
+Every step runs in this process's working directory with the installed package (nothing is
+read from a source checkout), so a relative ``--pipeline-root`` means the same directory to
+every step. Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's outputs JSON)
 and per-step logs beside it (``logs/<step>.log``, worker logs under ``logs/<step>/``).
 A step that fails stops the run with its exit code and the tail of its log.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import json
 import logging
 import os
@@ -32,27 +33,17 @@ import time
 
 log = logging.getLogger("lstm_math.rehearsal")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PROGRESS = re.compile(r"^(\d\d:\d\d:\d\d |Traceback|\S*Error\b|\{)")
-
-
-def _portable_local():
-    spec = importlib.util.spec_from_file_location(
-        "portable_local", os.path.join(REPO, "scripts", "portable_local.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run_step(cmd: list, log_path: str, timeout_s: float, name: str) -> int:
     """Runs one step process, streaming its output (prefixed) to the console and a file."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     for var in ("TF_CONFIG", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT",
                 "KERASTUNER_TUNER_ID"):
         env.pop(var, None)
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
 
@@ -84,6 +75,7 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
     import tensorflow as tf
 
     from lstm_math.pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.portable_local import portable_services
 
     root = config.runtime.pipeline_root
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -106,7 +98,7 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
     log.info("rehearsal %s: %d steps, each its own process; Beam %s; Tuner chief + %d "
              "workers; Trainer on %d workers (MultiWorkerMirroredStrategy); logs in %s",
              run_id, len(nodes), beam, tuner_workers, train_workers, log_dir)
-    services = _portable_local().portable_services(log_dir=log_dir) if beam == "portable" \
+    services = portable_services(log_dir=log_dir) if beam == "portable" \
         else contextlib.nullcontext([])
     outputs: dict = {}
     with services as beam_flags:
