@@ -13,9 +13,9 @@
 
 Every step runs in this process's working directory with the installed package (nothing is
 read from a source checkout), so a relative ``--pipeline-root`` means the same directory to
-every step. Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's outputs JSON)
-and per-step logs beside it (``logs/<step>.log``, worker logs under ``logs/<step>/``).
-A step that fails stops the run with its exit code and the tail of its log.
+every step. Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's
+outputs JSON) and per-step logs beside it (``logs/<step>.log``, worker logs under
+``logs/<step>/``). A step that fails stops the run with its exit code and the tail of its log.
 """
 
 from __future__ import annotations

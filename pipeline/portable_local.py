@@ -81,7 +81,9 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def portable_services(job_port: int = 0, pool_port: int = 0, log_dir: str | None = None,
                       timeout: float = 120):
-    """Starts a job service and an external worker pool; yields the Beam arguments."""
+    """Starts a job service and an external worker pool; yields the Beam arguments. Both run
+    in this process's working directory, as the SDK workers they start do: a relative
+    output path means the same directory to the job and to the workers."""
     job_port = job_port or free_port()
     pool_port = pool_port or free_port()
     log_dir = log_dir or tempfile.mkdtemp(prefix="lstm-math-portable-")
@@ -97,7 +99,7 @@ def portable_services(job_port: int = 0, pool_port: int = 0, log_dir: str | None
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "lstm_math.pipeline.portable_local", "serve", kind,
                      f"{flag}={port}"],
-                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log_dir,
+                    stdout=out, stderr=subprocess.STDOUT, env=env,
                     start_new_session=True)
             procs.append(proc)
             _wait_for_port(port, proc, log_path, timeout)

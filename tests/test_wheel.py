@@ -3,6 +3,7 @@ and `lstm-math rehearse` working from an installed wheel outside the checkout (s
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,10 +15,17 @@ from tests.helpers import REPO
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
+    """The wheel built from a clean copy of the sources (a checkout's build/ may hold files
+    since removed)."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("dist")
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(REPO, name), src)
+    for name in ("pipeline", "components", "serving"):
+        shutil.copytree(os.path.join(REPO, name), src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # --no-build-isolation: the build backend (setuptools >= 64) of this environment, no download
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "-q", "-w", str(out), REPO],
+                           "--no-build-isolation", "-q", "-w", str(out), str(src)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = out.glob("lstm_math-*.whl")

@@ -20,6 +20,7 @@ import tensorflow as tf
 from lstm_math.components.tuner.oracles import OBJECTIVE
 from lstm_math.components.tuner.space import Seq2SeqHyperModel
 from lstm_math.components.trainer.summaries import hparams_values
+from lstm_math.components.tuner import kt_internals
 from lstm_math.components.tuner.tensorboard import TrialSummaries, trial_run_name
 
 log = logging.getLogger(__name__)
@@ -28,26 +29,25 @@ PROJECT = "search"
 BEST_FILE = "best_hyperparameters.json"
 
 
-class _Recorder:
+class _Recorder(kt_internals.TrialLogDirs):
     """Tuner mixin: one JSON record per trial execution under ``<output>/executions``."""
 
     executions_dir = None
     log_dir = None
 
-    def _get_tensorboard_dir(self, logdir, trial_id, execution):
+    def trial_log_dir(self, logdir, trial_id, execution):
         return os.path.join(str(logdir), trial_run_name(trial_id, execution))
 
-    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+    def configure_trial_callbacks(self, callbacks, trial, execution=0):
         """Points each trial's ``TrialSummaries`` at ``logs/trial-NN`` with its values."""
         for callback in callbacks:
             if isinstance(callback, TrialSummaries):
-                callback.log_dir = self._get_tensorboard_dir(callback.log_dir, trial.trial_id,
-                                                             execution)
+                callback.log_dir = self.trial_log_dir(callback.log_dir, trial.trial_id,
+                                                      execution)
                 callback.trial_name = trial_run_name(trial.trial_id, execution)
                 chosen = self.hypermodel.hparams_from(trial.hyperparameters.copy())
                 callback.hparams = hparams_values(dataclasses.asdict(chosen.model),
                                                   dataclasses.asdict(chosen.optimizer))
-        super()._configure_tensorboard_dir(callbacks, trial, execution)
 
     def run_trial(self, trial, *args, **kwargs):
         stale = os.path.join(self.log_dir, trial_run_name(trial.trial_id))
@@ -88,7 +88,7 @@ class SearchTuner(_Recorder, kt.Tuner):
 
 class HyperbandSearchTuner(_Recorder, kt.Hyperband):
     def __init__(self, oracle, hypermodel, **kwargs):  # noqa: D107 - oracle built by us
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        kt_internals.init_with_oracle(self, oracle, hypermodel, **kwargs)
 
 
 def _write_json(path: str, data) -> None:

@@ -10,6 +10,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from lstm_math.components.trainer import choose_strategy
+from lstm_math.components.tuner import kt_internals
 from lstm_math.components.tuner.distributed import (ChiefWatch, LostChief, _ChiefGone, role_from_env,
                                           serve_oracle)
 from lstm_math.components.tuner.oracles import make_oracle
@@ -47,10 +48,8 @@ def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
     strategy = choose_strategy(config.runtime.strategy)
     started = time.time()
     if role == "worker":
-        from keras_tuner.src.distribute import oracle_client
-
         # The client's per-call deadline (keras-tuner: 1 hour).
-        oracle_client.TIMEOUT = chief_timeout
+        kt_internals.set_client_timeout(chief_timeout)
     tuner = make_tuner(config, hypermodel, output_dir, strategy)
     log_dir = os.path.join(output_dir, "logs")
     # logs/trial-NN/{train,validation}: the Trainer's tag names (components.tuner.tensorboard)
@@ -71,7 +70,7 @@ def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
         address = (f"{os.environ['KERASTUNER_ORACLE_IP']}:"
                    f"{os.environ['KERASTUNER_ORACLE_PORT']}")
         oracle = tuner.oracle
-        if oracle.remaining_trials() == 0 and not oracle._retry_queue and not any(
+        if oracle.remaining_trials() == 0 and not kt_internals.trials_to_retry(oracle) and not any(
                 t.status == "RUNNING" for t in oracle.trials.values()):
             log.info("Tuner chief: all %d trials already ran; not serving", len(oracle.trials))
         else:

@@ -38,7 +38,7 @@ class TrialSummaries(keras.callbacks.Callback):
     """Per-epoch scalars of one trial under the Trainer's tag names, its hyperparameters
     for the HParams dashboard and its objective. ``log_dir``, ``hparams`` (every model and
     optimizer value, ``summaries.hparams_values``) and ``trial_name`` are set by the tuner
-    for each trial (``_Recorder._configure_tensorboard_dir``)."""
+    for each trial (``_Recorder.configure_trial_callbacks``)."""
 
     def __init__(self, log_dir: str, batch_size: int, objective: str = "val_exact_match"):
         super().__init__()
