@@ -109,7 +109,9 @@ def presets() -> list[tuple[str, str]]:
 
 def _presets_epilog() -> str:
     lines = ["presets (--config NAME, files in pipeline/configs/; or --config my.yaml):"]
-    lines += [f"  {name:<8} {text}" for name, text in presets()]
+    found = presets()
+    width = max((len(name) for name, _ in found), default=8)
+    lines += [f"  {name:<{width}}  {text}" for name, text in found]
     return "\n".join(lines) + "\n"
 
 
