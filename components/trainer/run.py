@@ -31,8 +31,8 @@ from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainStat
 from lstm_math.components.trainer.loop import TrainLoop, steps_for
 from lstm_math.components.trainer.model import compile_model, model_coverage, seed_weights
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
-from lstm_math.components.trainer.summaries import (SamplePredictions, hparams_values, trace_graph,
-                                                   write_best, write_hparams, write_scalars)
+from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
+                                                   write_hparams, write_scalars)
 from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,7 @@ def run_trainer(config: PipelineConfig, examples_dir: str, base_coverage: dict,
         # HParams: what this training trains with, under the Tuner's trial names (the group
         # named by this output directory's fingerprint, unique per training)
         root_writer = tf.summary.create_file_writer(log_dir)
-        write_hparams(root_writer, hparams_values(dataclasses.asdict(hparams),
-                                                  dataclasses.asdict(optimizer)),
+        write_hparams(root_writer, dataclasses.asdict(hparams), dataclasses.asdict(optimizer),
                       trial_id=f"{os.path.basename(os.path.normpath(output_dir))} trainer")
         train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))

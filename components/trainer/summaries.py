@@ -76,15 +76,17 @@ def hparams_values(model: dict, optimizer: dict) -> dict:
     return values
 
 
-def write_hparams(writer, values: dict, trial_id: str) -> None:
-    """The HParams experiment (every hyperparameter name in ``values``, ``HPARAMS_METRICS``)
-    and this run's values, at the run's root. ``trial_id`` names the session group: unique
-    per run (a cached step linked from two pipeline runs stays one group)."""
+def write_hparams(writer, model: dict, optimizer: dict, trial_id: str) -> None:
+    """The HParams experiment (every model and optimizer field, ``HPARAMS_METRICS``: the
+    same for every trial and training, whichever one TensorBoard reads it from) and this
+    run's values, at the run's root. ``trial_id`` names the session group: unique per run
+    (a cached step linked from two pipeline runs stays one group)."""
     from tensorboard.plugins.hparams import api as hp_api
 
+    values = hparams_values(model, optimizer)
     with writer.as_default():
         hp_api.hparams_config(
-            hparams=[hp_api.HParam(name) for name in sorted(values)],
+            hparams=[hp_api.HParam(name) for name in sorted({**model, **optimizer})],
             metrics=[hp_api.Metric(tag, group=group or None, display_name=display)
                      for group, tag, display in HPARAMS_METRICS])
         hp_api.hparams(values, trial_id=trial_id)

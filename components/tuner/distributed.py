@@ -74,7 +74,8 @@ def serve_oracle(tuner, address: str) -> None:
                 last_note = time.time()
                 done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
                 log.info("Tuner chief: %d trials completed; running: %s; workers: %s", done,
-                         kt_internals.running_trials(oracle), kt_internals.registered_tuners(oracle))
+                         kt_internals.running_trials(oracle),
+                         kt_internals.registered_tuners(oracle))
     finally:
         server.stop(grace=2)
 

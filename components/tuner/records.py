@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from lstm_math.components.tuner.oracles import OBJECTIVE
 from lstm_math.components.tuner.space import Seq2SeqHyperModel
-from lstm_math.components.trainer.summaries import hparams_values
 from lstm_math.components.tuner import kt_internals
 from lstm_math.components.tuner.tensorboard import TrialSummaries, trial_run_name
 
@@ -45,9 +44,9 @@ class _Recorder(kt_internals.TrialLogDirs):
                 callback.log_dir = self.trial_log_dir(callback.log_dir, trial.trial_id,
                                                       execution)
                 callback.trial_name = trial_run_name(trial.trial_id, execution)
-                chosen = self.hypermodel.hparams_from(trial.hyperparameters.copy())
-                callback.hparams = hparams_values(dataclasses.asdict(chosen.model),
-                                                  dataclasses.asdict(chosen.optimizer))
+                # {"model": ..., "optimizer": ...}: what the trial trains with
+                callback.hparams = self.hypermodel.hparams_from(
+                    trial.hyperparameters.copy()).to_dict()
 
     def run_trial(self, trial, *args, **kwargs):
         stale = os.path.join(self.log_dir, trial_run_name(trial.trial_id))

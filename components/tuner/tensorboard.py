@@ -36,8 +36,8 @@ def trial_run_name(trial_id: str, execution: int = 0) -> str:
 
 class TrialSummaries(keras.callbacks.Callback):
     """Per-epoch scalars of one trial under the Trainer's tag names, its hyperparameters
-    for the HParams dashboard and its objective. ``log_dir``, ``hparams`` (every model and
-    optimizer value, ``summaries.hparams_values``) and ``trial_name`` are set by the tuner
+    for the HParams dashboard and its objective. ``log_dir``, ``hparams`` (``{"model": ...,
+    "optimizer": ...}``, what the trial trains with) and ``trial_name`` are set by the tuner
     for each trial (``_Recorder.configure_trial_callbacks``)."""
 
     def __init__(self, log_dir: str, batch_size: int, objective: str = "val_exact_match"):
@@ -59,7 +59,8 @@ class TrialSummaries(keras.callbacks.Callback):
             # the session group: unique per search (its output directory's fingerprint)
             search = os.path.basename(os.path.dirname(os.path.dirname(
                 os.path.normpath(self.log_dir))))
-            write_hparams(self._writers[""], self.hparams, f"{search} {self.trial_name}")
+            write_hparams(self._writers[""], self.hparams["model"], self.hparams["optimizer"],
+                          f"{search} {self.trial_name}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start, self._train_seconds = time.time(), None
