@@ -2,13 +2,16 @@
 the run linked (cached ones too), earlier runs kept: `tensorboard --logdir <root>/tensorboard`
 compares runs."""
 
+import dataclasses
 import datetime
+import json
 import os
 import re
 
 import pytest
 import tensorflow as tf
 
+from lstm_math.components.trainer.summaries import BEST_TAG, write_best, write_hparams
 from lstm_math.pipeline import cli
 from lstm_math.pipeline import tensorboard_view as tbv
 from lstm_math.pipeline.config import load_config
@@ -29,16 +32,30 @@ def _fake_pipeline(calls):
     """Tuner / Trainer / Evaluator that write TensorBoard logs as the real ones lay them out
     (the Trainer's loss is its learning rate, so each run's curve is recognisable)."""
 
+    def hparams(log_dir, config, learning_rate, group, best):
+        """The HParams record the Trainer and the Tuner's trials write (their functions)."""
+        t = config.trainer
+        writer = tf.summary.create_file_writer(log_dir)
+        write_hparams(writer, dataclasses.asdict(t.model),
+                      {**dataclasses.asdict(t.optimizer), "learning_rate": learning_rate},
+                      group)
+        write_best(writer, best)
+        writer.close()
+
     def tuner(ctx):
         calls.append("Tuner")
-        _write_scalar(os.path.join(ctx.output_dir, "logs", "trial-01", "validation"),
-                      "exact_match", 0.5)
+        trial = os.path.join(ctx.output_dir, "logs", "trial-01")
+        _write_scalar(os.path.join(trial, "validation"), "exact_match", 0.5)
+        hparams(trial, ctx.config, 0.001, f"trial-01 {os.path.basename(ctx.output_dir)[:8]}", 0.5)
         return {}
 
     def trainer(ctx):
         calls.append("Trainer")
         lr = ctx.config.trainer.optimizer.learning_rate
         _write_scalar(os.path.join(ctx.output_dir, "logs", "train"), "loss", lr)
+        _write_scalar(os.path.join(ctx.output_dir, "logs", "validation"), "exact_match", lr)
+        hparams(os.path.join(ctx.output_dir, "logs"), ctx.config, lr,
+                f"trainer {os.path.basename(ctx.output_dir)[:8]}", lr * 10)
         return {}
 
     def evaluator(ctx):
@@ -104,12 +121,62 @@ def test_two_runs_stay_visible_under_readable_names_with_cached_steps_linked(tmp
     for name in names:
         assert f"{name}/tuner/trial-01/validation" in runs and f"{name}/evaluator" in runs
 
+    # The HParams dashboard over the same --logdir (TensorBoard's own app): both trainings,
+    # the learning rate first (it differs), the cached trial one row seen from both runs.
+    groups, hparam_names = _hparams_dashboard(str(view))
+    assert hparam_names[0] == "learning_rate" and {"encoder_units", "schedule"} <= set(
+        hparam_names)
+    trainings = sorted((g["hparams"]["learning_rate"], g["sessions"]) for g in groups
+                       if g["name"].startswith("trainer "))
+    assert trainings == [(pytest.approx(preset_lr), [f"{names[0]}/trainer"]),
+                         (pytest.approx(0.01), [f"{names[1]}/trainer"])]
+    (trial,) = [g for g in groups if g["name"].startswith("trial-01 ")]
+    assert sorted(trial["sessions"]) == [f"{n}/tuner/trial-01" for n in names]
+    assert all(("", BEST_TAG) in g["metrics"] and ("validation", "exact_match") in g["metrics"]
+               for g in groups)
+
     # the whole root moves with its view
     moved = tmp_path / "moved"
     os.rename(root, moved)
     assert os.path.samefile(moved / "tensorboard" / names[1] / "trainer",
                             os.path.join(second["components"]["Trainer"]["uri"].replace(
                                 str(root), str(moved)), "logs"))
+
+
+def _hparams_dashboard(logdir):
+    """(session groups, hyperparameter names in the dashboard's column order) as TensorBoard
+    serves them for ``tensorboard --logdir logdir``."""
+    from tensorboard import default, program
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from werkzeug.test import Client
+
+    board = program.TensorBoard(default.get_plugins())
+    board.configure(argv=[None, "--logdir", logdir, "--load_fast=false"])
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    app = application.TensorBoardWSGIApp(
+        board.flags, board.plugin_loaders, data_provider.MultiplexerDataProvider(
+            multiplexer, logdir), board.assets_zip_provider, multiplexer)
+    client = Client(app)
+
+    def post(route, body):
+        response = client.post(f"/data/plugin/hparams/{route}", data=json.dumps(body),
+                               content_type="application/json")
+        assert response.status_code == 200, response.get_data()[:500]
+        return json.loads(response.get_data())
+
+    experiment = post("experiment", {"experimentName": ""})
+    found = post("session_groups", {"experimentName": "", "startIndex": 0, "sliceSize": 100,
+                                    "allowedStatuses": ["STATUS_UNKNOWN"], "colParams": []})
+    groups = [{"name": g["name"],
+               "hparams": g["hparams"],
+               "sessions": [x["name"] for x in g["sessions"]],
+               "metrics": {(m["name"].get("group", ""), m["name"]["tag"])
+                           for m in g["metricValues"]}}
+              for g in found["sessionGroups"]]
+    return groups, [h["name"] for h in experiment["hparamInfos"]]
 
 
 def test_a_step_run_alone_gets_its_own_folder_with_the_cached_steps_it_read(tmp_path):

@@ -207,17 +207,13 @@ def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
         starts = [d.session_start_info for p in glob.glob(os.path.join(run, "events.*"))
                   for d in _hparams_events(p) if d.HasField("session_start_info")]
         assert len(starts) == 1
-        # the HParams experiment at the trial's run: every model and optimizer name (as the
-        # Trainer writes it), integers as strings, the objective and the Trainer's metrics
-        experiment = [d.experiment for p in glob.glob(os.path.join(run, "events.*"))
-                      for d in _hparams_events(p) if d.HasField("experiment")]
-        assert len(experiment) == 1
-        fields = {**t["model"], **t["optimizer"]}
-        assert {h.name for h in experiment[0].hparam_infos} == fields.keys()
+        # every model and optimizer value the trial trained with, as the Trainer writes its
+        # own (integers as strings); no experiment record: TensorBoard builds the table from
+        # every run's values, trials and trainings of all pipeline runs together
+        assert not [d for p in glob.glob(os.path.join(run, "events.*"))
+                    for d in _hparams_events(p) if d.HasField("experiment")]
         assert set(starts[0].hparams) == {  # a value of None (the family's default) is left out
             k for k, v in {**t["model"], **t["optimizer"]}.items() if v is not None}
-        metrics = {(m.name.group, m.name.tag) for m in experiment[0].metric_infos}
-        assert ("", OBJECTIVE_TAG) in metrics and ("validation", "exact_match") in metrics
         assert starts[0].hparams["embedding_dim"].string_value == str(t["model"]["embedding_dim"])
         hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in starts[0].hparams.items()}
         assert hparams["encoder_units"] == str(t["hyperparameters"]["encoder_units"])

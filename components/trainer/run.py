@@ -144,7 +144,7 @@ def run_trainer(config: PipelineConfig, examples_dir: str, base_coverage: dict,
         # named by this output directory's fingerprint, unique per training)
         root_writer = tf.summary.create_file_writer(log_dir)
         write_hparams(root_writer, dataclasses.asdict(hparams), dataclasses.asdict(optimizer),
-                      trial_id=f"{os.path.basename(os.path.normpath(output_dir))} trainer")
+                      trial_id=f"trainer {os.path.basename(os.path.normpath(output_dir))[:8]}")
         train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         if start_epoch == 0:

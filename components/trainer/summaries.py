@@ -3,12 +3,15 @@ validation equations decoded greedily as the exported graph does, and the HParam
 dashboard's record of what was trained.
 
 The HParams record is shared with the Tuner's trials (``components.tuner.tensorboard``): a
-trial and a training write every model and optimizer hyperparameter under the same names,
-the same experiment definition and the same metrics (``BEST_TAG`` at the run's root,
-``exact_match`` and ``loss`` in its ``validation`` and ``train`` sub-runs), so trials and
-trainings of any number of pipeline runs line up in one table when TensorBoard reads
-``<root>/tensorboard``. Integers are written as strings: the dashboard prints every
-number with five significant digits (64 reads ``64.000``).
+trial and a training write every model and optimizer hyperparameter under the same names
+and the same metrics (``BEST_TAG`` at the run's root, ``exact_match``, ``loss``, ... in its
+``validation`` and ``train`` sub-runs), so trials and trainings of any number of pipeline
+runs line up in one table when TensorBoard reads ``<root>/tensorboard``. No run writes an
+experiment record (``hparams_config``): TensorBoard then builds the table's columns from
+every run's values (TensorBoard takes one experiment record, from whichever run it reads
+first, and would hide what that one does not list), and puts the hyperparameters whose
+values differ first. Integers are written as strings: the dashboard prints every number
+with five significant digits (64 reads ``64.000``).
 """
 
 from __future__ import annotations
@@ -54,12 +57,6 @@ class SamplePredictions:
 
 
 BEST_TAG = "best_val_exact_match"  # a run's best validation exact match (HParams metric)
-HPARAMS_METRICS = (  # (group, tag, display name): the same columns for trials and trainings
-    ("", BEST_TAG, "best val exact match"),
-    ("validation", "exact_match", "val exact match"),
-    ("validation", "loss", "val loss"),
-    ("train", "exact_match", "train exact match"),
-)
 
 
 def hparams_values(model: dict, optimizer: dict) -> dict:
@@ -77,19 +74,13 @@ def hparams_values(model: dict, optimizer: dict) -> dict:
 
 
 def write_hparams(writer, model: dict, optimizer: dict, trial_id: str) -> None:
-    """The HParams experiment (every model and optimizer field, ``HPARAMS_METRICS``: the
-    same for every trial and training, whichever one TensorBoard reads it from) and this
-    run's values, at the run's root. ``trial_id`` names the session group: unique per run
-    (a cached step linked from two pipeline runs stays one group)."""
+    """This run's hyperparameters (``hparams_values``) for the HParams dashboard, at the
+    run's root. ``trial_id`` names the session group: unique per run (a cached step linked
+    from two pipeline runs stays one group)."""
     from tensorboard.plugins.hparams import api as hp_api
 
-    values = hparams_values(model, optimizer)
     with writer.as_default():
-        hp_api.hparams_config(
-            hparams=[hp_api.HParam(name) for name in sorted({**model, **optimizer})],
-            metrics=[hp_api.Metric(tag, group=group or None, display_name=display)
-                     for group, tag, display in HPARAMS_METRICS])
-        hp_api.hparams(values, trial_id=trial_id)
+        hp_api.hparams(hparams_values(model, optimizer), trial_id=trial_id)
     writer.flush()
 
 

@@ -60,7 +60,7 @@ class TrialSummaries(keras.callbacks.Callback):
             search = os.path.basename(os.path.dirname(os.path.dirname(
                 os.path.normpath(self.log_dir))))
             write_hparams(self._writers[""], self.hparams["model"], self.hparams["optimizer"],
-                          f"{search} {self.trial_name}")
+                          f"{self.trial_name} {search[:8]}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start, self._train_seconds = time.time(), None
