@@ -31,14 +31,19 @@ import sys
 import threading
 import time
 
+from lstm_math.pipeline import tensorboard_view
+
 log = logging.getLogger("lstm_math.rehearsal")
 
 _PROGRESS = re.compile(r"^(\d\d:\d\d:\d\d |Traceback|\S*Error\b|\{)")
 
 
-def _run_step(cmd: list, log_path: str, timeout_s: float, name: str) -> int:
+def _run_step(cmd: list, log_path: str, timeout_s: float, name: str,
+              tensorboard_run: str | None = None) -> int:
     """Runs one step process, streaming its output (prefixed) to the console and a file."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    if tensorboard_run:  # every step's logs in one TensorBoard folder
+        env[tensorboard_view.RUN_ENV] = tensorboard_run
     for var in ("TF_CONFIG", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT",
                 "KERASTUNER_TUNER_ID"):
         env.pop(var, None)
@@ -90,10 +95,11 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
                     "--set", f"cluster.tuner_workers={tuner_workers}",
                     "--set", f"pusher.serving_base={config.pusher.serving_base}"]
     nodes = create_pipeline(config).nodes
+    board = tensorboard_view.RunView.start(root, config.to_dict(), note="rehearsal")
     manifest = {"pipeline": config.name, "run_id": run_id, "run_dir": run_dir,
                 "mode": "rehearsal", "train_workers": train_workers,
                 "tuner_workers": tuner_workers, "beam": beam, "steps": {}, "ok": False,
-                "pushed": None}
+                "pushed": None, "tensorboard_run": board.name if board else None}
     started = time.monotonic()
     log.info("rehearsal %s: %d steps, each its own process; Beam %s; Tuner chief + %d "
              "workers; Trainer on %d workers (MultiWorkerMirroredStrategy); logs in %s",
@@ -128,7 +134,8 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
             log.info("[%d/%d] %s%s: running", i, len(nodes), name, what)
             t0 = time.monotonic()
             code = _run_step(cmd, os.path.join(log_dir, f"{name}.log"),
-                             config.cluster.step_timeout_s, name)
+                             config.cluster.step_timeout_s, name,
+                             tensorboard_run=board.name if board else None)
             if code != 0:
                 log.error("[%d/%d] %s failed (exit %d) after %.1fs; log: %s", i, len(nodes),
                           name, code, time.monotonic() - t0, os.path.join(log_dir,

@@ -8,16 +8,12 @@ PATH so that the workers import the installed package), and the pipeline submitt
     --runner=PortableRunner --job_endpoint=localhost:P
     --environment_type=EXTERNAL --environment_config=localhost:Q
 
-Usage (one command; starts both services, runs the job, stops both services):
-
-    python -m lstm_math.pipeline.portable_local generate --config smoke --output /tmp/out \
-        [--set k=v]
-
-Further Beam options go after ``--beam``, as with ``lstm-math generate``. Both
-services bind 127.0.0.1 only (Beam's own mains bind every interface; the ``serve`` mode
-of this module runs them with loopback-only binding). ``portable_services()`` is a context
-manager that yields the Beam arguments (``lstm-math rehearse``, the tests and the benchmark
-use it). Part of the installed package: nothing here reads the source checkout.
+``portable_services()`` is a context manager that starts both, yields those Beam
+arguments and stops both (``lstm-math rehearse``, ``scripts/portable_local.py generate``,
+the tests and the benchmark use it). Both services bind 127.0.0.1 only (Beam's own mains
+bind every interface; ``python -m lstm_math.pipeline.portable_local serve job|pool ...``,
+how ``portable_services`` starts them, runs them with loopback-only binding). Part of the
+installed package: nothing here reads the source checkout.
 """
 
 from __future__ import annotations
@@ -134,19 +130,12 @@ def _serve(kind: str, argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["serve"]:
+    """``serve job|pool ARGS``: one of the two services (started by ``portable_services``)."""
+    if argv[:1] == ["serve"] and len(argv) >= 2 and argv[1] in SERVICES:
         _serve(argv[1], argv[2:])
         return 0
-    if not argv or argv[0] != "generate":
-        print(__doc__, file=sys.stderr)
-        return 2
-    logging.basicConfig(force=True, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    from lstm_math.pipeline import cli
-
-    with portable_services() as beam_args:
-        # Beam options go after `--beam` (cli.main checks them against Beam's own).
-        return cli.main(argv + ["--beam", *beam_args])
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

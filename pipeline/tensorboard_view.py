@@ -16,6 +16,10 @@ values; where the artifacts live, ``runtime.*``, ``cluster.*`` and
 Every step of the run is linked, a cached step included (to the logs of the run that
 produced it), so a run's folder always shows the whole run. Links are relative, so the
 root can be moved; a bucket root has none (``lstm-math run`` prints ``--logdir_spec``).
+
+An orchestrator that runs the steps as separate processes (``lstm-math rehearse``) names
+the run once and passes the name in ``LSTM_MATH_TENSORBOARD_RUN``: every step links into
+that one folder.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 TENSORBOARD_RUNS = {"Tuner": "tuner", "Trainer": "trainer", "Evaluator": "evaluator"}
 # Config keys that say where things live, not what was trained: not part of a run's name.
 NOT_IN_NAME = ("runtime.", "cluster.", "pusher.serving_base", "name")
+RUN_ENV = "LSTM_MATH_TENSORBOARD_RUN"  # a run's folder named by the orchestrator
 MAX_SHOWN = 4
 MAX_VALUE_CHARS = 24
 
@@ -138,6 +143,10 @@ class RunView:
         bucket root. Two runs started in the same second get ``-2``, ``-3``, ..."""
         if not _is_local(root):
             return None
+        given = os.environ.get(RUN_ENV, "").strip()
+        if given and "/" not in given and given not in (".", ".."):
+            _drop_single_run_links(os.path.join(root, "tensorboard"))
+            return cls(root, given)  # shared by the steps of one orchestrated run
         try:
             name = run_name(config_dict, note=note)
         except Exception as e:  # noqa: BLE001 - a name is a convenience: never fail a run

@@ -250,3 +250,19 @@ def test_a_bucket_root_gets_no_view_and_the_summary_names_runs_by_logdir_spec():
         "evaluator:gs://bucket/root/Evaluator/cccc/logs")
     local = {"components": {}, "tensorboard": "artifacts/tensorboard"}
     assert cli._tensorboard_logdir(local, "artifacts") == "--logdir artifacts/tensorboard"
+
+
+def test_steps_of_one_orchestrated_run_share_its_folder(tmp_path, monkeypatch):
+    """`lstm-math rehearse` runs each step as its own process and names the run once
+    (LSTM_MATH_TENSORBOARD_RUN): every step links into that folder."""
+    root = tmp_path / "root"
+    calls = []
+    monkeypatch.setenv(tbv.RUN_ENV, "2026-12-02_07.10.43_smoke_rehearsal")
+    config = load_config("smoke", [f"runtime.pipeline_root={root}"])
+    for step in ("Tuner", "Trainer", "Evaluator"):  # one process per step, in order
+        manifest = LocalRunner(config).run(_fake_pipeline(calls), only=[step])
+        assert manifest["tensorboard_run"] == "2026-12-02_07.10.43_smoke_rehearsal"
+    assert calls == ["Tuner", "Trainer", "Evaluator"]
+    assert os.listdir(root / "tensorboard") == ["2026-12-02_07.10.43_smoke_rehearsal"]
+    assert sorted(os.listdir(root / "tensorboard" / "2026-12-02_07.10.43_smoke_rehearsal")) == [
+        "evaluator", "trainer", "tuner"]
