@@ -110,7 +110,9 @@ def presets() -> list[tuple[str, str]]:
 
 def _presets_epilog() -> str:
     lines = ["presets (--config NAME, files in pipeline/configs/; or --config my.yaml):"]
-    lines += [f"  {name:<8} {text}" for name, text in presets()]
+    found = presets()
+    width = max((len(name) for name, _ in found), default=8)
+    lines += [f"  {name:<{width}}  {text}" for name, text in found]
     return "\n".join(lines) + "\n"
 
 
@@ -317,8 +319,9 @@ def _tool(name: str) -> str:
 
 
 def _tensorboard_logdir(manifest: dict, root: str) -> str:
-    """TensorBoard's arguments: the root's view (runs trainer/train, tuner/trial-01,
-    evaluator); where there is none (a bucket), the same run names by --logdir_spec."""
+    """TensorBoard's arguments: the root's view (one folder per pipeline run, holding
+    trainer/train, tuner/trial-01, evaluator); where there is none (a bucket), this run's
+    steps by --logdir_spec."""
     if manifest.get("tensorboard"):
         return f"--logdir {manifest['tensorboard']}"
     comps = manifest["components"]
@@ -341,6 +344,9 @@ def _summary(manifest: dict, config) -> str:
                      f"{m['count']}); blessed: {ev['blessing']['blessed']}")
     push = comps.get("Pusher", {}).get("properties", {})
     lines.append(f"Run manifest and effective config: {manifest['run_dir']}")
+    if manifest.get("tensorboard_run"):
+        lines.append(f"TensorBoard run:    {manifest['tensorboard_run']} (beside the root's "
+                     "earlier runs)")
     if "Trainer" in comps:
         lines.append(f"Model (Keras):      {comps['Trainer']['uri']}/model.keras")
     if "Exporter" in comps:

@@ -509,7 +509,18 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
         batches.append(list(rows))
         return {"x": np.array(rows, dtype=object)}
 
-    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=1_000_000, adaptive=True)
+    timeout_s = 3.0
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=int(timeout_s * 1e6),
+                      adaptive=True)
+    submitted = []  # rows queued, in order (seen after Batcher.submit returns)
+    submit = batcher.submit
+
+    def counting_submit(rows, *args, **kwargs):
+        result = submit(rows, *args, **kwargs)
+        submitted.extend(rows)
+        return result
+
+    batcher.submit = counting_submit
 
     def background(row):
         thread = threading.Thread(target=batcher.run, args=([row],))
@@ -532,18 +543,20 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
             t.join(10)
         assert batches[-1] == [b"r1", b"r2"]  # a batch of two requests: clients are about
         late = [background(b"r3")]
-        time.sleep(0.1)
+        # r3 queued and taken into the next batch, which waits for a second request
+        wait_for(lambda: b"r3" in submitted and batcher.queued_rows == 0)
+        assert batches[-1] == [b"r1", b"r2"]
         start = time.monotonic()
-        late.append(background(b"r4"))  # 100 ms later, well within the 1 s wait
+        late.append(background(b"r4"))  # arrives while that batch waits
         for t in late:
             t.join(10)
         assert batches[-1] == [b"r3", b"r4"]
         # as many requests as last time: it runs at once instead of waiting out the timeout
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < timeout_s / 2
         batcher.run([b"r5"])  # alone, after a merged batch: may wait once
         start = time.monotonic()
         batcher.run([b"r6"])  # alone after a lone batch: no wait
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < timeout_s / 2
         assert batches[-2:] == [[b"r5"], [b"r6"]]
     finally:
         gate.set()
@@ -558,6 +571,8 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
     copy_version(os.path.join(model_base, NAME, "1"), base, 1)
     with ModelServer(base, NAME, rest_port=0, grpc_port=0, poll_seconds=0.1) as srv:
         seen, errors = set(), []
+        answered = [0]  # calls answered, all clients together
+        lock = threading.Lock()
         stop = threading.Event()
 
         def grpc_loop():
@@ -569,6 +584,8 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
                         response = c.predict_raw(["1 + 2"])
                         seen.add(response.model_spec.version.value)
                         assert tf.make_ndarray(response.outputs["result"]).tolist() == [b"3"]
+                        with lock:
+                            answered[0] += 1
                     except Exception as exc:  # noqa: BLE001
                         errors.append(repr(exc))
 
@@ -580,20 +597,27 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
                     try:
                         row = c.predict(["1 + 2"])[0]
                         assert row["result"] == "3" and row["confidence"] in (0.999, 0.5)
+                        with lock:
+                            answered[0] += 1
                     except Exception as exc:  # noqa: BLE001
                         errors.append(repr(exc))
+
+        def wait_for(condition, seconds=30):
+            deadline = time.monotonic() + seconds
+            while not condition() and time.monotonic() < deadline and not errors:
+                time.sleep(0.05)
 
         threads = [threading.Thread(target=f) for f in (grpc_loop, grpc_loop, rest_loop,
                                                         rest_loop)]
         for t in threads:
             t.start()
         try:
-            time.sleep(0.3)
+            wait_for(lambda: 1 in seen and answered[0] >= 20)  # traffic on version 1
             push_version(base, 2, confidence=0.5)  # written elsewhere, renamed into place
-            deadline = time.monotonic() + 30
-            while 2 not in seen and time.monotonic() < deadline and not errors:
-                time.sleep(0.05)
-            time.sleep(0.3)
+            wait_for(lambda: 2 in seen)
+            after = answered[0]
+            wait_for(lambda: answered[0] >= after + 20)  # and traffic goes on after the swap
+            assert answered[0] >= after + 20 or errors
         finally:
             stop.set()
             for t in threads:
@@ -651,9 +675,11 @@ def test_stop_finishes_in_flight_requests(model_base, grpc_event_loop):
     assert type(srv._grpc_loop.loop).__module__.startswith(grpc_event_loop)
     servable = srv.manager._latest
     fast = servable.batcher.run_fn
+    entered = []  # rows that reached the model
 
     def slow(rows):
-        time.sleep(0.6)
+        entered.extend(rows)
+        time.sleep(0.6)  # a slow model: the requests are in flight when stop() is called
         return fast(rows)
 
     servable.batcher.run_fn = slow
@@ -671,7 +697,12 @@ def test_stop_finishes_in_flight_requests(model_base, grpc_event_loop):
     threads = [threading.Thread(target=call, args=(k,)) for k in ("rest", "grpc")]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # both requests reached the server: one in the model, the other there or queued for it
+    deadline = time.monotonic() + 30
+    while (not entered or len(entered) + servable.batcher.queued_rows < 2) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert entered and len(entered) + servable.batcher.queued_rows == 2
     srv.stop(grace=10)
     for t in threads:
         t.join(30)
