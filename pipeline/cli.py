@@ -26,8 +26,6 @@ import sys
 
 from pipeline import cluster_cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 log = logging.getLogger("lstm_math")
 
 PROG = "lstm-math"
@@ -115,7 +113,8 @@ def _presets_epilog() -> str:
 
 def _add_verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="log debug messages too (default: info and above)")
+                   help="log debug messages and TensorFlow's start-up messages too "
+                        "(default: info and above)")
 
 
 def _add_config_arguments(p: argparse.ArgumentParser, roots: bool = True) -> None:
@@ -557,6 +556,8 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
 
             module, function = DELEGATED[name]
             getattr(importlib.import_module(module), function)(p)
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="TensorFlow's start-up messages and debug logging too")
             _tidy_help(p)
         p.set_defaults(func=func)
 
@@ -603,8 +604,17 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def quiet_tensorflow(argv: list[str]) -> None:
+    """TensorFlow's C++ start-up lines (cudart_stub, cuInit, oneDNN, ...) stay off the
+    terminal unless -v/--verbose is given or TF_CPP_MIN_LOG_LEVEL is set already. Must run
+    before TensorFlow is imported (it reads the variable once)."""
+    if not any(a in ("-v", "--verbose") for a in argv):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, beam_tail = _split_argv(list(sys.argv[1:] if argv is None else argv))
+    quiet_tensorflow(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in COMMANDS:
         return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)

@@ -121,8 +121,10 @@ def test_rest_row_format(server):
     preds = body["predictions"]
     assert [p["result"] for p in preds] == ["118", "118", "118", ""]
     assert [p["valid"] for p in preds] == [True, True, True, False]
-    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999}
+    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999,
+                        "trusted": True}
     assert preds[3]["error"] == "unknown character 'x'" and preds[3]["confidence"] == 0.0
+    assert preds[3]["trusted"] is False
 
 
 def test_rest_row_format_objects_and_signature_name(server):
@@ -140,7 +142,7 @@ def test_rest_columnar_format(server):
         assert status == 200, body
         assert body["outputs"] == {"result": ["4", ""], "valid": [True, False],
                                    "error": ["", "operator not trained: '*'"],
-                                   "confidence": [0.999, 0.0]}
+                                   "confidence": [0.999, 0.0], "trusted": [True, False]}
 
 
 def test_rest_b64_and_empty_batch(server):
@@ -166,7 +168,7 @@ def test_rest_status_and_metadata(server):
     assert sig["inputs"]["equation"]["tensor_shape"]["dim"][0]["size"] == "-1"
     assert {k: v["dtype"] for k, v in sig["outputs"].items()} == {
         "result": "DT_STRING", "valid": "DT_BOOL", "error": "DT_STRING",
-        "confidence": "DT_FLOAT"}
+        "confidence": "DT_FLOAT", "trusted": "DT_BOOL"}
     status, meta = http_call(server.rest_port, "GET", f"/v1/models/{NAME}/versions/1/metadata")
     assert status == 200 and meta["model_spec"]["version"] == "1"
 
@@ -272,8 +274,10 @@ def test_grpc_predict(server, stub):
     assert out["error"][1] == b"unknown character 'x'"
     assert out["error"][2] == b"operand out of the trained range 0..999"
     assert out["confidence"][0] == pytest.approx(0.999) and out["confidence"][1:] == [0, 0]
+    assert out["trusted"] == [True, False, False]
     for key, dtype in [("result", types_pb2.DT_STRING), ("valid", types_pb2.DT_BOOL),
-                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT)]:
+                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT),
+                       ("trusted", types_pb2.DT_BOOL)]:
         assert response.outputs[key].dtype == dtype
         assert [d.size for d in response.outputs[key].tensor_shape.dim] == [3]
 
@@ -333,7 +337,7 @@ def test_grpc_metadata(server, stub):
     assert response.metadata["signature_def"].Unpack(sig_map)
     sig = sig_map.signature_def["serving_default"]
     assert sig.inputs["equation"].dtype == types_pb2.DT_STRING
-    assert set(sig.outputs) == {"result", "valid", "error", "confidence"}
+    assert set(sig.outputs) == {"result", "valid", "error", "confidence", "trusted"}
     bad = get_model_metadata_pb2.GetModelMetadataRequest()
     bad.model_spec.name = NAME
     with pytest.raises(grpc.RpcError) as info:
@@ -363,7 +367,7 @@ def test_grpc_model_status(server, model_stub):
 def test_client_functions(server):
     rows = predict_grpc(["31 + 87", "31 + x"], port=server.grpc_port)
     assert rows[0] == {"equation": "31 + 87", "result": "118", "valid": True, "error": "",
-                       "confidence": 0.999}
+                       "confidence": 0.999, "trusted": True}
     assert rows[1]["valid"] is False and rows[1]["error"] == "unknown character 'x'"
     assert predict_rest(["31 + 87", "31 + x"], port=server.rest_port) == rows
 

@@ -16,10 +16,13 @@ Outputs (under the component's output directory):
                       answer, truth, confidence); the hardware it ran on; and, when the
                       operand space is small enough, the exhaustive evaluation of every
                       equation, with exact match separately for equations seen in training
-                      and never seen
+                      and never seen; every equation whose operands are all single-digit
+                      (``small_operands_all``, evaluated whole for any space); what the
+                      served ``trusted`` does (``trust``: the share of wrong answers it
+                      catches and of right answers it gives up, per operator)
   blessing.json       blessed or not, with the reasons (absolute threshold, overall and
-                      per operator slice; no regression against the pushed model by more
-                      than the margin)
+                      per operator slice, every equation of single-digit operands; no
+                      regression against the pushed model by more than the margin)
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -37,10 +40,11 @@ import platform
 import tensorflow as tf
 
 from components.evaluator.blessing import bless, latest_pushed
-from components.evaluator.exhaustive import evaluate_exhaustive, space_of
+from components.evaluator.exhaustive import (evaluate_exhaustive, evaluate_small_operands,
+                                             space_of)
 from components.evaluator.plots import error_map_pngs, error_size_png
 from components.evaluator.report import report_markdown
-from components.evaluator.scoring import evaluate_fn, uniform_estimate
+from components.evaluator.scoring import evaluate_fn, trust_thresholds, uniform_estimate
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,8 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
                                          config.task.data.split_fractions,
-                                         e.exhaustive_batch_size, e.num_worst_errors)
+                                         e.exhaustive_batch_size, e.num_worst_errors,
+                                         trust_thresholds(metrics))
         map_rows, map_title = exhaustive.pop("_rows"), "every equation"
         metrics["exhaustive"] = exhaustive
     else:
@@ -104,6 +109,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             "disabled (evaluator.exhaustive_max_equations = 0)" if not e.exhaustive_max_equations
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
+
+    metrics["small_operands_all"] = evaluate_small_operands(
+        serve, coverage, e.exhaustive_batch_size, trust_thresholds(metrics), e.num_worst_errors)
 
     baseline = None
     pushed = latest_pushed(config.pusher.serving_base, config.pusher.model_name)
@@ -122,7 +130,8 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
         metrics["baseline"] = baseline
     blessing = bless(metrics["exact_match"], e.threshold,
                      baseline["exact_match"] if baseline else None, e.regression_margin,
-                     metrics["per_operator"], e.operator_thresholds)
+                     metrics["per_operator"], e.operator_thresholds,
+                     metrics["small_operands_all"], e.small_operands_threshold)
     if metrics.get("baseline_error"):
         blessing["reasons"].append("the pushed model could not be evaluated ("
                                    + metrics["baseline_error"] + ")")
