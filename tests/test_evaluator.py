@@ -430,7 +430,7 @@ def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
     assert ("single-digit operands (all 200): exact match 0.95000 (10 wrong) is below the "
             "threshold 1.0") in blessing["reasons"]
     report = (tmp_path / "e" / "report.md").read_text()
-    assert "every equation whose operands are all below 10" in report
+    assert "### Every equation whose operands are all below 10" in report
     assert "wrong answers caught" in report
 
     # the exported model's `trusted` is these figures, row for row
