@@ -332,7 +332,7 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
             if not 0.0 <= row["confidence"] <= 1.0:
                 problems.append(f"canary {text!r}: confidence {row['confidence']} not in [0, 1]")
             limit = shipped.get(eq.parse(text).tag)
-            want_trusted = bool(row["valid"]) and limit is not None and (
+            want_trusted = bool(row["valid"]) and limit is not None and bool(
                 np.float32(row["confidence"]) >= np.float32(limit))
             if row.get(TRUSTED_KEY) is not want_trusted:
                 problems.append(f"canary {text!r}: trusted={row.get(TRUSTED_KEY)} but its "

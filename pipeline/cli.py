@@ -17,12 +17,15 @@ knows (Beam is imported only when some are given): `--beam-arg=--runner=Portable
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
+import threading
 
 from pipeline import cluster_cli
 
@@ -604,17 +607,78 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def quiet_tensorflow(argv: list[str]) -> None:
-    """TensorFlow's C++ start-up lines (cudart_stub, cuInit, oneDNN, ...) stay off the
-    terminal unless -v/--verbose is given or TF_CPP_MIN_LOG_LEVEL is set already. Must run
-    before TensorFlow is imported (it reads the variable once)."""
-    if not any(a in ("-v", "--verbose") for a in argv):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def quiet_tensorflow(argv: list[str]) -> bool:
+    """Unless -v/--verbose: TF_CPP_MIN_LOG_LEVEL=3 (when not set already) before TensorFlow
+    is imported. Returns whether TensorFlow's native log lines should be filtered."""
+    if any(a in ("-v", "--verbose") for a in argv):
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return True
+
+
+# A line of TensorFlow's native (absl) logging ('I0000 00:00:1796194145.643927 8626
+# port.cc:153] ...') and absl's notice that it logs to stderr before being initialized.
+# TensorFlow 2.21 writes its start-up lines (oneDNN, cudart_stub, cuInit) this way whatever
+# TF_CPP_MIN_LOG_LEVEL says. Fatal ('F') lines are kept.
+_NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} [\d:.]+ +\d+ [\w.+/-]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+
+
+def filter_native_stderr() -> None:
+    """Keeps TensorFlow's native log lines off the terminal for the rest of the process.
+
+    File descriptor 2 becomes a pipe read by a thread that passes on every line but
+    TensorFlow's (``_NATIVE_LOG_LINE``); Python's own ``sys.stderr`` (logging, tracebacks)
+    writes to the real stderr directly, so nothing of ours waits on the thread. At exit
+    fd 2 is given back. Only for the command line (``main()`` without argv): callers in
+    process keep their streams."""
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = open(os.dup(real), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                      errors="backslashreplace")
+
+    def pump():
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(read_end, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not _NATIVE_LOG_LINE.match(line))
+            if kept:
+                os.write(real, kept)
+        if pending and not _NATIVE_LOG_LINE.match(pending):
+            os.write(real, pending)
+
+    thread = threading.Thread(target=pump, name="native-stderr-filter", daemon=True)
+    thread.start()
+
+    def restore():
+        try:
+            sys.stderr.flush()
+            os.dup2(real, 2)  # the pipe's last write end in this process closes: EOF
+        except (OSError, ValueError):
+            return
+        thread.join(timeout=2)
+
+    atexit.register(restore)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv, beam_tail = _split_argv(list(sys.argv[1:] if argv is None else argv))
-    quiet_tensorflow(argv)
+    if quiet_tensorflow(argv) and from_command_line:
+        filter_native_stderr()
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in COMMANDS:
         return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)

@@ -166,13 +166,15 @@ def _texts(encoder_ids):
 class OracleModel(tf.Module):
     """Two operands. Right on every equation except ``a == wrong_a`` with operator '+',
     where it answers truth + ``offset``. Per-step probability 0.99 where right and 0.6 where
-    wrong."""
+    wrong; ``sure_when_b_odd``: 0.999 where wrong and b is odd (confidently wrong)."""
 
-    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
+    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100,
+                 sure_when_b_odd: bool = False):
         super().__init__()
         self.reverse = bool(coverage["reverse_output"])
         self.wrong_a = wrong_a
         self.offset = offset
+        self.sure_when_b_odd = sure_when_b_odd
 
     def greedy_decode(self, encoder_ids, steps: int):
         text = _texts(encoder_ids)
@@ -188,7 +190,8 @@ class OracleModel(tf.Module):
         result = tf.where(wrong, result + self.offset, result)
         _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
         used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
-        p = tf.where(wrong, 0.6, 0.99)[:, None] * tf.ones([1, steps])
+        wrong_p = tf.where(self.sure_when_b_odd & (b % 2 == 1), 0.999, 0.6)
+        p = tf.where(wrong, wrong_p, 0.99)[:, None] * tf.ones([1, steps])
         return ids, tf.where(used, p, 1.0)
 
 

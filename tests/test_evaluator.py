@@ -400,7 +400,7 @@ def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
     exported signature's `trusted` agrees with the figures."""
     config = small_config(tmp_path, small_operands_threshold=1.0)
     coverage = coverage_of(config)
-    model = TableOracle(coverage, plus_seven_mistake)
+    model = OracleModel(coverage, sure_when_b_odd=True)  # wrong as plus_seven_mistake says
     out = evaluator.evaluate_model(config, model, coverage, examples, str(tmp_path / "e"))
     m, blessing = out["metrics"], out["blessing"]
 
@@ -441,7 +441,7 @@ def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
     assert served["trusted"].numpy().tolist() == [b % 2 == 1 for b in range(31)] + [True, True]
 
     # a model right on every single-digit equation meets the bar
-    right = evaluator.evaluate_model(config, TableOracle(coverage, lambda e: None), coverage,
+    right = evaluator.evaluate_model(config, OracleModel(coverage, wrong_a=-1), coverage,
                                      examples, str(tmp_path / "e2"))
     assert right["blessing"]["blessed"] is True
     assert ("single-digit operands (all 200): exact match 1.00000 (0 wrong) meets the "
