@@ -125,6 +125,7 @@ print(json.dumps({
     "error": [e.decode() for e in out["error"].numpy()],
     "result": [r.decode() for r in out["result"].numpy()],
     "confidence": out["confidence"].numpy().tolist(),
+    "trusted": out["trusted"].numpy().tolist(),
     "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pipeline", "serving")),
 }))
 """
@@ -140,7 +141,7 @@ def check_served_contract(version_dir: str, cwd: str) -> None:
     assert out["project_modules"] == []
     assert out["inputs"] == {"equation": "string"}
     assert out["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
-                             "confidence": "float32"}
+                             "confidence": "float32", "trusted": "bool"}
     assert out["valid"] == [True, True, False, False, False, False, False]
     assert out["error"][:2] == ["", ""]
     assert "unknown character 'x'" in out["error"][2]
@@ -151,6 +152,7 @@ def check_served_contract(version_dir: str, cwd: str) -> None:
     assert all(r == "" for r in out["result"][2:])
     assert all(0.0 <= c <= 1.0 for c in out["confidence"])
     assert out["confidence"][2:] == [0.0] * 5
+    assert out["trusted"][2:] == [False] * 5
 
 
 # --------------------------------------------------------------------------------------
