@@ -101,7 +101,7 @@ def test_invalid_utf8_and_huge_batches_never_fail_the_batch(serve):
 def test_empty_batch_and_invalid_utf8(serve):
     out = serve(tf.constant([], dtype=tf.string))
     assert {k: v.shape[0] for k, v in out.items()} == {"result": 0, "valid": 0, "error": 0,
-                                                       "confidence": 0}
+                                                       "confidence": 0, "trusted": 0}
     out = serve(tf.constant([b"\xff\xfe + 1", b"1 + 1"]))
     assert out["valid"].numpy().tolist() == [False, True]
 
