@@ -623,6 +623,8 @@ def quiet_tensorflow(argv: list[str]) -> bool:
 _NATIVE_LOG_LINE = re.compile(
     rb"^(?:[IWE]\d{4} [\d:.]+ +\d+ [\w.+/-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+# The second line of TensorFlow's CPU feature notice.
+_NATIVE_CONTINUATION = b"To enable the following instructions:"
 
 
 def filter_native_stderr() -> None:
@@ -645,7 +647,7 @@ def filter_native_stderr() -> None:
                       errors="backslashreplace")
 
     def pump():
-        pending = b""
+        pending, after_native = b"", False
         while True:
             try:
                 chunk = os.read(read_end, 65536)
@@ -654,9 +656,15 @@ def filter_native_stderr() -> None:
             if not chunk:
                 break
             *lines, pending = (pending + chunk).split(b"\n")
-            kept = b"".join(line + b"\n" for line in lines if not _NATIVE_LOG_LINE.match(line))
+            kept = []
+            for line in lines:
+                native = bool(_NATIVE_LOG_LINE.match(line)) or (
+                    after_native and line.startswith(_NATIVE_CONTINUATION))
+                after_native = native
+                if not native:
+                    kept.append(line + b"\n")
             if kept:
-                os.write(real, kept)
+                os.write(real, b"".join(kept))
         if pending and not _NATIVE_LOG_LINE.match(pending):
             os.write(real, pending)
 

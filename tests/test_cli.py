@@ -228,8 +228,12 @@ def test_predict_says_unsure_in_its_output_and_exit_status_and_keeps_tf_quiet(tm
                                         "7 + 3 = 110?  (unsure: confidence 0.130 < 0.900)"]
     for noise in ("cuInit", "cudart", "oneDNN", "absl::InitializeLog", "cuda_"):
         assert noise not in proc.stderr, proc.stderr[-3000:]
-    proc = _cli(args + ["1 + 9", "1 + x"], tmp_path, env)
+    # every level of TensorFlow's native log on (the user's own setting): still filtered
+    proc = _cli(args + ["1 + 9", "1 + x"], tmp_path, dict(env, TF_CPP_MIN_LOG_LEVEL="0"))
     assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "1 + 9 = 10"
+    for noise in ("cuInit", "cudart", "oneDNN", "absl::InitializeLog", "cuda_",
+                  "I0000", "To enable the following instructions"):
+        assert noise not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_tensorflow_start_up_lines_are_kept_only_with_verbose(monkeypatch):
