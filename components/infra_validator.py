@@ -46,9 +46,9 @@ import urllib.request
 import numpy as np
 import tensorflow as tf
 
-from components import equations as eq
-from components.evaluator.scoring import trust_thresholds
-from serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY
+from lstm_math.components import equations as eq
+from lstm_math.components.evaluator.scoring import trust_thresholds
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import tokenizer
-from components.equations import MIXED_TAG
-from serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY
+from lstm_math.components import tokenizer
+from lstm_math.components.equations import MIXED_TAG
+from lstm_math.serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic

@@ -12,8 +12,8 @@ and exits with status 3 when any answer is unsure (0 when every answer is truste
 row is invalid, 1 on errors, 2 on usage errors).
 
 The functions return one dict per equation: ``{"equation", "result", "valid", "error",
-"confidence", "trusted"}``. They work against this repo's server (``serving.server``) and against the
-real ``tensorflow_model_server`` alike.
+"confidence", "trusted"}``. They work against this repo's server (``lstm_math.serving.server``)
+and against the real ``tensorflow_model_server`` alike.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from serving.contract import DEFAULT_MODEL_NAME, OUTPUT_KEYS, TRUSTED_KEY, latest_version
+from lstm_math.serving.contract import (DEFAULT_MODEL_NAME, OUTPUT_KEYS, TRUSTED_KEY,
+                                       latest_version)
 
 
 class PredictError(RuntimeError):
@@ -415,7 +416,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.client",
+    parser = argparse.ArgumentParser(prog="python -m lstm_math.serving.client",
                                      description="Ask the lstm-math model.")
     add_predict_arguments(parser)
     return run_predict(parser.parse_args(argv))

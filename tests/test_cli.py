@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-from pipeline import cli
+from lstm_math.pipeline import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("tensorflow", "keras", "apache_beam")
 
 
 def _cli(args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env=env or dict(os.environ, PYTHONPATH=REPO))
 
@@ -33,7 +33,7 @@ def _tree(path):
                                   ["generate", "--help"], ["train", "--help"],
                                   ["tune", "--help"]])
 def test_help_is_fast_quiet_and_imports_nothing_heavy(argv, tmp_path):
-    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
+    code = ("import sys\nfrom lstm_math.pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
             "except SystemExit:\n    pass\n"
             f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     env = dict(os.environ, PYTHONPATH=REPO)
@@ -207,11 +207,11 @@ def test_readme_figures_come_from_a_manifest(tmp_path):
 
 
 def test_predict_says_unsure_in_its_output_and_exit_status_and_keeps_tf_quiet(tmp_path):
-    """Through the installed entry point's code path (`python -m pipeline.cli`), in a
-    fresh process without TF_CPP_MIN_LOG_LEVEL: a trusted answer is printed plain, an
+    """Through the entry point's code path (`python -m lstm_math.pipeline.cli`), in a fresh
+    process without TF_CPP_MIN_LOG_LEVEL: a trusted answer is printed plain, an
     untrusted one with '?' and its confidence against the model's threshold, the exit
     status is 3; TensorFlow's start-up lines stay off the terminal."""
-    from components.exporter import export_saved_model
+    from lstm_math.components.exporter import export_saved_model
     from tests.helpers import OracleModel
 
     coverage = {"operators": ["+"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
