@@ -121,8 +121,10 @@ def test_rest_row_format(server):
     preds = body["predictions"]
     assert [p["result"] for p in preds] == ["118", "118", "118", ""]
     assert [p["valid"] for p in preds] == [True, True, True, False]
-    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999}
+    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999,
+                        "trusted": True}
     assert preds[3]["error"] == "unknown character 'x'" and preds[3]["confidence"] == 0.0
+    assert preds[3]["trusted"] is False
 
 
 def test_rest_row_format_objects_and_signature_name(server):
@@ -140,7 +142,7 @@ def test_rest_columnar_format(server):
         assert status == 200, body
         assert body["outputs"] == {"result": ["4", ""], "valid": [True, False],
                                    "error": ["", "operator not trained: '*'"],
-                                   "confidence": [0.999, 0.0]}
+                                   "confidence": [0.999, 0.0], "trusted": [True, False]}
 
 
 def test_rest_b64_and_empty_batch(server):
@@ -166,7 +168,7 @@ def test_rest_status_and_metadata(server):
     assert sig["inputs"]["equation"]["tensor_shape"]["dim"][0]["size"] == "-1"
     assert {k: v["dtype"] for k, v in sig["outputs"].items()} == {
         "result": "DT_STRING", "valid": "DT_BOOL", "error": "DT_STRING",
-        "confidence": "DT_FLOAT"}
+        "confidence": "DT_FLOAT", "trusted": "DT_BOOL"}
     status, meta = http_call(server.rest_port, "GET", f"/v1/models/{NAME}/versions/1/metadata")
     assert status == 200 and meta["model_spec"]["version"] == "1"
 
@@ -272,8 +274,10 @@ def test_grpc_predict(server, stub):
     assert out["error"][1] == b"unknown character 'x'"
     assert out["error"][2] == b"operand out of the trained range 0..999"
     assert out["confidence"][0] == pytest.approx(0.999) and out["confidence"][1:] == [0, 0]
+    assert out["trusted"] == [True, False, False]
     for key, dtype in [("result", types_pb2.DT_STRING), ("valid", types_pb2.DT_BOOL),
-                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT)]:
+                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT),
+                       ("trusted", types_pb2.DT_BOOL)]:
         assert response.outputs[key].dtype == dtype
         assert [d.size for d in response.outputs[key].tensor_shape.dim] == [3]
 
@@ -333,7 +337,7 @@ def test_grpc_metadata(server, stub):
     assert response.metadata["signature_def"].Unpack(sig_map)
     sig = sig_map.signature_def["serving_default"]
     assert sig.inputs["equation"].dtype == types_pb2.DT_STRING
-    assert set(sig.outputs) == {"result", "valid", "error", "confidence"}
+    assert set(sig.outputs) == {"result", "valid", "error", "confidence", "trusted"}
     bad = get_model_metadata_pb2.GetModelMetadataRequest()
     bad.model_spec.name = NAME
     with pytest.raises(grpc.RpcError) as info:
@@ -363,7 +367,7 @@ def test_grpc_model_status(server, model_stub):
 def test_client_functions(server):
     rows = predict_grpc(["31 + 87", "31 + x"], port=server.grpc_port)
     assert rows[0] == {"equation": "31 + 87", "result": "118", "valid": True, "error": "",
-                       "confidence": 0.999}
+                       "confidence": 0.999, "trusted": True}
     assert rows[1]["valid"] is False and rows[1]["error"] == "unknown character 'x'"
     assert predict_rest(["31 + 87", "31 + x"], port=server.rest_port) == rows
 
@@ -377,13 +381,80 @@ def test_predict_cli(server, model_base, capsys):
                   ["--saved-model", model_base]):
         assert run_predict(parser.parse_args(["31 + 87", "31 + x"] + extra)) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines == ["31 + 87 = 118  (confidence 0.999)",
-                         "31 + x  invalid: unknown character 'x'"], extra
+        assert lines == ["31 + 87 = 118", "31 + x  invalid: unknown character 'x'"], extra
     assert run_predict(parser.parse_args(["1 + 1", "--json", "--rest-port",
                                           str(server.rest_port)])) == 0
     assert json.loads(capsys.readouterr().out)[0]["result"] == "2"
     assert run_predict(parser.parse_args(["1 + 1", "--model-name", "nope", "--rest-port",
                                           str(server.rest_port)])) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# `trusted`: an exported model's wrong answer below its threshold, over REST and gRPC
+# ---------------------------------------------------------------------------------------
+ORACLE_COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99,
+                   "num_operands": 2, "max_input_length": 5, "max_result_length": 3,
+                   "reverse_output": True}
+# As an Evaluator report gives them (confidence.<op>.threshold).
+ORACLE_METRICS = {"exact_match": 0.99, "confidence": {"+": {"threshold": 0.9},
+                                                     "-": {"threshold": 0.9}}}
+
+
+@pytest.fixture(scope="module")
+def oracle_server(tmp_path_factory):
+    """The Exporter's SavedModel of an oracle that answers '7 + b' wrong (confidence
+    0.6 per character) and everything else right (0.99 per character)."""
+    from lstm_math.components.exporter import export_saved_model
+    from tests.helpers import OracleModel
+
+    base = tmp_path_factory.mktemp("oracle_models")
+    export_saved_model(OracleModel(ORACLE_COVERAGE), ORACLE_COVERAGE, ORACLE_METRICS,
+                       str(base / NAME / "1"))
+    with ModelServer(str(base), NAME, rest_port=0, grpc_port=0, poll_seconds=0.2) as srv:
+        yield srv, str(base)
+
+
+def test_wrong_answer_below_its_threshold_is_untrusted_over_rest_and_grpc(oracle_server,
+                                                                          capsys):
+    srv, base = oracle_server
+    equations = ["31 + 87", "7 + 5", "50 - 8", "7 + x"]
+    want = [("118", True, True), ("112", True, False), ("42", True, True), ("", False, False)]
+    status, body = http_call(srv.rest_port, "POST", f"/v1/models/{NAME}:predict",
+                             {"instances": equations})
+    assert status == 200, body
+    assert [(p["result"], p["valid"], p["trusted"]) for p in body["predictions"]] == want
+    assert body["predictions"][1]["confidence"] < 0.9 <= body["predictions"][0]["confidence"]
+    status, body = http_call(srv.rest_port, "POST", f"/v1/models/{NAME}:predict",
+                             {"inputs": {"equation": equations}})
+    assert status == 200, body
+    assert body["outputs"]["trusted"] == [t for _, _, t in want]
+    assert body["outputs"]["result"] == [r for r, _, _ in want]
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}")
+    try:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            predict_request(equations), timeout=30)
+    finally:
+        channel.close()
+    assert response.outputs["trusted"].dtype == types_pb2.DT_BOOL
+    assert decode_outputs(response)["trusted"] == [t for _, _, t in want]
+    assert [r["trusted"] for r in predict_grpc(equations, port=srv.grpc_port)] == \
+        [t for _, _, t in want]
+
+    # `lstm-math predict` marks the unsure answer and says so in its exit status
+    import argparse
+    from lstm_math.serving.client import EXIT_UNSURE, add_predict_arguments, run_predict
+    parser = add_predict_arguments(argparse.ArgumentParser())
+    for extra, why in ((["--via", "rest", "--rest-port", str(srv.rest_port)],
+                        "below the model's trust threshold"),
+                       (["--via", "grpc", "--grpc-port", str(srv.grpc_port)],
+                        "below the model's trust threshold"),
+                       (["--saved-model", base], "< 0.900")):
+        assert run_predict(parser.parse_args(["31 + 87", "7 + 5"] + extra)) == EXIT_UNSURE
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "31 + 87 = 118", extra
+        assert lines[1].startswith("7 + 5 = 112?  (unsure: confidence 0.130") and why in lines[1]
+        assert run_predict(parser.parse_args(["31 + 87", "7 + x"] + extra)) == 0
+        capsys.readouterr()
 
 
 # ---------------------------------------------------------------------------------------
