@@ -1,0 +1,263 @@
+"""The project's image, built and run for real (slow; podman, see scripts/container_env.py).
+
+* The Dockerfile builds on a local Debian base (no registry needed) and runs as uid 1000.
+* The smoke pipeline's steps, each ``lstm-math step NAME`` in a new container of the image
+  (``--network=none``, the pipeline root on a volume), wired only by the URIs the steps
+  report, as a Kubeflow task sequence would be: same fingerprints as ``lstm-math run`` in
+  one process on the host, and the pushed model passes the serving contract.
+* ``lstm-math serve`` in a container answers the official TF Serving gRPC client and REST
+  from the host (ports published on 127.0.0.1 only) and stops cleanly on ``podman stop``.
+
+Where podman, runc or the base image cannot be had, every test here skips with one line
+saying why (``scripts/container_env.py setup`` as root installs and builds everything).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.helpers import REPO, check_served_contract, free_ports, lstm_math
+
+pytestmark = pytest.mark.slow
+log = logging.getLogger("test_containers")
+
+IMAGE = "localhost/lstm-math:test"
+STEPS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
+         "InfraValidator", "Pusher")
+
+
+def _container_env():
+    spec = importlib.util.spec_from_file_location(
+        "container_env", os.path.join(REPO, "scripts", "container_env.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Engine:
+    """podman with this setup's config; every container it starts is named and removed."""
+
+    def __init__(self, ce, state: dict):
+        self.ce, self.state = ce, state
+        self.env = ce.engine_env(state["state_dir"])
+        self.prefix = f"lmtest-{uuid.uuid4().hex[:6]}"
+        self.started: list[str] = []
+
+    def name(self, what: str) -> str:
+        name = f"{self.prefix}-{what.lower()}"
+        self.started.append(name)
+        return name
+
+    def podman(self, *args, check=True, timeout=600, **kw):
+        return self.ce.podman(list(args), env=self.env, check=check, timeout=timeout, **kw)
+
+    def run(self, name: str, args: list, timeout: float = 1200) -> subprocess.CompletedProcess:
+        """``podman run --rm --name NAME ARGS``; a container past ``timeout`` is removed."""
+        try:
+            return self.podman("run", "--rm", "--name", name, *args, check=False,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.podman("rm", "-f", "-t", "0", name, check=False)
+            raise
+
+    def cleanup(self) -> None:
+        for name in self.started:
+            self.podman("rm", "-f", "-t", "0", name, check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    ce = _container_env()
+    try:
+        state = ce.setup(image=IMAGE, install=False)
+    except ce.Unavailable as e:
+        pytest.skip(f"containers unavailable here: {e}")
+    log.info("image %s: %.2f GB, build %.1fs", IMAGE, state["size_bytes"] / 1e9,
+             state["build_s"])
+    eng = Engine(ce, state)
+    yield eng
+    eng.cleanup()
+
+
+def _volume(path) -> str:
+    """A directory the image's user (uid 1000) can write."""
+    os.makedirs(path, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, 1000, 1000)
+    else:
+        os.chmod(path, 0o777)
+    return str(path)
+
+
+def test_image_runs_as_uid_1000_with_the_cli(engine):
+    who = engine.run(engine.name("id"), ["--network=none", IMAGE, "id", "-u"], timeout=120)
+    assert who.returncode == 0 and who.stdout.strip() == "1000", who.stderr
+    helped = engine.run(engine.name("help"), ["--network=none", IMAGE], timeout=300)
+    assert helped.returncode == 0 and "lstm-math" in helped.stdout, helped.stderr[-2000:]
+    presets = engine.run(engine.name("presets"), ["--network=none", IMAGE, "python", "-c",
+                         "import importlib.resources as r; print(sorted(p.name for p in "
+                         "r.files('pipeline').joinpath('configs').iterdir()))"], timeout=120)
+    assert "smoke.yaml" in presets.stdout, presets.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def container_steps(engine, tmp_path_factory):
+    """The smoke pipeline, each step a new container; returns outputs, times, paths."""
+    from pipeline.config import load_config
+    from pipeline.pipeline import create_pipeline
+
+    base = _volume(tmp_path_factory.mktemp("container-steps"))
+    nodes = {n.name: n for n in create_pipeline(load_config("smoke", [])).nodes}
+    assert tuple(nodes) == STEPS
+    outputs, times = {}, {}
+    started = time.monotonic()
+    for name in STEPS:
+        if name == "Pusher" and not outputs["Evaluator"]["blessed"]:
+            break
+        cmd = ["--network=none", "-v", f"{base}:/data", "-w", "/data", IMAGE,
+               "lstm-math", "step", name, "--config", "smoke", "--pipeline-root", "/data/root",
+               "--serving-base", "/data/serving", "--outputs-json", f"/data/out/{name}.json"]
+        for upstream in nodes[name].inputs:  # the URIs the upstream steps reported
+            cmd += ["--input", f"{upstream}={outputs[upstream]['uri']}"]
+        t0 = time.monotonic()
+        done = engine.run(engine.name(name), cmd)
+        times[name] = time.monotonic() - t0
+        assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stderr[-4000:]}"
+        with open(os.path.join(base, "out", f"{name}.json")) as f:
+            outputs[name] = json.load(f)
+        # the same JSON is the step's last stdout line
+        assert json.loads(done.stdout.strip().splitlines()[-1])["uri"] == outputs[name]["uri"]
+        log.info("container step %s: %.1fs (%.1fs inside the step) -> %s", name, times[name],
+                 outputs[name]["seconds"], outputs[name]["uri"])
+    return {"base": base, "outputs": outputs, "times": times,
+            "seconds": time.monotonic() - started}
+
+
+@pytest.mark.timeout(3600)
+def test_smoke_steps_as_containers_match_one_process_and_push_a_working_model(
+        container_steps, tmp_path, capsys):
+    outputs, base = container_steps["outputs"], container_steps["base"]
+    assert list(outputs) == list(STEPS), "the Evaluator did not bless the smoke model"
+    for name, out in outputs.items():
+        assert out["component"] == name and not out["cached"]
+        assert out["uri"] == f"/data/root/{name}/{out['fingerprint']}"
+        host_dir = os.path.join(base, "root", name, out["fingerprint"])
+        assert os.stat(os.path.join(host_dir, "artifact.json")).st_uid == 1000
+    push = outputs["Pusher"]
+    assert push["pushed"] and push["version"] == 1
+    version_dir = os.path.join(base, "serving", "lstm_math", "1")
+    assert os.stat(os.path.join(version_dir, "saved_model.pb")).st_uid == 1000
+    check_served_contract(version_dir, str(tmp_path))
+
+    # The same pipeline in one process on the host: same fingerprints, timed side by side.
+    host = tmp_path / "host"
+    t0 = time.monotonic()
+    lstm_math("run", "--config", "smoke", "--pipeline-root", str(host / "root"),
+              "--serving-base", str(host / "serving"), timeout=1800)
+    one_process = time.monotonic() - t0
+    for name, out in outputs.items():
+        assert os.listdir(host / "root" / name) == [out["fingerprint"]], name
+    steps_total = container_steps["seconds"]
+    inside = sum(o["seconds"] for o in outputs.values())
+    with capsys.disabled():
+        print(f"\n  smoke steps as {len(outputs)} containers: {steps_total:.1f}s "
+              f"({inside:.1f}s inside the steps); `lstm-math run --config smoke` in one "
+              f"process: {one_process:.1f}s; ratio {steps_total / one_process:.2f}")
+        for name, out in outputs.items():
+            print(f"    {name:>14}: container {container_steps['times'][name]:6.1f}s, "
+                  f"step {out['seconds']:6.1f}s")
+
+
+def test_a_bad_input_uri_fails_the_step_container_with_exit_2(engine, container_steps):
+    base = container_steps["base"]
+    done = engine.run(engine.name("badinput"), [
+        "--network=none", "-v", f"{base}:/data", IMAGE, "lstm-math", "step", "Trainer",
+        "--config", "smoke", "--pipeline-root", "/data/root",
+        "--input", "ExampleGen=/data/root/ExampleGen/nope",
+        "--input", f"Tuner={container_steps['outputs']['Tuner']['uri']}"], timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no complete artifact at /data/root/ExampleGen/nope" in done.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Serving from the image.
+
+
+def _wait_ready(rest_port: int, container: str, engine, timeout: float = 300) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{rest_port}/v1/models/lstm_math"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                status = json.load(r)["model_version_status"]
+                if any(v["state"] == "AVAILABLE" for v in status):
+                    return
+        except (OSError, ValueError, KeyError):
+            pass
+        state = engine.podman("inspect", "-f", "{{.State.Status}}", container,
+                              check=False).stdout.strip()
+        assert state == "running", engine.podman("logs", container, check=False).stderr[-3000:]
+        assert time.monotonic() < deadline, f"no AVAILABLE version after {timeout}s"
+        time.sleep(1)
+
+
+@pytest.mark.timeout(3600)
+def test_serve_from_the_image_answers_grpc_and_rest_and_stops_cleanly(engine,
+                                                                      container_steps):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    import urllib.request
+
+    serving = os.path.join(container_steps["base"], "serving")
+    rest, grpc_port = free_ports(2)
+    name = engine.name("serve")
+    engine.podman("run", "-d", "--name", name, "-v", f"{serving}:/models:ro",
+                  "-p", f"127.0.0.1:{rest}:8501", "-p", f"127.0.0.1:{grpc_port}:8500",
+                  IMAGE, "lstm-math", "serve", "--model-base", "/models", "--host", "0.0.0.0")
+    try:
+        _wait_ready(rest, name, engine)
+        # The official TF Serving client (tensorflow-serving-api's PredictionService stub).
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "lstm_math"
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["equation"].CopyFrom(tf.make_tensor_proto(["12+7", "31 + x"]))
+            reply = stub.Predict(request, timeout=60)
+        assert reply.model_spec.version.value == 1
+        assert tf.make_ndarray(reply.outputs["valid"]).tolist() == [True, False]
+        assert "unknown character 'x'" in tf.make_ndarray(reply.outputs["error"])[1].decode()
+        body = json.dumps({"instances": ["12+7", ""]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{rest}/v1/models/lstm_math:predict",
+                                     data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            preds = json.load(r)["predictions"]
+        assert [p["valid"] for p in preds] == [True, False]
+        # the gRPC answer and the REST answer agree on the shared row
+        assert preds[0]["result"] == tf.make_ndarray(reply.outputs["result"])[0].decode()
+        # published on the loopback only
+        ports = engine.podman("port", name).stdout
+        assert f"127.0.0.1:{rest}" in ports and "0.0.0.0" not in ports
+        t0 = time.monotonic()
+        engine.podman("stop", "-t", "30", name, timeout=120)
+        stop_seconds = time.monotonic() - t0
+        code = engine.podman("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+        logs = engine.podman("logs", name).stderr + engine.podman("logs", name).stdout
+        assert code == "0", logs[-3000:]
+        assert "received SIGTERM" in logs and "stopped" in logs.splitlines()[-1], logs[-2000:]
+        assert stop_seconds < 30, "podman stop had to SIGKILL the server"
+    finally:
+        engine.podman("rm", "-f", "-t", "0", name, check=False)
