@@ -20,8 +20,8 @@ like any other step. The same commands as on Kubernetes run in the containers:
   times; then, or when the chief dies, the step fails naming it.
 
 A local pipeline root is mounted at the same absolute path in every container (so every
-path the step passes means the same inside); it must be writable by the image's user (uid
-1000). A URL root (``gs://``...) is mounted nowhere. Every wait is bounded by
+path the step passes means the same inside); the step's output directory is made writable
+for the image's user (uid 1000), who need not be the user running the step. A URL root (``gs://``...) is mounted nowhere. Every wait is bounded by
 ``cluster.start_timeout_s`` / ``cluster.step_timeout_s``; containers are removed when the
 step ends, their logs kept in the step's ``--log-dir``.
 """
@@ -145,6 +145,13 @@ class ContainerLauncher:
         key = os.path.basename(ctx.output_dir.rstrip("/"))[:10]
         return f"{self.c.name_prefix}-{key}-{what}"
 
+    def _writable(self, directory: str) -> None:
+        """The containers run as the image's user, not necessarily the step's: they write
+        the step's output directory (checkpoints, the model, the tuner's trials)."""
+        if "://" not in directory:
+            os.makedirs(directory, exist_ok=True)
+            os.chmod(directory, 0o777)
+
     def _start(self, w: _Worker) -> None:
         self.engine.start(w.name, self.c.image, w.args, w.env, self.c.network, self.mounts)
         log.info("started %s (container %s on network %s)", w.role, w.name, self.c.network)
@@ -182,6 +189,7 @@ class ContainerLauncher:
         n = self.c.train_workers
         examples = self._path(ctx.inputs["ExampleGen"].properties["examples_dir"])
         output = self._path(ctx.output_dir)
+        self._writable(output)
         hparams = os.path.join(output, "input_hparams.json")
         with tf.io.gfile.GFile(hparams, "w") as f:
             f.write(json.dumps(ctx.inputs["Tuner"].properties["best"], indent=2))
@@ -236,6 +244,7 @@ class ContainerLauncher:
         n = self.c.tuner_workers
         io = ["--examples", self._path(ctx.inputs["ExampleGen"].properties["examples_dir"]),
               "--output", self._path(ctx.output_dir)]
+        self._writable(self._path(ctx.output_dir))
         port = self.c.oracle_port
         chief = _Worker(self._name(ctx, "tuner-chief"), "the tuner chief",
                         ["tune", *self.config_args, "--role", "chief", "--oracle",

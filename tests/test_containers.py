@@ -261,3 +261,162 @@ def test_serve_from_the_image_answers_grpc_and_rest_and_stops_cleanly(engine,
         assert stop_seconds < 30, "podman stop had to SIGKILL the server"
     finally:
         engine.podman("rm", "-f", "-t", "0", name, check=False)
+
+
+# --------------------------------------------------------------------------------------
+# The Kubeflow definition on containers: KFP's local DockerRunner against podman's socket.
+
+
+@pytest.mark.timeout(3600)
+def test_kfp_definition_runs_in_the_image_with_kfp_docker_runner(engine, tmp_path,
+                                                                 monkeypatch, capsys):
+    pytest.importorskip("kfp")
+    pytest.importorskip("docker", reason="KFP's DockerRunner needs the docker package")
+    from kfp import local
+
+    from pipeline.kfp_pipeline import build_pipeline
+    from serving import contract
+
+    sock, _pid = engine.ce.start_service(engine.state["state_dir"], engine.env)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    # KFP mounts its root at the same path in every task container; the image's user
+    # writes there.
+    kfp_root = _volume(tmp_path / "kfp")
+    monkeypatch.chdir(kfp_root)
+    old_umask = os.umask(0)  # KFP creates task directories on the host; uid 1000 writes
+    try:
+        local.init(runner=local.DockerRunner(network_mode="none"), pipeline_root=kfp_root)
+        root, serving = os.path.join(kfp_root, "root"), os.path.join(kfp_root, "serving")
+        fn = build_pipeline(image=IMAGE, config_name="smoke", launcher="local",
+                            tuner_trials=2)
+        t0 = time.monotonic()
+        task = fn(config="smoke", pipeline_root=root, serving_base=serving,
+                  beam_args=["--direct_num_workers=1"])
+        seconds = time.monotonic() - t0
+    finally:
+        os.umask(old_umask)
+    assert contract.versions(os.path.join(serving, "lstm_math"), complete_only=True) == [1]
+    for step in STEPS:
+        (fp,) = os.listdir(os.path.join(root, step))
+        art = os.path.join(root, step, fp, "artifact.json")
+        assert json.load(open(art))["component"] == step
+        assert os.stat(art).st_uid == 1000  # written inside the image, by its user
+    with capsys.disabled():
+        print(f"\n  KFP DockerRunner: 8 tasks of {IMAGE} via {sock}: {seconds:.1f}s "
+              f"(pipeline outputs: {sorted(task.outputs) if hasattr(task, 'outputs') else '-'})")
+
+
+# --------------------------------------------------------------------------------------
+# Multi-worker training and distributed tuning across containers (cluster.launcher=containers).
+
+
+def _host_step(engine, root, name, inputs, *overrides, log_dir=None, no_cache=False):
+    cmd = [sys.executable, "-m", "pipeline.cli", "step", name, "--config", "smoke",
+           "--pipeline-root", str(root), "--set", "cluster.launcher=containers",
+           "--set", f"cluster.image={IMAGE}", "--set", f"cluster.network={engine.prefix}-net",
+           "--set", f"cluster.name_prefix={engine.prefix}", "--set",
+           "cluster.poll_interval_s=0.5"]
+    for o in overrides:
+        cmd += ["--set", o]
+    for upstream, uri in inputs.items():
+        cmd += ["--input", f"{upstream}={uri}"]
+    if log_dir:
+        cmd += ["--log-dir", str(log_dir)]
+    if no_cache:
+        cmd.append("--no-cache")
+    env = dict(engine.env, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _logs(engine, name: str) -> str:
+    done = engine.podman("logs", name, check=False)
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def multiworker(engine, container_steps):
+    """A pipeline root on the host with the container run's ExampleGen and Tuner outputs."""
+    outs = container_steps["outputs"]
+    host_root = os.path.join(container_steps["base"], "root")
+    uris = {k: os.path.join(host_root, k, outs[k]["fingerprint"]) for k in
+            ("ExampleGen", "DataValidation", "Tuner")}
+    yield {"root": host_root, "uris": uris}
+    engine.podman("network", "rm", "-f", f"{engine.prefix}-net", check=False)
+
+
+@pytest.mark.timeout(3600)
+def test_two_training_containers_killed_one_fails_the_step_then_rerun_resumes(
+        engine, multiworker, tmp_path, capsys):
+    inputs = {"ExampleGen": multiworker["uris"]["ExampleGen"],
+              "Tuner": multiworker["uris"]["Tuner"]}
+    overrides = ("cluster.train_workers=2", "trainer.epochs=3", "trainer.steps_per_epoch=150")
+    proc = _host_step(engine, multiworker["root"], "Trainer", inputs, *overrides,
+                      log_dir=tmp_path / "logs1")
+    worker1 = None
+    try:
+        deadline = time.monotonic() + 900
+        lines = []
+        while worker1 is None:  # the step names its containers as it starts them
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "".join(lines)
+            lines.append(line)
+            if "started training worker 1 (container " in line:
+                worker1 = line.split("(container ")[1].split()[0]
+        # wait for the first epoch's checkpoint, then kill worker 1's container
+        while "epoch 1/3" not in _logs(engine, worker1):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(1)
+        tf_config = _logs(engine, worker1)
+        engine.podman("kill", worker1)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines) + err
+    assert proc.returncode == 4, err[-4000:]
+    assert f"Trainer: training worker 1 (container {worker1}) was killed by SIGKILL" in err
+    assert "stopped the other workers" in err
+    # lstm-math pod made worker 1's TF_CONFIG from its index, the addresses are container
+    # names on the engine's network
+    assert '"task": {"type": "worker", "index": 1}' in tf_config
+    assert f"{engine.prefix}-" in tf_config and "127.0.0.1" not in tf_config
+    # every container of the step is gone
+    left = engine.podman("ps", "-a", "--format", "{{.Names}}").stdout
+    assert worker1 not in left
+
+    rerun = _host_step(engine, multiworker["root"], "Trainer", inputs, *overrides,
+                       log_dir=tmp_path / "logs2")
+    out, err2 = rerun.communicate(timeout=1800)
+    assert rerun.returncode == 0, err2[-4000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    props = json.load(open(os.path.join(result["uri"], "artifact.json")))["properties"]
+    assert props["strategy"] == "MultiWorkerMirroredStrategy" and props["workers"] == 2
+    logs = "".join(open(os.path.join(tmp_path / "logs2", f)).read()
+                   for f in os.listdir(tmp_path / "logs2"))
+    assert "Trainer: resumed from" in logs and "after epoch 1" in logs, logs[-3000:]
+    assert "MultiWorkerMirroredStrategy (2 workers from TF_CONFIG)" in logs
+    with capsys.disabled():
+        print(f"\n  2 training containers: killed {worker1} -> exit 4 naming it; rerun resumed "
+              f"after epoch 1 and finished ({props.get('epochs')} epochs)")
+
+
+@pytest.mark.timeout(3600)
+def test_tuner_chief_and_two_worker_containers(engine, multiworker, tmp_path):
+    inputs = {"ExampleGen": multiworker["uris"]["ExampleGen"],
+              "DataValidation": multiworker["uris"]["DataValidation"]}
+    proc = _host_step(engine, multiworker["root"], "Tuner", inputs,
+                      "cluster.tuner_workers=2", "tuner.max_trials=2",
+                      log_dir=tmp_path / "logs", no_cache=True)
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-4000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert not result["cached"]
+    props = json.load(open(os.path.join(result["uri"], "artifact.json")))["properties"]
+    assert props["workers"] == 2 and props["role"] == "chief"
+    assert len(props["trials"]) == 2
+    assert {t["tuner_id"] for t in props["trials"]} <= {"worker-0", "worker-1"}
+    worker_logs = [f for f in os.listdir(tmp_path / "logs") if "tuner-worker" in f]
+    assert len(worker_logs) == 2
+    for f in worker_logs:
+        assert "chief says done" in open(tmp_path / "logs" / f).read()
