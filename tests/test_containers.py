@@ -28,7 +28,8 @@ import pytest
 
 from tests.helpers import REPO, check_served_contract, free_ports, lstm_math
 
-pytestmark = pytest.mark.slow
+# The first test also builds the image (minutes when setup.py changed).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 log = logging.getLogger("test_containers")
 
 IMAGE = "localhost/lstm-math:test"
@@ -143,7 +144,6 @@ def container_steps(engine, tmp_path_factory):
             "seconds": time.monotonic() - started}
 
 
-@pytest.mark.timeout(3600)
 def test_smoke_steps_as_containers_match_one_process_and_push_a_working_model(
         container_steps, tmp_path, capsys):
     outputs, base = container_steps["outputs"], container_steps["base"]
@@ -213,7 +213,6 @@ def _wait_ready(rest_port: int, container: str, engine, timeout: float = 300) ->
         time.sleep(1)
 
 
-@pytest.mark.timeout(3600)
 def test_serve_from_the_image_answers_grpc_and_rest_and_stops_cleanly(engine,
                                                                       container_steps):
     import grpc
@@ -267,7 +266,6 @@ def test_serve_from_the_image_answers_grpc_and_rest_and_stops_cleanly(engine,
 # The Kubeflow definition on containers: KFP's local DockerRunner against podman's socket.
 
 
-@pytest.mark.timeout(3600)
 def test_kfp_definition_runs_in_the_image_with_kfp_docker_runner(engine, tmp_path,
                                                                  monkeypatch, capsys):
     pytest.importorskip("kfp")
@@ -345,7 +343,6 @@ def multiworker(engine, container_steps):
     engine.podman("network", "rm", "-f", f"{engine.prefix}-net", check=False)
 
 
-@pytest.mark.timeout(3600)
 def test_two_training_containers_killed_one_fails_the_step_then_rerun_resumes(
         engine, multiworker, tmp_path, capsys):
     inputs = {"ExampleGen": multiworker["uris"]["ExampleGen"],
@@ -401,7 +398,6 @@ def test_two_training_containers_killed_one_fails_the_step_then_rerun_resumes(
               f"after epoch 1 and finished ({props.get('epochs')} epochs)")
 
 
-@pytest.mark.timeout(3600)
 def test_tuner_chief_and_two_worker_containers(engine, multiworker, tmp_path):
     inputs = {"ExampleGen": multiworker["uris"]["ExampleGen"],
               "DataValidation": multiworker["uris"]["DataValidation"]}
