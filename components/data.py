@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import tokenizer
-from components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
+from lstm_math.components import tokenizer
+from lstm_math.components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
                                        shard_files)
 
 
@@ -46,7 +46,7 @@ def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False)
         coverage.get("output_format", "left"),
     )
     if with_operator:
-        from components.metrics import operator_index
+        from lstm_math.components.metrics import operator_index
 
         return (encoder_ids, decoder_in), decoder_out, operator_index(features["operator"])
     return (encoder_ids, decoder_in), decoder_out

@@ -43,8 +43,8 @@ import urllib.request
 
 import tensorflow as tf
 
-from components import equations as eq
-from serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.components import equations as eq
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 

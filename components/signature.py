@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import tokenizer
-from serving.contract import JIT_BATCH_BUCKETS
+from lstm_math.components import tokenizer
+from lstm_math.serving.contract import JIT_BATCH_BUCKETS
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components import data as data_lib
-from components.equations import OPERATOR_TAGS, operator_tag
+from lstm_math.components import data as data_lib
+from lstm_math.components.equations import OPERATOR_TAGS, operator_tag
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import data as data_lib
-from components import tokenizer
+from lstm_math.components import data as data_lib
+from lstm_math.components import tokenizer
 
 
 def _first_batch_or_none(ds):
