@@ -36,8 +36,8 @@ import subprocess
 import tempfile
 import time
 
-from pipeline import k8s
-from pipeline.step_errors import StepError, StepTimeout, WorkerFailed
+from lstm_math.pipeline import k8s
+from lstm_math.pipeline.step_errors import StepError, StepTimeout, WorkerFailed
 
 log = logging.getLogger("lstm_math.step")
 
@@ -239,7 +239,7 @@ class ContainerLauncher:
     def tune(self, ctx) -> dict:
         import tensorflow as tf
 
-        from components.tuner import BEST_FILE
+        from lstm_math.components.tuner import BEST_FILE
 
         n = self.c.tuner_workers
         io = ["--examples", self._path(ctx.inputs["ExampleGen"].properties["examples_dir"]),

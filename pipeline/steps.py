@@ -143,7 +143,7 @@ def make_launcher(config, config_args: list, log_dir: str | None = None):
     if kind == "processes":
         return ProcessLauncher(config, config_args, log_dir)
     if kind == "containers":
-        from pipeline.container_launcher import ContainerLauncher
+        from lstm_math.pipeline.container_launcher import ContainerLauncher
 
         return ContainerLauncher(config, config_args, log_dir)
     if kind == "kubernetes":

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from pipeline import k8s
-from pipeline.config import ConfigError, load_config
-from pipeline.container_launcher import ContainerLauncher
-from pipeline.step_errors import StepTimeout, WorkerFailed
+from lstm_math.pipeline import k8s
+from lstm_math.pipeline.config import ConfigError, load_config
+from lstm_math.pipeline.container_launcher import ContainerLauncher
+from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed
 
 ARGS = ["--config", "smoke"]
 
@@ -47,7 +47,7 @@ class FakeEngine:
 
 class Ctx:
     def __init__(self, root, step):
-        from pipeline.pipeline import Artifact
+        from lstm_math.pipeline.pipeline import Artifact
 
         self.output_dir = os.path.join(root, step, "fp0123456789abc")
         os.makedirs(self.output_dir)

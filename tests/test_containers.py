@@ -107,15 +107,15 @@ def test_image_runs_as_uid_1000_with_the_cli(engine):
     assert helped.returncode == 0 and "lstm-math" in helped.stdout, helped.stderr[-2000:]
     presets = engine.run(engine.name("presets"), ["--network=none", IMAGE, "python", "-c",
                          "import importlib.resources as r; print(sorted(p.name for p in "
-                         "r.files('pipeline').joinpath('configs').iterdir()))"], timeout=120)
+                         "r.files('lstm_math.pipeline').joinpath('configs').iterdir()))"], timeout=120)
     assert "smoke.yaml" in presets.stdout, presets.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
 def container_steps(engine, tmp_path_factory):
     """The smoke pipeline, each step a new container; returns outputs, times, paths."""
-    from pipeline.config import load_config
-    from pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.config import load_config
+    from lstm_math.pipeline.pipeline import create_pipeline
 
     base = _volume(tmp_path_factory.mktemp("container-steps"))
     nodes = {n.name: n for n in create_pipeline(load_config("smoke", [])).nodes}
@@ -277,8 +277,8 @@ def test_kfp_definition_runs_in_the_image_with_kfp_docker_runner(engine, tmp_pat
     pytest.importorskip("docker", reason="KFP's DockerRunner needs the docker package")
     from kfp import local
 
-    from pipeline.kfp_pipeline import build_pipeline
-    from serving import contract
+    from lstm_math.pipeline.kfp_pipeline import build_pipeline
+    from lstm_math.serving import contract
 
     sock, _pid = engine.ce.start_service(engine.state["state_dir"], engine.env)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
@@ -314,7 +314,7 @@ def test_kfp_definition_runs_in_the_image_with_kfp_docker_runner(engine, tmp_pat
 
 
 def _host_step(engine, root, name, inputs, *overrides, log_dir=None, no_cache=False):
-    cmd = [sys.executable, "-m", "pipeline.cli", "step", name, "--config", "smoke",
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "step", name, "--config", "smoke",
            "--pipeline-root", str(root), "--set", "cluster.launcher=containers",
            "--set", f"cluster.image={IMAGE}", "--set", f"cluster.network={engine.prefix}-net",
            "--set", f"cluster.name_prefix={engine.prefix}", "--set",

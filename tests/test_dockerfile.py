@@ -120,7 +120,8 @@ def test_install_steps_work_in_a_clean_venv(tmp_path):
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    shutil.copy(os.path.join(REPO, "setup.py"), ctx)
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(REPO, name), ctx)
     for pkg in ("pipeline", "components", "serving"):
         (ctx / pkg).mkdir()
         (ctx / pkg / "__init__.py").write_text("")
@@ -147,5 +148,6 @@ def test_install_steps_work_in_a_clean_venv(tmp_path):
     site = subprocess.run([str(venv / "bin" / "python"), "-c",
                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    assert os.path.exists(os.path.join(site, "pipeline", "configs", "smoke.yaml"))
-    assert os.path.exists(os.path.join(site, "pipeline", "kfp_pipeline.py"))
+    assert os.path.exists(os.path.join(site, "lstm_math", "pipeline", "configs", "smoke.yaml"))
+    assert os.path.exists(os.path.join(site, "lstm_math", "pipeline", "kfp_pipeline.py"))
+    assert not os.path.exists(os.path.join(site, "pipeline"))  # one namespace
