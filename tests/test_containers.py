@@ -18,7 +18,7 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
+import re
 import subprocess
 import sys
 import time
@@ -394,7 +394,8 @@ def test_two_training_containers_killed_one_fails_the_step_then_rerun_resumes(
     assert props["strategy"] == "MultiWorkerMirroredStrategy" and props["workers"] == 2
     logs = "".join(open(os.path.join(tmp_path / "logs2", f)).read()
                    for f in os.listdir(tmp_path / "logs2"))
-    assert "Trainer: resumed from" in logs and "after epoch 1" in logs, logs[-3000:]
+    # the kill came after epoch 1's checkpoint (maybe after epoch 2's too)
+    assert re.search(r"Trainer: resumed from \S+ after epoch [12] ", logs), logs[-3000:]
     assert "MultiWorkerMirroredStrategy (2 workers from TF_CONFIG)" in logs
     with capsys.disabled():
         print(f"\n  2 training containers: killed {worker1} -> exit 4 naming it; rerun resumed "
