@@ -71,9 +71,17 @@ class Engine:
             self.podman("rm", "-f", "-t", "0", name, check=False)
             raise
 
+    def service(self) -> str:
+        """The Docker API socket (podman system service), stopped at cleanup."""
+        sock, _pid = self.ce.start_service(self.state["state_dir"], self.env)
+        self.service_started = True
+        return sock
+
     def cleanup(self) -> None:
         for name in self.started:
             self.podman("rm", "-f", "-t", "0", name, check=False, timeout=120)
+        if getattr(self, "service_started", False):
+            self.ce.stop_service(self.state["state_dir"])
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +290,7 @@ def test_kfp_definition_runs_in_the_image_with_kfp_docker_runner(engine, tmp_pat
     from lstm_math.pipeline.kfp_pipeline import build_pipeline
     from lstm_math.serving import contract
 
-    sock, _pid = engine.ce.start_service(engine.state["state_dir"], engine.env)
+    sock = engine.service()
     monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
     # KFP mounts its root at the same path in every task container; the image's user
     # writes there.
