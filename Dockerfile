@@ -42,7 +42,6 @@ COPY config ./config
 COPY pipeline ./pipeline
 COPY components ./components
 COPY serving ./serving
-COPY scripts ./scripts
 RUN pip install --no-deps . && rm -rf build ./*.egg-info && lstm-math --help > /dev/null
 
 USER 1000:1000

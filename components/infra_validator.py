@@ -9,10 +9,12 @@ cannot be imported (``serving/canary_check.py --without-keras`` run with ``pytho
     Serving could not run is never pushed);
   * canary equations with known answers (integer arithmetic) come back valid, with
     well-formed answers and a confidence in [0, 1], exact at least at the evaluator's
-    threshold less a tolerance;
+    threshold less a tolerance; ``trusted`` is true exactly where the confidence is at or
+    above the operator's trust threshold in the model's own metrics.json asset;
   * hostile inputs (a fuzzer's list: NUL bytes, invalid UTF-8, unicode digits, unary
     signs, too many operators, a megabyte of digits, ...) come back ``valid=false`` with
-    the expected reason, an empty result and zero confidence, and never fail the batch;
+    the expected reason, an empty result, zero confidence and ``trusted=false``, and never
+    fail the batch;
   * an empty batch gives empty outputs; a huge batch gives the same answers row for row;
   * the single-request latency p50 is within the bound;
   * the assets (coverage.json, metrics.json) are readable and describe this model;
@@ -42,11 +44,13 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import tensorflow as tf
 
 from lstm_math.components import equations as eq
+from lstm_math.components.evaluator.scoring import trust_thresholds
 from lstm_math.config import Coverage
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ EXPECTED_OUTPUTS = {
     "valid": ["bool", [None]],
     "error": ["string", [None]],
     "confidence": ["float32", [None]],
+    TRUSTED_KEY: ["bool", [None]],
 }
 # (row bytes, a piece of the reason expected back). Rows that depend on what the model
 # covers are added by hostile_for().
@@ -204,6 +209,7 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
             for text, got, want in zip(equations, rows, expected):
                 same = (got.get("result") == want["result"] and got.get("valid") == want["valid"]
                         and got.get("error") == want["error"]
+                        and got.get(TRUSTED_KEY) == want[TRUSTED_KEY]
                         and abs(float(got.get("confidence", -1)) - want["confidence"]) < 1e-4)
                 if not same:
                     problems.append(f"{how}: {text!r} answered {got}, the SavedModel {want}")
@@ -240,7 +246,8 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
             arrays = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
             rows = [{"result": arrays["result"][i].decode(), "valid": bool(arrays["valid"][i]),
                      "error": arrays["error"][i].decode(),
-                     "confidence": float(arrays["confidence"][i])}
+                     "confidence": float(arrays["confidence"][i]),
+                     TRUSTED_KEY: bool(arrays[TRUSTED_KEY][i])}
                     for i in range(len(arrays.get("result", [])))]
             compare("gRPC Predict", rows)
             checks.append("tensorflow_model_server: gRPC Predict")
@@ -319,11 +326,19 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
                           f"{session.get('warmup_requests', 0)} warm-up requests replayed")
         rows = report["rows"]
         right = 0
+        shipped = trust_thresholds(report.get("assets", {}).get("metrics_json"))
         for (text, truth), row in zip(good, rows[: len(good)]):
             if not row["valid"] or row["error"]:
                 problems.append(f"canary {text!r} came back invalid: {row['error']!r}")
             if not 0.0 <= row["confidence"] <= 1.0:
                 problems.append(f"canary {text!r}: confidence {row['confidence']} not in [0, 1]")
+            limit = shipped.get(eq.parse(text).tag)
+            want_trusted = bool(row["valid"]) and limit is not None and bool(
+                np.float32(row["confidence"]) >= np.float32(limit))
+            if row.get(TRUSTED_KEY) is not want_trusted:
+                problems.append(f"canary {text!r}: trusted={row.get(TRUSTED_KEY)} but its "
+                                f"confidence {row['confidence']:.6g} and the threshold "
+                                f"{limit} in assets/metrics.json say {want_trusted}")
             right += row["result"] == truth
         accuracy = right / len(good)
         # A wrong answer is the Evaluator's business; here a bar well below the threshold
@@ -334,12 +349,14 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
         if accuracy < threshold - tolerance:
             problems.append(f"canary exact match {accuracy:.3f} < threshold {threshold} - "
                             f"tolerance {tolerance}")
-        checks.append(f"{len(good)} canary answers")
+        checks.append(f"{len(good)} canary answers; `trusted` agrees with the thresholds in "
+                      "assets/metrics.json")
         for (text, reason), row in zip(bad, rows[len(good):]):
             shown = text[:60] + (b"..." if len(text) > 60 else b"")
-            if row["valid"] or row["result"] or row["confidence"] != 0.0:
+            if row["valid"] or row["result"] or row["confidence"] != 0.0 or row.get(TRUSTED_KEY):
                 problems.append(f"hostile input {shown!r} was not rejected: valid={row['valid']} "
-                                f"result={row['result']!r} confidence={row['confidence']}")
+                                f"result={row['result']!r} confidence={row['confidence']} "
+                                f"trusted={row.get(TRUSTED_KEY)}")
             elif reason not in row["error"]:
                 problems.append(f"hostile input {shown!r}: reason {row['error']!r} does not "
                                 f"say {reason!r}")

@@ -380,6 +380,10 @@ class EvaluatorConfig:
     # two-operand equations of that operator) and mixed (three or more operands). A model
     # whose overall figure hides one operator gone wrong is not blessed. {} = none.
     operator_thresholds: dict = dataclasses.field(default_factory=dict)
+    # Bar on every equation whose operands are all single-digit ('1 + 9'), evaluated whole
+    # (a few hundred equations, whatever the space): the first things a person types.
+    # null = no bar.
+    small_operands_threshold: float | None = 1.0
     regression_margin: float = 0.001  # may be at most this much worse than the pushed model
     max_examples: int = 0  # 0 = the whole test split
     batch_size: int = 1024
@@ -396,6 +400,10 @@ class EvaluatorConfig:
             require(tag in OPERATOR_TAGS, field,
                     f"unknown slice; known: {' '.join(OPERATOR_TAGS)}")
             require(_is_number(bar) and 0 <= bar <= 1, field, f"must be in [0, 1], got {bar!r}")
+        require(self.small_operands_threshold is None or (
+            _is_number(self.small_operands_threshold) and 0 <= self.small_operands_threshold <= 1),
+            f"{path}.small_operands_threshold",
+            f"must be in [0, 1] or null (no bar), got {self.small_operands_threshold!r}")
         require(self.regression_margin >= 0, f"{path}.regression_margin", "must be >= 0")
         require(self.max_examples >= 0, f"{path}.max_examples", "must be >= 0 (0 = all)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be positive")
@@ -411,6 +419,10 @@ class EvaluatorConfig:
         for tag in self.operator_thresholds:
             require(tag in held, f"{path}.operator_thresholds.{tag}",
                     f"task.data has no {tag!r} equations; its slices: {' '.join(held)}")
+        require(self.small_operands_threshold is None or data.operand_min <= 9,
+                f"{path}.small_operands_threshold",
+                f"task.data has no single-digit operands (operand_min {data.operand_min}); "
+                "set it to null")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Callable
 import tensorflow as tf
 
 from lstm_math.pipeline import artifacts as store
+from lstm_math.pipeline import tensorboard_view
 from lstm_math.pipeline.artifacts import Artifact
 from lstm_math.components.baseline import describe as describe_baseline
 from lstm_math.components.baseline import same as same_baseline
@@ -58,6 +59,7 @@ class LocalRunner:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.root = config.runtime.pipeline_root
+        self._view: tensorboard_view.RunView | None = None  # this run's TensorBoard folder
 
     def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict,
                     resolved: dict | None = None) -> str:
@@ -157,13 +159,18 @@ class LocalRunner:
 
     def _show_in_tensorboard(self, name: str, artifact: Artifact | None,
                              running_in: str | None = None) -> None:
-        """``<root>/tensorboard/<run>`` -> this artifact's logs, or those of the node running
-        in ``running_in`` (watched while it trains; see pipeline.artifacts)."""
+        """``<root>/tensorboard/<run name>/<step>`` -> this artifact's logs, or those of the
+        node running in ``running_in`` (watched while it trains); outside ``run()`` (a step
+        recorded by ``complete``) a run folder of its own. See pipeline.tensorboard_view."""
         try:
+            view = self._view or tensorboard_view.RunView.start(
+                self.root, self.config.to_dict(), note=name)
+            if view is None:
+                return
             if running_in:
-                store.update_tensorboard_view(self.root, name, running_in, require_logs=False)
+                view.show(name, running_in, require_logs=False)
             else:
-                store.update_tensorboard_view(self.root, name, artifact.uri if artifact else None)
+                view.show(name, artifact.uri if artifact else None)
         except OSError as e:  # a view is a convenience: never fail a run for it
             log.warning("TensorBoard view of %s not updated: %s", name, e)
 
@@ -203,6 +210,8 @@ class LocalRunner:
                     "components": {}}
         artifacts: dict[str, Artifact] = {}
         started = time.time()
+        self._view = tensorboard_view.RunView.start(self.root, self.config.to_dict(),
+                                                    note="+".join(only) if only else None)
         for node in pipeline.nodes:
             if only and node.name not in only:
                 # Another step's turn: take this one's latest complete artifact as input.
@@ -238,14 +247,12 @@ class LocalRunner:
             }
             with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
                 f.write(json.dumps(manifest, indent=2, default=str))
-        if not only:  # a component this pipeline lacks (tuner.enabled=false): not in the view
-            for name in store.TENSORBOARD_RUNS:
-                if name not in artifacts:
-                    self._show_in_tensorboard(name, None)
         manifest["seconds"] = round(time.time() - started, 2)
         view = store.tensorboard_dir(self.root)
-        if os.path.isdir(view):
+        if self._view is not None and os.path.isdir(self._view.dir):
             manifest["tensorboard"] = view
+            manifest["tensorboard_run"] = self._view.name
+        self._view = None
         with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
             f.write(json.dumps(manifest, indent=2, default=str))
         return manifest

@@ -86,10 +86,11 @@ def session_loader_check(tf, export_dir: str, equations: list, rows: list) -> di
             for i, text in enumerate(equations):
                 got = {"result": out["result"][i].decode(), "valid": bool(out["valid"][i]),
                        "error": out["error"][i].decode(),
-                       "confidence": float(out["confidence"][i])}
+                       "confidence": float(out["confidence"][i]),
+                       "trusted": bool(out["trusted"][i]) if "trusted" in out else None}
                 want = rows[i]
-                if (got["result"], got["valid"], got["error"]) != (
-                        want["result"], want["valid"], want["error"]) or abs(
+                if (got["result"], got["valid"], got["error"], got["trusted"]) != (
+                        want["result"], want["valid"], want["error"], want["trusted"]) or abs(
                         got["confidence"] - want["confidence"]) > 1e-5:
                     report["mismatches"].append({"row": i, "session": got, "object": want})
             report["rows"] = len(equations)
@@ -140,6 +141,7 @@ def main() -> int:
             "valid": bool(out["valid"][i].numpy()),
             "error": out["error"][i].numpy().decode(),
             "confidence": float(out["confidence"][i].numpy()),
+            "trusted": bool(out["trusted"][i].numpy()) if "trusted" in out else None,
         })
     empty = fn(equation=tf.constant([], dtype=tf.string))
     empty_ok = all(int(v.shape[0]) == 0 for v in empty.values())

@@ -386,3 +386,65 @@ def test_uniform_estimate_reweights_a_stratified_sample_by_stratum_size():
     em_2x2 = 0.9  # a % 10 == 7 wrong
     assert est["exact_match"] == pytest.approx((100 * em_1x1 + 8100 * em_2x2) / 8200)
     assert est["per_operator"] == {"+": pytest.approx(0.9)}
+
+
+def plus_seven_mistake(e):
+    """'7 + b' wrong by 100: unsure (0.6 per character) for an even b, confident (0.999,
+    above every right answer's 0.99) for an odd b."""
+    if e.operators == ("+",) and e.operands[0] == 7:
+        return e.result + 100, (0.6 if e.operands[1] % 2 == 0 else 0.999)
+    return None
+
+
+def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
+    """What `trusted` does, per operator, on the test split and over every equation; every
+    single-digit equation evaluated whole, reported, and judged against its bar; the
+    exported signature's `trusted` agrees with the figures."""
+    config = small_config(tmp_path, small_operands_threshold=1.0)
+    coverage = coverage_of(config)
+    model = OracleModel(coverage, sure_when_b_odd=True)  # wrong as plus_seven_mistake says
+    out = evaluate_as_pipeline(config, model, coverage, examples, str(tmp_path / "e"))
+    m, blessing = out["metrics"], out["blessing"]
+
+    # the test split: the threshold keeps every right '+' answer (fewer than 1000 of them)
+    test = [eq.parse(t) for t, _ in split_rows(examples, "test")]
+    wrong_test = [e for e in test if plus_seven_mistake(e)]
+    t_plus = m["confidence"]["+"]["threshold"]
+    assert t_plus == pytest.approx(0.99 ** 3, rel=1e-5)  # the least sure right '+' answer
+    trust = m["trust"]["+"]
+    assert trust["threshold"] == t_plus and trust["wrong"] == len(wrong_test)
+    unsure = sum(e.operands[1] % 2 == 0 for e in wrong_test)
+    assert trust["wrong_caught"] == pytest.approx(unsure / len(wrong_test))
+    assert trust["wrong_trusted"] == len(wrong_test) - unsure
+    assert trust["right_given_up"] == 0.0 and m["trust"]["-"]["wrong_caught"] is None
+    # every equation, judged by the test split's thresholds: 16 of the 31 wrong caught
+    ex = m["exhaustive"]["trust"]
+    assert ex["+"]["threshold"] == t_plus and ex["+"]["wrong"] == 31
+    assert ex["+"]["wrong_caught"] == pytest.approx(16 / 31) and ex["+"]["wrong_trusted"] == 15
+    assert ex["overall"]["wrong_trusted"] == 15 and ex["-"]["right_given_up"] == 0.0
+
+    # single-digit operands: all 2 x 10 x 10, whatever the split; '7 + 0..9' wrong
+    small = m["small_operands_all"]
+    assert small["count"] == 200 and small["wrong"] == 10
+    assert small["per_operator"]["+"] == {"exact_match": 0.9, "count": 100, "wrong": 10}
+    assert {e["equation"] for e in small["worst_errors"]} == {f"7 + {b}" for b in range(10)}
+    assert blessing["blessed"] is False
+    assert ("single-digit operands (all 200): exact match 0.95000 (10 wrong) is below the "
+            "threshold 1.0") in blessing["reasons"]
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "### Every equation whose operands are all below 10" in report
+    assert "wrong answers caught" in report
+
+    # the exported model's `trusted` is these figures, row for row
+    export = export_saved_model(model, coverage, m, str(tmp_path / "export"))
+    fn = tf.saved_model.load(export).signatures["serving_default"]
+    rows = [f"7 + {b}" for b in range(31)] + ["3 + 4", "20 - 9"]
+    served = fn(equation=tf.constant(rows))
+    assert served["trusted"].numpy().tolist() == [b % 2 == 1 for b in range(31)] + [True, True]
+
+    # a model right on every single-digit equation meets the bar
+    right = evaluate_as_pipeline(config, OracleModel(coverage, wrong_a=-1), coverage,
+                                 examples, str(tmp_path / "e2"))
+    assert right["blessing"]["blessed"] is True
+    assert ("single-digit operands (all 200): exact match 1.00000 (0 wrong) meets the "
+            "threshold 1.0") in right["blessing"]["reasons"]

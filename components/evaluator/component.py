@@ -16,12 +16,16 @@ Outputs (under the component's output directory):
                       answer, truth, confidence); the hardware it ran on; and, when the
                       operand space is small enough, the exhaustive evaluation of every
                       equation, with exact match separately for equations seen in training
-                      and never seen
+                      and never seen; every equation whose operands are all single-digit
+                      (``small_operands_all``, evaluated whole for any space); what the
+                      served ``trusted`` does (``trust``: the share of wrong answers it
+                      catches and of right answers it gives up, per operator)
   blessing.json       blessed or not, with the reasons (absolute threshold, overall and
-                      per operator slice; no regression against the pushed model by more
-                      than the margin) and ``judged_against``: the served model compared
-                      with (serving base, model name, version, content digest; version
-                      null when none), which the Pusher checks is still the latest
+                      per operator slice, every equation of single-digit operands; no
+                      regression against the pushed model by more than the margin) and
+                      ``judged_against``: the served model compared with (serving base,
+                      model name, version, content digest; version null when none), which
+                      the Pusher checks is still the latest
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -40,10 +44,11 @@ import tensorflow as tf
 
 from lstm_math.components.baseline import describe, version_dir
 from lstm_math.components.evaluator.blessing import bless
-from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive
+from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, evaluate_small_operands
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
-from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
+from lstm_math.components.evaluator.scoring import (evaluate_fn, trust_thresholds,
+                                                    uniform_estimate)
 from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
@@ -107,7 +112,8 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
                                          split_fractions,
-                                         e.exhaustive_batch_size, e.num_worst_errors)
+                                         e.exhaustive_batch_size, e.num_worst_errors,
+                                         trust_thresholds(metrics))
         map_rows, map_title = exhaustive.pop("_rows"), "every equation"
         metrics["exhaustive"] = exhaustive
     else:
@@ -116,6 +122,9 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
             "disabled (evaluator.exhaustive_max_equations = 0)" if not e.exhaustive_max_equations
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
+
+    metrics["small_operands_all"] = evaluate_small_operands(
+        serve, coverage, e.exhaustive_batch_size, trust_thresholds(metrics), e.num_worst_errors)
 
     baseline = None
     path = version_dir(judged_against)
@@ -138,7 +147,8 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
                  os.path.join(judged_against["serving_base"], judged_against["model_name"]))
     blessing = bless(metrics["exact_match"], e.threshold,
                      baseline["exact_match"] if baseline else None, e.regression_margin,
-                     metrics["per_operator"], e.operator_thresholds)
+                     metrics["per_operator"], e.operator_thresholds,
+                     metrics["small_operands_all"], e.small_operands_threshold)
     if metrics.get("baseline_error"):
         blessing["reasons"].append("the pushed model could not be evaluated ("
                                    + metrics["baseline_error"] + ")")

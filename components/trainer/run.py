@@ -31,7 +31,8 @@ from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainStat
 from lstm_math.components.trainer.loop import TrainLoop, steps_for
 from lstm_math.components.trainer.model import compile_model, model_coverage, seed_weights
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
-from lstm_math.components.trainer.summaries import SamplePredictions, trace_graph, write_scalars
+from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
+                                                   write_hparams, write_scalars)
 from lstm_math.config import ModelHParams, OptimizerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,13 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: dict,
     start_epoch = int(state.epoch.numpy())
 
     log_dir = os.path.join(output_dir, "logs")
-    train_writer = val_writer = samples = None
+    train_writer = val_writer = root_writer = samples = None
     if chief:
+        # HParams: what this training trains with, under the Tuner's trial names (the group
+        # named by this output directory's fingerprint, unique per training)
+        root_writer = tf.summary.create_file_writer(log_dir)
+        write_hparams(root_writer, dataclasses.asdict(hparams), dataclasses.asdict(optimizer),
+                      trial_id=f"trainer {os.path.basename(os.path.normpath(output_dir))[:8]}")
         train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         if start_epoch == 0:
@@ -193,6 +199,8 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: dict,
                      float(state.best_loss.numpy()))
     if chief:
         _save_outputs(model, output_dir, coverage, hparams, optimizer)
+        if history:
+            write_best(root_writer, float(state.best.numpy()))
     final = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
     log.info("Trainer: done in %.1fs (%d epochs this run%s)", elapsed,
              len(history) - start_epoch if history else 0,
