@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lstm_math.pipeline import k8s
-from lstm_math.pipeline.config import ConfigError, load_config
+from lstm_math.config import ConfigError, load_config
 from lstm_math.pipeline.container_launcher import ContainerLauncher
 from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed
 

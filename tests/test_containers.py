@@ -122,7 +122,7 @@ def test_image_runs_as_uid_1000_with_the_cli(engine):
 @pytest.fixture(scope="module")
 def container_steps(engine, tmp_path_factory):
     """The smoke pipeline, each step a new container; returns outputs, times, paths."""
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
     from lstm_math.pipeline.pipeline import create_pipeline
 
     base = _volume(tmp_path_factory.mktemp("container-steps"))
