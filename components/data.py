@@ -40,10 +40,13 @@ def parse_batch(serialized: tf.Tensor) -> dict:
 def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False):
     """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)
     [, operator index (components.metrics.OPERATOR_TAGS) when ``with_operator``]."""
-    encoder_ids = tokenizer.encode_equations(features["equation"], coverage["max_input_length"])
+    from components.answer_formats import formats_of
+
+    encoder_ids = tokenizer.encode_for_model(features["equation"], coverage)
     decoder_in, decoder_out = tokenizer.encode_results(
         features["result"], coverage["max_result_length"], coverage["reverse_output"],
         coverage.get("output_format", "left"),
+        features["working"] if formats_of(coverage) else None,
     )
     if with_operator:
         from components.metrics import operator_index

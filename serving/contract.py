@@ -24,6 +24,10 @@ SIGNATURE_NAME = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
 INPUT_KEY = "equation"
 OUTPUT_KEYS = ("result", "valid", "error", "confidence")
+# An extra output of models that write their working (task.data.answer_format): the steps,
+# as written, for clients who want to see them; '' for rows whose operator has none. The
+# keys above never change meaning: ``result`` is the final answer only.
+WORKING_OUTPUT = "working"
 # TF Serving's SavedModel warm-up file, replayed before a version takes traffic.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SAVED_MODEL_FILE = "saved_model.pb"

@@ -105,4 +105,5 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=__import__("os").path.dirname(
                              __import__("os").path.dirname(__file__))).stdout
-    assert eval(out) == ["components", "components.equations", "serving", "serving.contract"]
+    assert eval(out) == ["components", "components.answer_formats", "components.equations",
+                         "serving", "serving.contract"]

@@ -41,6 +41,7 @@ from components.evaluator.exhaustive import evaluate_exhaustive, space_of
 from components.evaluator.plots import error_map_pngs, error_size_png
 from components.evaluator.report import report_markdown
 from components.evaluator.scoring import evaluate_fn, uniform_estimate
+from components.evaluator.working import working_errors
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,13 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             "disabled (evaluator.exhaustive_max_equations = 0)" if not e.exhaustive_max_equations
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
+
+    if map_rows.get("workings") is not None:
+        # where wrong answers went wrong: the first wrong step of the working, per operator
+        metrics["working_errors"] = working_errors(
+            map_rows["texts"], map_rows["tags"], map_rows["answers"], map_rows["truths"],
+            map_rows["valid"], map_rows["workings"], coverage)
+        metrics["working_errors_on"] = map_title
 
     baseline = None
     pushed = latest_pushed(config.pusher.serving_base, config.pusher.model_name)

@@ -19,7 +19,8 @@ def model_coverage(base_coverage: dict, hparams: ModelHParams) -> dict:
     """The data's coverage plus how this model family lays out its answers."""
     output_format = output_format_of(hparams.family)
     reverse = hparams.reverse_output and output_format == "left"
-    return {**base_coverage, "reverse_output": reverse, "output_format": output_format}
+    return {**base_coverage, "reverse_output": reverse, "output_format": output_format,
+            "pad_operands": bool(hparams.pad_operands)}
 
 
 @keras.saving.register_keras_serializable("lstm_math")
