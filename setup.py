@@ -2,15 +2,24 @@
 
 from setuptools import find_packages, setup
 
+# Everything installs under one name, ``lstm_math``: the repository keeps its readable top level
+# (pipeline/, components/, serving/) and package_dir maps each folder to lstm_math.<folder>.
+# Editable installs (`make install`), wheels and the image all see the same modules; nothing
+# named `pipeline`, `components` or `serving` reaches site-packages.
+TOP_LEVEL = ("pipeline", "components", "serving")
+PACKAGES = [f"lstm_math.{p}" for p in find_packages(include=[f"{t}{s}" for t in TOP_LEVEL
+                                                              for s in ("", ".*")])]
+
 setup(
     name="lstm-math",
     version="0.1.0",
     description="Beam -> tf.data -> Keras (tf.distribute) -> keras-tuner -> SavedModel -> TF Serving, "
     "for seq2seq arithmetic",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*"]),
-    package_data={"pipeline": ["configs/*.yaml"], "serving": ["deploy/*", "deploy/**/*"]},
+    packages=PACKAGES,
+    package_dir={f"lstm_math.{t}": t for t in TOP_LEVEL},
+    package_data={"lstm_math.pipeline": ["configs/*.yaml"],
+                  "lstm_math.serving": ["deploy/*", "deploy/**/*"]},
     install_requires=[
         # The full tensorflow package (not tensorflow-cpu): it uses GPUs where there are some,
         # and tensorflow-serving-api requires it.
@@ -42,5 +51,5 @@ setup(
         # Kubernetes launcher (the `kubernetes` client comes with kfp).
         "kfp": ["kfp>=2.14,<3", "kfp-kubernetes>=2.14,<3"],
     },
-    entry_points={"console_scripts": ["lstm-math=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["lstm-math=lstm_math.pipeline.cli:main"]},
 )

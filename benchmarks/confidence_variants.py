@@ -29,9 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import tokenizer  # noqa: E402
-from components.evaluator import all_equations, confidence_quality, read_split  # noqa: E402
-from components.trainer import load_trained  # noqa: E402
+from lstm_math.components import tokenizer  # noqa: E402
+from lstm_math.components.evaluator import all_equations, confidence_quality, read_split  # noqa: E402
+from lstm_math.components.trainer import load_trained  # noqa: E402
 
 VARIANTS = ("product", "min", "geomean")
 
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     if args.add_worst:
         import json
 
-        from components import equations as eq
+        from lstm_math.components import equations as eq
 
         with open(args.add_worst) as f:
             m = json.load(f)

@@ -39,9 +39,9 @@ sys.path.insert(0, REPO)
 
 import tensorflow as tf  # noqa: E402
 
-from components import equations as eq  # noqa: E402
-from components import example_gen, example_layout  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from lstm_math.components import equations as eq  # noqa: E402
+from lstm_math.components import example_gen, example_layout  # noqa: E402
+from lstm_math.pipeline.config import load_config  # noqa: E402
 
 
 def plain_loop(data, out: str) -> None:

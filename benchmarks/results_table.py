@@ -121,7 +121,7 @@ def config_label(run_dir: str | None) -> str:
         return "unknown"
     import yaml
 
-    from pipeline.config import CONFIG_DIR, ConfigError, from_dict, load_config
+    from lstm_math.pipeline.config import CONFIG_DIR, ConfigError, from_dict, load_config
 
     with open(os.path.join(run_dir, "config.yaml")) as f:
         raw = yaml.safe_load(f)

@@ -1,6 +1,6 @@
 """Load test of the local model server (serving/server), REST and gRPC, batching on/off.
 
-Each server runs as ``python -m serving.server`` in its own process on 127.0.0.1, from this
+Each server runs as ``python -m lstm_math.serving.server`` in its own process on 127.0.0.1, from this
 source tree or from others given with ``--servers`` (so an older implementation is measured
 beside the current one in the same run, on the same machine); the load comes from one or
 more other processes (``--client-processes``; one thread per concurrent client, each with
@@ -58,7 +58,7 @@ def _client_thread(api, port, batch_size, deadline, warmup_until, out):
     latencies, errors, requests = [], 0, 0
     equations = _batch(batch_size)
     if api == "grpc":
-        from serving.client import GrpcClient
+        from lstm_math.serving.client import GrpcClient
         client = GrpcClient(port=port)
         request = client.make_request(equations)
         call = lambda: client.stub.Predict(request, timeout=30)  # noqa: E731
@@ -102,7 +102,7 @@ def _client_thread(api, port, batch_size, deadline, warmup_until, out):
 def _worker(conn):
     import threading
     import grpc  # noqa: F401 - import everything before the first timed cell
-    from serving.client import GrpcClient
+    from lstm_math.serving.client import GrpcClient
     GrpcClient(port=1).make_request(["1 + 1"])
     conn.send("ready")
     while True:
@@ -151,7 +151,7 @@ def _h2load_request(api, batch_size, model_name, directory):
     equations = _batch(batch_size)
     path = os.path.join(directory, f"{api}-{batch_size}.body")
     if api == "grpc":
-        from serving.client import GrpcClient
+        from lstm_math.serving.client import GrpcClient
         client = GrpcClient(port=1, model_name=model_name)
         request = client.make_request(equations)
         client.close()
@@ -244,7 +244,7 @@ def _fixture_model_base():
 
 def _in_process_rate(model_base, model_name, batch_size, seconds):
     import tensorflow as tf
-    from serving.client import resolve_saved_model
+    from lstm_math.serving.client import resolve_saved_model
     fn = tf.saved_model.load(resolve_saved_model(model_base, model_name)).signatures[
         "serving_default"]
     equations = [e.encode() for e in _batch(batch_size)]
@@ -280,7 +280,7 @@ def grpc_errors(samples):
 
 
 class ServerProcess:
-    """``python -m serving.server`` from a source tree (this one, or an older checkout) in
+    """``python -m lstm_math.serving.server`` from a source tree (this one, or an older checkout) in
     its own process, so two implementations can be measured side by side in one run."""
 
     def __init__(self, root, model_base, model_name, batching, max_batch_size,
@@ -288,7 +288,7 @@ class ServerProcess:
         import subprocess
         self.dir = tempfile.mkdtemp(prefix="lstm_math_bench_server_")
         port_file = os.path.join(self.dir, "ports.json")
-        cmd = [sys.executable, "-m", "serving.server", "--model-base", model_base,
+        cmd = [sys.executable, "-m", "lstm_math.serving.server", "--model-base", model_base,
                "--model-name", model_name, "--rest-port", "0", "--grpc-port", "0",
                "--port-file", port_file, "--poll-seconds", "30", "--log-level", "WARNING",
                "--batch-timeout-micros", str(batch_timeout_micros)]
@@ -404,7 +404,7 @@ def main(argv=None):
     parser.add_argument("--batching", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--servers", nargs="+", default=[f"new={ROOT}"], metavar="LABEL=ROOT",
                         help="server implementations to measure, each a source tree whose "
-                             "'python -m serving.server' is run (e.g. old=/tmp/old-serving "
+                             "'python -m lstm_math.serving.server' is run (e.g. old=/tmp/old-serving "
                              "new=.); default: this tree")
     parser.add_argument("--max-batch-size", type=int, default=0, help="0 = the server's default")
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
@@ -418,7 +418,7 @@ def main(argv=None):
                         help="python: the Python clients above (default); h2load: nghttp2's "
                              "C load generator, far less client CPU per request")
     parser.add_argument("--server-args", nargs="+", default=[], metavar="LABEL=ARGS",
-                        help="extra 'python -m serving.server' flags for one server, e.g. "
+                        help="extra 'python -m lstm_math.serving.server' flags for one server, e.g. "
                              "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
                              "(the same tree measured with two settings)")
     args = parser.parse_args(argv)

@@ -39,10 +39,10 @@ EQUATIONS = ["31 + 87", "7 + 6", "999 + 1", "0 + 0", "123 + 456", "5+5", " 12 + 
 
 def load_model(trainer_dir):
     if trainer_dir:
-        from components.trainer import load_trained
+        from lstm_math.components.trainer import load_trained
         return load_trained(trainer_dir)
-    from components.trainer import compile_model, model_coverage
-    from pipeline.config import coverage_of, load_config
+    from lstm_math.components.trainer import compile_model, model_coverage
+    from lstm_math.pipeline.config import coverage_of, load_config
 
     config = load_config("default")
     hp = config.trainer.model
@@ -82,7 +82,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
 
-    from components.exporter import export_saved_model
+    from lstm_math.components.exporter import export_saved_model
 
     model, coverage = load_model(args.trainer_dir)
     workdir = tempfile.mkdtemp(prefix="signature-benchmark-")

@@ -60,7 +60,7 @@ TINY = {
 
 
 def recipe_config(recipe: str, extra: list[str]):
-    from pipeline.config import load_config
+    from lstm_math.pipeline.config import load_config
 
     preset, overrides = RECIPES[recipe]
     return preset, overrides + extra, load_config(preset, overrides + extra)
@@ -70,8 +70,8 @@ def ensure_examples(config, directory: str) -> str:
     """ExampleGen output for the config's task.data, generated once and reused."""
     import dataclasses
 
-    from components.example_gen import run_example_gen
-    from pipeline.config import fingerprint_dict
+    from lstm_math.components.example_gen import run_example_gen
+    from lstm_math.pipeline.config import fingerprint_dict
 
     data = dataclasses.asdict(config.task.data)
     stamp = os.path.join(directory, "data_fingerprint")
@@ -98,7 +98,7 @@ def train_until(preset: str, overrides: list[str], seed: int, examples: str, out
     """One Trainer process, stopped at the first epoch with val_exact_match >= target."""
     shutil.rmtree(output, ignore_errors=True)  # the Trainer would resume an old run
     os.makedirs(output)
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", preset,
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "train", "--config", preset,
            "--examples", examples, "--output", output, "--set", f"trainer.seed={seed}"]
     for o in overrides:
         cmd += ["--set", o]

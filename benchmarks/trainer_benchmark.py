@@ -32,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import data as data_lib  # noqa: E402
-from components.trainer import TrainLoop, compile_model, model_coverage  # noqa: E402
-from pipeline.config import coverage_of, load_config  # noqa: E402
+from lstm_math.components import data as data_lib  # noqa: E402
+from lstm_math.components.trainer import TrainLoop, compile_model, model_coverage  # noqa: E402
+from lstm_math.pipeline.config import coverage_of, load_config  # noqa: E402
 
 log = logging.getLogger("trainer_benchmark")
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if args.examples:
         examples = args.examples
     else:
-        from components.example_gen import run_example_gen
+        from lstm_math.components.example_gen import run_example_gen
 
         examples = os.path.join(tempfile.mkdtemp(prefix="trainer_benchmark_"), "examples")
         run_example_gen(config.task.data, examples)

@@ -341,7 +341,7 @@ def decode_outputs(out_ids, compact, coverage: dict):
     model's output: the serving signature and the Trainer's sample predictions."""
     import tensorflow as tf
 
-    from components import tokenizer
+    from lstm_math.components import tokenizer
 
     direct = tokenizer.decode_results(out_ids, bool(coverage["reverse_output"]))
     formats = formats_of(coverage)

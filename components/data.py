@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import tokenizer
-from components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
+from lstm_math.components import tokenizer
+from lstm_math.components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
                                        shard_files)
 
 
@@ -40,7 +40,7 @@ def parse_batch(serialized: tf.Tensor) -> dict:
 def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False):
     """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)
     [, operator index (components.metrics.OPERATOR_TAGS) when ``with_operator``]."""
-    from components.answer_formats import formats_of
+    from lstm_math.components.answer_formats import formats_of
 
     encoder_ids = tokenizer.encode_for_model(features["equation"], coverage)
     decoder_in, decoder_out = tokenizer.encode_results(
@@ -49,7 +49,7 @@ def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False)
         features["working"] if formats_of(coverage) else None,
     )
     if with_operator:
-        from components.metrics import operator_index
+        from lstm_math.components.metrics import operator_index
 
         return (encoder_ids, decoder_in), decoder_out, operator_index(features["operator"])
     return (encoder_ids, decoder_in), decoder_out

@@ -29,10 +29,10 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from components import data as data_lib
-from components import equations as eq
-from components.example_layout import shard_name
-from components.tokenizer import CHARACTERS
+from lstm_math.components import data as data_lib
+from lstm_math.components import equations as eq
+from lstm_math.components.example_layout import shard_name
+from lstm_math.components.tokenizer import CHARACTERS
 
 log = logging.getLogger(__name__)
 

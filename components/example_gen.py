@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import equations as eq
-from components import answer_formats
-from components.example_layout import REPORT_FILE, STATS_FILE, WORKING_KEY, shard_name
+from lstm_math.components import equations as eq
+from lstm_math.components import answer_formats
+from lstm_math.components.example_layout import REPORT_FILE, STATS_FILE, WORKING_KEY, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class WriteBlock(beam.DoFn):
         self._output_dir = output_dir
 
     def setup(self):
-        from pipeline.config import DataConfig
+        from lstm_math.pipeline.config import DataConfig
 
         self.data = DataConfig(**self._data)
         self.sampler = sampler_of(self.data)

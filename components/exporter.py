@@ -16,8 +16,8 @@ import tempfile
 
 import tensorflow as tf
 
-from components.signature import build_serving_function
-from serving.contract import DEFAULT_MODEL_NAME, SIGNATURE_NAME, WARMUP_FILE
+from lstm_math.components.signature import build_serving_function
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, SIGNATURE_NAME, WARMUP_FILE
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: 
 
 def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str,
                  jit_compile: bool = False, warmup_batch_sizes=()) -> dict:
-    from components.trainer import load_trained
+    from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
     metrics = None

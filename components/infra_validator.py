@@ -43,8 +43,8 @@ import urllib.request
 
 import tensorflow as tf
 
-from components import equations as eq
-from serving.contract import DEFAULT_MODEL_NAME, WORKING_OUTPUT
+from lstm_math.components import equations as eq
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, WORKING_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ EXPECTED_OUTPUTS = {
 def expected_outputs(coverage: dict) -> dict:
     """The signature's outputs for a model of this coverage: EXPECTED_OUTPUTS, plus the
     ``working`` string of a model that writes its working (components.answer_formats)."""
-    from components.answer_formats import formats_of
+    from lstm_math.components.answer_formats import formats_of
 
     if not formats_of(coverage):
         return dict(EXPECTED_OUTPUTS)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from components.equations import OPERATOR_TAGS
-from components.tokenizer import PAD_ID
+from lstm_math.components.equations import OPERATOR_TAGS
+from lstm_math.components.tokenizer import PAD_ID
 
 
 def _correct_and_mask(y_true, y_pred):

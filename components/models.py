@@ -22,9 +22,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from components.tokenizer import PAD_ID, START_ID, VOCAB_SIZE
+from lstm_math.components.tokenizer import PAD_ID, START_ID, VOCAB_SIZE
 # The hyperparameters and the family table are config schema; re-exported for callers.
-from pipeline.config.schema import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F401
+from lstm_math.pipeline.config.schema import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F401
                                     ModelHParams, output_format_of)
 
 

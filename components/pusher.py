@@ -2,7 +2,7 @@
 
 A server polling the base (TF Serving, the local server) must never load a half-written
 version, and concurrent pushes must not collide. Versions are integers that grow (the one
-rule: ``serving.contract.versions``); only the newest ``keep_versions`` are kept.
+rule: ``lstm_math.serving.contract.versions``); only the newest ``keep_versions`` are kept.
 
 Local paths (one POSIX file system, a shared mount):
   * an exclusive ``fcntl.flock`` on ``<model_base>/.push.lock`` serialises pushes (four
@@ -41,7 +41,7 @@ import shutil
 import socket
 import time
 
-from serving import contract
+from lstm_math.serving import contract
 
 log = logging.getLogger(__name__)
 

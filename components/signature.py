@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import answer_formats, tokenizer
-from serving.contract import JIT_BATCH_BUCKETS, WORKING_OUTPUT
+from lstm_math.components import answer_formats, tokenizer
+from lstm_math.serving.contract import JIT_BATCH_BUCKETS, WORKING_OUTPUT
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic

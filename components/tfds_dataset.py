@@ -1,11 +1,11 @@
 """A tensorflow_datasets builder for the generated equations: ``lstm_math/<preset>``.
 
 The data is made by the same Beam job as the pipeline's ExampleGen
-(``components.example_gen.run_example_gen``, same config, seed, splits), so TFDS yields
+(``lstm_math.components.example_gen.run_example_gen``, same config, seed, splits), so TFDS yields
 exactly the equations the trainer sees::
 
     import tensorflow_datasets as tfds
-    import components.tfds_dataset  # registers "lstm_math"
+    import lstm_math.components.tfds_dataset  # registers "lstm_math"
 
     ds = tfds.load("lstm_math/smoke", split="train", data_dir="/tmp/tfds")
     builder = tfds.builder("lstm_math/default", data_dir="/tmp/tfds")
@@ -36,8 +36,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
-from components import data as data_lib
-from components import equations as eq
+from lstm_math.components import data as data_lib
+from lstm_math.components import equations as eq
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class LstmMath(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _task_config(self):
-        from pipeline.config import load_config
+        from lstm_math.pipeline.config import load_config
 
         return load_config(self.builder_config.preset,
                            list(self.builder_config.overrides) + self._overrides)
@@ -112,7 +112,7 @@ class LstmMath(tfds.core.GeneratorBasedBuilder):
             examples_dir = self._examples_dir
             log.info("lstm_math TFDS: packaging ExampleGen output %s", examples_dir)
         else:
-            from components.example_gen import run_example_gen
+            from lstm_math.components.example_gen import run_example_gen
 
             examples_dir = os.path.join(str(dl_manager.download_dir),
                                         f"lstm_math_{self.builder_config.name}_examples")

@@ -4,7 +4,7 @@ Building the parser imports nothing heavy (no TensorFlow, Keras or Beam), so `--
 the ordinary mistakes (a typo'd flag, an unknown component, a missing directory, no server)
 answer at once, in one line, with exit status 2 and nothing created. The commands import
 what they need when they run. `serve` and `predict` take their arguments from
-`serving.server` / `serving.client`, imported only when that command is chosen.
+`lstm_math.serving.server` / `lstm_math.serving.client`, imported only when that command is chosen.
 
 Cluster commands (`step`, `pod`, `k8s-specs`, `compile-kfp`, `rehearse`) live in
 `pipeline/cluster_cli.py`.
@@ -24,7 +24,7 @@ import shutil
 import socket
 import sys
 
-from pipeline import cluster_cli
+from lstm_math.pipeline import cluster_cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,8 +38,8 @@ COMPONENTS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "
 BEAM_COMMANDS = ("run", "component", "generate", "step", "rehearse")
 # Commands whose arguments are declared by the module that runs them, imported only when
 # that command is chosen (the serving engineers own them).
-DELEGATED = {"serve": ("serving.server", "add_serve_arguments"),
-             "predict": ("serving.client", "add_predict_arguments")}
+DELEGATED = {"serve": ("lstm_math.serving.server", "add_serve_arguments"),
+             "predict": ("lstm_math.serving.client", "add_predict_arguments")}
 
 DESCRIPTION = """\
 LSTM seq2seq models that learn arithmetic from strings ('31 + 87' -> '118'), as a
@@ -293,7 +293,7 @@ def _check_predict(args) -> None:
 
 
 def _load(args):
-    from pipeline.config import config_from_args
+    from lstm_math.pipeline.config import config_from_args
 
     return config_from_args(args)
 
@@ -307,7 +307,7 @@ def _tool(name: str) -> str:
     path = os.path.join(os.path.dirname(sys.executable), name)
     if not os.path.exists(path):
         if name == PROG:
-            return f"{sys.executable} -m pipeline.cli"
+            return f"{sys.executable} -m lstm_math.pipeline.cli"
         return name
     if shutil.which(name) == path:
         return name
@@ -376,8 +376,8 @@ def _summary(manifest: dict, config) -> str:
 
 
 def cmd_run(args) -> int:
-    from pipeline.pipeline import create_pipeline
-    from pipeline.runner import LocalRunner
+    from lstm_math.pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.runner import LocalRunner
 
     config = _load(args)
     manifest = LocalRunner(config).run(create_pipeline(config), use_cache=not args.no_cache)
@@ -429,8 +429,8 @@ def cmd_component(args) -> int:
             and not os.path.isdir(args.pipeline_root):
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so {name} "
                          f"has no inputs; " + _run_first(COMPONENTS[0], args.pipeline_root))
-    from pipeline.pipeline import create_pipeline
-    from pipeline.runner import LocalRunner
+    from lstm_math.pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.runner import LocalRunner
 
     config = _load(args)
     runner, pipeline = LocalRunner(config), create_pipeline(config)
@@ -449,7 +449,7 @@ def cmd_component(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pipeline import commands
+    from lstm_math.pipeline import commands
 
     return commands.generate(_load(args), args.output)
 
@@ -457,7 +457,7 @@ def cmd_generate(args) -> int:
 def cmd_train(args) -> int:
     _check_path("--examples", args.examples, "directory")
     _check_path("--hparams", args.hparams, "file")
-    from pipeline import commands
+    from lstm_math.pipeline import commands
 
     return commands.train(args)
 
@@ -469,7 +469,7 @@ def cmd_tune(args) -> int:
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so no "
                          f"ExampleGen output to tune on; pass --examples DIR, or "
                          + _run_first(COMPONENTS[0], args.pipeline_root))
-    from pipeline import commands
+    from lstm_math.pipeline import commands
 
     return commands.tune(args, _load(args))
 
@@ -477,14 +477,14 @@ def cmd_tune(args) -> int:
 def cmd_serve(args) -> int:
     _check_path("--model-base", args.model_base, "directory (`make run` pushes to "
                 "serving_models)")
-    from serving import server
+    from lstm_math.serving import server
 
     return server.run_serve(args)
 
 
 def cmd_predict(args) -> int:
     _check_predict(args)
-    from serving import client
+    from lstm_math.serving import client
 
     return client.run_predict(args)
 
@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         return _fail(prog, str(e))
     except Exception as e:  # noqa: BLE001 - translate the known ordinary mistakes only
-        from pipeline.config import ConfigError
+        from lstm_math.pipeline.config import ConfigError
 
         if isinstance(e, ConfigError):
             return _fail(prog, f"bad config: {e}")

@@ -1,4 +1,4 @@
-"""The cluster subcommands of ``lstm-math`` (registered by ``pipeline.cli`` in one block).
+"""The cluster subcommands of ``lstm-math`` (registered by ``lstm_math.pipeline.cli`` in one block).
 
   lstm-math step NAME [--config ...] [--set ...] --input UPSTREAM=URI ... [--outputs-json P]
                       [--output-param uri=P ...] [--beam-arg=...]   one step for an orchestrator
@@ -46,7 +46,7 @@ def config_args_of(args) -> list[str]:
 
 
 def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
-    from pipeline.steps import StepUsageError
+    from lstm_math.pipeline.steps import StepUsageError
 
     out = {}
     for text in pairs:
@@ -61,8 +61,8 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 
 def cmd_step(args) -> int:
-    from pipeline.config import ConfigError, config_from_args
-    from pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
+    from lstm_math.pipeline.config import ConfigError, config_from_args
+    from lstm_math.pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
                                 write_outputs)
 
     try:
@@ -89,7 +89,7 @@ def cmd_step(args) -> int:
 
 
 def cmd_pod(args) -> int:
-    from pipeline.k8s import pod_environment
+    from lstm_math.pipeline.k8s import pod_environment
 
     rest = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
     if not rest:
@@ -104,12 +104,12 @@ def cmd_pod(args) -> int:
     for key, value in extra.items():
         log.info("pod: %s=%s", key, value)
     # the command in this process's place, with the pod's environment
-    os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *rest])
+    os.execv(sys.executable, [sys.executable, "-m", "lstm_math.pipeline.cli", *rest])
 
 
 def cmd_k8s_specs(args) -> int:
-    from pipeline.config import config_from_args
-    from pipeline.k8s import write_specs
+    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.pipeline.k8s import write_specs
 
     config = config_from_args(args)
     for path in write_specs(config, args.out, key=args.key, examples=args.examples,
@@ -120,8 +120,8 @@ def cmd_k8s_specs(args) -> int:
 
 
 def cmd_compile_kfp(args) -> int:
-    from pipeline.config import config_from_args
-    from pipeline.kfp_pipeline import compile_pipeline
+    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.pipeline.kfp_pipeline import compile_pipeline
 
     config = config_from_args(args)  # validates the config before anything is written
     try:
@@ -136,8 +136,8 @@ def cmd_compile_kfp(args) -> int:
 
 
 def cmd_rehearse(args) -> int:
-    from pipeline.config import config_from_args
-    from pipeline.cluster_local import rehearse
+    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.pipeline.cluster_local import rehearse
 
     config = config_from_args(args)
     manifest = rehearse(config, config_args_of(args), train_workers=args.train_workers,
@@ -200,4 +200,4 @@ def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *sys.argv[1:]]))
+    sys.exit(os.execv(sys.executable, [sys.executable, "-m", "lstm_math.pipeline.cli", *sys.argv[1:]]))

@@ -83,7 +83,7 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
              extra_beam_args: list | None = None) -> dict:
     import tensorflow as tf
 
-    from pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.pipeline import create_pipeline
 
     root = config.runtime.pipeline_root
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -119,7 +119,7 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
                 manifest["pushed"] = False
                 continue
             out_json = os.path.join(log_dir, f"{name}.outputs.json")
-            cmd = [sys.executable, "-m", "pipeline.cli", "step", name, *config_args,
+            cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "step", name, *config_args,
                    *cluster_args, "--outputs-json", out_json,
                    "--log-dir", os.path.join(log_dir, name)]
             for upstream in node.inputs:

@@ -11,9 +11,9 @@ import sys
 
 import tensorflow as tf
 
-from pipeline.config import ModelHParams, PipelineConfig, coverage_of, load_config
-from pipeline.pipeline import create_pipeline
-from pipeline.runner import LocalRunner, NotReady, external_artifact, run_component
+from lstm_math.pipeline.config import ModelHParams, PipelineConfig, coverage_of, load_config
+from lstm_math.pipeline.pipeline import create_pipeline
+from lstm_math.pipeline.runner import LocalRunner, NotReady, external_artifact, run_component
 
 log = logging.getLogger("lstm_math")
 
@@ -42,7 +42,7 @@ def read_hparams_file(path: str, config: PipelineConfig) -> dict:
 
 def train(args) -> int:
     """`lstm-math train`: the Trainer node on --examples into --output (resumable)."""
-    from components.example_layout import NoShardsError, shard_files
+    from lstm_math.components.example_layout import NoShardsError, shard_files
 
     config = load_config(args.config, list(args.overrides))
     try:
@@ -96,7 +96,7 @@ def _tuner_place(config: PipelineConfig, runner: LocalRunner):
 
 def tune(args, config: PipelineConfig) -> int:
     """`lstm-math tune`: returns the exit status (0 done, 2 usage, 3 worker lost the chief)."""
-    from components.tuner import (BEST_FILE, LOST_CHIEF_EXIT, OBJECTIVE, LostChief,
+    from lstm_math.components.tuner import (BEST_FILE, LOST_CHIEF_EXIT, OBJECTIVE, LostChief,
                                   configure_role, run_tuner)
 
     if not config.tuner.enabled:

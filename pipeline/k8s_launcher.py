@@ -1,7 +1,7 @@
 """Launches the distributed Trainer / Tuner of a step as Kubernetes Jobs and watches them.
 
 Used by ``lstm-math step Trainer|Tuner`` with ``cluster.launcher=kubernetes`` (the Kubeflow
-pipeline's default): the step's pod creates the objects of ``pipeline.k8s`` in
+pipeline's default): the step's pod creates the objects of ``lstm_math.pipeline.k8s`` in
 ``cluster.namespace`` (its service account needs create/get/list/watch/delete on jobs,
 services and pods, and get on pods/log: ``deploy/k8s/rbac.yaml``), waits for them, and
 writes the step's artifact like any other step.
@@ -19,8 +19,8 @@ import logging
 import os
 import time
 
-from pipeline import k8s
-from pipeline.step_errors import StepTimeout, WorkerFailed
+from lstm_math.pipeline import k8s
+from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed
 
 log = logging.getLogger("lstm_math.step")
 
@@ -181,7 +181,7 @@ class KubernetesLauncher:
     def tune(self, ctx) -> dict:
         import tensorflow as tf
 
-        from components.tuner import BEST_FILE
+        from lstm_math.components.tuner import BEST_FILE
 
         key = self._key(ctx)
         names = k8s.names(self.c, key)

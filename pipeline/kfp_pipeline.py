@@ -2,7 +2,7 @@
 
 Each step is a task of the project's image (``cluster.image``) that runs
 ``lstm-math step NAME --input UPSTREAM=URI ... --output-param uri=... --outputs-json ...``
-(``pipeline.steps.run_as_task``): a lightweight Python component whose body only calls the
+(``lstm_math.pipeline.steps.run_as_task``): a lightweight Python component whose body only calls the
 installed CLI, so the same definition runs on a cluster (KFP launches the container) and in
 KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run it.
 
@@ -15,7 +15,7 @@ KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run it.
   on the PVC ``cluster.volume_claim`` mounted at ``cluster.mount_path``), ``beam_args`` (the
   ExampleGen's Beam runner options), ``train_workers``, ``tuner_workers``, ``tuner_trials``,
   ``launcher`` (``kubernetes``: the Trainer and Tuner start their workers as Kubernetes Jobs,
-  ``pipeline.k8s``; ``local``: in the step's own pod).
+  ``lstm_math.pipeline.k8s``; ``local``: in the step's own pod).
 * KFP's own caching is off: the steps cache by fingerprint under ``pipeline_root`` already
   (a rerun of an unchanged step is a no-op that reports the same ``uri``).
 """
@@ -25,7 +25,7 @@ import os
 
 from kfp import compiler, dsl
 
-from pipeline.config.cluster import DEFAULT_IMAGE
+from lstm_math.pipeline.config.cluster import DEFAULT_IMAGE
 
 PIPELINE_NAME = "lstm-math"
 STEPS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
@@ -44,7 +44,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def example_gen(step: str, config: str, overrides: list, pipeline_root: str,
                     serving_base: str, beam_args: list, uri: dsl.OutputPath(str),
                     outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base, {}, uri=uri,
                     outputs_json=outputs_json, beam_args=beam_args)
 
@@ -52,7 +52,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def data_validation(step: str, config: str, overrides: list, pipeline_root: str,
                         serving_base: str, example_gen: str, uri: dsl.OutputPath(str),
                         outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"ExampleGen": example_gen}, uri=uri, outputs_json=outputs_json)
 
@@ -60,7 +60,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def tuner(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
               example_gen: str, data_validation: str, tuner_workers: int, tuner_trials: int,
               launcher: str, uri: dsl.OutputPath(str), outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides + [f"tuner.max_trials={tuner_trials}",
                                                f"cluster.tuner_workers={tuner_workers}",
                                                f"cluster.launcher={launcher}"],
@@ -72,7 +72,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def trainer(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
                 example_gen: str, tuner: str, train_workers: int, launcher: str,
                 uri: dsl.OutputPath(str), outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides + [f"cluster.train_workers={train_workers}",
                                                f"cluster.launcher={launcher}"],
                     pipeline_root, serving_base, {"ExampleGen": example_gen, "Tuner": tuner},
@@ -86,7 +86,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
         import os
         import tempfile
 
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         blessed = os.path.join(tempfile.mkdtemp(), "blessed")
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"ExampleGen": example_gen, "Trainer": trainer}, uri=uri,
@@ -98,7 +98,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def exporter(step: str, config: str, overrides: list, pipeline_root: str,
                  serving_base: str, trainer: str, evaluator: str, uri: dsl.OutputPath(str),
                  outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Trainer": trainer, "Evaluator": evaluator}, uri=uri,
                     outputs_json=outputs_json)
@@ -107,7 +107,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def infra_validator(step: str, config: str, overrides: list, pipeline_root: str,
                         serving_base: str, exporter: str, uri: dsl.OutputPath(str),
                         outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Exporter": exporter}, uri=uri, outputs_json=outputs_json)
 
@@ -116,7 +116,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
                exporter: str, evaluator: str, infra_validator: str, uri: dsl.OutputPath(str),
                pushed: dsl.OutputPath(str), version: dsl.OutputPath(str),
                outputs_json: dsl.OutputPath(str)):
-        from pipeline.steps import run_as_task
+        from lstm_math.pipeline.steps import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Exporter": exporter, "Evaluator": evaluator,
                      "InfraValidator": infra_validator}, uri=uri, outputs_json=outputs_json,
@@ -171,7 +171,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
 def compile_pipeline(output: str, config_name: str = "default", overrides: list | None = None,
                      config=None) -> str:
     """Writes the KFP v2 spec (IR YAML) with this config's cluster settings as defaults."""
-    from pipeline.config import load_config
+    from lstm_math.pipeline.config import load_config
 
     config = config or load_config(config_name, list(overrides or []))
     c = config.cluster

@@ -1,6 +1,6 @@
 """The pipeline as a pure description: components, what each consumes, which config it reads.
 
-Nothing here runs anything; ``pipeline.runner.LocalRunner`` (or any orchestrator calling
+Nothing here runs anything; ``lstm_math.pipeline.runner.LocalRunner`` (or any orchestrator calling
 ``lstm-math component NAME``) executes the nodes in order. Each node's function receives a
 ``Context`` (config, upstream artifacts, its own output directory) and returns the
 properties of the artifact it produced.
@@ -12,8 +12,8 @@ import dataclasses
 import os
 from typing import Callable
 
-from pipeline.artifacts import Artifact  # noqa: F401  (re-exported)
-from pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig, coverage_of
+from lstm_math.pipeline.artifacts import Artifact  # noqa: F401  (re-exported)
+from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig, coverage_of
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ class Pipeline:
 
 
 def _example_gen(ctx: Context) -> dict:
-    from components.example_gen import run_example_gen
+    from lstm_math.components.example_gen import run_example_gen
 
     stats = run_example_gen(ctx.config.task.data, ctx.output_dir, ctx.config.runtime.beam_args)
     return {"examples_dir": ctx.output_dir, "coverage": coverage_of(ctx.config),
@@ -60,14 +60,14 @@ def _example_gen(ctx: Context) -> dict:
 
 
 def _data_validation(ctx: Context) -> dict:
-    from components.data_validation import run_data_validation
+    from lstm_math.components.data_validation import run_data_validation
 
     examples = ctx.inputs["ExampleGen"].properties
     return run_data_validation(examples["examples_dir"], examples["coverage"], ctx.output_dir)
 
 
 def _tuner(ctx: Context) -> dict:
-    from components.tuner import role_from_env, run_tuner
+    from lstm_math.components.tuner import role_from_env, run_tuner
 
     examples = ctx.inputs["ExampleGen"].properties
     if not ctx.config.tuner.enabled:
@@ -84,7 +84,7 @@ def _tuner(ctx: Context) -> dict:
 
 
 def _trainer(ctx: Context) -> dict:
-    from components.trainer import run_trainer
+    from lstm_math.components.trainer import run_trainer
 
     examples = ctx.inputs["ExampleGen"].properties
     best = ctx.inputs["Tuner"].properties["best"]  # {"model": ..., "optimizer": ...}
@@ -95,7 +95,7 @@ def _trainer(ctx: Context) -> dict:
 
 
 def _evaluator(ctx: Context) -> dict:
-    from components.evaluator import run_evaluator
+    from lstm_math.components.evaluator import run_evaluator
 
     result = run_evaluator(ctx.config, ctx.inputs["Trainer"].properties["model_dir"],
                            ctx.inputs["ExampleGen"].properties["examples_dir"], ctx.output_dir)
@@ -111,7 +111,7 @@ def _evaluator(ctx: Context) -> dict:
 
 
 def _exporter(ctx: Context) -> dict:
-    from components.exporter import run_exporter
+    from lstm_math.components.exporter import run_exporter
 
     x = ctx.config.exporter
     return run_exporter(ctx.inputs["Trainer"].properties["model_dir"],
@@ -120,7 +120,7 @@ def _exporter(ctx: Context) -> dict:
 
 
 def _infra_validator(ctx: Context) -> dict:
-    from components.infra_validator import run_infra_validator
+    from lstm_math.components.infra_validator import run_infra_validator
 
     exported = ctx.inputs["Exporter"].properties
     p = ctx.config.pusher
@@ -132,7 +132,7 @@ def _infra_validator(ctx: Context) -> dict:
 
 
 def _pusher(ctx: Context) -> dict:
-    from components.pusher import run_pusher
+    from lstm_math.components.pusher import run_pusher
 
     p = ctx.config.pusher
     return run_pusher(ctx.inputs["Exporter"].properties["saved_model"],

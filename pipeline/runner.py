@@ -26,10 +26,10 @@ from typing import Callable
 
 import tensorflow as tf
 
-from pipeline import artifacts as store
-from pipeline.artifacts import Artifact
-from pipeline.config import PipelineConfig, fingerprint_dict
-from pipeline.pipeline import Context, Pipeline, create_pipeline
+from lstm_math.pipeline import artifacts as store
+from lstm_math.pipeline.artifacts import Artifact
+from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
+from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline
 
 log = logging.getLogger(__name__)
 

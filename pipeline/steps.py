@@ -2,7 +2,7 @@
 
 ``lstm-math step NAME --input UPSTREAM=URI ... --outputs-json PATH`` runs one component on
 explicit inputs (each URI an upstream artifact directory holding ``artifact.json``) into
-``<pipeline_root>/<NAME>/<fingerprint>/``, which ``pipeline.runner.LocalRunner`` chooses
+``<pipeline_root>/<NAME>/<fingerprint>/``, which ``lstm_math.pipeline.runner.LocalRunner`` chooses
 (one place knows the layout), and writes what an orchestrator picks up:
 
 * ``--outputs-json PATH``: ``{"component", "uri", "fingerprint", "cached", "seconds",
@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 
-from pipeline.step_errors import (EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE,  # noqa: F401
+from lstm_math.pipeline.step_errors import (EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE,  # noqa: F401
                                   EXIT_WORKER, StepError, StepTimeout, StepUsageError,
                                   WorkerFailed)
 
@@ -51,7 +51,7 @@ OUTPUT_PARAMS = ("uri", "blessed", "pushed", "version", "json")
 
 
 def read_artifact(uri: str):
-    from pipeline.artifacts import ARTIFACT_FILE, read_artifact_at
+    from lstm_math.pipeline.artifacts import ARTIFACT_FILE, read_artifact_at
 
     artifact = read_artifact_at(uri)
     if artifact is None:
@@ -108,8 +108,8 @@ def write_outputs(outputs: dict, outputs_json: str | None, params: dict) -> None
 def run_step(config, name: str, inputs: dict, config_args: list, use_cache: bool = True,
              log_dir: str | None = None):
     """Runs step ``name``; returns (artifact, cached, seconds)."""
-    from pipeline.pipeline import Pipeline, create_pipeline
-    from pipeline.runner import LocalRunner
+    from lstm_math.pipeline.pipeline import Pipeline, create_pipeline
+    from lstm_math.pipeline.runner import LocalRunner
 
     pipeline = create_pipeline(config)
     try:
@@ -143,7 +143,7 @@ def make_launcher(config, config_args: list, log_dir: str | None = None):
     if kind == "processes":
         return ProcessLauncher(config, config_args, log_dir)
     if kind == "kubernetes":
-        from pipeline.k8s_launcher import KubernetesLauncher
+        from lstm_math.pipeline.k8s_launcher import KubernetesLauncher
 
         return KubernetesLauncher(config, config_args)
     return None
@@ -193,7 +193,7 @@ class _Proc:
     def start(self) -> None:
         with open(self.log_path, "a") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", *self.args], env=self.env, cwd=REPO,
+                [sys.executable, "-m", "lstm_math.pipeline.cli", *self.args], env=self.env, cwd=REPO,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         log.info("started %s (pid %d%s, log %s)", self.name, self.popen.pid,
                  f", 127.0.0.1:{self.port}" if self.port else "", self.log_path)
@@ -255,7 +255,7 @@ class ProcessLauncher:
             f.write(json.dumps(ctx.inputs["Tuner"].properties["best"], indent=2))
         ports = [free_port() for _ in range(n)]
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        from pipeline.k8s import tf_config_for
+        from lstm_math.pipeline.k8s import tf_config_for
 
         procs = []
         for i in range(n):
@@ -307,7 +307,7 @@ class ProcessLauncher:
     def tune(self, ctx) -> dict:
         import tensorflow as tf
 
-        from components.tuner import BEST_FILE
+        from lstm_math.components.tuner import BEST_FILE
 
         n = self.c.tuner_workers
         examples = ctx.inputs["ExampleGen"].properties["examples_dir"]
@@ -394,7 +394,7 @@ class ProcessLauncher:
 def run_as_task(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
                 inputs: dict, beam_args: list | None = None, **output_params: str) -> None:
     """Runs ``lstm-math step`` in a child process and fails the task with its exit code."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "step", step, "--config", config,
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "step", step, "--config", config,
            "--set", f"runtime.pipeline_root={pipeline_root}",
            "--set", f"pusher.serving_base={serving_base}"]
     for o in overrides:

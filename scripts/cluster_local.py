@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline import cli  # noqa: E402
+from lstm_math.pipeline import cli  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(cli.main(["rehearse", *sys.argv[1:]]))

@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(force=True, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     sys.path.insert(0, REPO)
-    from pipeline import cli
+    from lstm_math.pipeline import cli
 
     with portable_services() as beam_args:
         # Beam options go after `--beam` (cli.main checks them against Beam's own).

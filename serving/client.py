@@ -7,7 +7,7 @@ equation::
     31 + x  invalid: unknown character 'x'
 
 The functions return one dict per equation: ``{"equation", "result", "valid", "error",
-"confidence"}``. They work against this repo's server (``serving.server``) and against the
+"confidence"}``. They work against this repo's server (``lstm_math.serving.server``) and against the
 real ``tensorflow_model_server`` alike.
 """
 
@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from serving.contract import DEFAULT_MODEL_NAME, latest_version
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, latest_version
 
 OUTPUT_KEYS = ("result", "valid", "error", "confidence")
 
@@ -358,7 +358,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.client",
+    parser = argparse.ArgumentParser(prog="python -m lstm_math.serving.client",
                                      description="Ask the lstm-math model.")
     add_predict_arguments(parser)
     return run_predict(parser.parse_args(argv))

@@ -17,15 +17,15 @@ import sys
 
 import tensorflow as tf
 
-from components import equations as eq
-from components import tokenizer
+from lstm_math.components import equations as eq
+from lstm_math.components import tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def lstm_math(*args, cwd=None, timeout=600, check=True):
-    """Runs ``lstm-math`` (``python -m pipeline.cli``) from this checkout."""
-    cmd = [sys.executable, "-m", "pipeline.cli", *args]
+    """Runs ``lstm-math`` (``python -m lstm_math.pipeline.cli``) from this checkout."""
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", *args]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -46,7 +46,7 @@ def digest(directory) -> dict:
 
 def read_split(directory, split) -> list:
     """(equation, result) rows of one split, in file order."""
-    from components import data as data_lib
+    from lstm_math.components import data as data_lib
 
     rows = []
     for batch in data_lib.features_dataset(str(directory), split, 512):
@@ -80,8 +80,8 @@ class ExampleCache:
         self._dirs: dict[str, str] = {}
 
     def __call__(self, preset: str = "smoke", *overrides: str) -> str:
-        from components.example_gen import run_example_gen
-        from pipeline.config import fingerprint_dict, load_config
+        from lstm_math.components.example_gen import run_example_gen
+        from lstm_math.pipeline.config import fingerprint_dict, load_config
 
         data = load_config(preset, list(overrides)).task.data
         key = fingerprint_dict(dataclasses.asdict(data))

@@ -15,11 +15,11 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from components import answer_formats as af
-from components import equations as eq
-from components import tokenizer
-from components.signature import build_serving_function
-from pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.components import answer_formats as af
+from lstm_math.components import equations as eq
+from lstm_math.components import tokenizer
+from lstm_math.components.signature import build_serving_function
+from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXED = ("column_carry", "running_sums")
@@ -137,9 +137,9 @@ def test_tf_reading_equals_python_reading(fmt):
 
 
 def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
-    from components.data import to_model_inputs
-    from components.example_gen import block_workings, encode_examples, make_example
-    from components.example_layout import FEATURES
+    from lstm_math.components.data import to_model_inputs
+    from lstm_math.components.example_gen import block_workings, encode_examples, make_example
+    from lstm_math.components.example_layout import FEATURES
 
     space = eq.EquationSpace(("+", "*"), 0, 999)
     block = eq.Sampler(space, 1, 400).block(0, 400)
@@ -262,9 +262,9 @@ def test_signature_returns_the_final_answer_in_result_and_the_working_beside_it(
 
 
 def test_evaluator_reports_where_wrong_answers_went_wrong():
-    from components.evaluator.exhaustive import all_equations
-    from components.evaluator.scoring import predict
-    from components.evaluator.working import working_errors
+    from lstm_math.components.evaluator.exhaustive import all_equations
+    from lstm_math.components.evaluator.scoring import predict
+    from lstm_math.components.evaluator.working import working_errors
 
     coverage = _working_coverage()
     serve = build_serving_function(WorkingOracle(coverage, wrong_a=7), coverage)
@@ -309,7 +309,7 @@ def test_a_model_that_answers_all_at_once_cannot_take_a_working():
 
 def test_bad_answer_format_on_the_cli_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--config", "multiplication",
+        [sys.executable, "-m", "lstm_math.pipeline.cli", "run", "--config", "multiplication",
          "--pipeline-root", str(tmp_path / "root"), "--set",
          'task.data.answer_format={"*": "long_hand"}'],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,

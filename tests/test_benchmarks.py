@@ -61,7 +61,7 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
 def test_results_table_names_the_fields_that_differ_from_the_closest_preset(tmp_path):
     import yaml
 
-    from pipeline.config import load_config
+    from lstm_math.pipeline.config import load_config
 
     config = load_config("default", ["trainer.epochs=14"])
     run = tmp_path / "runs" / "r1"

@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-from pipeline import cli
+from lstm_math.pipeline import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("tensorflow", "keras", "apache_beam")
 
 
 def _cli(args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env=env or dict(os.environ, PYTHONPATH=REPO))
 
@@ -33,7 +33,7 @@ def _tree(path):
                                   ["generate", "--help"], ["train", "--help"],
                                   ["tune", "--help"]])
 def test_help_is_fast_quiet_and_imports_nothing_heavy(argv, tmp_path):
-    code = ("import sys\nfrom pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
+    code = ("import sys\nfrom lstm_math.pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
             "except SystemExit:\n    pass\n"
             f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     env = dict(os.environ, PYTHONPATH=REPO)

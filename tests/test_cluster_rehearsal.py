@@ -71,7 +71,7 @@ def test_pushed_model_passes_the_single_process_contract_test(rehearsal, tmp_pat
 
 def _step(rehearsal, name, *overrides, inputs=()):
     m = rehearsal["manifest"]["steps"]
-    cmd = [sys.executable, "-m", "pipeline.cli", "step", name, "--config", "smoke",
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "step", name, "--config", "smoke",
            "--pipeline-root", str(rehearsal["root"]), "--set", "cluster.launcher=processes",
            "--set", "cluster.poll_interval_s=0.5"]
     for o in overrides:

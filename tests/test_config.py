@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, coverage_of
+from lstm_math.pipeline.config import ConfigError, load_config, coverage_of
 
 
 def test_presets_load_and_smoke_inherits_default():
@@ -96,14 +96,17 @@ def test_optimizer_section_holds_rate_schedule_warmup_and_clipping():
 
 
 def test_config_schema_imports_no_component_but_the_task_arithmetic():
+    import ast
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.config; "
+    code = ("import sys, lstm_math.pipeline.config; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('components', 'serving', 'tensorflow', 'keras', 'apache_beam')))")
+            "('tensorflow', 'keras', 'apache_beam') or m.split('.')[:2] in "
+            "(['lstm_math', 'components'], ['lstm_math', 'serving'])))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=__import__("os").path.dirname(
                              __import__("os").path.dirname(__file__))).stdout
-    assert eval(out) == ["components", "components.answer_formats", "components.equations",
-                         "serving", "serving.contract"]
+    assert ast.literal_eval(out) == ["lstm_math.components", "lstm_math.components.answer_formats",
+                                     "lstm_math.components.equations", "lstm_math.serving",
+                                     "lstm_math.serving.contract"]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from serving import contract
+from lstm_math.serving import contract
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -22,7 +22,7 @@ def test_versions_skip_odd_names_and_warn_once(tmp_path, caplog):
     for name in ["1", "10", "2", "²", "99999999999999999999", ".staging", "notes"]:
         (tmp_path / name).mkdir()
     (tmp_path / "10" / "saved_model.pb").write_text("x")
-    with caplog.at_level("WARNING", logger="serving.contract"):
+    with caplog.at_level("WARNING", logger="lstm_math.serving.contract"):
         assert contract.versions(str(tmp_path)) == [1, 2, 10]
         assert contract.versions(str(tmp_path)) == [1, 2, 10]
     warned = [r.getMessage() for r in caplog.records]

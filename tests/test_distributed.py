@@ -38,10 +38,10 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    from components import data as data_lib
-    from components.metrics import summarize
-    from components.trainer import TrainLoop, compile_model, model_coverage, run_trainer
-    from pipeline.config import coverage_of, load_config
+    from lstm_math.components import data as data_lib
+    from lstm_math.components.metrics import summarize
+    from lstm_math.components.trainer import TrainLoop, compile_model, model_coverage, run_trainer
+    from lstm_math.pipeline.config import coverage_of, load_config
 
     examples, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     config = load_config("smoke", overrides)
@@ -101,8 +101,8 @@ def test_mirrored_over_two_cpus_matches_one_device(examples, tmp_path):
 WORKER = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from components.trainer import run_trainer
-    from pipeline.config import coverage_of, load_config
+    from lstm_math.components.trainer import run_trainer
+    from lstm_math.pipeline.config import coverage_of, load_config
 
     examples, out, dump, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     config = load_config("smoke", overrides)

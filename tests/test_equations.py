@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from components import equations as eq
+from lstm_math.components import equations as eq
 
 
 @pytest.mark.parametrize("text,value", [
@@ -54,7 +54,7 @@ def test_split_is_stable_across_processes_and_partitions_by_fraction():
     texts = [eq.canonical_text((a, b), ("+",)) for a in range(60) for b in range(60)]
     fractions = (0.7, 0.1, 0.2)
     here = [eq.split_of(t, fractions) for t in texts]
-    code = ("import sys, json; from components import equations as eq; "
+    code = ("import sys, json; from lstm_math.components import equations as eq; "
             "print(json.dumps([eq.split_of(t, (0.7, 0.1, 0.2)) for t in json.load(sys.stdin)]))")
     import json
     other = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts),

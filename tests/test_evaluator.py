@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import equations as eq
-from components import data as data_lib
-from components import evaluator, tokenizer
-from components.example_gen import run_example_gen
-from components.exporter import export_saved_model
-from components import pusher
-from pipeline.config import DataConfig, coverage_of, load_config
+from lstm_math.components import equations as eq
+from lstm_math.components import data as data_lib
+from lstm_math.components import evaluator, tokenizer
+from lstm_math.components.example_gen import run_example_gen
+from lstm_math.components.exporter import export_saved_model
+from lstm_math.components import pusher
+from lstm_math.pipeline.config import DataConfig, coverage_of, load_config
 from tests.helpers import OracleModel, TableOracle
 
 OPERAND_MAX = 30

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import data as data_lib
-from components import equations as eq
-from components.data_validation import DataValidationError, run_data_validation
-from components import example_gen
-from components.example_gen import run_example_gen
-from pipeline.config import coverage_of, load_config
+from lstm_math.components import data as data_lib
+from lstm_math.components import equations as eq
+from lstm_math.components.data_validation import DataValidationError, run_data_validation
+from lstm_math.components import example_gen
+from lstm_math.components.example_gen import run_example_gen
+from lstm_math.pipeline.config import coverage_of, load_config
 from tests.helpers import digest, lstm_math, read_split
 
 
@@ -101,8 +101,8 @@ def test_validation_passes_then_catches_leakage_and_corruption(generated, tmp_pa
 
 # --- record encoding -------------------------------------------------------------------
 
-from components.example_gen import encode_examples, make_example  # noqa: E402
-from pipeline.config import ConfigError  # noqa: E402
+from lstm_math.components.example_gen import encode_examples, make_example  # noqa: E402
+from lstm_math.pipeline.config import ConfigError  # noqa: E402
 
 
 def test_hand_encoded_records_parse_to_the_same_examples_as_tf_train_example():
@@ -273,7 +273,7 @@ def test_validation_samples_the_recomputation_on_big_splits(generated, tmp_path)
 
 
 def test_summary_names_counts_sampling_and_shares(generated):
-    from components.example_gen import summary_text
+    from lstm_math.components.example_gen import summary_text
 
     _, _, stats = generated
     text = summary_text(stats)

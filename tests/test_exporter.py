@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import tokenizer
-from components.exporter import export_saved_model
-from components.models import ModelHParams, build_model
+from lstm_math.components import tokenizer
+from lstm_math.components.exporter import export_saved_model
+from lstm_math.components.models import ModelHParams, build_model
 from tests.helpers import BLOCK_KERAS
 
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
@@ -196,8 +196,8 @@ def test_warmup_file_holds_tf_serving_predict_logs_of_valid_equations(exported):
 
 
 def test_local_server_replays_the_warmup_before_serving(exported, tmp_path, caplog):
-    from serving.client import predict_grpc
-    from serving.server import ModelServer
+    from lstm_math.serving.client import predict_grpc
+    from lstm_math.serving.server import ModelServer
 
     _, path = exported
     shutil.copytree(path, str(tmp_path / "lstm_math" / "1"))
@@ -214,7 +214,7 @@ def test_local_server_replays_the_warmup_before_serving(exported, tmp_path, capl
     with open(tmp_path / "lstm_math" / "1" / "assets.extra" / "tf_serving_warmup_requests",
               "wb") as f:
         f.write(b"not a TFRecord")
-    from serving.server import ModelManager
+    from lstm_math.serving.server import ModelManager
     manager = ModelManager(str(tmp_path), poll_seconds=60)
     manager.poll_once()
     assert manager._latest is None

@@ -27,9 +27,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from serving.client import GrpcClient, PredictError, RestClient, add_predict_arguments, \
+from lstm_math.serving.client import GrpcClient, PredictError, RestClient, add_predict_arguments, \
     predict_rest, run_predict
-from serving.server import ModelServer
+from lstm_math.serving.server import ModelServer
 
 try:
     from serving_fixtures import copy_version, push_version
@@ -631,7 +631,7 @@ def test_predict_cli_on_malformed_answers(answer, capsys):
 
 def test_fair_batches_unit():
     """Water-filling: two queued requests share a batch; the small one is not starved."""
-    from serving.batching import Batcher
+    from lstm_math.serving.batching import Batcher
     seen = []
     gate = threading.Event()
 

@@ -11,7 +11,9 @@
     imports it;
   * one place knows the artifact store's layout: the completion marker's name appears in
     pipeline/artifacts.py only;
-  * no test imports another test file (shared code lives in tests/helpers.py).
+  * no test imports another test file (shared code lives in tests/helpers.py);
+  * one namespace: every project module is ``lstm_math.<folder>...`` and nothing in the
+    repository imports ``pipeline``, ``components`` or ``serving`` as top-level names.
 """
 
 import ast
@@ -20,11 +22,16 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("pipeline", "components", "serving")
-LEAVES = ("serving.contract", "components.example_layout", "components.equations")
-ORCHESTRATION = ("pipeline.runner", "pipeline.pipeline", "pipeline.commands", "pipeline.cli")
-SERVING_RUNTIME = ("serving.server", "serving.client", "serving.batching")
-EXPORTER_SIDE = ("components.exporter", "components.evaluator", "components.infra_validator")
+NAMESPACE = "lstm_math"
+PACKAGES = ("pipeline", "components", "serving")  # folders, installed as lstm_math.<folder>
+LEAVES = ("lstm_math.serving.contract", "lstm_math.components.example_layout",
+          "lstm_math.components.equations")
+ORCHESTRATION = ("lstm_math.pipeline.runner", "lstm_math.pipeline.pipeline",
+                 "lstm_math.pipeline.commands", "lstm_math.pipeline.cli")
+SERVING_RUNTIME = ("lstm_math.serving.server", "lstm_math.serving.client",
+                   "lstm_math.serving.batching")
+EXPORTER_SIDE = ("lstm_math.components.exporter", "lstm_math.components.evaluator",
+                 "lstm_math.components.infra_validator")
 
 # Cross-test imports in files this restructuring did not own; each should go (the test
 # fails when one disappears, so the list only shrinks).
@@ -33,7 +40,8 @@ KNOWN_TEST_IMPORTS: set = set()
 
 def _module_name(path: str) -> str:
     rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
-    return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+    rel = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+    return f"{NAMESPACE}.{rel}" if rel.split(".")[0] in PACKAGES else rel
 
 
 def _sources(*tops) -> dict:
@@ -69,7 +77,7 @@ def _imports(path: str, known) -> set:
                      else node.module for a in node.names]
         else:
             continue
-        found.update(n for n in names if n.split(".")[0] in (*PACKAGES, "tests"))
+        found.update(n for n in names if n.split(".")[0] in (NAMESPACE, *PACKAGES, "tests"))
     return found
 
 
@@ -82,8 +90,18 @@ def _violations(modules, forbidden) -> list:
 
 
 def test_there_are_modules_to_check():
-    assert {"pipeline.config", "pipeline.runner", "components.trainer", "components.tuner",
-            "serving.server"} <= set(GRAPH)
+    assert {"lstm_math.pipeline.config", "lstm_math.pipeline.runner",
+            "lstm_math.components.trainer", "lstm_math.components.tuner",
+            "lstm_math.serving.server"} <= set(GRAPH)
+
+
+def test_one_namespace_no_top_level_project_names():
+    """Every import of project code goes through ``lstm_math``: a bare ``import pipeline``
+    would work from the checkout and break once installed beside another ``pipeline``."""
+    everything = _sources(*PACKAGES, "tests", "benchmarks", "scripts")
+    bare = sorted((os.path.relpath(p, REPO), i) for p in everything.values()
+                  for i in _imports(p, MODULES) if i.split(".")[0] in PACKAGES)
+    assert bare == [], "import these as lstm_math.<name>: " + repr(bare)
 
 
 def test_no_import_circles():
@@ -111,25 +129,27 @@ def test_leaves_import_no_project_module():
 
 
 def test_config_imports_only_leaves():
-    config = [m for m in GRAPH if m == "pipeline.config" or m.startswith("pipeline.config.")]
+    config = [m for m in GRAPH if m == "lstm_math.pipeline.config"
+              or m.startswith("lstm_math.pipeline.config.")]
     assert len(config) >= 2
     bad = [(m, i) for m in config for i in GRAPH[m]
-           if i not in LEAVES and not i.startswith("pipeline.config")]
+           if i not in LEAVES and not i.startswith("lstm_math.pipeline.config")]
     assert bad == []
 
 
 def test_components_do_not_import_the_orchestration_or_the_cli():
-    components = [m for m in GRAPH if m.startswith("components")]
+    components = [m for m in GRAPH if m.startswith("lstm_math.components")]
     assert _violations(components, ORCHESTRATION) == []
 
 
 def test_serving_runtime_imports_nothing_from_pipeline_or_components():
-    assert _violations(SERVING_RUNTIME, ("pipeline", "components")) == []
+    assert _violations(SERVING_RUNTIME, ("lstm_math.pipeline", "lstm_math.components")) == []
 
 
 def test_signature_builder_lives_with_the_exporter():
-    assert "components.signature" in GRAPH
-    users = sorted(m for m, imports in GRAPH.items() if "components.signature" in imports)
+    assert "lstm_math.components.signature" in GRAPH
+    users = sorted(m for m, imports in GRAPH.items()
+                   if "lstm_math.components.signature" in imports)
     assert users and all(any(u == side or u.startswith(side + ".") for side in EXPORTER_SIDE)
                          for u in users), users
 
@@ -142,9 +162,10 @@ def test_one_place_knows_the_artifact_store_layout():
         if any(isinstance(n, ast.Constant) and n.value == "artifact.json"
                for n in ast.walk(tree)):
             holders.append(m)
-    assert holders == ["pipeline.artifacts"]
+    assert holders == ["lstm_math.pipeline.artifacts"]
     # and the commands find artifacts through the runner, not the store's functions
-    assert _violations(["pipeline.cli", "pipeline.commands"], ("pipeline.artifacts",)) == []
+    assert _violations(["lstm_math.pipeline.cli", "lstm_math.pipeline.commands"],
+                       ("lstm_math.pipeline.artifacts",)) == []
 
 
 def test_no_test_imports_another_test_file():
@@ -158,7 +179,7 @@ def test_no_test_imports_another_test_file():
 @pytest.mark.parametrize("rule", [_violations])
 def test_the_checker_sees_a_violation(rule):
     """The rules can fail: the graph holds known real edges the checks would catch."""
-    assert ("pipeline.runner", "pipeline.config") in rule(["pipeline.runner"],
-                                                          ("pipeline.config",))
-    assert ("components.trainer.run", "components.trainer.loop") in rule(
-        ["components.trainer.run"], ("components.trainer.loop",))
+    assert ("lstm_math.pipeline.runner", "lstm_math.pipeline.config") in rule(
+        ["lstm_math.pipeline.runner"], ("lstm_math.pipeline.config",))
+    assert ("lstm_math.components.trainer.run", "lstm_math.components.trainer.loop") in rule(
+        ["lstm_math.components.trainer.run"], ("lstm_math.components.trainer.loop",))

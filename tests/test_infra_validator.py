@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from components import infra_validator
-from components.exporter import export_saved_model
+from lstm_math.components import infra_validator
+from lstm_math.components.exporter import export_saved_model
 from tests.helpers import OracleModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +86,7 @@ FAKE_MODEL_SERVER = textwrap.dedent("""\
     flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
     base = flags["model_base_path"].rstrip("/")
     os.chdir({repo!r})
-    os.execv(sys.executable, [sys.executable, "-m", "serving.server",
+    os.execv(sys.executable, [sys.executable, "-m", "lstm_math.serving.server",
              "--model-base", os.path.dirname(base), "--model-name", flags["model_name"],
              "--host", "127.0.0.1", "--rest-port", flags["rest_api_port"],
              "--grpc-port", flags["port"], "--poll-seconds", "1"])
@@ -135,8 +135,8 @@ def test_hostile_rows_get_their_reason_from_every_presets_signature(preset):
     (an out-of-range operand only in an otherwise covered equation, and so on)."""
     import tensorflow as tf
 
-    from components.signature import validate
-    from pipeline.config import coverage_of, load_config
+    from lstm_math.components.signature import validate
+    from lstm_math.pipeline.config import coverage_of, load_config
 
     coverage = coverage_of(load_config(preset))
     rows = infra_validator.hostile_for(coverage)

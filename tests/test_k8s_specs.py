@@ -8,8 +8,8 @@ import os
 import pytest
 import yaml
 
-from pipeline import k8s
-from pipeline.config import load_config
+from lstm_math.pipeline import k8s
+from lstm_math.pipeline.config import load_config
 
 ARGS = ["--config", "smoke", "--set", "trainer.epochs=2"]
 
@@ -119,7 +119,7 @@ def test_object_store_root_mounts_no_volume_and_names_fit_dns():
 
 
 def test_bad_cluster_fields_fail_naming_the_field():
-    from pipeline.config import ConfigError
+    from lstm_math.pipeline.config import ConfigError
 
     for override, field in (("cluster.train_workers=0", "cluster.train_workers"),
                             ("cluster.launcher=slurm", "cluster.launcher"),
@@ -131,7 +131,7 @@ def test_bad_cluster_fields_fail_naming_the_field():
 
 
 def test_k8s_specs_command_writes_yaml(tmp_path):
-    from pipeline import cli
+    from lstm_math.pipeline import cli
 
     out = tmp_path / "specs"
     assert cli.main(["k8s-specs", "--config", "smoke", "--set", "cluster.train_workers=2",
@@ -169,7 +169,7 @@ class FakeApi:
 
 class Ctx:
     def __init__(self, out):
-        from pipeline.pipeline import Artifact
+        from lstm_math.pipeline.pipeline import Artifact
 
         self.output_dir = out
         self.inputs = {"ExampleGen": Artifact("ExampleGen", "/e", "e", {"examples_dir": "/e"}),
@@ -177,7 +177,7 @@ class Ctx:
 
 
 def _launcher(api, *overrides):
-    from pipeline.k8s_launcher import KubernetesLauncher
+    from lstm_math.pipeline.k8s_launcher import KubernetesLauncher
 
     clock = iter(range(0, 10 ** 6, 10))
     config = _config("cluster.launcher=kubernetes", "cluster.train_workers=2",
@@ -187,7 +187,7 @@ def _launcher(api, *overrides):
 
 
 def test_launcher_names_the_failed_training_worker(tmp_path):
-    from pipeline.steps import WorkerFailed
+    from lstm_math.pipeline.steps import WorkerFailed
 
     out = str(tmp_path / "Trainer" / "fp0123456789")
     os.makedirs(out)
@@ -205,7 +205,7 @@ def test_launcher_names_the_failed_training_worker(tmp_path):
 
 
 def test_launcher_times_out_on_a_pending_pod(tmp_path):
-    from pipeline.steps import StepTimeout
+    from lstm_math.pipeline.steps import StepTimeout
 
     out = str(tmp_path / "Trainer" / "fp0123456789")
     os.makedirs(out)
@@ -221,7 +221,7 @@ def test_launcher_times_out_on_a_pending_pod(tmp_path):
 
 
 def test_launcher_fails_the_tuner_step_when_a_worker_exhausts_its_restarts(tmp_path):
-    from pipeline.steps import WorkerFailed
+    from lstm_math.pipeline.steps import WorkerFailed
 
     out = str(tmp_path / "Tuner" / "fp0123456789")
     os.makedirs(out)

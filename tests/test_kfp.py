@@ -9,7 +9,7 @@ import yaml
 
 kfp = pytest.importorskip("kfp")
 
-from pipeline import cli  # noqa: E402
+from lstm_math.pipeline import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = {"example-gen": "ExampleGen", "data-validation": "DataValidation", "tuner": "Tuner",
@@ -47,7 +47,7 @@ def test_steps_and_image(spec):
     for ex in executors.values():
         assert ex["container"]["image"] == "registry.example/lstm-math:9"
         program = ex["container"]["command"][-1]
-        assert "from pipeline.steps import run_as_task" in program
+        assert "from lstm_math.pipeline.steps import run_as_task" in program
         assert "pip install" not in " ".join(ex["container"]["command"])  # kfp is in the image
 
 
@@ -137,8 +137,8 @@ def test_smoke_config_through_the_kfp_local_subprocess_runner(tmp_path, monkeypa
 
     from kfp import local
 
-    from pipeline.kfp_pipeline import build_pipeline
-    from serving import contract
+    from lstm_math.pipeline.kfp_pipeline import build_pipeline
+    from lstm_math.serving import contract
 
     monkeypatch.setenv("PYTHONPATH", REPO)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")

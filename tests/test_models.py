@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import tokenizer as tok
-from components.models import ModelHParams, build_model, output_format_of
-from components.trainer import compile_model, model_coverage
-from pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.components import tokenizer as tok
+from lstm_math.components.models import ModelHParams, build_model, output_format_of
+from lstm_math.components.trainer import compile_model, model_coverage
+from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
 
 
 def test_seed_is_the_posts_model_layer_by_layer():
@@ -100,7 +100,7 @@ def test_unknown_family_is_a_clear_error():
 
 def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     """Dropout must not leave training-only resources in the exported serving graph."""
-    from components.signature import build_serving_function
+    from lstm_math.components.signature import build_serving_function
 
     config = load_config("smoke", ["trainer.model.dropout=0.2"])
     hp = config.trainer.model
@@ -149,8 +149,8 @@ def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
 
 
 def test_family_table_in_the_config_matches_the_model_classes():
-    from components.models import FAMILY_CLASSES
-    from pipeline.config.schema import FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES
+    from lstm_math.components.models import FAMILY_CLASSES
+    from lstm_math.pipeline.config.schema import FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES
 
     assert set(FAMILY_CLASSES) == set(MODEL_FAMILIES) == set(FAMILY_OUTPUT_FORMAT)
     for family, cls in FAMILY_CLASSES.items():
@@ -159,8 +159,8 @@ def test_family_table_in_the_config_matches_the_model_classes():
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_optimizer_warms_up_then_follows_its_schedule(schedule):
-    from components.trainer import build_optimizer, learning_rate_schedule
-    from pipeline.config import OptimizerConfig
+    from lstm_math.components.trainer import build_optimizer, learning_rate_schedule
+    from lstm_math.pipeline.config import OptimizerConfig
 
     opt = OptimizerConfig(learning_rate=0.01, schedule=schedule, warmup_steps=10)
     lr = learning_rate_schedule(opt, total_steps=110)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from components import equations as eq
-from components import data as data_lib
+from lstm_math.components import equations as eq
+from lstm_math.components import data as data_lib
 from tests.helpers import check_served_contract, lstm_math
 
 
@@ -160,8 +160,8 @@ def test_bad_config_fails_fast_naming_the_field(tmp_path):
 
 def test_pushed_pipeline_model_served_over_rest_and_grpc(smoke_run):
     """The real pushed model behind the local TF Serving-compatible server."""
-    from serving.client import predict_grpc, predict_rest
-    from serving.server import ModelServer
+    from lstm_math.serving.client import predict_grpc, predict_rest
+    from lstm_math.serving.server import ModelServer
 
     rows = ["31 + 87", "5+5", "31 + x", "1 + 2 + 3"]
     with ModelServer(str(smoke_run["serving"]), rest_port=0, grpc_port=0) as server:

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from components import pusher
-from components.evaluator import bless
+from lstm_math.components import pusher
+from lstm_math.components.evaluator import bless
 
 
 def make_model(path, marker):
@@ -94,7 +94,7 @@ def test_blessing_threshold_and_regression():
 
 CONCURRENT = """
 import json, sys
-from components import pusher
+from lstm_math.components import pusher
 src, base, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
 import time
 time.sleep(max(0.0, go - time.time()))  # all four start their push at the same moment
@@ -157,7 +157,7 @@ def test_object_store_push_moves_saved_model_pb_last(tmp_path, monkeypatch):
 
     import tensorflow as tf
 
-    from serving import contract
+    from lstm_math.serving import contract
 
     base = f"ram://serving-{uuid.uuid4().hex}"
     src = str(make_model(tmp_path / "export", "m1"))

@@ -25,9 +25,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving.batching import Batcher
-from serving.client import GrpcClient, RestClient, predict_grpc, predict_rest
-from serving.server import ModelServer
+from lstm_math.serving.batching import Batcher
+from lstm_math.serving.client import GrpcClient, RestClient, predict_grpc, predict_rest
+from lstm_math.serving.server import ModelServer
 
 try:
     from serving_fixtures import copy_version, push_version
@@ -370,7 +370,7 @@ def test_client_functions(server):
 
 def test_predict_cli(server, model_base, capsys):
     import argparse
-    from serving.client import add_predict_arguments, run_predict
+    from lstm_math.serving.client import add_predict_arguments, run_predict
     parser = add_predict_arguments(argparse.ArgumentParser())
     for extra in (["--via", "rest", "--rest-port", str(server.rest_port)],
                   ["--via", "grpc", "--grpc-port", str(server.grpc_port)],
@@ -625,7 +625,7 @@ def test_bad_grpc_event_loop_fails_before_anything_starts(model_base):
     with pytest.raises(ValueError, match=r"^grpc_event_loop: expected one of auto, uvloop, "
                                          r"asyncio, got 'libuv'"):
         ModelServer(model_base, NAME, rest_port=0, grpc_port=0, grpc_event_loop="libuv")
-    proc = subprocess.run([sys.executable, "-m", "serving.server", "--model-base", model_base,
+    proc = subprocess.run([sys.executable, "-m", "lstm_math.serving.server", "--model-base", model_base,
                            "--grpc-event-loop", "libuv"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2
@@ -635,7 +635,7 @@ def test_bad_grpc_event_loop_fails_before_anything_starts(model_base):
 def test_auto_event_loop_falls_back_to_asyncio_without_uvloop(monkeypatch):
     import importlib.util
 
-    from serving.server.app import resolve_event_loop
+    from lstm_math.serving.server.app import resolve_event_loop
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "uvloop" else real(name, *a))
@@ -685,7 +685,7 @@ def test_sigterm_graceful_shutdown(model_base, tmp_path):
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--model-base", model_base,
+            [sys.executable, "-m", "lstm_math.serving.server", "--model-base", model_base,
              "--rest-port", "0", "--grpc-port", "0", "--port-file", port_file,
              "--poll-seconds", "5"],
             stdout=log, stderr=subprocess.STDOUT)

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from components import equations as eq
-from components.models import ModelHParams, build_model
-from components.signature import build_serving_function
+from lstm_math.components import equations as eq
+from lstm_math.components.models import ModelHParams, build_model
+from lstm_math.components.signature import build_serving_function
 from tests.helpers import OracleModel
 
 COVERAGE = {"operators": ["+", "-", "/"], "operand_min": 0, "operand_max": 999,
@@ -170,7 +170,7 @@ def test_random_strings_never_crash_and_valid_means_covered(serve, rows):
     (3000, 3072)])
 def test_xla_batches_are_padded_to_few_buckets(rows, bucket):
     """One XLA compilation per bucket: powers of two to 1024, then multiples of 1024."""
-    from components.signature import bucket_size
+    from lstm_math.components.signature import bucket_size
     assert int(bucket_size(tf.constant(rows))) == bucket
 
 

@@ -4,7 +4,7 @@ parameters for an orchestrator, exit codes; `lstm-math pod` refusing to guess.""
 import json
 import os
 
-from pipeline import cli
+from lstm_math.pipeline import cli
 
 
 def test_steps_chain_by_the_uris_they_report(tmp_path):

@@ -2,8 +2,8 @@
 
 import os
 
-from pipeline import artifacts as store
-from pipeline import cli
+from lstm_math.pipeline import artifacts as store
+from lstm_math.pipeline import cli
 
 
 def _logs(root, component, fp):

@@ -20,10 +20,10 @@ import keras
 import pytest
 import tensorflow as tf
 
-from components import infra_validator, tokenizer
-from components.exporter import export_saved_model
-from components.models import ModelHParams, build_model
-from components.signature import build_serving_function
+from lstm_math.components import infra_validator, tokenizer
+from lstm_math.components.exporter import export_saved_model
+from lstm_math.components.models import ModelHParams, build_model
+from lstm_math.components.signature import build_serving_function
 from tests.helpers import BLOCK_KERAS
 
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,

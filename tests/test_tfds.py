@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import components.tfds_dataset  # noqa: F401  (registers lstm_math)
-from components import data as data_lib
-from components import equations as eq
-from pipeline.config import load_config
+import lstm_math.components.tfds_dataset  # noqa: F401  (registers lstm_math)
+from lstm_math.components import data as data_lib
+from lstm_math.components import equations as eq
+from lstm_math.pipeline.config import load_config
 
 
 def trainer_multiset(examples_dir, split):

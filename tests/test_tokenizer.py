@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import tokenizer as tok
+from lstm_math.components import tokenizer as tok
 
 
 @pytest.mark.parametrize("reverse", [False, True])

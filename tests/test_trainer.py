@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import data as data_lib
-from components import metrics as metrics_lib
-from components import tokenizer
-from components.trainer import model_coverage, run_trainer
-from pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.components import data as data_lib
+from lstm_math.components import metrics as metrics_lib
+from lstm_math.components import tokenizer
+from lstm_math.components.trainer import model_coverage, run_trainer
+from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
 
 from tests.helpers import REPO
 
@@ -104,7 +104,7 @@ def test_no_shards_is_a_clear_error(tmp_path, examples):
         run_trainer(tiny_config(), str(empty), coverage_of(tiny_config()),
                     tiny_config().trainer.model, str(tmp_path / "out"))
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--config", "smoke",
+    proc = subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", "train", "--config", "smoke",
                            "--examples", str(empty), "--output", str(tmp_path / "out2")],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
@@ -190,7 +190,7 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
 def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, family):
     """The loop's exact match (argmax of every target position) counts exactly the answers
     the exported string signature gets right, for both output formats."""
-    from components.signature import build_serving_function
+    from lstm_math.components.signature import build_serving_function
 
     extra = ["trainer.epochs=8" if family == "attention" else "trainer.epochs=20",
              "trainer.optimizer.schedule=constant", "trainer.seed=1",
@@ -231,7 +231,7 @@ def test_sigkill_then_same_command_resumes_from_last_checkpoint(examples, tmp_pa
     import time
 
     out = tmp_path / "trainer"
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--config", "smoke",
+    cmd = [sys.executable, "-m", "lstm_math.pipeline.cli", "train", "--config", "smoke",
            "--examples", examples, "--output", str(out)]
     for override in TINY + ["trainer.epochs=8", "trainer.steps_per_loop=2",
                             "trainer.sample_predictions=2"]:
@@ -275,7 +275,7 @@ def test_sigkill_then_same_command_resumes_from_last_checkpoint(examples, tmp_pa
 
 
 def test_best_epoch_is_the_highest_exact_match_then_the_lowest_loss():
-    from components.trainer import is_better_epoch
+    from lstm_math.components.trainer import is_better_epoch
     assert is_better_epoch(0.5, 9.0, 0.4, 0.1)          # more right answers win
     assert not is_better_epoch(0.4, 0.01, 0.5, 9.0)     # whatever the loss
     assert is_better_epoch(1.0, 0.001, 1.0, 0.002)      # saturated: the lower loss
@@ -305,7 +305,7 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(examples, 
     else:
         assert len(history) == 12
     # the returned (and saved) model holds the best epoch's checkpointed weights
-    from components.trainer import checkpointed_variables, compile_model
+    from lstm_math.components.trainer import checkpointed_variables, compile_model
     coverage = model_coverage(coverage_of(config), config.trainer.model)
     best = compile_model(config.trainer.model, coverage, 10)
     status = tf.train.Checkpoint(model_variables=checkpointed_variables(best.weights)).read(
@@ -318,7 +318,7 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(examples, 
 def test_restoring_an_epoch_restores_every_weight(examples, tmp_path):
     """What the best-epoch restore relies on: an earlier epoch's checkpoint brings back all
     weights (LSTMs included), not only the Dense layers."""
-    from components.trainer import restore_epoch_weights
+    from lstm_math.components.trainer import restore_epoch_weights
     config = tiny_config("trainer.epochs=2", "trainer.sample_predictions=0")
     out = str(tmp_path / "t")
     model = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,

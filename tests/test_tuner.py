@@ -11,7 +11,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
 
 SPACE = ("tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false], "
          "learning_rate: {min: 0.001, max: 0.02, sampling: log}}")
@@ -60,7 +60,7 @@ def test_hyperband_needs_room_to_cut_trials_short():
 def test_search_space_maps_every_model_option_to_keras_tuner():
     import keras_tuner as kt
 
-    from components.tuner import Seq2SeqHyperModel
+    from lstm_math.components.tuner import Seq2SeqHyperModel
 
     config = load_config("smoke", [
         "tuner.search_space={encoder_units: [8, 16], decoder_units: {min: 8, max: 32, step: 8},"
@@ -92,9 +92,9 @@ def examples(examples_for):
 
 
 def test_trial_datasets_are_built_for_the_trials_reversal(examples):
-    from components import data as data_lib
-    from components import tokenizer
-    from components.tuner import Seq2SeqHyperModel
+    from lstm_math.components import data as data_lib
+    from lstm_math.components import tokenizer
+    from lstm_math.components.tuner import Seq2SeqHyperModel
 
     config = load_config("smoke")
     hm = Seq2SeqHyperModel(config, examples, coverage_of(config))
@@ -116,7 +116,7 @@ def test_seeded_trials_start_from_the_same_weights(examples):
     import keras_tuner as kt
     import numpy as np
 
-    from components.tuner import Seq2SeqHyperModel
+    from lstm_math.components.tuner import Seq2SeqHyperModel
 
     def initial_weights(seed):
         config = load_config("smoke", [f"trainer.seed={seed}"])
@@ -134,7 +134,7 @@ def test_seeded_trials_start_from_the_same_weights(examples):
 @pytest.fixture(scope="module")
 def search(examples, tmp_path_factory):
     """A real 2-trial random search over units, reversal and learning rate."""
-    from components.tuner import run_tuner
+    from lstm_math.components.tuner import run_tuner
 
     config = load_config("smoke", [SPACE, "tuner.max_trials=2"])
     out = str(tmp_path_factory.mktemp("tuner"))
@@ -194,7 +194,7 @@ def _scalars(run_dir):
 
 
 def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
-    from components.tuner import OBJECTIVE_TAG
+    from lstm_math.components.tuner import OBJECTIVE_TAG
 
     logs = os.path.join(search["out"], "logs")
     root_events = glob.glob(os.path.join(logs, "events.out.tfevents.*"))
@@ -231,7 +231,7 @@ def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
 
 
 def test_trial_run_names():
-    from components.tuner import trial_run_name
+    from lstm_math.components.tuner import trial_run_name
 
     assert [trial_run_name(i) for i in ("0", "1", "9", "00", "11", "099")] == [
         "trial-01", "trial-02", "trial-10", "trial-01", "trial-12", "trial-100"]
@@ -239,7 +239,7 @@ def test_trial_run_names():
 
 
 def test_rerun_in_the_same_directory_reruns_no_finished_trial(search):
-    from components.tuner import read_executions, run_tuner
+    from lstm_math.components.tuner import read_executions, run_tuner
 
     before = read_executions(search["out"])
     assert sorted(r["trial_id"] for r in before) == ["0", "1"]
@@ -253,7 +253,7 @@ def test_rerun_in_the_same_directory_reruns_no_finished_trial(search):
 def test_time_budget_stops_new_trials_in_the_oracle(tmp_path):
     import time
 
-    from components.tuner import Seq2SeqHyperModel, make_tuner
+    from lstm_math.components.tuner import Seq2SeqHyperModel, make_tuner
 
     config = load_config("smoke", [SPACE, "tuner.max_trials=5", "tuner.max_seconds=30"])
     tuner = make_tuner(config, Seq2SeqHyperModel(config, "unused", coverage_of(config)),
@@ -267,7 +267,7 @@ def test_time_budget_stops_new_trials_in_the_oracle(tmp_path):
 
 
 def test_disabled_tuner_hands_the_configs_hyperparameters_to_the_trainer(tmp_path):
-    from pipeline.pipeline import Artifact, Context, _tuner
+    from lstm_math.pipeline.pipeline import Artifact, Context, _tuner
 
     config = load_config("smoke", ["tuner.enabled=false", "trainer.model.encoder_units=24"])
     examples = Artifact("ExampleGen", str(tmp_path), "0", {"examples_dir": str(tmp_path),
@@ -280,14 +280,14 @@ def test_disabled_tuner_hands_the_configs_hyperparameters_to_the_trainer(tmp_pat
 
 
 def _tune_args(*argv):
-    from pipeline.cli import build_parser
+    from lstm_math.pipeline.cli import build_parser
 
     return build_parser().parse_args(["tune", *argv])
 
 
 def test_tune_command_rejects_a_worker_without_a_usable_chief_address(examples, tmp_path,
                                                                       monkeypatch, caplog):
-    from pipeline.commands import tune as run_tune
+    from lstm_math.pipeline.commands import tune as run_tune
 
     for var in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
         monkeypatch.delenv(var, raising=False)
@@ -311,7 +311,7 @@ def test_bayesian_search_is_keras_tuners_oracle_within_the_time_budget(tmp_path)
 
     import keras_tuner as kt
 
-    from components.tuner import BayesianOracle
+    from lstm_math.components.tuner import BayesianOracle
 
     oracle = BayesianOracle(objective=kt.Objective("score", "max"), max_trials=6, seed=1,
                             num_initial_points=2)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipeline.config import coverage_of, load_config
+from lstm_math.pipeline.config import coverage_of, load_config
 
 from tests.helpers import REPO, free_port
 UNITS_AND_REVERSAL = "tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false]}"
@@ -28,7 +28,7 @@ class Procs:
             env.pop(var, None)
         out = open(self.dir / f"{name}.out", "w")
         err = open(self.dir / f"{name}.err", "w")
-        p = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
+        p = subprocess.Popen([sys.executable, "-m", "lstm_math.pipeline.cli", *args], cwd=REPO, env=env,
                              stdout=out, stderr=err)
         p.name = name
         self.procs.append(p)
@@ -60,8 +60,8 @@ def procs(tmp_path):
 
 def _prepare_root(root, overrides):
     """ExampleGen + DataValidation for this config (in-process); returns (config, Tuner dir)."""
-    from pipeline.pipeline import create_pipeline
-    from pipeline.runner import LocalRunner
+    from lstm_math.pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.runner import LocalRunner
 
     config = load_config("smoke", [*overrides, f"runtime.pipeline_root={root}"])
     runner, pipeline = LocalRunner(config), create_pipeline(config)
@@ -71,7 +71,7 @@ def _prepare_root(root, overrides):
 
 
 def _executions(out_dir):
-    from components.tuner import read_executions
+    from lstm_math.components.tuner import read_executions
 
     return read_executions(str(out_dir))
 
@@ -192,7 +192,7 @@ def test_sigkilled_search_resumes_without_rerunning_finished_trials(procs, tmp_p
 
 @pytest.mark.slow
 def test_bayesian_search_within_a_time_budget(tmp_path, examples_for):
-    from components.tuner import run_tuner
+    from lstm_math.components.tuner import run_tuner
 
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=bayesian",
                                    "tuner.max_trials=4", "tuner.max_seconds=1"])
@@ -205,7 +205,7 @@ def test_bayesian_search_within_a_time_budget(tmp_path, examples_for):
 
 @pytest.mark.slow
 def test_hyperband_search_continues_the_best_trials(tmp_path, examples_for):
-    from components.tuner import run_tuner
+    from lstm_math.components.tuner import run_tuner
 
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=hyperband",
                                    "tuner.epochs=2", "tuner.hyperband_factor=2",

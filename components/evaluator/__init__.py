@@ -9,13 +9,13 @@
   component   ``evaluate_model`` / ``run_evaluator``: all of the above, written to disk
 """
 
-from components.evaluator.blessing import bless, latest_pushed
-from components.evaluator.component import (OPERATOR_NAMES, evaluate_model, hardware,
+from lstm_math.components.evaluator.blessing import bless, latest_pushed
+from lstm_math.components.evaluator.component import (OPERATOR_NAMES, evaluate_model, hardware,
                                             run_evaluator)
-from components.evaluator.exhaustive import all_equations, evaluate_exhaustive, space_of
-from components.evaluator.plots import error_map_pngs, error_size_png
-from components.evaluator.report import report_markdown
-from components.evaluator.scoring import (KEEP_RIGHT, NO_ANSWER, NOT_A_NUMBER, SIZE_BUCKETS,
+from lstm_math.components.evaluator.exhaustive import all_equations, evaluate_exhaustive, space_of
+from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
+from lstm_math.components.evaluator.report import report_markdown
+from lstm_math.components.evaluator.scoring import (KEEP_RIGHT, NO_ANSWER, NOT_A_NUMBER, SIZE_BUCKETS,
                                           SMALL_OPERAND_BOUNDS, auroc, confidence_quality,
                                           error_size_bucket, evaluate_fn, predict, read_split,
                                           summarize, uniform_estimate)

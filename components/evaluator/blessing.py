@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from serving import contract
+from lstm_math.serving import contract
 
 
 def latest_pushed(serving_base: str, model_name: str) -> tuple[int, str] | None:

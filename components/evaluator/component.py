@@ -1,6 +1,6 @@
 """The Evaluator component: runs scoring, exhaustive mode, pictures, report and blessing.
 
-The candidate is evaluated through ``components.signature.build_serving_function`` (the very
+The candidate is evaluated through ``lstm_math.components.signature.build_serving_function`` (the very
 function that is exported), the currently pushed model through its SavedModel signature,
 on the same test examples, so what is measured is what is served.
 
@@ -36,12 +36,12 @@ import platform
 
 import tensorflow as tf
 
-from components.evaluator.blessing import bless, latest_pushed
-from components.evaluator.exhaustive import evaluate_exhaustive, space_of
-from components.evaluator.plots import error_map_pngs, error_size_png
-from components.evaluator.report import report_markdown
-from components.evaluator.scoring import evaluate_fn, uniform_estimate
-from components.evaluator.working import working_errors
+from lstm_math.components.evaluator.blessing import bless, latest_pushed
+from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, space_of
+from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
+from lstm_math.components.evaluator.report import report_markdown
+from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
+from lstm_math.components.evaluator.working import working_errors
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _write(path: str, data, mode: str = "w") -> None:
 
 def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str) -> dict:
     """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it."""
-    from components.signature import build_serving_function
+    from lstm_math.components.signature import build_serving_function
 
     e = config.evaluator
     tf.io.gfile.makedirs(output_dir)
@@ -166,7 +166,7 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
 
 
 def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str) -> dict:
-    from components.trainer import load_trained
+    from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
     return evaluate_model(config, model, coverage, examples_dir, output_dir)

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from components import equations as eq
-from components.evaluator.scoring import predict, read_split, summarize
+from lstm_math.components import equations as eq
+from lstm_math.components.evaluator.scoring import predict, read_split, summarize
 
 log = logging.getLogger(__name__)
 

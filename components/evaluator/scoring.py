@@ -12,9 +12,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components import data as data_lib
-from components.equations import OPERATOR_TAGS, operator_tag
-from serving.contract import WORKING_OUTPUT
+from lstm_math.components import data as data_lib
+from lstm_math.components.equations import OPERATOR_TAGS, operator_tag
+from lstm_math.serving.contract import WORKING_OUTPUT
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import collections
 
-from components import answer_formats
-from components import equations as eq
+from lstm_math.components import answer_formats
+from lstm_math.components import equations as eq
 
 
 def working_errors(texts, tags, answers, truths, valid, workings, coverage: dict) -> dict:

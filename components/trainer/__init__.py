@@ -10,12 +10,12 @@
   run.py           ``run_trainer``: one run, resumable (what it writes is listed there)
 """
 
-from components.trainer.checkpoints import (CHECKPOINT_PREFIX,  # noqa: F401
+from lstm_math.components.trainer.checkpoints import (CHECKPOINT_PREFIX,  # noqa: F401
                                             checkpointed_variables, is_better_epoch,
                                             restore_epoch_weights)
-from components.trainer.loop import TrainLoop, steps_for  # noqa: F401
-from components.trainer.model import (build_optimizer, compile_model,  # noqa: F401
+from lstm_math.components.trainer.loop import TrainLoop, steps_for  # noqa: F401
+from lstm_math.components.trainer.model import (build_optimizer, compile_model,  # noqa: F401
                                       learning_rate_schedule, load_trained, model_coverage,
                                       seed_weights)
-from components.trainer.run import run_trainer  # noqa: F401
-from components.trainer.strategy import choose_strategy, is_chief, strategy_name  # noqa: F401
+from lstm_math.components.trainer.run import run_trainer  # noqa: F401
+from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name  # noqa: F401

@@ -10,7 +10,7 @@ import tempfile
 
 import tensorflow as tf
 
-from components.trainer.strategy import worker_role
+from lstm_math.components.trainer.strategy import worker_role
 
 CHECKPOINT_PREFIX = "ckpt"
 

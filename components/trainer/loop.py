@@ -13,7 +13,7 @@ import math
 import keras
 import tensorflow as tf
 
-from components import metrics as metrics_lib
+from lstm_math.components import metrics as metrics_lib
 
 
 def steps_for(count: int, batch_size: int) -> int:

@@ -10,9 +10,9 @@ import os
 import keras
 import tensorflow as tf
 
-from components.metrics import CharAccuracy, ExactMatch, loss_fn
-from components.models import build_model
-from pipeline.config import ModelHParams, OptimizerConfig, output_format_of
+from lstm_math.components.metrics import CharAccuracy, ExactMatch, loss_fn
+from lstm_math.components.models import build_model
+from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, output_format_of
 
 
 def model_coverage(base_coverage: dict, hparams: ModelHParams) -> dict:

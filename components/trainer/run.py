@@ -25,14 +25,14 @@ import time
 
 import tensorflow as tf
 
-from components import data as data_lib
-from components import metrics as metrics_lib
-from components.trainer.checkpoints import CheckpointWriter, TrainState, restore_epoch_weights
-from components.trainer.loop import TrainLoop, steps_for
-from components.trainer.model import compile_model, model_coverage, seed_weights
-from components.trainer.strategy import choose_strategy, is_chief, strategy_name
-from components.trainer.summaries import SamplePredictions, trace_graph, write_scalars
-from pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig
+from lstm_math.components import data as data_lib
+from lstm_math.components import metrics as metrics_lib
+from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainState, restore_epoch_weights
+from lstm_math.components.trainer.loop import TrainLoop, steps_for
+from lstm_math.components.trainer.model import compile_model, model_coverage, seed_weights
+from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
+from lstm_math.components.trainer.summaries import SamplePredictions, trace_graph, write_scalars
+from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
 

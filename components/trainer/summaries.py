@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components import data as data_lib
-from components import tokenizer
-from components.answer_formats import decode_outputs
+from lstm_math.components import data as data_lib
+from lstm_math.components import tokenizer
+from lstm_math.components.answer_formats import decode_outputs
 
 
 def _first_batch_or_none(ds):

@@ -6,8 +6,8 @@ validation exact match.
   ``{min, max, step?, sampling?}``; algorithm ``random``, ``bayesian`` or ``hyperband``;
   budget ``max_trials`` x ``epochs`` x ``steps_per_trial_epoch`` and an optional wall-clock
   ``max_seconds`` (no trial starts after it).
-* Every trial trains through the Trainer's own code (``components.trainer.compile_model``,
-  ``choose_strategy``, ``components.data.training_dataset``); the datasets are built inside
+* Every trial trains through the Trainer's own code (``lstm_math.components.trainer.compile_model``,
+  ``choose_strategy``, ``lstm_math.components.data.training_dataset``); the datasets are built inside
   ``HyperModel.fit`` from the trial's hyperparameters (``reverse_output`` changes the targets).
 * The keras-tuner project lives under the output directory, so a search killed at any
   point and restarted with the same command continues: finished trials are kept, the
@@ -35,15 +35,15 @@ Writes, under its output directory:
   executions/                 one record per trial execution (who ran it, when, the result)
 """
 
-from components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, ChiefWatch,  # noqa: F401
+from lstm_math.components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, ChiefWatch,  # noqa: F401
                                           LostChief, configure_role, role_from_env)
-from components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
+from lstm_math.components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
                                       RandomOracle, make_oracle)
-from components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # noqa: F401
+from lstm_math.components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # noqa: F401
                                       trial_table, write_hparams_config,
                                       write_results)
-from components.tuner.search import make_tuner, run_tuner  # noqa: F401
-from components.tuner.space import (Candidate, Seq2SeqHyperModel, declare,  # noqa: F401
+from lstm_math.components.tuner.search import make_tuner, run_tuner  # noqa: F401
+from lstm_math.components.tuner.space import (Candidate, Seq2SeqHyperModel, declare,  # noqa: F401
                                     hyperparameter_kinds)
-from components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries,  # noqa: F401
+from lstm_math.components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries,  # noqa: F401
                                           trial_run_name)

@@ -17,9 +17,9 @@ import time
 import keras_tuner as kt
 import tensorflow as tf
 
-from components.tuner.oracles import OBJECTIVE
-from components.tuner.space import Seq2SeqHyperModel
-from components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries, hparams_domains,
+from lstm_math.components.tuner.oracles import OBJECTIVE
+from lstm_math.components.tuner.space import Seq2SeqHyperModel
+from lstm_math.components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries, hparams_domains,
                                           hparams_values, trial_run_name)
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ import time
 import keras_tuner as kt
 import tensorflow as tf
 
-from components.trainer import choose_strategy
-from components.tuner.distributed import (ChiefWatch, LostChief, _ChiefGone, role_from_env,
+from lstm_math.components.trainer import choose_strategy
+from lstm_math.components.tuner.distributed import (ChiefWatch, LostChief, _ChiefGone, role_from_env,
                                           serve_oracle)
-from components.tuner.oracles import make_oracle
-from components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
+from lstm_math.components.tuner.oracles import make_oracle
+from lstm_math.components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
                                       read_executions, write_hparams_config, write_results)
-from components.tuner.space import Seq2SeqHyperModel
-from components.tuner.tensorboard import TrialSummaries
+from lstm_math.components.tuner.space import Seq2SeqHyperModel
+from lstm_math.components.tuner.tensorboard import TrialSummaries
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import dataclasses
 
 import keras_tuner as kt
 
-from components import data as data_lib
-from components.trainer import compile_model, model_coverage, seed_weights, steps_for
-from components.tuner.tensorboard import OBJECTIVE_TAG  # noqa: F401 - re-exported
-from pipeline.config import ModelHParams, OptimizerConfig, searchable_fields
+from lstm_math.components import data as data_lib
+from lstm_math.components.trainer import compile_model, model_coverage, seed_weights, steps_for
+from lstm_math.components.tuner.tensorboard import OBJECTIVE_TAG  # noqa: F401 - re-exported
+from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, searchable_fields
 
 
 def hyperparameter_kinds() -> dict:

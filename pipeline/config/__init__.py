@@ -9,9 +9,9 @@ naming the dotted field.
   loading.py   presets, YAML files with ``base:``, overrides, typed building
 """
 
-from pipeline.config.loading import (CONFIG_DIR, RENAMED, config_from_args,  # noqa: F401
+from lstm_math.pipeline.config.loading import (CONFIG_DIR, RENAMED, config_from_args,  # noqa: F401
                                      from_dict, load_config, parse_override)
-from pipeline.config.schema import (MODEL_FAMILIES, ConfigError, DataConfig,  # noqa: F401
+from lstm_math.pipeline.config.schema import (MODEL_FAMILIES, ConfigError, DataConfig,  # noqa: F401
                                     EvaluatorConfig, ExporterConfig, ModelHParams,
                                     OptimizerConfig, PipelineConfig, PusherConfig,
                                     RuntimeConfig, TaskConfig, TrainerConfig, TunerConfig,

@@ -1,7 +1,7 @@
 """The ``cluster:`` config section: how a step runs on several processes or pods.
 
 One dataclass, validated on its own (``validate_cluster``), hooked into
-``pipeline.config.PipelineConfig`` with one field and one call (a leaf: it imports nothing
+``lstm_math.pipeline.config.PipelineConfig`` with one field and one call (a leaf: it imports nothing
 of the project). No component reads it, so
 it is in no node's fingerprint: running the same config on one machine or on a cluster
 reuses the same artifacts.

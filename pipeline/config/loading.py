@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.schema import ConfigError, PipelineConfig
+from lstm_math.pipeline.config.schema import ConfigError, PipelineConfig
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

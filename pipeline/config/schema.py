@@ -1,6 +1,6 @@
 """The config schema: nested dataclasses, one per section, each validating itself.
 
-A leaf: it imports no component, only the task's arithmetic (``components.equations``,
+A leaf: it imports no component, only the task's arithmetic (``lstm_math.components.equations``,
 stdlib + numpy) to check that a task is well formed, and the serving contract's model
 name. Every error names the dotted field (``trainer.optimizer.learning_rate: ...``).
 """
@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.cluster import ClusterConfig, validate_cluster
-from components import answer_formats
-from components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS, SAMPLING_SCHEMES,
+from lstm_math.pipeline.config.cluster import ClusterConfig, validate_cluster
+from lstm_math.components import answer_formats
+from lstm_math.components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS, SAMPLING_SCHEMES,
                                   EquationSpace, max_equation_chars, max_result_chars)
-from serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
 # Model families: the target layout each is trained on (components.tokenizer's
 # ``output_format``) and its gradient clipping when ``trainer.optimizer.clipnorm`` is null.

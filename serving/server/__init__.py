@@ -11,27 +11,27 @@ It serves ``<model_base>/<model_name>/<version>/saved_model.pb`` over
 
 The modules, along the server's seams (none imports ``pipeline`` or ``components``):
 
-* :mod:`~serving.server.errors` - errors carrying a gRPC code and an HTTP status;
-* :mod:`~serving.server.models` - a loaded version (``Servable``) and the version manager
+* :mod:`~lstm_math.serving.server.errors` - errors carrying a gRPC code and an HTTP status;
+* :mod:`~lstm_math.serving.server.models` - a loaded version (``Servable``) and the version manager
   (``ModelManager``: polling, the serving window, failed versions);
-* :mod:`~serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
-* :mod:`~serving.server.rest_api` - the REST front end on aiohttp, with a connection cap;
-* :mod:`~serving.server.grpc_api` - the gRPC services on grpc.aio;
-* :mod:`~serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
+* :mod:`~lstm_math.serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
+* :mod:`~lstm_math.serving.server.rest_api` - the REST front end on aiohttp, with a connection cap;
+* :mod:`~lstm_math.serving.server.grpc_api` - the gRPC services on grpc.aio;
+* :mod:`~lstm_math.serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
   on uvloop where installed), start-up and graceful shutdown;
-* :mod:`~serving.server.command` - ``lstm-math serve`` / ``python -m serving.server``.
+* :mod:`~lstm_math.serving.server.command` - ``lstm-math serve`` / ``python -m lstm_math.serving.server``.
 """
 
-from serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
+from lstm_math.serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
                                 DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
                                 DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
                                 DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, ModelServer)
-from serving.server.codecs import format_predict_json, parse_predict_json
-from serving.server.command import add_serve_arguments, main, run_serve, server_from_args
-from serving.server.errors import (Cancelled, DeadlineExceeded, FailedPrecondition,
+from lstm_math.serving.server.codecs import format_predict_json, parse_predict_json
+from lstm_math.serving.server.command import add_serve_arguments, main, run_serve, server_from_args
+from lstm_math.serving.server.errors import (Cancelled, DeadlineExceeded, FailedPrecondition,
                                    InvalidArgument, NotFound, ResourceExhausted, ServingError,
                                    Unavailable)
-from serving.server.models import (DEFAULT_POLL_SECONDS, DEFAULT_SIGNATURE, ModelManager,
+from lstm_math.serving.server.models import (DEFAULT_POLL_SECONDS, DEFAULT_SIGNATURE, ModelManager,
                                    Servable)
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""``python -m serving.server``: see :mod:`serving.server.command`."""
+"""``python -m lstm_math.serving.server``: see :mod:`lstm_math.serving.server.command`."""
 
-from serving.server.command import main
+from lstm_math.serving.server.command import main
 
 raise SystemExit(main())

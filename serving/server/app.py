@@ -22,11 +22,11 @@ from typing import Optional
 import grpc
 from aiohttp import web
 
-from serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
-from serving.metrics import BATCH_SIZE_BUCKETS, Metrics
-from serving.server.grpc_api import add_services
-from serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
-from serving.server.rest_api import LimitedTCPSite, RestApi
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
+from lstm_math.serving.metrics import BATCH_SIZE_BUCKETS, Metrics
+from lstm_math.serving.server.grpc_api import add_services
+from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
+from lstm_math.serving.server.rest_api import LimitedTCPSite, RestApi
 
 logger = logging.getLogger("lstm_math.serving")
 

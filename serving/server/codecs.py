@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving.server.errors import InvalidArgument
+from lstm_math.serving.server.errors import InvalidArgument
 
 
 def fill_tensor_proto(proto: tensor_pb2.TensorProto, arr: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``lstm-math serve`` / ``python -m serving.server``."""
+"""Command line: ``lstm-math serve`` / ``python -m lstm_math.serving.server``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import signal
 import threading
 from typing import Optional, Sequence
 
-from serving.contract import DEFAULT_MODEL_NAME
-from serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
                                 DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
                                 DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
                                 DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, EVENT_LOOPS,
                                 ModelServer)
-from serving.server.models import DEFAULT_POLL_SECONDS
+from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS
 
 logger = logging.getLogger("lstm_math.serving")
 
@@ -138,7 +138,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.server",
+        prog="python -m lstm_math.serving.server",
         description="TF Serving-compatible REST + gRPC server for lstm-math SavedModels.")
     add_serve_arguments(parser)
     return run_serve(parser.parse_args(argv))

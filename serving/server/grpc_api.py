@@ -23,12 +23,12 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, status_pb2)
 
-from serving.server.codecs import check_rows, fill_tensor_proto
-from serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
-from serving.server.models import DEFAULT_SIGNATURE
+from lstm_math.serving.server.codecs import check_rows, fill_tensor_proto
+from lstm_math.serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
+from lstm_math.serving.server.models import DEFAULT_SIGNATURE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from serving.server.app import ModelServer
+    from lstm_math.serving.server.app import ModelServer
 
 logger = logging.getLogger("lstm_math.serving")
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type

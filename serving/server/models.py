@@ -1,7 +1,7 @@
 """Loaded versions (:class:`Servable`) and the version manager (:class:`ModelManager`).
 
 The manager polls ``<model_base>/<model_name>`` and keeps the newest ``num_versions``
-versions that load loaded. Version names follow :func:`serving.contract.versions` (plain
+versions that load loaded. Version names follow :func:`lstm_math.serving.contract.versions` (plain
 ASCII decimal integers within int64; anything else is ignored with one warning). A version
 that fails to load is reported (state END with the error) and never displaces a good one;
 it is retried when its files change. A loaded version that disappears from disk is unloaded
@@ -25,12 +25,12 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import contract
-from serving.batching import (Batcher, BatcherClosedError, DeadlineExceededError,
+from lstm_math.serving import contract
+from lstm_math.serving.batching import (Batcher, BatcherClosedError, DeadlineExceededError,
                               QueueFullError, RequestCancelledError)
-from serving.contract import DEFAULT_MODEL_NAME, METHOD_NAME as PREDICT_METHOD, WARMUP_FILE
-from serving.metrics import Metrics
-from serving.server.errors import (Cancelled, DeadlineExceeded, InvalidArgument, NotFound,
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, METHOD_NAME as PREDICT_METHOD, WARMUP_FILE
+from lstm_math.serving.metrics import Metrics
+from lstm_math.serving.server.errors import (Cancelled, DeadlineExceeded, InvalidArgument, NotFound,
                                    ResourceExhausted, Unavailable)
 
 logger = logging.getLogger("lstm_math.serving")

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from serving.server.codecs import format_predict_json, parse_predict_json, signature_defs_json, \
+from lstm_math.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from lstm_math.serving.server.codecs import format_predict_json, parse_predict_json, signature_defs_json, \
     status_json
-from serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
-from serving.server.models import DEFAULT_SIGNATURE
+from lstm_math.serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
+from lstm_math.serving.server.models import DEFAULT_SIGNATURE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from serving.server.app import ModelServer
+    from lstm_math.serving.server.app import ModelServer
 
 logger = logging.getLogger("lstm_math.serving")
 
