@@ -87,9 +87,12 @@ def session_loader_check(tf, export_dir: str, equations: list, rows: list) -> di
                 got = {"result": out["result"][i].decode(), "valid": bool(out["valid"][i]),
                        "error": out["error"][i].decode(),
                        "confidence": float(out["confidence"][i])}
+                if "working" in out:  # a model that writes its working: that output too
+                    got["working"] = out["working"][i].decode()
                 want = rows[i]
-                if (got["result"], got["valid"], got["error"]) != (
-                        want["result"], want["valid"], want["error"]) or abs(
+                if (got["result"], got["valid"], got["error"], got.get("working")) != (
+                        want["result"], want["valid"], want["error"],
+                        want.get("working")) or abs(
                         got["confidence"] - want["confidence"]) > 1e-5:
                     report["mismatches"].append({"row": i, "session": got, "object": want})
             report["rows"] = len(equations)
@@ -141,6 +144,8 @@ def main() -> int:
             "error": out["error"][i].numpy().decode(),
             "confidence": float(out["confidence"][i].numpy()),
         })
+        if "working" in out:
+            rows[-1]["working"] = out["working"][i].numpy().decode()
     empty = fn(equation=tf.constant([], dtype=tf.string))
     empty_ok = all(int(v.shape[0]) == 0 for v in empty.values())
 

@@ -327,3 +327,89 @@ def test_multiplication_preset_writes_running_sums():
     coverage = coverage_of(config)
     assert coverage["answer_format"] == {"*": "running_sums"}
     assert coverage["max_result_length"] == af.working_length("running_sums", 999) == 28
+
+
+# --------------------------------------------------------------------------------------
+# A model trained on working: TF Serving's loader and the serving contract
+
+
+def _trained_working_model(coverage, steps: int = 30):
+    """The project's attention model with a step embedding, fitted for a few steps on
+    working targets (the input pipeline's own encoding)."""
+    import keras
+
+    from lstm_math.components.data import to_model_inputs
+    from lstm_math.components.models import ModelHParams, build_model
+
+    keras.utils.set_random_seed(5)
+    width = coverage["max_result_length"] + 1
+    model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16,
+                                     attention_heads=2, step_embedding=True,
+                                     pad_operands=True), width)
+    optimizer = keras.optimizers.Adam(0.01)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        a, b = rng.integers(0, 100, 64), rng.integers(0, 100, 64)
+        ops = rng.choice(["+", "*"], 64)
+        texts = [f"{x} {o} {y}" for x, o, y in zip(a.tolist(), ops.tolist(), b.tolist())]
+        results = [str(x * y if o == "*" else x + y) for x, o, y in zip(a, ops, b)]
+        workings = [af.working("running_sums", (x, y), ("*",), 99) if o == "*" else ""
+                    for x, o, y in zip(a.tolist(), ops.tolist(), b.tolist())]
+        (enc, dec_in), targets = to_model_inputs(
+            {"equation": tf.constant(texts), "result": tf.constant(results),
+             "working": tf.constant(workings)}, coverage)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(targets, model((enc, dec_in), training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return model
+
+
+CONTRACT = r"""
+import json, sys
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rows = ["12 * 34", "99*99", "3 + 4", "7 * x", ""]
+out = fn(equation=tf.constant(rows))
+print(json.dumps({
+    "dtypes": {k: v.dtype.name for k, v in out.items()},
+    "valid": out["valid"].numpy().tolist(),
+    "result": [r.decode() for r in out["result"].numpy()],
+    "working": [r.decode() for r in out["working"].numpy()],
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] == "lstm_math"),
+}))
+"""
+
+
+def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(tmp_path):
+    from lstm_math.components import infra_validator
+    from lstm_math.components.exporter import export_saved_model
+
+    coverage = _working_coverage()
+    model = _trained_working_model(coverage)
+    path = export_saved_model(model, coverage, {"exact_match": 0.0}, str(tmp_path / "m"),
+                              warmup_batch_sizes=[1, 3])
+    out = infra_validator.run_infra_validator(path, coverage, 0.0, str(tmp_path / "iv"),
+                                              num_canaries=10, huge_batch=64, timeout_s=600)
+    assert out["passed"] is True, out["problems"]
+    assert any(c.startswith("TF Serving's loader (tf.compat.v1 Session") for c in out["checks"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", "-c", CONTRACT, path], capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path), env=env, check=True)
+    got = __import__("json").loads(proc.stdout)
+    assert got["project_modules"] == []
+    # the four outputs of the contract, unchanged, and the working beside them
+    assert got["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
+                             "confidence": "float32", "working": "string"}
+    assert got["valid"] == [True, True, True, False, False]
+    for result, working, valid in zip(got["result"], got["working"], got["valid"]):
+        # result: never the working; a number read from it, or '' when it cannot be read
+        assert result == "" or re.fullmatch(r"\d+", result)
+        if not valid:
+            assert result == "" and working == ""
+    assert got["working"][2] == ""  # '+' is answered directly: no working
+    for row in (0, 1):
+        if len(af.raw_working("running_sums", got["working"][row])) == 13:
+            assert got["result"][row] == af.answer(
+                "running_sums", af.raw_working("running_sums", got["working"][row]), 99)
