@@ -413,3 +413,33 @@ def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(t
         if len(af.raw_working("running_sums", got["working"][row])) == 13:
             assert got["result"][row] == af.answer(
                 "running_sums", af.raw_working("running_sums", got["working"][row]), 99)
+
+
+def test_data_validation_recomputes_the_working(tmp_path):
+    import glob
+
+    from lstm_math.components.data_validation import (DataValidationError,
+                                                      run_data_validation)
+    from lstm_math.components.example_gen import run_example_gen
+
+    config = load_config("multiplication", ["task.data.operand_max=99",
+                                            "task.data.num_examples=600",
+                                            "task.data.num_shards=1",
+                                            "task.data.compression=NONE"])
+    out = str(tmp_path / "examples")
+    run_example_gen(config.task.data, out)
+    coverage = coverage_of(config)
+    assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
+    # one record's working altered: DataValidation says which and why
+    (shard,) = glob.glob(os.path.join(out, "test-*"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    example = tf.train.Example.FromString(records[0])
+    feature = example.features.feature["working"].bytes_list.value
+    text = example.features.feature["equation"].bytes_list.value[0].decode()
+    feature[0] = bytes(b"1"[0] if c == b"0"[0] else b"0"[0] for c in feature[0])
+    records[0] = example.SerializeToString()
+    with tf.io.TFRecordWriter(shard) as writer:
+        for r in records:
+            writer.write(r)
+    with pytest.raises(DataValidationError, match=re.escape(f"for {text!r} (test) != ")):
+        run_data_validation(out, coverage, str(tmp_path / "dv2"))
