@@ -333,32 +333,6 @@ def display_tf(fmt: str, text, high: int):
     return tf.where(tf.strings.length(text) == working_length(fmt, high), spaced, text)
 
 
-def decode_outputs(out_ids, compact, coverage: dict):
-    """[batch, steps] greedy output ids and the rows' compact equation texts -> (final
-    answers, workings), [batch] strings each: rows whose operator tag has a working format
-    get the answer read from it and the working (steps spaced) as written; the others the
-    decoded answer in the model's digit order and an empty working. The one reading of a
-    model's output: the serving signature and the Trainer's sample predictions."""
-    import tensorflow as tf
-
-    from lstm_math.components import tokenizer
-
-    direct = tokenizer.decode_results(out_ids, bool(coverage["reverse_output"]))
-    formats = formats_of(coverage)
-    empty = tf.fill(tf.shape(direct), "")
-    if not formats:
-        return direct, empty
-    raw = tokenizer.decode_results(out_ids, False, keep_spaces=True)
-    tags = row_tags_tf(compact)
-    high = int(coverage["operand_max"])
-    result, shown = direct, empty
-    for tag, fmt in sorted(formats.items()):
-        mine = tf.equal(tags, tag)
-        result = tf.where(mine, answer_tf(fmt, raw, high), result)
-        shown = tf.where(mine, display_tf(fmt, raw, high), shown)
-    return result, shown
-
-
 def raw_working(fmt: str, shown: str) -> str:
     """The working as the model wrote it, from ``display``'s spaced form."""
     if fmt in ("column_carry", "running_sums"):

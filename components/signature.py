@@ -181,7 +181,7 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False):
         used = tf.sequence_mask(lengths, steps, dtype=tf.float32)
         confidence = tf.exp(tf.reduce_sum(tf.math.log(tf.maximum(probs, 1e-30)) * used, axis=1))
         # result: the final answer only, read from the working where the format has one
-        result, working = answer_formats.decode_outputs(out_ids, model_input, coverage)
+        result, working = tokenizer.decode_outputs(out_ids, model_input, coverage)
         outputs = {
             "result": tf.where(valid, result, ""),
             "valid": valid,

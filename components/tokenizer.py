@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from lstm_math.components.answer_formats import answer_tf, display_tf, formats_of, row_tags_tf
+
 PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 CHARACTERS = tuple("0123456789+-*/")
@@ -154,3 +156,26 @@ def result_lengths(ids: tf.Tensor) -> tf.Tensor:
     is_end = tf.cast(tf.equal(ids, END_ID), tf.int32)
     upto = tf.cast(tf.equal(tf.cumsum(is_end, axis=1) - is_end, 0), tf.int32)
     return tf.reduce_sum(upto, axis=1)
+
+
+def decode_outputs(out_ids, compact, coverage: dict):
+    """[batch, steps] greedy output ids and the rows' compact equation texts -> (final
+    answers, workings), [batch] strings each: rows whose operator tag has a working format
+    get the answer read from it and the working (steps spaced) as written; the others the
+    decoded answer in the model's digit order and an empty working. The one reading of a
+    model's output: the serving signature and the Trainer's sample predictions."""
+    direct = decode_results(out_ids, bool(coverage["reverse_output"]))
+    formats = formats_of(coverage)
+    empty = tf.fill(tf.shape(direct), "")
+    if not formats:
+        return direct, empty
+    raw = decode_results(out_ids, False, keep_spaces=True)
+    tags = row_tags_tf(compact)
+    high = int(coverage["operand_max"])
+    result, shown = direct, empty
+    for tag, fmt in sorted(formats.items()):
+        mine = tf.equal(tags, tag)
+        result = tf.where(mine, answer_tf(fmt, raw, high), result)
+        shown = tf.where(mine, display_tf(fmt, raw, high), shown)
+    return result, shown
+

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from lstm_math.components import data as data_lib
 from lstm_math.components import tokenizer
-from lstm_math.components.answer_formats import decode_outputs
 
 
 def _first_batch_or_none(ds):
@@ -32,7 +31,7 @@ class SamplePredictions:
             return "(no validation examples)", 0.0
         ids = tokenizer.encode_for_model(self.equations, self.coverage)
         out_ids, _ = model.greedy_decode(ids, self.coverage["max_result_length"] + 1)
-        predicted, workings = decode_outputs(tf.convert_to_tensor(out_ids),
+        predicted, workings = tokenizer.decode_outputs(tf.convert_to_tensor(out_ids),
                                              tokenizer.compact(self.equations), self.coverage)
         rows = ["| equation | target | prediction | right | working |", "|---|---|---|---|---|"]
         right = 0
