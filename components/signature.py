@@ -5,8 +5,8 @@ docs/serving-contract.md: input ``equation`` (string [batch]); outputs ``result`
 ``valid`` (bool), ``error`` (string), ``confidence`` (float32), each [batch]; a model that
 writes its working (components.answer_formats) also ``working`` (string): the steps it
 wrote, '' for rows whose operator has none; ``result`` is always the final answer only.
-A bad row is answered ``valid=false`` with a reason and never fails the batch. The Evaluator calls the
-same function in process, so what is evaluated is what is served.
+A bad row is answered ``valid=false`` with a reason and never fails the batch. The
+Evaluator calls the same function in process, so what is evaluated is what is served.
 """
 
 from __future__ import annotations
