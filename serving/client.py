@@ -20,9 +20,11 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME, latest_version
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, WORKING_OUTPUT, latest_version
 
 OUTPUT_KEYS = ("result", "valid", "error", "confidence")
+# Read too where a model has it (a model that writes its working; REST returns every output).
+EXTRA_OUTPUT_KEYS = (WORKING_OUTPUT,)
 
 
 class PredictError(RuntimeError):
@@ -220,8 +222,8 @@ class GrpcClient:
     def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
         response = self.predict_raw(equations)
         try:
-            columns = {k: _tensor_values(response.outputs[k]) for k in OUTPUT_KEYS
-                       if k in response.outputs}
+            columns = {k: _tensor_values(response.outputs[k])
+                       for k in OUTPUT_KEYS + EXTRA_OUTPUT_KEYS if k in response.outputs}
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad answer
             raise PredictError(f"malformed response from {self.target}: {exc}") from None
         if not columns or any(len(v) != len(equations) for v in columns.values()):
@@ -293,7 +295,7 @@ def predict_saved_model(equations: Sequence[str], path: str,
     out = fn(equation=tf.constant([e.encode("utf-8") if isinstance(e, str) else e
                                    for e in equations], dtype=tf.string))
     columns = {}
-    for k in OUTPUT_KEYS:
+    for k in OUTPUT_KEYS + EXTRA_OUTPUT_KEYS:
         if k in out:
             values = out[k].numpy().tolist()
             if k == "confidence":
@@ -309,7 +311,8 @@ def format_row(row: Dict[str, Any]) -> str:
     if row.get("valid"):
         conf = row.get("confidence")
         conf_text = f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else ""
-        return f"{row['equation']} = {row.get('result', '')}{conf_text}"
+        working = f"  working: {row[WORKING_OUTPUT]}" if row.get(WORKING_OUTPUT) else ""
+        return f"{row['equation']} = {row.get('result', '')}{conf_text}{working}"
     return f"{row['equation']}  invalid: {row.get('error') or 'not an equation this model covers'}"
 
 

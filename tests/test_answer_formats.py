@@ -443,3 +443,13 @@ def test_data_validation_recomputes_the_working(tmp_path):
             writer.write(r)
     with pytest.raises(DataValidationError, match=re.escape(f"for {text!r} (test) != ")):
         run_data_validation(out, coverage, str(tmp_path / "dv2"))
+
+
+def test_predict_prints_the_working_beside_the_answer():
+    from lstm_math.serving.client import format_row
+
+    row = {"equation": "123 * 456", "result": "56088", "valid": True, "error": "",
+           "confidence": 0.5, "working": "810 610 820 410 420 030 110 610 500 0"}
+    assert format_row(row) == ("123 * 456 = 56088  (confidence 0.500)  working: "
+                               "810 610 820 410 420 030 110 610 500 0")
+    assert format_row({**row, "working": ""}) == "123 * 456 = 56088  (confidence 0.500)"
