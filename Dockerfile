@@ -30,18 +30,18 @@ WORKDIR /opt/lstm-math
 
 # 1. Dependencies only: this layer is rebuilt when setup.py changes, not when the code does.
 COPY setup.py ./
-RUN mkdir -p pipeline components serving \
-    && touch pipeline/__init__.py components/__init__.py serving/__init__.py \
+RUN mkdir -p config pipeline components serving \
+    && touch config/__init__.py pipeline/__init__.py components/__init__.py serving/__init__.py \
     && pip install ".[${EXTRAS}]" \
     && if [ "${VARIANT}" = "gpu" ]; then pip install "tensorflow[and-cuda]>=2.21,<2.22"; fi \
     && pip uninstall -y lstm-math \
-    && rm -rf pipeline components serving build ./*.egg-info
+    && rm -rf config pipeline components serving build ./*.egg-info
 
 # 2. The project itself (no dependency resolution: they are all there).
+COPY config ./config
 COPY pipeline ./pipeline
 COPY components ./components
 COPY serving ./serving
-COPY scripts ./scripts
 RUN pip install --no-deps . && rm -rf build ./*.egg-info && lstm-math --help > /dev/null
 
 USER 1000:1000

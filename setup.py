@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 # (pipeline/, components/, serving/) and package_dir maps each folder to lstm_math.<folder>.
 # Editable installs (`make install`), wheels and the image all see the same modules; nothing
 # named `pipeline`, `components` or `serving` reaches site-packages.
-TOP_LEVEL = ("pipeline", "components", "serving")
+TOP_LEVEL = ("config", "pipeline", "components", "serving")
 PACKAGES = [f"lstm_math.{p}" for p in find_packages(include=[f"{t}{s}" for t in TOP_LEVEL
                                                               for s in ("", ".*")])]
 

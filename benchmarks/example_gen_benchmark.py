@@ -15,7 +15,7 @@ Rows, all writing the same equations (same config, seed, splits, shards, compres
   beam direct x1      the ExampleGen Beam job, DirectRunner in-process.
   beam direct x2      DirectRunner with 2 worker processes (multi_processing).
   beam portable       PortableRunner: local job service + external SDK worker pool
-                      (scripts/portable_local.py), as a cluster runs it.
+                      (lstm_math.pipeline.portable_local), as a cluster runs it.
 
 Prints eq/s, the ratio to the plain loop and the bytes on disk, and checks that the three
 Beam runs wrote byte-identical shards and the same equations as the plain loop.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -41,12 +40,12 @@ import tensorflow as tf  # noqa: E402
 
 from lstm_math.components import equations as eq  # noqa: E402
 from lstm_math.components import example_gen, example_layout  # noqa: E402
-from lstm_math.pipeline.config import load_config  # noqa: E402
+from lstm_math.config import load_config  # noqa: E402
 
 
 def plain_loop(data, out: str) -> None:
     """The fair straightforward loop: one equation, one tf.train.Example at a time."""
-    space = example_gen.space_of(data)
+    space = data.space()
     permutation = eq.KeyedPermutation(space.size, data.seed)
     fractions = [data.split_fractions[s] for s in eq.SPLITS]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if data.compression == "GZIP" else "")
@@ -109,10 +108,7 @@ def main() -> int:
     n = example_gen.sample_size(data)
     work = args.workdir or tempfile.mkdtemp(prefix="example-gen-bench-")
     rows = args.rows.split(",")
-    spec = importlib.util.spec_from_file_location(
-        "portable_local", os.path.join(REPO, "scripts", "portable_local.py"))
-    portable = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(portable)
+    from lstm_math.pipeline import portable_local as portable
 
     runs = {
         "plain": ("plain loop (tf.train.Example)", lambda out: plain_loop(data, out)),

@@ -11,9 +11,11 @@ config equals, else the closest one and the fields that differ), the training ex
 and the Trainer's wall time; the rest comes from metrics.json: the task (its coverage), the
 hardware, exact match as uniform draws measure it, on every equation of the space (where
 the Evaluator could run them all), with small operands (every operand < 10, < 100) and per
-result length, and how well ``confidence`` separates right from wrong answers (AUROC; the
-share of wrong answers below the threshold that keeps 99.9% of right ones). A model of
-several operators gets a row per operator under its own row.
+result length, how well ``confidence`` separates right from wrong answers (AUROC), and what
+the served ``trusted`` does (confidence at or above the threshold t that keeps 99.9% of the
+right answers of the test split): the share of wrong answers it catches and of right ones it
+gives up, on the test split and over every equation. A model of several operators gets a
+row per operator under its own row.
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ OPERATOR_WORDS = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b"}
 COLUMNS = ("task", "config", "training examples", "train wall time", "hardware",
            "exact match (uniform)", "exhaustive", "operands < 10", "operands < 100",
            "per result length (characters: exact match)", "confidence AUROC",
-           "wrong answers below t (t)")
+           "trusted, test split: wrong caught / right given up (t)",
+           "trusted, every equation: wrong caught / right given up")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEGEND = ("exact match (uniform): the test split, each (operators, operand digit lengths) "
           "stratum weighted by its share of the space; exhaustive: every equation of the "
-          "space (how many answers wrong); operands < 10 / < 100 (count): every operand below "
-          "the bound; t: the confidence that keeps 99.9% of the right answers (a client should "
-          "refuse answers below it).")
+          "space (how many answers wrong); operands < 10: every equation whose operands are "
+          "all single-digit (how many answers wrong; older reports: those of the test split or "
+          "of every equation, with their count); operands < 100 (count): every operand below "
+          "the bound; trusted: the served output, true where the answer's confidence is at or "
+          "above t, the confidence that keeps 99.9% of the right answers of the test split "
+          "(per operator); wrong caught: the share of wrong answers it does not trust; right "
+          "given up: the share of right answers it does not trust either.")
 
 
 # --------------------------------------------------------------------------------------
@@ -121,7 +128,7 @@ def config_label(run_dir: str | None) -> str:
         return "unknown"
     import yaml
 
-    from lstm_math.pipeline.config import CONFIG_DIR, ConfigError, from_dict, load_config
+    from lstm_math.config import CONFIG_DIR, ConfigError, from_dict, load_config
 
     with open(os.path.join(run_dir, "config.yaml")) as f:
         raw = yaml.safe_load(f)
@@ -170,6 +177,14 @@ def _cell(table: dict | None, key: str) -> str:
     return f"{_em(v['exact_match'])} ({v['count']})"
 
 
+def _single_digit(metrics: dict, op: str | None) -> str | None:
+    """The Evaluator's every-single-digit-equation figure (of one operator), if it has one."""
+    small = metrics.get("small_operands_all")
+    if small and op is not None:
+        small = small.get("per_operator", {}).get(op)
+    return _exhaustive(small) if small else None
+
+
 def task_of(coverage: dict) -> str:
     ops = coverage.get("operators", [])
     n = int(coverage.get("num_operands", 2))
@@ -197,18 +212,39 @@ def _lengths(table: dict) -> str:
     return " ".join(f"{k}: {_em(v['exact_match'], 4)}" for k, v in table.items()) or "-"
 
 
-def _confidence(q: dict | None) -> tuple[str, str]:
+def _auroc(q: dict | None) -> str:
     if not q:
-        return "-", "-"
+        return "-"
     if q.get("auroc") is not None:
-        auroc = f"{q['auroc']:.4f}"
-    else:
-        auroc = "n/a (no wrong answers)" if q.get("right") else "n/a (no right answers)"
-    if q.get("wrong_below_threshold") is None:
-        below = "-" if q.get("threshold") is None else f"- ({q['threshold']:.4g})"
-    else:
-        below = f"{q['wrong_below_threshold']:.1%} ({q['threshold']:.4g})"
-    return auroc, below
+        return f"{q['auroc']:.4f}"
+    return "n/a (no wrong answers)" if q.get("right") else "n/a (no right answers)"
+
+
+def _trusted(cell: dict | None, threshold: float | None = None) -> str:
+    """'83.3% / 0.05% (0.9836)': wrong answers caught / right answers given up (t)."""
+    if not cell:
+        return "-"
+    caught = "-" if cell.get("wrong_caught") is None else f"{cell['wrong_caught']:.1%}"
+    given_up = ("-" if cell.get("right_given_up") is None
+                else f"{cell['right_given_up']:.2%}")
+    shown = f"{caught} / {given_up}"
+    return shown + (f" ({threshold:.4g})" if threshold is not None else "")
+
+
+def _trust_cells(metrics: dict, key: str) -> tuple[str, str]:
+    """The two trusted cells of an operator (or 'overall'). Reports written before the
+    Evaluator's ``trust`` table: the test split's from its confidence figures (the same
+    comparison: wrong answers below t are caught, right ones below t given up)."""
+    q = metrics.get("confidence", {}).get(key) or {}
+    test = (metrics.get("trust") or {}).get(key)
+    if test is None and q:
+        test = {"wrong_caught": q.get("wrong_below_threshold"),
+                "right_given_up": q.get("right_below_threshold")}
+    every = ((metrics.get("exhaustive") or {}).get("trust") or {}).get(key)
+    # the overall row of several operators has no one t: each answer meets its operator's
+    shown = q.get("threshold") if key != "overall" or len(metrics.get("per_operator", {})) < 2 \
+        else None
+    return _trusted(test, shown), _trusted(every)
 
 
 def rows_for(label: str | None, path: str) -> list[list[str]]:
@@ -229,25 +265,30 @@ def rows_for(label: str | None, path: str) -> list[list[str]]:
     exhaustive = metrics.get("exhaustive")
     full = exhaustive or metrics  # small operands, lengths: every equation when we have them
     uniform = metrics.get("uniform") or {}
-    auroc, below = _confidence(metrics.get("confidence", {}).get("overall"))
+    auroc = _auroc(metrics.get("confidence", {}).get("overall"))
+    trusted_test, trusted_every = _trust_cells(metrics, "overall")
     rows = [[task_of(coverage), config, f"{counts['train']:,}" if "train" in counts else "-",
              wall, metrics.get("hardware", "-"),
              _em(uniform.get("exact_match", metrics.get("exact_match"))),
              _exhaustive(exhaustive),
-             _cell(full.get("small_operands"), "<10"), _cell(full.get("small_operands"), "<100"),
-             _lengths(full.get("per_result_length", {})), auroc, below]]
+             _single_digit(metrics, None) or _cell(full.get("small_operands"), "<10"),
+             _cell(full.get("small_operands"), "<100"),
+             _lengths(full.get("per_result_length", {})), auroc, trusted_test, trusted_every]]
     operators = metrics.get("per_operator", {})
     if len(operators) > 1:
         for op in operators:
             digits = full.get("per_operator_operand_digits", {}).get(op, {})
             small = _small_from_digits(digits)
             ex_op = (exhaustive or {}).get("per_operator", {}).get(op)
-            auroc, below = _confidence(metrics.get("confidence", {}).get(op))
+            auroc = _auroc(metrics.get("confidence", {}).get(op))
+            trusted_test, trusted_every = _trust_cells(metrics, op)
             rows.append([f"&nbsp;&nbsp;{OPERATOR_WORDS.get(op, op)}", "", "", "", "",
                          _em(uniform.get("per_operator", {}).get(
                              op, operators[op]["exact_match"])),
                          _exhaustive(ex_op),
-                         _cell(small, "<10"), _cell(small, "<100"), "", auroc, below])
+                         _single_digit(metrics, op) or _cell(small, "<10"),
+                         _cell(small, "<100"), "", auroc,
+                         trusted_test, trusted_every])
     return rows
 
 

@@ -391,6 +391,228 @@ def _measure(workers, server, label, api, batching, concurrency, batch_size, arg
                 client_cpu=client_cpu * 1e3 / max(1, sent))
 
 
+# ---------------------------------------------------------------------------------------
+# --attacks: other clients' latency and success while one client attacks the server
+# ---------------------------------------------------------------------------------------
+ATTACKS = ("none", "stalled-bodies", "stalled-big-bodies", "deflate-bodies", "huge-json",
+           "grpc-no-message")
+PREDICT_HEAD = "POST /v1/models/{name}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n"
+
+
+def _keep_connections(port, count, payload, stop):
+    """Keep ``count`` connections open that each sent ``payload`` and then wait; one the
+    server closes is opened again (so the attack lasts as long as the cell)."""
+    import selectors
+    import socket
+    sel = selectors.DefaultSelector()
+    open_now = 0
+    while not stop.is_set():
+        while open_now < count and not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(payload)
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+                open_now += 1
+            except OSError:
+                time.sleep(0.05)
+                break
+        for key, _ in sel.select(timeout=0.1):
+            try:
+                data = key.fileobj.recv(65536)
+            except OSError:
+                data = b""
+            if not data:  # closed by the server: open another
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_now -= 1
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+
+
+def _attacker(kind, rest_port, grpc_port, model_name, ready, stop):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    head = PREDICT_HEAD.replace("{name}", model_name)
+    if kind == "stalled-bodies":  # 1,030 connections, 13 of 1,000 body bytes each
+        ready.set()
+        _keep_connections(rest_port, 1030, (head.format(n=1000) + "\r\n").encode()
+                          + b'{"instances":', stop)
+    elif kind == "stalled-big-bodies":  # 300 connections stalled just under 4 MiB
+        size = 4 * 1024 * 1024
+        ready.set()
+        _keep_connections(rest_port, 300, (head.format(n=size) + "\r\n").encode()
+                          + b"[" * (size - 1024), stop)
+    elif kind == "deflate-bodies":  # 1,030 connections, a 1-byte deflate body each
+        ready.set()
+        _keep_connections(rest_port, 1030, (head.format(n=1) + "Content-Encoding: deflate"
+                                            "\r\n\r\nx").encode(), stop)
+    elif kind == "huge-json":  # one client looping on 10^6 empty lists (3 MB, a 400 each)
+        import http.client
+        body = b'{"instances": [' + b",".join([b"[]"] * 1_000_000) + b"]}"
+        ready.set()
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+            try:
+                while not stop.is_set():
+                    conn.request("POST", f"/v1/models/{model_name}:predict", body=body)
+                    conn.getresponse().read()
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                conn.close()
+    elif kind == "grpc-no-message":  # 1,030 Predict calls on one connection, no message
+        import asyncio
+        import grpc
+
+        async def run():
+            forever = asyncio.Event()
+
+            async def never():
+                await forever.wait()
+                yield b""
+
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                method = channel.stream_unary("/tensorflow.serving.PredictionService/Predict")
+
+                async def hold():
+                    while not stop.is_set():
+                        try:
+                            await method(never(), timeout=60)
+                        except grpc.aio.AioRpcError:
+                            await asyncio.sleep(0.05)
+
+                tasks = [asyncio.ensure_future(hold()) for _ in range(1030)]
+                await asyncio.sleep(0.5)
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.1)
+                for t in tasks:
+                    t.cancel()
+        asyncio.run(run())
+    else:
+        ready.set()
+        stop.wait()
+
+
+def _honest_client(api, port, model_name, deadline, out):
+    """One-equation requests in a loop until ``deadline``: (latencies of successes, count)."""
+    import http.client
+    import json
+    latencies, total = [], 0
+    if api == "grpc":
+        from lstm_math.serving.client import GrpcClient
+        client = GrpcClient(port=port, model_name=model_name)
+        request = client.make_request(["1 + 1"])
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            total += 1
+            try:
+                client.stub.Predict(request, timeout=5)
+                latencies.append(time.perf_counter() - start)
+            except Exception:  # noqa: BLE001 - counted as a failure
+                pass
+        client.close()
+    else:
+        body = json.dumps({"instances": ["1 + 1"]}).encode()
+        conn = None
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            total += 1
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("POST", f"/v1/models/{model_name}:predict", body=body)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    conn.close()
+                    conn = None
+            except Exception:  # noqa: BLE001 - counted as a failure
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+    out.append((api, sorted(latencies), total))
+
+
+def _rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def measure_attack(server, kind, model_name, seconds, clients=2):
+    """Other clients' p50 and success rate (REST and gRPC, ``clients`` threads each) while
+    ``kind`` runs against ``server``, and the server's RSS before and at its peak."""
+    import threading
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    rss_before = _rss_mb(server.proc.pid)
+    attacker = ctx.Process(target=_attacker, args=(kind, server.rest_port, server.grpc_port,
+                                                   model_name, ready, stop), daemon=True)
+    attacker.start()
+    try:
+        ready.wait(60)
+        time.sleep(2.0)  # let the attack take hold
+        out, peak = [], [rss_before]
+        deadline = time.perf_counter() + seconds
+        threads = [threading.Thread(target=_honest_client,
+                                    args=(api, server.grpc_port if api == "grpc"
+                                          else server.rest_port, model_name, deadline, out))
+                   for api in ("rest", "grpc") for _ in range(clients)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            peak.append(_rss_mb(server.proc.pid))
+            time.sleep(0.2)
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        attacker.join(30)
+        if attacker.is_alive():
+            attacker.terminate()
+    rows = {}
+    for api in ("rest", "grpc"):
+        lat = sorted(x for a, ls, _ in out if a == api for x in ls)
+        total = sum(n for a, _, n in out if a == api)
+        rows[api] = dict(p50=_percentile(lat, 0.5) * 1e3, ok=len(lat), total=total,
+                         success=len(lat) / total if total else float("nan"))
+    return rows, rss_before, max(peak)
+
+
+def run_attacks(args, servers, model_base):
+    print("| attack | server | REST p50 ms | REST success | gRPC p50 ms | gRPC success "
+          "| server RSS MB before / peak |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in args.attacks:
+        for label, root in servers:
+            # a fresh server per cell: an attack's leftovers never reach the next one
+            server = ServerProcess(root, model_base, args.model_name, "on", args.max_batch_size,
+                                   args.batch_timeout_micros, args.num_batch_threads,
+                                   args.server_args_by_label.get(label, ()))
+            try:
+                rows, before, peak = measure_attack(server, kind, args.model_name,
+                                                    args.seconds)
+            finally:
+                server.close()
+            r, g = rows["rest"], rows["grpc"]
+            print(f"| {kind} | {label} | {r['p50']:.1f} | {r['success']:.1%} ({r['ok']}/"
+                  f"{r['total']}) | {g['p50']:.1f} | {g['success']:.1%} ({g['ok']}/"
+                  f"{g['total']}) | {before:.0f} / {peak:.0f} |", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-base", help="serve this model base (default: build the test "
@@ -421,6 +643,11 @@ def main(argv=None):
                         help="extra 'python -m lstm_math.serving.server' flags for one server, e.g. "
                              "--servers a=. b=. --server-args 'b=--strict-batch-timeout' "
                              "(the same tree measured with two settings)")
+    parser.add_argument("--attacks", nargs="+", choices=ATTACKS, metavar="ATTACK",
+                        help="instead of the load table: for each attack ("
+                             + ", ".join(ATTACKS) + "), other clients' one-equation p50 "
+                             "and success rate (2 REST + 2 gRPC threads, --seconds long) "
+                             "while it runs, and the server's RSS, for each --servers")
     args = parser.parse_args(argv)
     if args.client_processes < 1:
         parser.error("--client-processes must be >= 1")
@@ -443,6 +670,14 @@ def main(argv=None):
         servers.append((label, os.path.abspath(root)))
 
     model_base = args.model_base or _fixture_model_base()
+    if args.attacks:
+        args.server_args_by_label = server_args
+        try:
+            run_attacks(args, servers, model_base)
+        finally:
+            if not args.model_base:
+                shutil.rmtree(model_base, ignore_errors=True)
+        return 0
     print(f"model base: {model_base} ({'given' if args.model_base else 'test fixture model'}); "
           f"CPUs: {os.cpu_count()}; {args.seconds:g}s per cell; load: {args.load_generator}; "
           "servers: "

@@ -42,7 +42,7 @@ def load_model(trainer_dir):
         from lstm_math.components.trainer import load_trained
         return load_trained(trainer_dir)
     from lstm_math.components.trainer import compile_model, model_coverage
-    from lstm_math.pipeline.config import coverage_of, load_config
+    from lstm_math.config import coverage_of, load_config
 
     config = load_config("default")
     hp = config.trainer.model

@@ -60,7 +60,7 @@ TINY = {
 
 
 def recipe_config(recipe: str, extra: list[str]):
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
 
     preset, overrides = RECIPES[recipe]
     return preset, overrides + extra, load_config(preset, overrides + extra)
@@ -71,7 +71,7 @@ def ensure_examples(config, directory: str) -> str:
     import dataclasses
 
     from lstm_math.components.example_gen import run_example_gen
-    from lstm_math.pipeline.config import fingerprint_dict
+    from lstm_math.config import fingerprint_dict
 
     data = dataclasses.asdict(config.task.data)
     stamp = os.path.join(directory, "data_fingerprint")

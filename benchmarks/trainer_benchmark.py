@@ -34,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 
 from lstm_math.components import data as data_lib  # noqa: E402
 from lstm_math.components.trainer import TrainLoop, compile_model, model_coverage  # noqa: E402
-from lstm_math.pipeline.config import coverage_of, load_config  # noqa: E402
+from lstm_math.config import coverage_of, load_config  # noqa: E402
 
 log = logging.getLogger("trainer_benchmark")
 

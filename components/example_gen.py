@@ -163,19 +163,13 @@ def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: lis
     return (_heads(body) + e_eq + e_dig + e_op + e_res + e_work).tolist()
 
 
-def space_of(data) -> eq.EquationSpace:
-    return eq.EquationSpace(
-        tuple(data.operators), data.operand_min, data.operand_max, data.num_operands,
-        getattr(data, "min_operands", None))
-
-
 def sampler_of(data) -> eq.Sampler:
-    return eq.Sampler(space_of(data), data.seed, data.num_examples, data.exhaustive,
+    return eq.Sampler(data.space(), data.seed, data.num_examples, data.exhaustive,
                       getattr(data, "sampling", "uniform"))
 
 
 def sample_size(data) -> int:
-    space = space_of(data)
+    space = data.space()
     return space.size if data.exhaustive else min(data.num_examples, space.size)
 
 
@@ -279,7 +273,7 @@ class WriteBlock(beam.DoFn):
         self._output_dir = output_dir
 
     def setup(self):
-        from lstm_math.pipeline.config import DataConfig
+        from lstm_math.config import DataConfig
 
         self.data = DataConfig(**self._data)
         self.sampler = sampler_of(self.data)

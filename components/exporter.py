@@ -3,7 +3,9 @@
 The graph holds the tokenizer, the per-row validation, greedy decoding and detokenizing;
 no project code (and no Keras) is needed to load or call it. Assets: ``coverage.json``
 (operators, operand range, lengths: what a client may send) and ``metrics.json`` (the
-evaluation of this model).
+evaluation of this model). The Evaluator's trust threshold per operator
+(``metrics.json``'s ``confidence.<op>.threshold``) is baked into the graph as a constant:
+the ``trusted`` output compares each answer's confidence with it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 
 import tensorflow as tf
 
+from lstm_math.components.evaluator.scoring import trust_thresholds
 from lstm_math.components.signature import build_serving_function
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME, SIGNATURE_NAME, WARMUP_FILE
 
@@ -23,9 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, coverage: dict, asset_paths: dict, jit_compile: bool = False):
+    def __init__(self, model, coverage: dict, asset_paths: dict, jit_compile: bool = False,
+                 thresholds: dict | None = None):
         super().__init__()
-        self.serve = build_serving_function(model, coverage, jit_compile=jit_compile)
+        self.serve = build_serving_function(model, coverage, jit_compile=jit_compile,
+                                            trust_thresholds=thresholds)
         # The variables the signature reads, tracked by the module itself (as
         # keras.export.ExportArchive does): TF Serving's loader restores variables by the
         # SaverDef's names, and Keras 3 layers do not expose their tf.Variables to TF's
@@ -79,14 +84,21 @@ def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: 
             paths[name.replace(".", "_")] = os.path.join(staging, name)
             with open(paths[name.replace(".", "_")], "w") as f:
                 json.dump(content, f, indent=2)
-        module = ServingModule(model, coverage, paths, jit_compile=jit_compile)
+        thresholds = trust_thresholds(metrics)
+        if not thresholds:
+            log.warning("Exporter: no trust thresholds (no Evaluator report with confidence "
+                        "figures): the model's `trusted` output will be false on every row")
+        module = ServingModule(model, coverage, paths, jit_compile=jit_compile,
+                               thresholds=thresholds)
         tf.saved_model.save(module, export_dir, signatures={SIGNATURE_NAME: module.serve})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if warmup_batch_sizes:
         write_warmup_requests(export_dir, coverage, warmup_batch_sizes, model_name)
-    log.info("Exporter: SavedModel written to %s (XLA decoder: %s, warm-up batch sizes: %s)",
-             export_dir, "on" if jit_compile else "off", list(warmup_batch_sizes) or "none")
+    log.info("Exporter: SavedModel written to %s (XLA decoder: %s, warm-up batch sizes: %s, "
+             "trust thresholds: %s)", export_dir, "on" if jit_compile else "off",
+             list(warmup_batch_sizes) or "none",
+             ", ".join(f"{k} {v:.6g}" for k, v in sorted(thresholds.items())) or "none")
     return export_dir
 
 

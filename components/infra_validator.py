@@ -9,10 +9,12 @@ cannot be imported (``serving/canary_check.py --without-keras`` run with ``pytho
     Serving could not run is never pushed);
   * canary equations with known answers (integer arithmetic) come back valid, with
     well-formed answers and a confidence in [0, 1], exact at least at the evaluator's
-    threshold less a tolerance;
+    threshold less a tolerance; ``trusted`` is true exactly where the confidence is at or
+    above the operator's trust threshold in the model's own metrics.json asset;
   * hostile inputs (a fuzzer's list: NUL bytes, invalid UTF-8, unicode digits, unary
     signs, too many operators, a megabyte of digits, ...) come back ``valid=false`` with
-    the expected reason, an empty result and zero confidence, and never fail the batch;
+    the expected reason, an empty result, zero confidence and ``trusted=false``, and never
+    fail the batch;
   * an empty batch gives empty outputs; a huge batch gives the same answers row for row;
   * the single-request latency p50 is within the bound;
   * the assets (coverage.json, metrics.json) are readable and describe this model;
@@ -27,6 +29,7 @@ says which checks ran.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -41,10 +44,13 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import tensorflow as tf
 
 from lstm_math.components import equations as eq
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME, WORKING_OUTPUT
+from lstm_math.components.evaluator.scoring import trust_thresholds
+from lstm_math.config import Coverage
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY, WORKING_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ EXPECTED_OUTPUTS = {
     "valid": ["bool", [None]],
     "error": ["string", [None]],
     "confidence": ["float32", [None]],
+    TRUSTED_KEY: ["bool", [None]],
 }
 
 
@@ -110,10 +117,9 @@ def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, 
     turn from each operand count the model covers (a uniform draw over a 2..3-operand space
     would be almost all three-operand)."""
     rng = random.Random(seed)
-    n = int(coverage["num_operands"])
-    spaces = [eq.EquationSpace(tuple(coverage["operators"]), coverage["operand_min"],
-                               coverage["operand_max"], k)
-              for k in range(int(coverage.get("min_operands") or n), n + 1)]
+    covered = Coverage.from_dict(coverage).space()
+    spaces = [dataclasses.replace(covered, num_operands=k, min_operands=k)
+              for k in covered.operand_counts]
     spacings = [lambda t: t, lambda t: t.replace(" ", ""), lambda t: f"  {t}\t",
                 lambda t: t.replace(" ", "  "), lambda t: t.replace(" ", "\n")]
     out = []
@@ -213,6 +219,7 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
             for text, got, want in zip(equations, rows, expected):
                 same = (got.get("result") == want["result"] and got.get("valid") == want["valid"]
                         and got.get("error") == want["error"]
+                        and got.get(TRUSTED_KEY) == want[TRUSTED_KEY]
                         and abs(float(got.get("confidence", -1)) - want["confidence"]) < 1e-4)
                 if not same:
                     problems.append(f"{how}: {text!r} answered {got}, the SavedModel {want}")
@@ -250,7 +257,8 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
             arrays = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
             rows = [{"result": arrays["result"][i].decode(), "valid": bool(arrays["valid"][i]),
                      "error": arrays["error"][i].decode(),
-                     "confidence": float(arrays["confidence"][i])}
+                     "confidence": float(arrays["confidence"][i]),
+                     TRUSTED_KEY: bool(arrays[TRUSTED_KEY][i])}
                     for i in range(len(arrays.get("result", [])))]
             compare("gRPC Predict", rows)
             checks.append("tensorflow_model_server: gRPC Predict")
@@ -330,11 +338,19 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
                           f"{session.get('warmup_requests', 0)} warm-up requests replayed")
         rows = report["rows"]
         right = 0
+        shipped = trust_thresholds(report.get("assets", {}).get("metrics_json"))
         for (text, truth), row in zip(good, rows[: len(good)]):
             if not row["valid"] or row["error"]:
                 problems.append(f"canary {text!r} came back invalid: {row['error']!r}")
             if not 0.0 <= row["confidence"] <= 1.0:
                 problems.append(f"canary {text!r}: confidence {row['confidence']} not in [0, 1]")
+            limit = shipped.get(eq.parse(text).tag)
+            want_trusted = bool(row["valid"]) and limit is not None and bool(
+                np.float32(row["confidence"]) >= np.float32(limit))
+            if row.get(TRUSTED_KEY) is not want_trusted:
+                problems.append(f"canary {text!r}: trusted={row.get(TRUSTED_KEY)} but its "
+                                f"confidence {row['confidence']:.6g} and the threshold "
+                                f"{limit} in assets/metrics.json say {want_trusted}")
             right += row["result"] == truth
         accuracy = right / len(good)
         # A wrong answer is the Evaluator's business; here a bar well below the threshold
@@ -345,12 +361,14 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
         if accuracy < threshold - tolerance:
             problems.append(f"canary exact match {accuracy:.3f} < threshold {threshold} - "
                             f"tolerance {tolerance}")
-        checks.append(f"{len(good)} canary answers")
+        checks.append(f"{len(good)} canary answers; `trusted` agrees with the thresholds in "
+                      "assets/metrics.json")
         for (text, reason), row in zip(bad, rows[len(good):]):
             shown = text[:60] + (b"..." if len(text) > 60 else b"")
-            if row["valid"] or row["result"] or row["confidence"] != 0.0:
+            if row["valid"] or row["result"] or row["confidence"] != 0.0 or row.get(TRUSTED_KEY):
                 problems.append(f"hostile input {shown!r} was not rejected: valid={row['valid']} "
-                                f"result={row['result']!r} confidence={row['confidence']}")
+                                f"result={row['result']!r} confidence={row['confidence']} "
+                                f"trusted={row.get(TRUSTED_KEY)}")
             elif reason not in row["error"]:
                 problems.append(f"hostile input {shown!r}: reason {row['error']!r} does not "
                                 f"say {reason!r}")

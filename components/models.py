@@ -24,8 +24,8 @@ from keras import layers, ops
 
 from lstm_math.components.tokenizer import PAD_ID, START_ID, VOCAB_SIZE
 # The hyperparameters and the family table are config schema; re-exported for callers.
-from lstm_math.pipeline.config.schema import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F401
-                                    ModelHParams, output_format_of)
+from lstm_math.config import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F401
+                              ModelHParams, output_format_of)
 
 
 @keras.saving.register_keras_serializable("lstm_math")

@@ -1,5 +1,12 @@
 """Pusher: copy a blessed, infra-validated SavedModel to <serving_base>/<model_name>/<version>/.
 
+The gate: ``run_pusher`` pushes only a blessed, infra-validated model, and only while the
+latest complete version at the target is still the one its blessing was judged against
+(``blessing["judged_against"]``, see ``lstm_math.components.baseline``): checked under the
+push lock, so another pipeline's push between this candidate's evaluation and its push
+makes this push fail with ``BaselineChanged`` (one line: the baseline from what to what;
+rerun, and the Evaluator judges the candidate against the new model).
+
 A server polling the base (TF Serving, the local server) must never load a half-written
 version, and concurrent pushes must not collide. Versions are integers that grow (the one
 rule: ``lstm_math.serving.contract.versions``); only the newest ``keep_versions`` are kept.
@@ -34,13 +41,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
 import socket
 import time
 
+from lstm_math.components.baseline import (BaselineChanged, check_unchanged,  # noqa: F401
+                                 content_digest)
 from lstm_math.serving import contract
 
 log = logging.getLogger(__name__)
@@ -57,32 +65,6 @@ def _gfile():
     import tensorflow as tf
 
     return tf.io.gfile
-
-
-def content_digest(model_dir: str) -> str:
-    """sha256 over a model directory's relative file paths and contents (local or URL)."""
-    h = hashlib.sha256()
-    if _is_url(model_dir):
-        gfile = _gfile()
-        files = []
-        for root, _dirs, names in gfile.walk(model_dir):
-            files += [os.path.join(root, n) for n in names]
-        opener = lambda p: gfile.GFile(p, "rb")  # noqa: E731
-        rel = lambda p: p[len(model_dir.rstrip("/")) + 1:]  # noqa: E731
-    else:
-        files = []
-        for root, dirs, names in os.walk(model_dir):
-            dirs.sort()
-            files += [os.path.join(root, n) for n in names]
-        opener = lambda p: open(p, "rb")  # noqa: E731
-        rel = lambda p: os.path.relpath(p, model_dir)  # noqa: E731
-    for path in sorted(files, key=rel):
-        h.update(rel(path).encode() + b"\0")
-        with opener(path) as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 class PushLockTimeout(TimeoutError):
@@ -130,13 +112,14 @@ def _already_served(model_base: str, versions: list, digest: str, source: str):
     return None
 
 
-def _push_local(saved_model_dir, model_base, keep_versions, digest, lock_timeout_s):
+def _push_local(saved_model_dir, model_base, keep_versions, digest, lock_timeout_s, check):
     with push_lock(model_base, lock_timeout_s):
         _remove_abandoned_staging(model_base)
         versions = contract.versions(model_base)
         done = _already_served(model_base, versions, digest, saved_model_dir)
         if done:
             return done
+        check()
         version = (versions[-1] + 1) if versions else 1
         staging = os.path.join(model_base, f"{STAGING_PREFIX}{version}-{os.getpid()}")
         shutil.copytree(saved_model_dir, staging)
@@ -174,12 +157,13 @@ def _move_saved_model_last(staging: str, final: str) -> list:
     return files
 
 
-def _push_url(saved_model_dir, model_base, keep_versions, digest):
+def _push_url(saved_model_dir, model_base, keep_versions, digest, check):
     gfile = _gfile()
     versions = contract.versions(model_base)
     done = _already_served(model_base, versions, digest, saved_model_dir)
     if done:
         return done
+    check()
     version = (versions[-1] + 1) if versions else 1
     final = os.path.join(model_base, str(version))
     if gfile.exists(final):
@@ -198,15 +182,26 @@ def _push_url(saved_model_dir, model_base, keep_versions, digest):
 
 
 def push(saved_model_dir: str, serving_base: str, model_name: str, keep_versions: int,
-         lock_timeout_s: float = 600.0) -> dict:
+         lock_timeout_s: float = 600.0, judged_against: dict | None = None,
+         also_accept=()) -> dict:
+    """``judged_against``: the baseline the blessing compared with
+    (``lstm_math.components.baseline``); when given, the push happens only while the latest version
+    at the target is still that one or one of ``also_accept``, else BaselineChanged. A
+    model identical to the latest version is never pushed again."""
     model_base = os.path.join(serving_base, model_name)
     digest = content_digest(saved_model_dir)
+
+    def check():
+        if judged_against is not None:
+            check_unchanged(judged_against, serving_base, model_name, also_accept)
+
     if _is_url(model_base):
         _gfile().makedirs(model_base)
-        out = _push_url(saved_model_dir, model_base, keep_versions, digest)
+        out = _push_url(saved_model_dir, model_base, keep_versions, digest, check)
     else:
         os.makedirs(model_base, exist_ok=True)
-        out = _push_local(saved_model_dir, model_base, keep_versions, digest, lock_timeout_s)
+        out = _push_local(saved_model_dir, model_base, keep_versions, digest, lock_timeout_s,
+                          check)
     if out.get("already_pushed"):
         return out
     log.info("Pusher: pushed version %d to %s%s", out["version"], out["path"],
@@ -217,7 +212,12 @@ def push(saved_model_dir: str, serving_base: str, model_name: str, keep_versions
 
 
 def run_pusher(saved_model_dir: str, blessing: dict, infra: dict, serving_base: str,
-               model_name: str, keep_versions: int, lock_timeout_s: float = 600.0) -> dict:
+               model_name: str, keep_versions: int, lock_timeout_s: float = 600.0,
+               also_accept=()) -> dict:
+    """Pushes a blessed, infra-validated model while the served model is still the one the
+    blessing was judged against (``blessing["judged_against"]``); otherwise raises
+    BaselineChanged, whose one-line message says from what to what and to rerun.
+    ``also_accept``: baselines that are earlier pushes of this same blessing."""
     if not blessing.get("blessed"):
         reason = "not blessed by the Evaluator: " + "; ".join(blessing.get("reasons", []))
         log.warning("Pusher: not pushing: %s", reason)
@@ -226,5 +226,8 @@ def run_pusher(saved_model_dir: str, blessing: dict, infra: dict, serving_base: 
         reason = "InfraValidator failed: " + "; ".join(infra.get("problems", []))
         log.warning("Pusher: not pushing: %s", reason)
         return {"pushed": False, "reason": reason}
+    if not blessing.get("judged_against"):
+        check_unchanged(None, serving_base, model_name)  # raises, naming what to run
     return push(saved_model_dir, serving_base, model_name, keep_versions,
-                lock_timeout_s=lock_timeout_s)
+                lock_timeout_s=lock_timeout_s, judged_against=blessing["judged_against"],
+                also_accept=also_accept)

@@ -2,10 +2,13 @@
 
 ``build_serving_function(model, coverage)`` returns a tf.function with the contract of
 docs/serving-contract.md: input ``equation`` (string [batch]); outputs ``result`` (string),
-``valid`` (bool), ``error`` (string), ``confidence`` (float32), each [batch]; a model that
-writes its working (components.answer_formats) also ``working`` (string): the steps it
-wrote, '' for rows whose operator has none; ``result`` is always the final answer only.
-A bad row is answered ``valid=false`` with a reason and never fails the batch. The
+``valid`` (bool), ``error`` (string), ``confidence`` (float32), ``trusted`` (bool), each
+[batch]; a model that writes its working (components.answer_formats) also ``working``
+(string): the steps it wrote, '' for rows whose operator has none; ``result`` is always
+the final answer only. A bad row is answered ``valid=false`` with a reason and never fails
+the batch. ``trusted`` compares ``confidence`` with the trust threshold of the row's
+operator (the Evaluator's, given as ``trust_thresholds`` and baked into the graph as
+constants). The
 Evaluator calls the same function in process, so what is evaluated is what is served.
 """
 
@@ -14,7 +17,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lstm_math.components import answer_formats, tokenizer
-from lstm_math.serving.contract import JIT_BATCH_BUCKETS, WORKING_OUTPUT
+from lstm_math.components.equations import MIXED_TAG
+from lstm_math.serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY, WORKING_OUTPUT
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic
@@ -141,7 +145,30 @@ def bucket_size(rows: tf.Tensor) -> tf.Tensor:
                     tf.gather(buckets, tf.minimum(index, len(JIT_BATCH_BUCKETS) - 1)))
 
 
-def build_serving_function(model, coverage: dict, jit_compile: bool = False):
+def operator_tags(canonical: tf.Tensor) -> tf.Tensor:
+    """[batch] compact equations -> their slice: the operator ('+'), or 'mixed' for three
+    or more operands (``equations.operator_tag``)."""
+    operators = tf.strings.regex_replace(canonical, r"[^+\-*/]", "")
+    return tf.where(tf.strings.length(operators) == 1, operators, MIXED_TAG)
+
+
+def trusted(valid: tf.Tensor, confidence: tf.Tensor, canonical: tf.Tensor,
+            thresholds: dict | None) -> tf.Tensor:
+    """True where the row is valid and its confidence is at or above its slice's threshold.
+
+    ``thresholds``: slice tag -> threshold (None or absent: no threshold, never trusted).
+    The thresholds are float32 constants in the graph: the Evaluator's thresholds are
+    float32 confidences, so the comparison is exact."""
+    tags = operator_tags(canonical)
+    limit = tf.fill(tf.shape(confidence), tf.constant(float("inf"), tf.float32))
+    for tag, value in sorted((thresholds or {}).items()):
+        if value is not None:
+            limit = tf.where(tf.equal(tags, tag), tf.constant(value, tf.float32), limit)
+    return valid & (confidence >= limit)
+
+
+def build_serving_function(model, coverage: dict, jit_compile: bool = False,
+                           trust_thresholds: dict | None = None):
     """The ``serving_default`` function for a trained model and what it covers.
 
     ``jit_compile``: the numeric core (token ids -> answer ids and probabilities) is
@@ -149,6 +176,10 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False):
     on CPU), run at bucketed batch sizes (``bucket_size``; padding rows are cut off again).
     The string work (validation, tokenizing, detokenizing) stays in plain TF ops. Real TF
     Serving runs such a model only with ``--xla_cpu_compilation_enabled=true``.
+
+    ``trust_thresholds``: slice tag ('+', ..., 'mixed') -> the confidence at or above which
+    an answer is ``trusted`` (the Evaluator's ``confidence.<tag>.threshold``); a slice
+    without one is never trusted.
     """
     steps = int(coverage["max_result_length"]) + 1
     # A model that writes a working also returns it (the extra output ``working``).
@@ -182,11 +213,13 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False):
         confidence = tf.exp(tf.reduce_sum(tf.math.log(tf.maximum(probs, 1e-30)) * used, axis=1))
         # result: the final answer only, read from the working where the format has one
         result, working = tokenizer.decode_outputs(out_ids, model_input, coverage)
+        confidence = tf.where(valid, tf.clip_by_value(confidence, 0.0, 1.0), 0.0)
         outputs = {
             "result": tf.where(valid, result, ""),
             "valid": valid,
             "error": error,
-            "confidence": tf.where(valid, tf.clip_by_value(confidence, 0.0, 1.0), 0.0),
+            "confidence": confidence,
+            TRUSTED_KEY: trusted(valid, confidence, canonical, trust_thresholds),
         }
         if with_working:
             outputs[WORKING_OUTPUT] = tf.where(valid, working, "")

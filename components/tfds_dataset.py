@@ -89,7 +89,7 @@ class LstmMath(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
 
     def _task_config(self):
-        from lstm_math.pipeline.config import load_config
+        from lstm_math.config import load_config
 
         return load_config(self.builder_config.preset,
                            list(self.builder_config.overrides) + self._overrides)

@@ -4,11 +4,10 @@
   <root>/<Component>/<fingerprint>/artifact.json    written last: the artifact is complete
   <root>/runs/<run id>/config.yaml                  the effective config of the run
   <root>/runs/<run id>/manifest.json                what each component consumed and produced
-  <root>/tensorboard/{tuner,trainer,evaluator}       TensorBoard's view (local roots): relative
-                                                    symlinks to the latest artifact's logs/, so
-                                                    `tensorboard --logdir <root>/tensorboard`
-                                                    names runs trainer/train, tuner/trial-01,
-                                                    evaluator instead of hashes
+  <root>/tensorboard/<run name>/{tuner,trainer,evaluator}
+                                                    TensorBoard's view (local roots): one folder
+                                                    per pipeline run, relative symlinks to its
+                                                    steps' logs/ (pipeline.tensorboard_view)
 
 Library code for anyone reading the store (no Beam, no component): the runner writes it,
 commands and tools read it through the runner or these functions.
@@ -25,8 +24,6 @@ import tensorflow as tf
 ARTIFACT_FILE = "artifact.json"
 RUNS_DIR = "runs"
 TENSORBOARD_DIR = "tensorboard"
-# Components with TensorBoard logs (<artifact>/logs) -> their run name in the view.
-TENSORBOARD_RUNS = {"Tuner": "tuner", "Trainer": "trainer", "Evaluator": "evaluator"}
 
 
 @dataclasses.dataclass
@@ -86,33 +83,3 @@ def run_dir(root: str, run_id: str) -> str:
 
 def tensorboard_dir(root: str) -> str:
     return os.path.join(root, TENSORBOARD_DIR)
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def update_tensorboard_view(root: str, component: str, uri: str | None,
-                            require_logs: bool = True) -> str | None:
-    """Points ``<root>/tensorboard/<run>`` at ``<uri>/logs`` (a relative symlink, replaced
-    atomically), or removes it when ``uri`` is None or has no logs (``require_logs=False``:
-    a component starting to run, its logs to come). Local roots only (a
-    bucket has no symlinks: there ``--logdir_spec trainer:gs://.../Trainer/<fp>/logs,...``
-    names the runs). Returns the link's path, or None when there is none."""
-    name = TENSORBOARD_RUNS.get(component)
-    if name is None or not _is_local(root):
-        return None
-    view = tensorboard_dir(root)
-    link = os.path.join(view, name)
-    logs = os.path.join(uri, "logs") if uri else None
-    if logs is None or (require_logs and not os.path.isdir(logs)):
-        if os.path.islink(link):
-            os.remove(link)
-        return None
-    os.makedirs(view, exist_ok=True)
-    tmp = os.path.join(view, f".{name}.{os.getpid()}.tmp")
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    os.symlink(os.path.relpath(os.path.abspath(logs), os.path.abspath(view)), tmp)
-    os.replace(tmp, link)  # atomic: a TensorBoard reading the view never sees it missing
-    return link

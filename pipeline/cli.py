@@ -17,21 +17,21 @@ knows (Beam is imported only when some are given): `--beam-arg=--runner=Portable
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
+import threading
 
 from lstm_math.pipeline import cluster_cli
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 log = logging.getLogger("lstm_math")
 
 PROG = "lstm-math"
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 # The pipeline's steps in order (pipeline/pipeline.py; tests/test_cli.py checks they agree).
 COMPONENTS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
               "InfraValidator", "Pusher")
@@ -88,6 +88,8 @@ def _fail(prog: str, message: str) -> int:
 
 def presets() -> list[tuple[str, str]]:
     """(name, first sentence of the file's leading comment) for pipeline/configs/*.yaml."""
+    from lstm_math.config import CONFIG_DIR
+
     out = []
     for fname in sorted(os.listdir(CONFIG_DIR)):
         if not fname.endswith(".yaml"):
@@ -109,13 +111,16 @@ def presets() -> list[tuple[str, str]]:
 
 def _presets_epilog() -> str:
     lines = ["presets (--config NAME, files in pipeline/configs/; or --config my.yaml):"]
-    lines += [f"  {name:<8} {text}" for name, text in presets()]
+    found = presets()
+    width = max((len(name) for name, _ in found), default=8)
+    lines += [f"  {name:<{width}}  {text}" for name, text in found]
     return "\n".join(lines) + "\n"
 
 
 def _add_verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="log debug messages too (default: info and above)")
+                   help="log debug messages and TensorFlow's start-up messages too "
+                        "(default: info and above)")
 
 
 def _add_config_arguments(p: argparse.ArgumentParser, roots: bool = True) -> None:
@@ -293,7 +298,7 @@ def _check_predict(args) -> None:
 
 
 def _load(args):
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
 
     return config_from_args(args)
 
@@ -316,8 +321,9 @@ def _tool(name: str) -> str:
 
 
 def _tensorboard_logdir(manifest: dict, root: str) -> str:
-    """TensorBoard's arguments: the root's view (runs trainer/train, tuner/trial-01,
-    evaluator); where there is none (a bucket), the same run names by --logdir_spec."""
+    """TensorBoard's arguments: the root's view (one folder per pipeline run, holding
+    trainer/train, tuner/trial-01, evaluator); where there is none (a bucket), this run's
+    steps by --logdir_spec."""
     if manifest.get("tensorboard"):
         return f"--logdir {manifest['tensorboard']}"
     comps = manifest["components"]
@@ -340,6 +346,9 @@ def _summary(manifest: dict, config) -> str:
                      f"{m['count']}); blessed: {ev['blessing']['blessed']}")
     push = comps.get("Pusher", {}).get("properties", {})
     lines.append(f"Run manifest and effective config: {manifest['run_dir']}")
+    if manifest.get("tensorboard_run"):
+        lines.append(f"TensorBoard run:    {manifest['tensorboard_run']} (beside the root's "
+                     "earlier runs)")
     if "Trainer" in comps:
         lines.append(f"Model (Keras):      {comps['Trainer']['uri']}/model.keras")
     if "Exporter" in comps:
@@ -441,8 +450,10 @@ def cmd_component(args) -> int:
                              f"inputs; " + _run_first(COMPONENTS[0], root))
         missing = _missing_upstream(runner, pipeline, name)
         if missing:
+            served = (" (nor against the model served now at pusher.serving_base)"
+                      if pipeline.node(missing).resolvers else "")
             raise UsageError(f"{name} needs the output of {missing}, which has not run with "
-                             f"this config under {root}; " + _run_first(missing, root))
+                             f"this config under {root}{served}; " + _run_first(missing, root))
     manifest = runner.run(pipeline, only=[name], use_cache=not args.no_cache)
     print(_summary(manifest, config), flush=True)
     return 0
@@ -557,6 +568,8 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
 
             module, function = DELEGATED[name]
             getattr(importlib.import_module(module), function)(p)
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="TensorFlow's start-up messages and debug logging too")
             _tidy_help(p)
         p.set_defaults(func=func)
 
@@ -603,8 +616,86 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def quiet_tensorflow(argv: list[str]) -> bool:
+    """Unless -v/--verbose: TF_CPP_MIN_LOG_LEVEL=3 (when not set already) before TensorFlow
+    is imported. Returns whether TensorFlow's native log lines should be filtered."""
+    if any(a in ("-v", "--verbose") for a in argv):
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return True
+
+
+# A line of TensorFlow's native (absl) logging ('I0000 00:00:1796194145.643927 8626
+# port.cc:153] ...') and absl's notice that it logs to stderr before being initialized.
+# TensorFlow 2.21 writes its start-up lines (oneDNN, cudart_stub, cuInit) this way whatever
+# TF_CPP_MIN_LOG_LEVEL says. Fatal ('F') lines are kept.
+_NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} [\d:.]+ +\d+ [\w.+/-]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+# The second line of TensorFlow's CPU feature notice.
+_NATIVE_CONTINUATION = b"To enable the following instructions:"
+
+
+def filter_native_stderr() -> None:
+    """Keeps TensorFlow's native log lines off the terminal for the rest of the process.
+
+    File descriptor 2 becomes a pipe read by a thread that passes on every line but
+    TensorFlow's (``_NATIVE_LOG_LINE``); Python's own ``sys.stderr`` (logging, tracebacks)
+    writes to the real stderr directly, so nothing of ours waits on the thread. At exit
+    fd 2 is given back. Only for the command line (``main()`` without argv): callers in
+    process keep their streams."""
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = open(os.dup(real), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                      errors="backslashreplace")
+
+    def pump():
+        pending, after_native = b"", False
+        while True:
+            try:
+                chunk = os.read(read_end, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = []
+            for line in lines:
+                native = bool(_NATIVE_LOG_LINE.match(line)) or (
+                    after_native and line.startswith(_NATIVE_CONTINUATION))
+                after_native = native
+                if not native:
+                    kept.append(line + b"\n")
+            if kept:
+                os.write(real, b"".join(kept))
+        if pending and not _NATIVE_LOG_LINE.match(pending):
+            os.write(real, pending)
+
+    thread = threading.Thread(target=pump, name="native-stderr-filter", daemon=True)
+    thread.start()
+
+    def restore():
+        try:
+            sys.stderr.flush()
+            os.dup2(real, 2)  # the pipe's last write end in this process closes: EOF
+        except (OSError, ValueError):
+            return
+        thread.join(timeout=2)
+
+    atexit.register(restore)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv, beam_tail = _split_argv(list(sys.argv[1:] if argv is None else argv))
+    if quiet_tensorflow(argv) and from_command_line:
+        filter_native_stderr()
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in COMMANDS:
         return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)
@@ -638,12 +729,17 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         return _fail(prog, str(e))
     except Exception as e:  # noqa: BLE001 - translate the known ordinary mistakes only
-        from lstm_math.pipeline.config import ConfigError
+        from lstm_math.config import ConfigError
 
         if isinstance(e, ConfigError):
             return _fail(prog, f"bad config: {e}")
         if isinstance(e, RuntimeError) and "has not run with this config yet" in str(e):
             return _fail(prog, str(e))
+        from lstm_math.components.baseline import BaselineChanged
+
+        if isinstance(e, BaselineChanged):  # a refused push: the step failed, in one line
+            sys.stderr.write(f"{prog}: error: {e}\n")
+            return 1
         raise
 
 

@@ -61,7 +61,7 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 
 def cmd_step(args) -> int:
-    from lstm_math.pipeline.config import ConfigError, config_from_args
+    from lstm_math.config import ConfigError, config_from_args
     from lstm_math.pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
                                 write_outputs)
 
@@ -79,7 +79,12 @@ def cmd_step(args) -> int:
     except ConfigError:
         raise  # exit 2, from cli.main
     except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
-        log.exception("step %s failed: %s", args.name, e)
+        from lstm_math.components.baseline import BaselineChanged
+
+        if isinstance(e, BaselineChanged):  # a refused push: its one line says it all
+            log.error("step %s failed: %s", args.name, e)
+        else:
+            log.exception("step %s failed: %s", args.name, e)
         return 1
     summary = {k: v for k, v in outputs.items() if k != "properties"}
     log.info("step %s: %s in %.1fs -> %s", args.name, "cached" if cached else "done", seconds,
@@ -108,7 +113,7 @@ def cmd_pod(args) -> int:
 
 
 def cmd_k8s_specs(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.k8s import write_specs
 
     config = config_from_args(args)
@@ -120,7 +125,7 @@ def cmd_k8s_specs(args) -> int:
 
 
 def cmd_compile_kfp(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.kfp_pipeline import compile_pipeline
 
     config = config_from_args(args)  # validates the config before anything is written
@@ -136,7 +141,7 @@ def cmd_compile_kfp(args) -> int:
 
 
 def cmd_rehearse(args) -> int:
-    from lstm_math.pipeline.config import config_from_args
+    from lstm_math.config import config_from_args
     from lstm_math.pipeline.cluster_local import rehearse
 
     config = config_from_args(args)

@@ -1,26 +1,27 @@
 """The local rehearsal: the whole pipeline as a cluster runs it, on one machine (127.0.0.1).
 
-``lstm-math rehearse --config smoke`` (or ``python scripts/cluster_local.py --config smoke``):
+``lstm-math rehearse --config smoke``:
 
 * every step is its own process, ``lstm-math step NAME --input ... --outputs-json ...``,
   exactly the command each Kubeflow Pipelines task runs, wired by the artifact URIs the
   previous steps reported (not by this process's memory);
 * ExampleGen runs through Beam's portable runner: a separate job service and an external
-  SDK worker pool (``scripts/portable_local.py``), both on 127.0.0.1;
+  SDK worker pool (``lstm_math.pipeline.portable_local``), both on 127.0.0.1;
 * the Tuner is a keras-tuner chief plus ``--tuner-workers`` worker processes;
 * the Trainer is ``--train-workers`` processes under MultiWorkerMirroredStrategy;
 * the blessing gates the Pusher (as ``dsl.If`` does in the KFP pipeline).
 
-Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's outputs JSON)
-and per-step logs beside it (``logs/<step>.log``, worker logs under ``logs/<step>/``).
-A step that fails stops the run with its exit code and the tail of its log.
+Every step runs in this process's working directory with the installed package (nothing is
+read from a source checkout), so a relative ``--pipeline-root`` means the same directory to
+every step. Writes ``<pipeline_root>/runs/<run id>-rehearsal/manifest.json`` (each step's
+outputs JSON) and per-step logs beside it (``logs/<step>.log``, worker logs under
+``logs/<step>/``). A step that fails stops the run with its exit code and the tail of its log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import json
 import logging
 import os
@@ -30,29 +31,24 @@ import sys
 import threading
 import time
 
+from lstm_math.pipeline import tensorboard_view
+
 log = logging.getLogger("lstm_math.rehearsal")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PROGRESS = re.compile(r"^(\d\d:\d\d:\d\d |Traceback|\S*Error\b|\{)")
 
 
-def _portable_local():
-    spec = importlib.util.spec_from_file_location(
-        "portable_local", os.path.join(REPO, "scripts", "portable_local.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run_step(cmd: list, log_path: str, timeout_s: float, name: str) -> int:
+def _run_step(cmd: list, log_path: str, timeout_s: float, name: str,
+              tensorboard_run: str | None = None) -> int:
     """Runs one step process, streaming its output (prefixed) to the console and a file."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    if tensorboard_run:  # every step's logs in one TensorBoard folder
+        env[tensorboard_view.RUN_ENV] = tensorboard_run
     for var in ("TF_CONFIG", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT",
                 "KERASTUNER_TUNER_ID"):
         env.pop(var, None)
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
 
@@ -84,6 +80,7 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
     import tensorflow as tf
 
     from lstm_math.pipeline.pipeline import create_pipeline
+    from lstm_math.pipeline.portable_local import portable_services
 
     root = config.runtime.pipeline_root
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -98,15 +95,16 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
                     "--set", f"cluster.tuner_workers={tuner_workers}",
                     "--set", f"pusher.serving_base={config.pusher.serving_base}"]
     nodes = create_pipeline(config).nodes
+    board = tensorboard_view.RunView.start(root, config.to_dict(), note="rehearsal")
     manifest = {"pipeline": config.name, "run_id": run_id, "run_dir": run_dir,
                 "mode": "rehearsal", "train_workers": train_workers,
                 "tuner_workers": tuner_workers, "beam": beam, "steps": {}, "ok": False,
-                "pushed": None}
+                "pushed": None, "tensorboard_run": board.name if board else None}
     started = time.monotonic()
     log.info("rehearsal %s: %d steps, each its own process; Beam %s; Tuner chief + %d "
              "workers; Trainer on %d workers (MultiWorkerMirroredStrategy); logs in %s",
              run_id, len(nodes), beam, tuner_workers, train_workers, log_dir)
-    services = _portable_local().portable_services(log_dir=log_dir) if beam == "portable" \
+    services = portable_services(log_dir=log_dir) if beam == "portable" \
         else contextlib.nullcontext([])
     outputs: dict = {}
     with services as beam_flags:
@@ -136,7 +134,8 @@ def rehearse(config, config_args: list, train_workers: int = 2, tuner_workers: i
             log.info("[%d/%d] %s%s: running", i, len(nodes), name, what)
             t0 = time.monotonic()
             code = _run_step(cmd, os.path.join(log_dir, f"{name}.log"),
-                             config.cluster.step_timeout_s, name)
+                             config.cluster.step_timeout_s, name,
+                             tensorboard_run=board.name if board else None)
             if code != 0:
                 log.error("[%d/%d] %s failed (exit %d) after %.1fs; log: %s", i, len(nodes),
                           name, code, time.monotonic() - t0, os.path.join(log_dir,

@@ -11,7 +11,7 @@ import sys
 
 import tensorflow as tf
 
-from lstm_math.pipeline.config import ModelHParams, PipelineConfig, coverage_of, load_config
+from lstm_math.config import Coverage, ModelHParams, PipelineConfig, coverage_of, load_config
 from lstm_math.pipeline.pipeline import create_pipeline
 from lstm_math.pipeline.runner import LocalRunner, NotReady, external_artifact, run_component
 
@@ -83,9 +83,12 @@ def _tuner_place(config: PipelineConfig, runner: LocalRunner):
         return runner.resolve(pipeline, "DataValidation").inputs["ExampleGen"], None
     except NotReady:
         pass
-    want = {k: v for k, v in coverage_of(config).items() if k != "reverse_output"}
+    data_keys = ("operators", "operand_min", "operand_max", "num_operands", "min_operands",
+                 "max_input_length")
+    want = {k: v for k, v in Coverage.of_data(config.task.data).to_dict().items()
+            if k in data_keys}
     examples = runner.latest("ExampleGen", where=lambda a: {
-        k: v for k, v in a.properties.get("coverage", {}).items() if k != "reverse_output"} == want)
+        k: v for k, v in a.properties.get("coverage", {}).items() if k in data_keys} == want)
     if examples is None:
         raise FileNotFoundError(
             f"no ExampleGen output for this task under {runner.root}; run `lstm-math "
@@ -97,7 +100,7 @@ def _tuner_place(config: PipelineConfig, runner: LocalRunner):
 def tune(args, config: PipelineConfig) -> int:
     """`lstm-math tune`: returns the exit status (0 done, 2 usage, 3 worker lost the chief)."""
     from lstm_math.components.tuner import (BEST_FILE, LOST_CHIEF_EXIT, OBJECTIVE, LostChief,
-                                  configure_role, run_tuner)
+                                            TrialSettings, configure_role, run_tuner)
 
     if not config.tuner.enabled:
         log.error("tuner.enabled is false: nothing to tune (the Trainer uses trainer.model)")
@@ -119,15 +122,15 @@ def tune(args, config: PipelineConfig) -> int:
             return 2
         examples_dir, coverage = (examples.properties["examples_dir"],
                                   examples.properties["coverage"])
+    node = create_pipeline(config).node("Tuner")
     output_dir = args.output or (place.output_dir if place else runner.scratch_dir(
-        "Tuner", {"tuner": dataclasses.asdict(config.tuner),
-                  "model": dataclasses.asdict(config.trainer.model),
-                  "optimizer": dataclasses.asdict(config.trainer.optimizer),
-                  "batch": config.trainer.batch_size, "examples": examples_dir}, prefix="tune"))
+        "Tuner", {"config": runner.config_payload(node), "examples": examples_dir},
+        prefix="tune"))
     log.info("Tuner %s: examples %s -> %s", role, examples_dir, output_dir)
     try:
-        result = run_tuner(config, examples_dir, coverage, output_dir,
-                           chief_timeout=args.chief_timeout)
+        result = run_tuner(config.tuner, TrialSettings.of(config.trainer), examples_dir,
+                           coverage, output_dir, chief_timeout=args.chief_timeout,
+                           strategy=config.runtime.strategy)
     except LostChief as e:
         log.error("Tuner worker: %s; exiting", e)
         return LOST_CHIEF_EXIT

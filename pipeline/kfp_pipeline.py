@@ -25,7 +25,7 @@ import os
 
 from kfp import compiler, dsl
 
-from lstm_math.pipeline.config.cluster import DEFAULT_IMAGE
+from lstm_math.config.cluster import DEFAULT_IMAGE
 
 PIPELINE_NAME = "lstm-math"
 STEPS = ("ExampleGen", "DataValidation", "Tuner", "Trainer", "Evaluator", "Exporter",
@@ -171,7 +171,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
 def compile_pipeline(output: str, config_name: str = "default", overrides: list | None = None,
                      config=None) -> str:
     """Writes the KFP v2 spec (IR YAML) with this config's cluster settings as defaults."""
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
 
     config = config or load_config(config_name, list(overrides or []))
     c = config.cluster

@@ -1,7 +1,8 @@
 """LocalRunner: executes a Pipeline's nodes in order with caching and a run manifest.
 
 The store's layout is pipeline.artifacts. A node's fingerprint hashes its name, the config
-sections it reads and its inputs' fingerprints. A node whose fingerprint already has a
+values it declares (``Node.config``; without runtime fields), its inputs' fingerprints and
+its resolved inputs (``Node.resolvers``), the very values the runner then hands to it. A node whose fingerprint already has a
 complete artifact is not rerun; an interrupted node reruns into the same directory (the
 Trainer resumes from its backup).
 
@@ -27,15 +28,20 @@ from typing import Callable
 import tensorflow as tf
 
 from lstm_math.pipeline import artifacts as store
+from lstm_math.pipeline import tensorboard_view
 from lstm_math.pipeline.artifacts import Artifact
-from lstm_math.pipeline.config import PipelineConfig, fingerprint_dict
-from lstm_math.pipeline.pipeline import Context, Pipeline, create_pipeline
+from lstm_math.components.baseline import describe as describe_baseline
+from lstm_math.components.baseline import same as same_baseline
+from lstm_math.config import PipelineConfig, fingerprint_dict, fingerprint_value
+from lstm_math.pipeline.pipeline import (Context, Pipeline, config_value, create_pipeline,
+                                         params_of, pushes_on_blessings, resolve)
 
 log = logging.getLogger(__name__)
 
 # Bump when a component's outputs change meaning, so old cached artifacts are not reused.
 # 3: the Tuner's "best" and the Trainer's hparams.json hold {"model", "optimizer"}.
-CODE_VERSION = "3"
+# 4: fingerprints from declared inputs; ExampleGen's coverage is the data's.
+CODE_VERSION = "4"
 
 
 class NotReady(RuntimeError):
@@ -49,28 +55,55 @@ class Resolved:
     output_dir: str
 
 
-def _section(config: PipelineConfig, dotted: str):
-    node = config
-    for key in dotted.split("."):
-        node = getattr(node, key)
-    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
-
-
 class LocalRunner:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.root = config.runtime.pipeline_root
+        self._view: tensorboard_view.RunView | None = None  # this run's TensorBoard folder
 
-    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict) -> str:
+    def fingerprint(self, pipeline: Pipeline, name: str, upstream: dict,
+                    resolved: dict | None = None) -> str:
+        """Hashes what node ``name`` is given: its declared config values, its upstream
+        artifacts' fingerprints and its resolved inputs (resolved now unless given)."""
         node = pipeline.node(name)
         payload = {
             "component": name,
             "code_version": CODE_VERSION,
-            "config": {s: _section(self.config, s) for s in node.config_sections},
+            "config": self.config_payload(node),
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
-            "extra": node.fingerprint_extra(self.config) if node.fingerprint_extra else None,
         }
+        if node.resolvers:
+            payload["resolved"] = (resolved if resolved is not None
+                                   else self.resolve_inputs(pipeline, name, upstream))
         return fingerprint_dict(payload)[:16]
+
+    def resolve_inputs(self, pipeline: Pipeline, name: str, upstream: dict) -> dict:
+        """Node ``name``'s resolved inputs (``Node.resolvers``), now.
+
+        A baseline that is this very candidate, pushed on an earlier blessing of this node
+        with the same inputs and config, is not a new baseline: that blessing's own baseline
+        stands (else every run after a push would judge the model against itself, and its
+        new export would be pushed again)."""
+        node = pipeline.node(name)
+        resolved = resolve(node, self.config)
+        baseline = resolved.get("baseline")
+        if baseline and baseline.get("version") is not None:
+            for push in pushes_on_blessings(self.root):
+                if not same_baseline(push["pushed"], baseline):
+                    continue
+                earlier = {**resolved, "baseline": push["judged_against"]}
+                if self.fingerprint(pipeline, name, upstream, earlier) == push["evaluator"]:
+                    log.info("%s: the served %s is this candidate, pushed on its blessing "
+                             "against %s", name, describe_baseline(baseline),
+                             describe_baseline(push["judged_against"]))
+                    return earlier
+        return resolved
+
+    def config_payload(self, node) -> dict:
+        """The config a node declares, as its fingerprint holds it (dotted path -> value,
+        sections without their runtime fields)."""
+        return {path: fingerprint_value(config_value(self.config, path))
+                for path in sorted(set(node.config.values()))}
 
     def artifact_path(self, name: str, fingerprint: str) -> str:
         return store.artifact_dir(self.root, name, fingerprint)
@@ -126,13 +159,18 @@ class LocalRunner:
 
     def _show_in_tensorboard(self, name: str, artifact: Artifact | None,
                              running_in: str | None = None) -> None:
-        """``<root>/tensorboard/<run>`` -> this artifact's logs, or those of the node running
-        in ``running_in`` (watched while it trains; see pipeline.artifacts)."""
+        """``<root>/tensorboard/<run name>/<step>`` -> this artifact's logs, or those of the
+        node running in ``running_in`` (watched while it trains); outside ``run()`` (a step
+        recorded by ``complete``) a run folder of its own. See pipeline.tensorboard_view."""
         try:
+            view = self._view or tensorboard_view.RunView.start(
+                self.root, self.config.to_dict(), note=name)
+            if view is None:
+                return
             if running_in:
-                store.update_tensorboard_view(self.root, name, running_in, require_logs=False)
+                view.show(name, running_in, require_logs=False)
             else:
-                store.update_tensorboard_view(self.root, name, artifact.uri if artifact else None)
+                view.show(name, artifact.uri if artifact else None)
         except OSError as e:  # a view is a convenience: never fail a run for it
             log.warning("TensorBoard view of %s not updated: %s", name, e)
 
@@ -145,7 +183,8 @@ class LocalRunner:
 
     def run_node(self, pipeline: Pipeline, name: str, artifacts: dict, use_cache: bool = True):
         node = pipeline.node(name)
-        fp = self.fingerprint(pipeline, name, artifacts)
+        resolved = self.resolve_inputs(pipeline, name, artifacts)  # once: fingerprinted = given
+        fp = self.fingerprint(pipeline, name, artifacts, resolved)
         cached = self.load_cached(name, fp) if use_cache else None
         if cached is not None:
             log.info("%s: cached (inputs and config unchanged) -> %s", name, cached.uri)
@@ -155,7 +194,8 @@ class LocalRunner:
         log.info("%s: running -> %s", name, out_dir)
         self._show_in_tensorboard(name, None, running_in=out_dir)
         started = time.time()
-        properties = node.run(Context(self.config, {k: artifacts[k] for k in node.inputs}, out_dir))
+        properties = node.run(Context(params_of(node, self.config),
+                                      {k: artifacts[k] for k in node.inputs}, out_dir, resolved))
         artifact = Artifact(component=name, uri=out_dir, fingerprint=fp, properties=properties)
         store.write_artifact(artifact)
         return artifact, False, time.time() - started
@@ -170,6 +210,8 @@ class LocalRunner:
                     "components": {}}
         artifacts: dict[str, Artifact] = {}
         started = time.time()
+        self._view = tensorboard_view.RunView.start(self.root, self.config.to_dict(),
+                                                    note="+".join(only) if only else None)
         for node in pipeline.nodes:
             if only and node.name not in only:
                 # Another step's turn: take this one's latest complete artifact as input.
@@ -185,8 +227,14 @@ class LocalRunner:
                 artifacts[node.name] = cached
                 self._show_in_tensorboard(node.name, cached)
                 continue
-            artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
-                                                          use_cache=use_cache)
+            try:
+                artifact, was_cached, seconds = self.run_node(pipeline, node.name, artifacts,
+                                                              use_cache=use_cache)
+            except Exception as e:
+                manifest["failed"] = {"component": node.name, "error": str(e)}
+                with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
+                    f.write(json.dumps(manifest, indent=2, default=str))
+                raise
             artifacts[node.name] = artifact
             self._show_in_tensorboard(node.name, artifact)
             manifest["components"][node.name] = {
@@ -199,14 +247,12 @@ class LocalRunner:
             }
             with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
                 f.write(json.dumps(manifest, indent=2, default=str))
-        if not only:  # a component this pipeline lacks (tuner.enabled=false): not in the view
-            for name in store.TENSORBOARD_RUNS:
-                if name not in artifacts:
-                    self._show_in_tensorboard(name, None)
         manifest["seconds"] = round(time.time() - started, 2)
         view = store.tensorboard_dir(self.root)
-        if os.path.isdir(view):
+        if self._view is not None and os.path.isdir(self._view.dir):
             manifest["tensorboard"] = view
+            manifest["tensorboard_run"] = self._view.name
+        self._view = None
         with tf.io.gfile.GFile(os.path.join(run_dir, "manifest.json"), "w") as f:
             f.write(json.dumps(manifest, indent=2, default=str))
         return manifest
@@ -222,7 +268,8 @@ def run_component(config: PipelineConfig, name: str, output_dir: str,
     if missing:
         raise ValueError(f"{name} needs the artifacts of {', '.join(missing)}")
     tf.io.gfile.makedirs(output_dir)
-    return node.run(Context(config, {k: inputs[k] for k in node.inputs}, output_dir))
+    return node.run(Context(params_of(node, config), {k: inputs[k] for k in node.inputs},
+                            output_dir, resolve(node, config)))
 
 
 def external_artifact(component: str, uri: str, properties: dict) -> Artifact:

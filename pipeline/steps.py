@@ -46,7 +46,6 @@ from lstm_math.pipeline.step_errors import (EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAG
 
 log = logging.getLogger("lstm_math.step")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT_PARAMS = ("uri", "blessed", "pushed", "version", "json")
 
 
@@ -193,7 +192,7 @@ class _Proc:
     def start(self) -> None:
         with open(self.log_path, "a") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "lstm_math.pipeline.cli", *self.args], env=self.env, cwd=REPO,
+                [sys.executable, "-m", "lstm_math.pipeline.cli", *self.args], env=self.env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         log.info("started %s (pid %d%s, log %s)", self.name, self.popen.pid,
                  f", 127.0.0.1:{self.port}" if self.port else "", self.log_path)
@@ -238,8 +237,9 @@ class ProcessLauncher:
         self.config_args = list(config_args)
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="lstm-math-step-")
         os.makedirs(self.log_dir, exist_ok=True)
-        self.env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get(
-            "PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        # workers run in this step's working directory (relative paths mean the same
+        # place to every process), with the installed package
+        self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         for var in ("TF_CONFIG", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT",
                     "KERASTUNER_TUNER_ID"):
             self.env.pop(var, None)

@@ -1,148 +1,26 @@
 #!/usr/bin/env python
-"""Runs ``lstm-math generate`` through Beam's portability framework on this machine.
-
-This is how a cluster runs the job, all on localhost: a Beam job service in one process
-(``apache_beam.runners.portability.local_job_service_main``), an external SDK worker pool
-in another (``apache_beam.runners.worker.worker_pool_main``, with this Python first on
-PATH so that the workers import the project), and the pipeline submitted with
-
-    --runner=PortableRunner --job_endpoint=localhost:P
-    --environment_type=EXTERNAL --environment_config=localhost:Q
-
-Usage (one command; starts both services, runs the job, stops both services):
+"""``lstm-math generate`` through Beam's portability framework on this machine: starts a job
+service and an external SDK worker pool on 127.0.0.1 (``lstm_math.pipeline.portable_local``),
+runs the job, stops both.
 
     python scripts/portable_local.py generate --config smoke --output /tmp/out [--set k=v]
 
-Further Beam options go after ``--beam``, as with ``lstm-math generate``. Both
-services bind 127.0.0.1 only (Beam's own mains bind every interface; the ``serve`` mode
-of this script runs them with loopback-only binding). Importable: ``portable_services()``
-is a context manager that yields the Beam arguments (used by the tests and benchmark).
+Further Beam options go after ``--beam``, as with ``lstm-math generate``.
 """
 
-from __future__ import annotations
-
-import contextlib
 import logging
-import os
-import runpy
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 
-log = logging.getLogger("portable_local")
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVICES = {
-    "job": "apache_beam.runners.portability.local_job_service_main",
-    "pool": "apache_beam.runners.worker.worker_pool_main",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log_path: str, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            with open(log_path, errors="replace") as f:
-                tail = f.read()[-3000:]
-            raise RuntimeError(f"service exited with {proc.returncode} before listening on "
-                               f"port {port}:\n{tail}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s "
-                       f"(log: {log_path})")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stops a service and the SDK workers it started (its own process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # workers left behind in the group, if any
-
-
-@contextlib.contextmanager
-def portable_services(job_port: int = 0, pool_port: int = 0, log_dir: str | None = None,
-                      timeout: float = 120):
-    """Starts a job service and an external worker pool; yields the Beam arguments."""
-    job_port = job_port or free_port()
-    pool_port = pool_port or free_port()
-    log_dir = log_dir or tempfile.mkdtemp(prefix="lstm-math-portable-")
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    procs = []
-    try:
-        for kind, port in (("pool", pool_port), ("job", job_port)):
-            flag = "--service_port" if kind == "pool" else "--port"
-            log_path = os.path.join(log_dir, f"{kind}.log")
-            with open(log_path, "w") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, os.path.abspath(__file__), "serve", kind, f"{flag}={port}"],
-                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                    start_new_session=True)
-            procs.append(proc)
-            _wait_for_port(port, proc, log_path, timeout)
-            log.info("portable: %s service on 127.0.0.1:%d (pid %d, log %s)", kind, port,
-                     proc.pid, log_path)
-        yield [
-            "--runner=PortableRunner",
-            f"--job_endpoint=localhost:{job_port}",
-            "--environment_type=EXTERNAL",
-            f"--environment_config=localhost:{pool_port}",
-        ]
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-
-
-def _serve(kind: str, argv: list[str]) -> None:
-    """Runs Beam's own service main, binding 127.0.0.1 instead of every interface."""
-    import grpc._server
-
-    original = grpc._server._Server.add_insecure_port
-
-    def loopback(self, address):
-        for wildcard in ("[::]:", "0.0.0.0:"):
-            if address.startswith(wildcard):
-                address = "127.0.0.1:" + address[len(wildcard):]
-        return original(self, address)
-
-    grpc._server._Server.add_insecure_port = loopback
-    sys.argv = [SERVICES[kind]] + argv
-    runpy.run_module(SERVICES[kind], run_name="__main__", alter_sys=True)
+from lstm_math.pipeline import cli
+from lstm_math.pipeline.portable_local import portable_services
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["serve"]:
-        _serve(argv[1], argv[2:])
-        return 0
     if not argv or argv[0] != "generate":
         print(__doc__, file=sys.stderr)
         return 2
-    logging.basicConfig(force=True, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    sys.path.insert(0, REPO)
-    from lstm_math.pipeline import cli
-
+    logging.basicConfig(force=True, level=logging.INFO, datefmt="%H:%M:%S",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with portable_services() as beam_args:
         # Beam options go after `--beam` (cli.main checks them against Beam's own).
         return cli.main(argv + ["--beam", *beam_args])

@@ -86,12 +86,14 @@ def session_loader_check(tf, export_dir: str, equations: list, rows: list) -> di
             for i, text in enumerate(equations):
                 got = {"result": out["result"][i].decode(), "valid": bool(out["valid"][i]),
                        "error": out["error"][i].decode(),
-                       "confidence": float(out["confidence"][i])}
+                       "confidence": float(out["confidence"][i]),
+                       "trusted": bool(out["trusted"][i]) if "trusted" in out else None}
                 if "working" in out:  # a model that writes its working: that output too
                     got["working"] = out["working"][i].decode()
                 want = rows[i]
-                if (got["result"], got["valid"], got["error"], got.get("working")) != (
-                        want["result"], want["valid"], want["error"],
+                if (got["result"], got["valid"], got["error"], got["trusted"],
+                        got.get("working")) != (
+                        want["result"], want["valid"], want["error"], want["trusted"],
                         want.get("working")) or abs(
                         got["confidence"] - want["confidence"]) > 1e-5:
                     report["mismatches"].append({"row": i, "session": got, "object": want})
@@ -143,6 +145,7 @@ def main() -> int:
             "valid": bool(out["valid"][i].numpy()),
             "error": out["error"][i].numpy().decode(),
             "confidence": float(out["confidence"][i].numpy()),
+            "trusted": bool(out["trusted"][i].numpy()) if "trusted" in out else None,
         })
         if "working" in out:
             rows[-1]["working"] = out["working"][i].numpy().decode()

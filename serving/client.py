@@ -1,14 +1,19 @@
 """Clients for the lstm-math model: REST, gRPC (official TF Serving stubs), or in-process.
 
-``lstm-math predict "31 + 87" "7 * 6" [--via rest|grpc|saved-model]`` prints one line per
-equation::
+``lstm-math predict "31 + 87" "1 + 9" [--via rest|grpc|saved-model]`` prints one line per
+equation, an answer the model does not vouch for (``trusted`` false: its confidence is below
+the model's trust threshold for that operator) marked unsure::
 
-    31 + 87 = 118  (confidence 0.999)
+    31 + 87 = 118
+    1 + 9 = 11?  (unsure: confidence 0.947 < 0.984)
     31 + x  invalid: unknown character 'x'
 
+and exits with status 3 when any answer is unsure (0 when every answer is trusted or the
+row is invalid, 1 on errors, 2 on usage errors).
+
 The functions return one dict per equation: ``{"equation", "result", "valid", "error",
-"confidence"}``. They work against this repo's server (``lstm_math.serving.server``) and against the
-real ``tensorflow_model_server`` alike.
+"confidence", "trusted"}``. They work against this repo's server (``lstm_math.serving.server``)
+and against the real ``tensorflow_model_server`` alike.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME, WORKING_OUTPUT, latest_version
+from lstm_math.serving.contract import (DEFAULT_MODEL_NAME, OUTPUT_KEYS, TRUSTED_KEY,
+                                        WORKING_OUTPUT, latest_version)
 
-OUTPUT_KEYS = ("result", "valid", "error", "confidence")
 # Read too where a model has it (a model that writes its working; REST returns every output).
 EXTRA_OUTPUT_KEYS = (WORKING_OUTPUT,)
 
@@ -286,11 +291,32 @@ def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
                             f"<version>/ and {model_name}/<version>/)")
 
 
+def trust_thresholds(version_dir: str) -> Dict[str, float]:
+    """Operator ('+', ..., 'mixed') -> the trust threshold recorded in a SavedModel's
+    ``assets/metrics.json`` (what its ``trusted`` output compares with); {} if none."""
+    try:
+        with open(os.path.join(version_dir, "assets", "metrics.json")) as f:
+            confidence = json.load(f).get("confidence") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: float(v["threshold"]) for k, v in confidence.items()
+            if k != "overall" and isinstance(v, dict)
+            and isinstance(v.get("threshold"), (int, float))}
+
+
+def operator_of(equation: str) -> str:
+    """The slice whose trust threshold applies to a (valid) equation: its operator, or
+    'mixed' for three or more operands."""
+    operators = "".join(c for c in equation if c in "+-*/")
+    return operators if len(operators) == 1 else "mixed"
+
+
 def predict_saved_model(equations: Sequence[str], path: str,
                         model_name: str = DEFAULT_MODEL_NAME) -> List[Dict[str, Any]]:
     """Load the SavedModel with TensorFlow and call ``serving_default`` directly."""
     import tensorflow as tf
-    model = tf.saved_model.load(resolve_saved_model(path, model_name))
+    version_dir = resolve_saved_model(path, model_name)
+    model = tf.saved_model.load(version_dir)
     fn = model.signatures["serving_default"]
     out = fn(equation=tf.constant([e.encode("utf-8") if isinstance(e, str) else e
                                    for e in equations], dtype=tf.string))
@@ -301,19 +327,44 @@ def predict_saved_model(equations: Sequence[str], path: str,
             if k == "confidence":
                 values = [float(f"{v:.7g}") for v in values]
             columns[k] = values
-    return _rows(equations, columns)
+    rows = _rows(equations, columns)
+    thresholds = trust_thresholds(version_dir)
+    for row in rows:
+        if row.get(TRUSTED_KEY) is False and row.get("valid"):
+            limit = thresholds.get(operator_of(row["equation"]))
+            if limit is not None:
+                row["trust_threshold"] = limit
+    return rows
 
 
 # ---------------------------------------------------------------------------------------
 # Command line: ``lstm-math predict``
 # ---------------------------------------------------------------------------------------
+def is_unsure(row: Dict[str, Any]) -> bool:
+    """A valid answer that the model does not vouch for (``trusted`` false)."""
+    return bool(row.get("valid")) and row.get(TRUSTED_KEY) is False
+
+
 def format_row(row: Dict[str, Any]) -> str:
-    if row.get("valid"):
-        conf = row.get("confidence")
-        conf_text = f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else ""
-        working = f"  working: {row[WORKING_OUTPUT]}" if row.get(WORKING_OUTPUT) else ""
-        return f"{row['equation']} = {row.get('result', '')}{conf_text}{working}"
-    return f"{row['equation']}  invalid: {row.get('error') or 'not an equation this model covers'}"
+    if not row.get("valid"):
+        return (f"{row['equation']}  invalid: "
+                f"{row.get('error') or 'not an equation this model covers'}")
+    conf = row.get("confidence")
+    answer = f"{row['equation']} = {row.get('result', '')}"
+    working = f"  working: {row[WORKING_OUTPUT]}" if row.get(WORKING_OUTPUT) else ""
+    if is_unsure(row):
+        limit = row.get("trust_threshold")
+        if isinstance(limit, float):
+            digits = next((d for d in range(3, 8) if f"{conf:.{d}f}" != f"{limit:.{d}f}"), 8)
+            why = f"confidence {conf:.{digits}f} < {limit:.{digits}f}"
+        else:
+            why = f"confidence {conf:.3f}, below the model's trust threshold"
+        return f"{answer}?  (unsure: {why}){working}"
+    if TRUSTED_KEY in row:
+        return answer + working
+    # a model without `trusted` (exported before it existed): its confidence, unjudged
+    return (answer + (f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else "")
+            + working)
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -331,11 +382,20 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="a SavedModel version dir, or a model base (highest version used)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     parser.add_argument("--json", action="store_true", help="print the answers as JSON")
+    parser.epilog = ("An answer the model does not vouch for (its confidence is below the "
+                     "model's trust threshold for that operator) is printed with '?' and "
+                     f"'unsure'; the exit status is then {EXIT_UNSURE} (0: every answer "
+                     "trusted or the row invalid; 1: the model could not be asked).")
     return parser
 
 
+# Exit status of `lstm-math predict` when some answer is unsure (not trusted).
+EXIT_UNSURE = 3
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    """Answer the equations; 0 when the model answered (even invalid rows), 1 on errors."""
+    """Answer the equations; 0 when the model answered (invalid rows included) and trusted
+    every answer, ``EXIT_UNSURE`` when some answer is unsure, 1 on errors."""
     via = args.via or ("saved-model" if args.saved_model else "rest")
     try:
         if via == "rest":
@@ -357,7 +417,7 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(format_row(row))
-    return 0
+    return EXIT_UNSURE if any(is_unsure(row) for row in rows) else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

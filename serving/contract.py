@@ -6,7 +6,7 @@ local server, the client and tests all import these names instead of keeping cop
 * where a model lives: ``<serving_base>/<model_name>/<version>/saved_model.pb``;
 * the one rule for what a version is (``parse_version``) and the one listing of them
   (``versions``), shared by the Pusher, the Evaluator's "pushed model" and the server;
-* the ``serving_default`` signature's input and output keys;
+* the ``serving_default`` signature's input and output keys (``trusted`` included);
 * the TF Serving warm-up file's path inside a version;
 * the batch sizes the XLA-compiled decoder is compiled for.
 """
@@ -23,7 +23,10 @@ DEFAULT_MODEL_NAME = "lstm_math"
 SIGNATURE_NAME = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
 INPUT_KEY = "equation"
-OUTPUT_KEYS = ("result", "valid", "error", "confidence")
+# `trusted`: the answer's confidence is at or above the trust threshold of its operator
+# (the Evaluator's, baked into the graph at export); false for an invalid row.
+TRUSTED_KEY = "trusted"
+OUTPUT_KEYS = ("result", "valid", "error", "confidence", TRUSTED_KEY)
 # An extra output of models that write their working (task.data.answer_format): the steps,
 # as written, for clients who want to see them; '' for rows whose operator has none. The
 # keys above never change meaning: ``result`` is the final answer only.

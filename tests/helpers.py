@@ -81,7 +81,7 @@ class ExampleCache:
 
     def __call__(self, preset: str = "smoke", *overrides: str) -> str:
         from lstm_math.components.example_gen import run_example_gen
-        from lstm_math.pipeline.config import fingerprint_dict, load_config
+        from lstm_math.config import fingerprint_dict, load_config
 
         data = load_config(preset, list(overrides)).task.data
         key = fingerprint_dict(dataclasses.asdict(data))
@@ -125,6 +125,7 @@ print(json.dumps({
     "error": [e.decode() for e in out["error"].numpy()],
     "result": [r.decode() for r in out["result"].numpy()],
     "confidence": out["confidence"].numpy().tolist(),
+    "trusted": out["trusted"].numpy().tolist(),
     "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pipeline", "serving")),
 }))
 """
@@ -140,7 +141,7 @@ def check_served_contract(version_dir: str, cwd: str) -> None:
     assert out["project_modules"] == []
     assert out["inputs"] == {"equation": "string"}
     assert out["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
-                             "confidence": "float32"}
+                             "confidence": "float32", "trusted": "bool"}
     assert out["valid"] == [True, True, False, False, False, False, False]
     assert out["error"][:2] == ["", ""]
     assert "unknown character 'x'" in out["error"][2]
@@ -151,6 +152,7 @@ def check_served_contract(version_dir: str, cwd: str) -> None:
     assert all(r == "" for r in out["result"][2:])
     assert all(0.0 <= c <= 1.0 for c in out["confidence"])
     assert out["confidence"][2:] == [0.0] * 5
+    assert out["trusted"][2:] == [False] * 5
 
 
 # --------------------------------------------------------------------------------------
@@ -165,14 +167,18 @@ def _texts(encoder_ids):
 
 class OracleModel(tf.Module):
     """Two operands. Right on every equation except ``a == wrong_a`` with operator '+',
-    where it answers truth + ``offset``. Per-step probability 0.99 where right and 0.6 where
-    wrong."""
+    where it answers truth + ``offset`` (``always_wrong``: on every equation). Per-step
+    probability 0.99 where right and 0.6 where wrong; ``sure_when_b_odd``: 0.999 where wrong
+    and b is odd (confidently wrong)."""
 
-    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100):
+    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100,
+                 always_wrong: bool = False, sure_when_b_odd: bool = False):
         super().__init__()
         self.reverse = bool(coverage["reverse_output"])
         self.wrong_a = wrong_a
         self.offset = offset
+        self.always_wrong = always_wrong
+        self.sure_when_b_odd = sure_when_b_odd
 
     def greedy_decode(self, encoder_ids, steps: int):
         text = _texts(encoder_ids)
@@ -185,10 +191,13 @@ class OracleModel(tf.Module):
                                    tf.where(tf.equal(op, "*"), a * b,
                                             tf.math.floordiv(a, tf.maximum(b, 1)))))
         wrong = tf.equal(op, "+") & tf.equal(a, self.wrong_a)
+        if self.always_wrong:
+            wrong = tf.ones_like(wrong)
         result = tf.where(wrong, result + self.offset, result)
         _, ids = tokenizer.encode_results(tf.strings.as_string(result), steps - 1, self.reverse)
         used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
-        p = tf.where(wrong, 0.6, 0.99)[:, None] * tf.ones([1, steps])
+        wrong_p = tf.where(self.sure_when_b_odd & (b % 2 == 1), 0.999, 0.6)
+        p = tf.where(wrong, wrong_p, 0.99)[:, None] * tf.ones([1, steps])
         return ids, tf.where(used, p, 1.0)
 
 
@@ -228,3 +237,25 @@ class TableOracle(tf.Module):
         used = tf.sequence_mask(tokenizer.result_lengths(ids), steps)
         p = self.probs.lookup(text)[:, None] * tf.ones([1, steps])
         return ids, tf.where(used, p, 1.0)
+
+
+def trainer_kwargs(config) -> dict:
+    """What the pipeline's Trainer node gives ``run_trainer`` beyond the ``trainer``
+    section, from ``config``."""
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of
+
+    p = params_of(create_pipeline(config).node("Trainer"), config)
+    return {"shuffle_seed": p.shuffle_seed, "strategy": p.strategy}
+
+
+def evaluate_as_pipeline(config, model, coverage: dict, examples_dir: str, output_dir: str):
+    """``evaluate_model`` given what the pipeline's Evaluator node is given for ``config``:
+    its declared sections and its baseline resolved now."""
+    from lstm_math.components.evaluator import evaluate_model
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of, resolve
+
+    node = create_pipeline(config).node("Evaluator")
+    p = params_of(node, config)
+    return evaluate_model(p.evaluator, model, coverage, examples_dir, output_dir,
+                          split_fractions=p.split_fractions, jit_compile=p.jit_compile,
+                          judged_against=resolve(node, config)["baseline"])

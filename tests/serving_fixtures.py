@@ -2,10 +2,11 @@
 
 The model server is model-agnostic, so its tests (and the serving benchmark when no real
 model is given) use this stand-in: ``serving_default`` takes ``equation`` (tf.string
-[batch]) and returns ``result`` / ``valid`` / ``error`` / ``confidence``, validating the
-text with tf.strings regex ops and computing ``a + b`` for operands 0..999 in the graph.
-Invalid rows come back ``valid=False`` with a reason, ``result=""`` and confidence 0; they
-never fail the batch.
+[batch]) and returns ``result`` / ``valid`` / ``error`` / ``confidence`` / ``trusted``,
+validating the text with tf.strings regex ops and computing ``a + b`` for operands 0..999 in
+the graph. Invalid rows come back ``valid=False`` with a reason, ``result=""``, confidence 0
+and ``trusted=False``; they never fail the batch. ``trusted``: confidence >= the
+``trust_threshold`` given.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ _OTHER_OPERATOR = r"^\s*\d+\s*([-*/])\s*\d+\s*$"
 class AdditionModel(tf.Module):
     """Contract-conforming stand-in for the LSTM model: exact ``a + b`` for 0..999."""
 
-    def __init__(self, confidence: float = 0.999):
+    def __init__(self, confidence: float = 0.999, trust_threshold: float = 0.9):
         super().__init__()
         self.confidence = tf.constant(confidence, tf.float32)
+        self.trust_threshold = tf.constant(trust_threshold, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")])
     def serve(self, equation):
@@ -67,7 +69,8 @@ class AdditionModel(tf.Module):
         result = tf.where(valid, tf.strings.as_string(a + b), empty)
         confidence = tf.where(valid, tf.fill(tf.shape(equation), self.confidence),
                               tf.zeros(tf.shape(equation), tf.float32))
-        return {"result": result, "valid": valid, "error": error, "confidence": confidence}
+        return {"result": result, "valid": valid, "error": error, "confidence": confidence,
+                "trusted": valid & (confidence >= self.trust_threshold)}
 
 
 def save_model(export_dir: str, confidence: float = 0.999) -> str:

@@ -19,7 +19,7 @@ from lstm_math.components import answer_formats as af
 from lstm_math.components import equations as eq
 from lstm_math.components import tokenizer
 from lstm_math.components.signature import build_serving_function
-from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.config import ConfigError, coverage_of, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXED = ("column_carry", "running_sums")
@@ -399,9 +399,9 @@ def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(t
                           text=True, timeout=300, cwd=str(tmp_path), env=env, check=True)
     got = __import__("json").loads(proc.stdout)
     assert got["project_modules"] == []
-    # the four outputs of the contract, unchanged, and the working beside them
+    # the outputs of the contract, unchanged (``trusted`` included), and the working beside them
     assert got["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
-                             "confidence": "float32", "working": "string"}
+                             "confidence": "float32", "trusted": "bool", "working": "string"}
     assert got["valid"] == [True, True, True, False, False]
     for result, working, valid in zip(got["result"], got["working"], got["valid"]):
         # result: never the working; a number read from it, or '' when it cannot be read
@@ -453,3 +453,10 @@ def test_predict_prints_the_working_beside_the_answer():
     assert format_row(row) == ("123 * 456 = 56088  (confidence 0.500)  working: "
                                "810 610 820 410 420 030 110 610 500 0")
     assert format_row({**row, "working": ""}) == "123 * 456 = 56088  (confidence 0.500)"
+    # a model with `trusted` too: the verdict, then the working
+    trusted = {**row, "trusted": True}
+    assert format_row(trusted) == ("123 * 456 = 56088  working: "
+                                   "810 610 820 410 420 030 110 610 500 0")
+    unsure = {**row, "trusted": False, "trust_threshold": 0.75}
+    assert format_row(unsure) == ("123 * 456 = 56088?  (unsure: confidence 0.500 < 0.750)"
+                                  "  working: 810 610 820 410 420 030 110 610 500 0")

@@ -46,9 +46,18 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
     assert results_table.main([str(smoke_run["root"]), "--write", str(readme)]) == 2
     ex = metrics["exhaustive"]
     assert cells["exhaustive"] == f"{ex['exact_match']:.5f} ({ex['wrong']:,} wrong)"
-    small = metrics["exhaustive"]["small_operands"]["<10"]
-    assert cells["operands < 10"] == f"{small['exact_match']:.5f} ({small['count']})"
+    small = metrics["small_operands_all"]
+    assert cells["operands < 10"] == f"{small['exact_match']:.5f} ({small['wrong']:,} wrong)"
     assert small["count"] == 100  # every '1 + 2' of the space
+    # trusted: the test split's wrong answers caught / right ones given up (t), and the same
+    # over every equation with the test split's t
+    t = metrics["confidence"]["overall"]["threshold"]
+    test_cell = cells["trusted, test split: wrong caught / right given up (t)"]
+    assert test_cell.endswith(f"({t:.4g})") or "(" not in test_cell
+    every = metrics["exhaustive"]["trust"]["overall"]
+    caught = "-" if every["wrong_caught"] is None else f"{every['wrong_caught']:.1%}"
+    assert cells["trusted, every equation: wrong caught / right given up"] == \
+        f"{caught} / {every['right_given_up']:.2%}"
     assert cells["hardware"] == metrics["hardware"] and "CPU" in cells["hardware"]
     assert "min" in cells["train wall time"]
     assert "4:" in cells["per result length (characters: exact match)"] or \
@@ -61,7 +70,7 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
 def test_results_table_names_the_fields_that_differ_from_the_closest_preset(tmp_path):
     import yaml
 
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
 
     config = load_config("default", ["trainer.epochs=14"])
     run = tmp_path / "runs" / "r1"

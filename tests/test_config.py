@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from lstm_math.pipeline.config import ConfigError, load_config, coverage_of
+from lstm_math.config import ConfigError, load_config, coverage_of
 
 
 def test_presets_load_and_smoke_inherits_default():
@@ -100,7 +100,7 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
     import subprocess
     import sys
 
-    code = ("import sys, lstm_math.pipeline.config; "
+    code = ("import sys, lstm_math.config; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'keras', 'apache_beam') or m.split('.')[:2] in "
             "(['lstm_math', 'components'], ['lstm_math', 'serving'])))")
@@ -110,3 +110,45 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
     assert ast.literal_eval(out) == ["lstm_math.components", "lstm_math.components.answer_formats",
                                      "lstm_math.components.equations", "lstm_math.serving",
                                      "lstm_math.serving.contract"]
+
+
+@pytest.mark.parametrize("text,value", [
+    ("3e-3", 3e-3), ("1e-3", 1e-3), ("1.5E+3", 1500.0), ("2e3", 2000.0), (".5", 0.5),
+    ("3.0e-3", 3e-3), ("1_000.5", 1000.5)])
+def test_numbers_in_overrides_parse_as_written(text, value):
+    # YAML 1.1 (PyYAML) reads 3e-3 and 1e3 as strings: "expected a number"
+    c = load_config("smoke", [f"trainer.optimizer.learning_rate={text}"])
+    assert c.trainer.optimizer.learning_rate == value
+    assert isinstance(c.trainer.optimizer.learning_rate, float)
+
+
+@pytest.mark.parametrize("text,value", [("1_000", 1000), ("1e3", 1000), ("2_000.0", 2000),
+                                        ("0x10", 16)])
+def test_integers_in_overrides_parse_as_written(text, value):
+    c = load_config("smoke", [f"task.data.num_examples={text}", f"trainer.seed={text}"])
+    assert c.task.data.num_examples == value and isinstance(c.task.data.num_examples, int)
+    assert c.trainer.seed == value and isinstance(c.trainer.seed, int)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("task.data.num_examples=2.5e-1", "task.data.num_examples: expected an integer, got 0.25"),
+    ("task.data.num_examples=010", "task.data.num_examples: expected an integer, got '010'"),
+    ("trainer.epochs=1:30", "trainer.epochs: expected an integer, got '1:30'"),
+    ("trainer.optimizer.learning_rate=3e-3x", "trainer.optimizer.learning_rate: expected a "
+                                              "number, got '3e-3x'"),
+])
+def test_numbers_that_are_not_clear_fail_naming_the_field(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", [override])
+    assert str(e.value) == message
+
+
+def test_numbers_in_config_files_parse_as_written(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: smoke\ntrainer:\n  optimizer:\n    learning_rate: 1e-3\n"
+                    "task:\n  data:\n    num_examples: 2_000\n"
+                    "tuner:\n  search_space:\n    learning_rate: [1e-3, 3e-3]\n")
+    c = load_config(str(path))
+    assert c.trainer.optimizer.learning_rate == 1e-3
+    assert c.task.data.num_examples == 2000
+    assert c.tuner.search_space["learning_rate"] == [1e-3, 3e-3]

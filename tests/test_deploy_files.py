@@ -124,7 +124,7 @@ def test_batching_parameters_match_local_server_defaults():
     params = text_format.Parse(read("batching_parameters.txt"), BatchingParameters())
     assert params.max_batch_size.value == server.DEFAULT_MAX_BATCH_SIZE
     # a full batch is exactly the largest bucket the XLA decoder is compiled (and warmed) for
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
     from lstm_math.serving.contract import JIT_BATCH_BUCKETS
     assert server.DEFAULT_MAX_BATCH_SIZE == JIT_BATCH_BUCKETS[-1]
     assert server.DEFAULT_MAX_BATCH_SIZE in load_config("default").exporter.warmup_batch_sizes
@@ -162,7 +162,7 @@ def test_docker_compose(compose):
     assert int(opts["file_system_poll_wait_seconds"]) >= 1
     # the default export XLA-compiles the decoder and ships warm-up requests: TF Serving
     # refuses XLA without this flag, and replays the warm-up only when enabled
-    from lstm_math.pipeline.config import load_config
+    from lstm_math.config import load_config
     assert load_config("default").exporter.jit_compile is True
     assert opts["xla_cpu_compilation_enabled"] == "true"
     assert opts["enable_model_warmup"] == "true"

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, free_ports
+from tests.helpers import REPO, free_ports, trainer_kwargs
 
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "trainer.model.embedding_dim=8", "trainer.model.encoder_units=16",
@@ -41,7 +41,7 @@ MIRRORED = textwrap.dedent("""
     from lstm_math.components import data as data_lib
     from lstm_math.components.metrics import summarize
     from lstm_math.components.trainer import TrainLoop, compile_model, model_coverage, run_trainer
-    from lstm_math.pipeline.config import coverage_of, load_config
+    from lstm_math.config import coverage_of, load_config
 
     examples, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     config = load_config("smoke", overrides)
@@ -68,7 +68,8 @@ MIRRORED = textwrap.dedent("""
         [d.name for d in tf.config.list_logical_devices("CPU")])
     one_losses, one_weights = train(one, start)
     two_losses, two_weights = train(mirrored, start)
-    result = run_trainer(config, examples, coverage_of(config), hparams, out)
+    result = run_trainer(config.trainer, examples, coverage_of(config), hparams, out,
+                         **trainer_kwargs(config))
     print("RESULT " + json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
         "one": one_losses, "two": two_losses,
@@ -102,12 +103,12 @@ WORKER = textwrap.dedent("""
     import json, sys
     import numpy as np
     from lstm_math.components.trainer import run_trainer
-    from lstm_math.pipeline.config import coverage_of, load_config
+    from lstm_math.config import coverage_of, load_config
 
     examples, out, dump, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     config = load_config("smoke", overrides)
-    result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
-                         keep_model=True)
+    result = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model, out,
+                         keep_model=True, **trainer_kwargs(config))
     np.savez(dump, *result.pop("model").get_weights())
     print("RESULT " + json.dumps({k: result[k] for k in ("strategy", "replicas", "epochs_run")}))
 """)

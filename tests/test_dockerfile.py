@@ -103,8 +103,9 @@ def test_every_copied_path_exists_and_is_sent_to_the_daemon(steps):
     from setuptools import find_packages
 
     copied = {a.split()[0].rstrip("/") for s, a in steps if s == "COPY"}
-    for pkg in find_packages(REPO, include=["pipeline", "pipeline.*", "components",
-                                            "components.*", "serving", "serving.*"]):
+    for pkg in find_packages(REPO, include=["config", "config.*", "pipeline", "pipeline.*",
+                                            "components", "components.*", "serving",
+                                            "serving.*"]):
         assert pkg.split(".")[0] in copied
 
 

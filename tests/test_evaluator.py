@@ -7,6 +7,7 @@ amount, at a chosen confidence). So every figure the
 Evaluator prints can be checked against a count done here independently.
 """
 
+import dataclasses
 import json
 import os
 import struct
@@ -22,8 +23,8 @@ from lstm_math.components import evaluator, tokenizer
 from lstm_math.components.example_gen import run_example_gen
 from lstm_math.components.exporter import export_saved_model
 from lstm_math.components import pusher
-from lstm_math.pipeline.config import DataConfig, coverage_of, load_config
-from tests.helpers import OracleModel, TableOracle
+from lstm_math.config import DataConfig, coverage_of, load_config
+from tests.helpers import OracleModel, TableOracle, evaluate_as_pipeline
 
 OPERAND_MAX = 30
 OPERATORS = ["+", "-"]
@@ -76,7 +77,7 @@ def test_tables_histogram_worst_errors_and_pictures(tmp_path, examples):
     config = small_config(tmp_path)
     coverage = coverage_of(config)
     out = tmp_path / "eval"
-    result = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples, str(out))
+    result = evaluate_as_pipeline(config, OracleModel(coverage), coverage, examples, str(out))
     m = result["metrics"]
 
     test = split_rows(examples, "test")
@@ -166,8 +167,8 @@ def test_error_map_marks_the_wrong_cells():
 def test_exhaustive_is_skipped_when_the_space_is_too_big(tmp_path, examples):
     config = small_config(tmp_path, exhaustive_max_equations=100)
     coverage = coverage_of(config)
-    m = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
-                                 str(tmp_path / "e"))["metrics"]
+    m = evaluate_as_pipeline(config, OracleModel(coverage), coverage, examples,
+                             str(tmp_path / "e"))["metrics"]
     assert m["exhaustive"] is None and "1922 equations" in m["exhaustive_skipped"]
 
 
@@ -188,7 +189,7 @@ def test_regression_against_a_really_pushed_model_is_rejected(tmp_path, examples
     config = small_config(tmp_path, regression_margin=0.001, exhaustive_max_equations=0)
     coverage = coverage_of(config)
     perfect = OracleModel(coverage, wrong_a=-1)  # never wrong
-    first = evaluator.evaluate_model(config, perfect, coverage, examples, str(tmp_path / "e1"))
+    first = evaluate_as_pipeline(config, perfect, coverage, examples, str(tmp_path / "e1"))
     assert first["blessing"]["blessed"] is True and first["metrics"]["exact_match"] == 1.0
     export = str(tmp_path / "export")
     export_saved_model(perfect, coverage, first["metrics"], export)
@@ -196,8 +197,8 @@ def test_regression_against_a_really_pushed_model_is_rejected(tmp_path, examples
                                config.pusher.serving_base, config.pusher.model_name, 3)
     assert pushed["version"] == 1
 
-    worse = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
-                                     str(tmp_path / "e2"))
+    worse = evaluate_as_pipeline(config, OracleModel(coverage), coverage, examples,
+                                 str(tmp_path / "e2"))
     m, blessing = worse["metrics"], worse["blessing"]
     assert m["exact_match"] >= config.evaluator.threshold  # meets the absolute bar ...
     assert blessing["blessed"] is False  # ... but is worse than what is being served
@@ -206,8 +207,8 @@ def test_regression_against_a_really_pushed_model_is_rejected(tmp_path, examples
     on_disk = json.loads((tmp_path / "e2" / "blessing.json").read_text())
     assert on_disk["blessed"] is False and on_disk["reasons"] == blessing["reasons"]
 
-    again = evaluator.evaluate_model(config, OracleModel(coverage, wrong_a=-1), coverage,
-                                     examples, str(tmp_path / "e3"))
+    again = evaluate_as_pipeline(config, OracleModel(coverage, wrong_a=-1), coverage, examples,
+                                 str(tmp_path / "e3"))
     assert again["blessing"]["blessed"] is True
     assert any("not worse than the pushed model" in r for r in again["blessing"]["reasons"])
 
@@ -223,10 +224,11 @@ def test_blessing_threshold_and_margin_edges():
 def test_a_slice_below_its_operator_threshold_is_not_blessed(tmp_path, examples):
     """The oracle gets '7 + b' wrong: overall and '-' meet their bars, '+' does not."""
     config = small_config(tmp_path, exhaustive_max_equations=0)
-    config.evaluator.operator_thresholds = {"+": 0.999, "-": 0.999}
+    config = dataclasses.replace(config, evaluator=dataclasses.replace(
+        config.evaluator, operator_thresholds={"+": 0.999, "-": 0.999}))
     coverage = coverage_of(config)
-    result = evaluator.evaluate_model(config, OracleModel(coverage), coverage, examples,
-                                      str(tmp_path / "e"))
+    result = evaluate_as_pipeline(config, OracleModel(coverage), coverage, examples,
+                                  str(tmp_path / "e"))
     m, blessing = result["metrics"], result["blessing"]
     plus = m["per_operator"]["+"]["exact_match"]
     assert m["exact_match"] >= config.evaluator.threshold and plus < 0.999
@@ -300,7 +302,7 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     model = TableOracle(coverage, mixed_mistake)
     out = tmp_path / "eval"
     with caplog.at_level("INFO"):
-        m = evaluator.evaluate_model(config, model, coverage, data_dir, str(out))["metrics"]
+        m = evaluate_as_pipeline(config, model, coverage, data_dir, str(out))["metrics"]
 
     test = split_rows(data_dir, "test")
     parsed = [(eq.parse(t), r) for t, r in test]
@@ -363,8 +365,8 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
 def test_no_errors_says_none_in_the_report(tmp_path, examples):
     config = small_config(tmp_path, exhaustive_max_equations=0)
     coverage = coverage_of(config)
-    result = evaluator.evaluate_model(config, OracleModel(coverage, wrong_a=-1), coverage,
-                                      examples, str(tmp_path / "e"))
+    result = evaluate_as_pipeline(config, OracleModel(coverage, wrong_a=-1), coverage, examples,
+                                  str(tmp_path / "e"))
     report = (tmp_path / "e" / "report.md").read_text()
     assert result["metrics"]["wrong"] == 0
     assert "**worst errors**\n\nnone" in report
@@ -384,3 +386,65 @@ def test_uniform_estimate_reweights_a_stratified_sample_by_stratum_size():
     em_2x2 = 0.9  # a % 10 == 7 wrong
     assert est["exact_match"] == pytest.approx((100 * em_1x1 + 8100 * em_2x2) / 8200)
     assert est["per_operator"] == {"+": pytest.approx(0.9)}
+
+
+def plus_seven_mistake(e):
+    """'7 + b' wrong by 100: unsure (0.6 per character) for an even b, confident (0.999,
+    above every right answer's 0.99) for an odd b."""
+    if e.operators == ("+",) and e.operands[0] == 7:
+        return e.result + 100, (0.6 if e.operands[1] % 2 == 0 else 0.999)
+    return None
+
+
+def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
+    """What `trusted` does, per operator, on the test split and over every equation; every
+    single-digit equation evaluated whole, reported, and judged against its bar; the
+    exported signature's `trusted` agrees with the figures."""
+    config = small_config(tmp_path, small_operands_threshold=1.0)
+    coverage = coverage_of(config)
+    model = OracleModel(coverage, sure_when_b_odd=True)  # wrong as plus_seven_mistake says
+    out = evaluate_as_pipeline(config, model, coverage, examples, str(tmp_path / "e"))
+    m, blessing = out["metrics"], out["blessing"]
+
+    # the test split: the threshold keeps every right '+' answer (fewer than 1000 of them)
+    test = [eq.parse(t) for t, _ in split_rows(examples, "test")]
+    wrong_test = [e for e in test if plus_seven_mistake(e)]
+    t_plus = m["confidence"]["+"]["threshold"]
+    assert t_plus == pytest.approx(0.99 ** 3, rel=1e-5)  # the least sure right '+' answer
+    trust = m["trust"]["+"]
+    assert trust["threshold"] == t_plus and trust["wrong"] == len(wrong_test)
+    unsure = sum(e.operands[1] % 2 == 0 for e in wrong_test)
+    assert trust["wrong_caught"] == pytest.approx(unsure / len(wrong_test))
+    assert trust["wrong_trusted"] == len(wrong_test) - unsure
+    assert trust["right_given_up"] == 0.0 and m["trust"]["-"]["wrong_caught"] is None
+    # every equation, judged by the test split's thresholds: 16 of the 31 wrong caught
+    ex = m["exhaustive"]["trust"]
+    assert ex["+"]["threshold"] == t_plus and ex["+"]["wrong"] == 31
+    assert ex["+"]["wrong_caught"] == pytest.approx(16 / 31) and ex["+"]["wrong_trusted"] == 15
+    assert ex["overall"]["wrong_trusted"] == 15 and ex["-"]["right_given_up"] == 0.0
+
+    # single-digit operands: all 2 x 10 x 10, whatever the split; '7 + 0..9' wrong
+    small = m["small_operands_all"]
+    assert small["count"] == 200 and small["wrong"] == 10
+    assert small["per_operator"]["+"] == {"exact_match": 0.9, "count": 100, "wrong": 10}
+    assert {e["equation"] for e in small["worst_errors"]} == {f"7 + {b}" for b in range(10)}
+    assert blessing["blessed"] is False
+    assert ("single-digit operands (all 200): exact match 0.95000 (10 wrong) is below the "
+            "threshold 1.0") in blessing["reasons"]
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "### Every equation whose operands are all below 10" in report
+    assert "wrong answers caught" in report
+
+    # the exported model's `trusted` is these figures, row for row
+    export = export_saved_model(model, coverage, m, str(tmp_path / "export"))
+    fn = tf.saved_model.load(export).signatures["serving_default"]
+    rows = [f"7 + {b}" for b in range(31)] + ["3 + 4", "20 - 9"]
+    served = fn(equation=tf.constant(rows))
+    assert served["trusted"].numpy().tolist() == [b % 2 == 1 for b in range(31)] + [True, True]
+
+    # a model right on every single-digit equation meets the bar
+    right = evaluate_as_pipeline(config, OracleModel(coverage, wrong_a=-1), coverage,
+                                 examples, str(tmp_path / "e2"))
+    assert right["blessing"]["blessed"] is True
+    assert ("single-digit operands (all 200): exact match 1.00000 (0 wrong) meets the "
+            "threshold 1.0") in right["blessing"]["reasons"]

@@ -11,7 +11,7 @@ from lstm_math.components import equations as eq
 from lstm_math.components.data_validation import DataValidationError, run_data_validation
 from lstm_math.components import example_gen
 from lstm_math.components.example_gen import run_example_gen
-from lstm_math.pipeline.config import coverage_of, load_config
+from lstm_math.config import coverage_of, load_config
 from tests.helpers import digest, lstm_math, read_split
 
 
@@ -102,7 +102,7 @@ def test_validation_passes_then_catches_leakage_and_corruption(generated, tmp_pa
 # --- record encoding -------------------------------------------------------------------
 
 from lstm_math.components.example_gen import encode_examples, make_example  # noqa: E402
-from lstm_math.pipeline.config import ConfigError  # noqa: E402
+from lstm_math.config import ConfigError  # noqa: E402
 
 
 def test_hand_encoded_records_parse_to_the_same_examples_as_tf_train_example():

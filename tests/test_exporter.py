@@ -54,7 +54,8 @@ def test_saved_model_cli_shows_exactly_the_contract(exported):
     assert tensors(inputs) == {"equation": ("DT_STRING", "(-1)")}
     assert tensors(outputs) == {"result": ("DT_STRING", "(-1)"), "valid": ("DT_BOOL", "(-1)"),
                                 "error": ("DT_STRING", "(-1)"),
-                                "confidence": ("DT_FLOAT", "(-1)")}
+                                "confidence": ("DT_FLOAT", "(-1)"),
+                                "trusted": ("DT_BOOL", "(-1)")}
     assert "Method name is: tensorflow/serving/predict" in serving
 
 

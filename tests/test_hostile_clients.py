@@ -662,3 +662,459 @@ def test_fair_batches_unit():
         assert max(len(b) for b in seen) <= 8
     finally:
         batcher.close()
+
+
+# ---------------------------------------------------------------------------------------
+# 7. deadlines and limits at every stage a client controls
+# ---------------------------------------------------------------------------------------
+# The limits below are server arguments; _limited_kwargs drops the ones an older server
+# does not take, so this file also runs against it (the before/after record).
+LIMIT_ARGS = dict(header_timeout=1.0, body_timeout=2.0, body_min_rate=1000,
+                  body_rate_grace=1.0, max_pending_body_bytes=4 * 1024 * 1024,
+                  grpc_max_streams_per_connection=8, grpc_message_timeout=2.0,
+                  grpc_max_connection_idle=1.0)
+CAP = 16  # REST connections; the attacks below open more
+GRPC_CAP = 32  # gRPC calls in progress
+
+
+def _limited_kwargs(**kwargs):
+    import inspect
+    accepted = inspect.signature(ModelServer.__init__).parameters
+    assert set(LIMIT_ARGS) >= {k for k in kwargs if k not in accepted}, kwargs
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+@pytest.fixture(scope="module")
+def limited(model_base):
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=0, poll_seconds=30,
+                     max_batch_size=BATCH, max_request_rows=ROW_LIMIT, max_connections=CAP,
+                     grpc_max_concurrent_rpcs=GRPC_CAP, **_limited_kwargs(**LIMIT_ARGS)) as srv:
+        yield srv
+
+
+def _open_stalled(port, n, head, body_part=b""):
+    """``n`` connections that send ``head`` (and ``body_part``) and then nothing."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(head + body_part)
+        socks.append(s)
+    return socks
+
+
+def _read_until_closed(sock, seconds):
+    """What the server sends on ``sock`` until it closes it (or ``seconds`` pass)."""
+    sock.settimeout(0.2)
+    out, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+    return out, False
+
+
+def _predict_head(length, extra=b""):
+    return (f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {length}\r\n".encode() + extra + b"\r\n")
+
+
+def _try_predict(port, equations=("1 + 1",), timeout=10):
+    try:
+        return 200, predict_rest(list(equations), port=port, timeout=timeout)
+    except PredictError as exc:
+        return exc.code, None
+
+
+def test_stalled_bodies_do_not_lock_out_rest(limited):
+    """More connections than the cap each send a predict's headers and 13 of 1000 body bytes,
+    then wait: they hold no model version, a new client evicts one of them and is served,
+    and each is answered 408 and closed at the body deadline."""
+    socks = _open_stalled(limited.rest_port, CAP + 8, _predict_head(1000),
+                          b'{"instances":')
+    try:
+        assert _wait(lambda: len(limited._site._runner.server._connections) >= CAP, 5)
+        servable = limited.manager._latest
+        assert servable._refs == 0, "a request whose body has not arrived holds the version"
+        code, rows = _try_predict(limited.rest_port)
+        assert code == 200 and rows[0]["result"] == "2", code
+        out, closed = _read_until_closed(socks[-1], 6)
+        assert closed and out.startswith(b"HTTP/1.1 408"), out[:200]
+    finally:
+        for s in socks:
+            s.close()
+    assert limited.metrics.counter("timed_out_requests_total", stage="body") >= 1
+
+
+def test_slow_body_below_the_minimum_rate_is_closed(limited):
+    sock = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+    try:
+        sock.sendall(_predict_head(100_000))
+        start = time.monotonic()
+        sock.settimeout(0.2)
+        out, closed = b"", False
+        while time.monotonic() - start < 6:  # 20 bytes/s, far below 1000 bytes/s
+            try:
+                sock.sendall(b"[" * 4)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                out += chunk
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert out.startswith(b"HTTP/1.1 408") or closed, out[:200]
+        assert time.monotonic() - start < 4
+    finally:
+        sock.close()
+
+
+def test_slow_headers_are_closed(limited):
+    sock = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+    try:
+        sock.sendall(b"GET /v1/models/lstm_math HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        start = time.monotonic()
+        out, closed = _read_until_closed(sock, 6)
+        assert closed and out.startswith(b"HTTP/1.1 408"), out[:200]
+        assert time.monotonic() - start < 4
+    finally:
+        sock.close()
+
+
+def test_stalled_bodies_memory_is_bounded(limited):
+    """Bodies that stop just short of their end hold at most the body budget (4 MiB here,
+    beyond 64 KiB each); the bodies that would exceed it are refused with a 503."""
+    part = b"[" * (1024 * 1024)
+    socks, answers = [], []
+    try:
+        for _ in range(8):  # 8 MiB in flight: twice the budget
+            s = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+            s.sendall(_predict_head(len(part) + 100))
+            try:
+                s.sendall(part)
+            except OSError:
+                pass  # refused and closed
+            socks.append(s)
+        for s in socks:
+            s.settimeout(0.5)
+            try:
+                answers.append(s.recv(200))
+            except (socket.timeout, OSError):
+                answers.append(b"")
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+        assert refused, answers
+        assert len(refused) <= 6, answers
+        api = limited._site._runner.server.request_handler.__self__
+        assert api.budget.used <= api.budget.capacity
+    finally:
+        for s in socks:
+            s.close()
+    assert _wait(lambda: limited._site._runner.server.request_handler.__self__.budget.used == 0,
+                 10)
+
+
+@pytest.mark.parametrize("encoding,body", [
+    ("deflate", b"x"), ("gzip", b"x"), ("gzip", b"\x1f\x8b\x08\x00garbage-after-header"),
+    ("deflate", b"x\x9c\x01\x02"),  # a truncated zlib stream
+])
+def test_bad_content_encoding_is_a_400(limited, caplog, encoding, body):
+    """Answered at once with 400, one log line, no traceback; the connection stays usable."""
+    caplog.set_level(logging.INFO, logger="lstm_math")
+    head = _predict_head(len(body), f"Content-Encoding: {encoding}\r\n".encode())
+    start = time.monotonic()
+    raw, _ = exchange(limited.rest_port, head + body, wait=3.0, send_after=STATUS_REQUEST,
+                      expect=2)
+    assert statuses(raw) == [400, 200], raw[:300]
+    assert time.monotonic() - start < 3
+    assert b"decode" in raw
+    records = [r for r in caplog.records if "decode" in r.getMessage()]
+    assert len(records) == 1 and not records[0].exc_info, records
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_hung_encoded_requests_do_not_lock_out_rest(limited):
+    """More connections than the cap each send a 1-byte deflate body: none stays busy."""
+    body = b"x"
+    socks = _open_stalled(limited.rest_port, CAP + 8,
+                          _predict_head(1, b"Content-Encoding: deflate\r\n"), body)
+    try:
+        code, rows = _try_predict(limited.rest_port)
+        assert code == 200, code
+        out, _ = _read_until_closed(socks[-1], 2)
+        assert out.startswith(b"HTTP/1.1 400") and b'"error"' in out, out[:200]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_good_gzip_body_is_decoded(limited):
+    import gzip
+    body = gzip.compress(json.dumps({"instances": ["2 + 3"]}).encode())
+    raw, _ = exchange(limited.rest_port, _predict_head(len(body), b"Content-Encoding: gzip\r\n")
+                      + body, expect=1)
+    assert statuses(raw) == [200] and b'"5"' in raw, raw[:300]
+
+
+def test_chunked_is_case_insensitive(limited):
+    body = json.dumps({"instances": ["4 + 4"]}).encode()
+    head = (f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\n"
+            f"Transfer-Encoding: Chunked\r\n\r\n").encode()
+    chunked = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    raw, _ = exchange(limited.rest_port, head + chunked, expect=1)
+    assert statuses(raw) == [200] and b'"8"' in raw, raw[:300]
+
+
+def test_expect_100_continue_is_answered(limited):
+    body = json.dumps({"instances": ["6 + 1"]}).encode()
+    sock = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+    try:
+        sock.sendall(_predict_head(len(body), b"Expect: 100-continue\r\n"))
+        sock.settimeout(0.05)
+        got, deadline = b"", time.monotonic() + 0.8  # curl waits 1 s before sending anyway
+        while b"\r\n\r\n" not in got and time.monotonic() < deadline:
+            try:
+                got += sock.recv(100)
+            except socket.timeout:
+                continue
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+        sock.sendall(body)
+        out, _ = b"", None
+        sock.settimeout(5)
+        while b'"7"' not in out:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        assert out.startswith(b"HTTP/1.1 200") and b'"7"' in out, out[:300]
+    finally:
+        sock.close()
+
+
+def _rest_thread_cpu(server):
+    return time.clock_gettime(time.pthread_getcpuclockid(server._rest_loop.thread.ident))
+
+
+def test_huge_json_is_refused_before_parsing(limited):
+    """10^6 empty lists (3 MB): refused without building them. json.loads of it alone costs
+    about 0.2 s of the REST loop's CPU (holding the GIL, so both loops stall)."""
+    body = b'{"instances": [' + b",".join([b"[]"] * 1_000_000) + b"]}"
+    conn = http.client.HTTPConnection("127.0.0.1", limited.rest_port, timeout=30)
+    try:
+        conn.request("POST", f"/v1/models/{NAME}:predict", body=body)  # connect, warm up
+        conn.getresponse().read()
+        cpu0 = _rest_thread_cpu(limited)
+        for _ in range(4):
+            conn.request("POST", f"/v1/models/{NAME}:predict", body=body)
+            resp = conn.getresponse()
+            payload = json.loads(resp.read())
+            assert resp.status == 400 and "limit" in payload["error"], payload
+        per_request = (_rest_thread_cpu(limited) - cpu0) / 4
+    finally:
+        conn.close()
+    assert per_request < 0.08, f"{per_request * 1e3:.0f} ms of REST loop CPU per refusal"
+
+
+def test_rest_errors_are_labelled_by_endpoint(limited):
+    m = limited.metrics
+    before = {code: m.counter("requests_total", api="rest", endpoint="predict", code=code)
+              for code in ("400", "404", "405")}
+    conn = http.client.HTTPConnection("127.0.0.1", limited.rest_port, timeout=10)
+    try:
+        for method, path, body, code in (
+                ("POST", f"/v1/models/{NAME}:predict", b"{not json", 400),
+                ("POST", "/v1/models/nope:predict", b'{"instances": ["1 + 1"]}', 404),
+                ("GET", f"/v1/models/{NAME}:predict", None, 405)):
+            conn.request(method, path, body=body)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == code
+    finally:
+        conn.close()
+    for code in ("400", "404", "405"):
+        assert m.counter("requests_total", api="rest", endpoint="predict",
+                         code=code) == before[code] + 1, code
+
+
+def test_zero_row_requests_never_run_the_model(limited):
+    servable = limited.manager._latest
+    calls = []
+    real = servable._run
+
+    def recording(rows):
+        calls.append(threading.current_thread().name)
+        return real(rows)
+
+    servable._run = recording
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", limited.rest_port, timeout=10)
+        try:
+            conn.request("POST", f"/v1/models/{NAME}:predict", body=b'{"instances": []}')
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read()) == {"predictions": []}
+        finally:
+            conn.close()
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = NAME
+        request.inputs["equation"].CopyFrom(tf.make_tensor_proto([], dtype=tf.string))
+        with grpc.insecure_channel(f"127.0.0.1:{limited.grpc_port}") as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                request, timeout=10)
+        assert list(response.outputs["result"].tensor_shape.dim)[0].size == 0
+    finally:
+        servable._run = real
+    assert calls == [], calls
+
+
+# -- gRPC ------------------------------------------------------------------------------
+_GRPC_ATTACK = r"""
+import asyncio, sys
+import grpc
+async def main(port, n):
+    forever = asyncio.Event()
+    async def never():
+        await forever.wait()
+        yield b""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.stream_unary("/tensorflow.serving.PredictionService/Predict")
+        calls = [call(never(), timeout=60) for _ in range(n)]
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        await asyncio.sleep(0.5)
+        print("sent", flush=True)
+        codes = {}
+        for t in tasks:
+            try:
+                await t
+                code = "OK"
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+            codes[code] = codes.get(code, 0) + 1
+        print(codes, flush=True)
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+def _one_predict(port, equation=b"1 + 1", timeout=10):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    request.inputs["equation"].CopyFrom(tf.make_tensor_proto([equation]))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            stub.Predict(request, timeout=timeout)
+            return "OK"
+        except grpc.RpcError as exc:
+            return exc.code().name
+
+
+def test_grpc_calls_without_a_message_do_not_lock_out_others(limited):
+    """One HTTP/2 connection opens more Predict calls than the server's concurrency cap and
+    never sends their messages: other clients are still served; the calls end at the
+    message deadline."""
+    import subprocess
+    import sys
+    before = limited.metrics.counter("timed_out_requests_total", stage="grpc_message")
+    proc = subprocess.Popen([sys.executable, "-c", _GRPC_ATTACK, str(limited.grpc_port),
+                             str(GRPC_CAP + 16)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "sent"
+        codes = [_one_predict(limited.grpc_port) for _ in range(3)]
+        assert codes == ["OK"] * 3, codes
+        assert _wait(lambda: limited.metrics.counter("timed_out_requests_total",
+                                                     stage="grpc_message") > before, 10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_grpc_idle_connection_is_closed(limited):
+    """A connection that opens HTTP/2 and then makes no call is closed (GOAWAY) after the
+    idle limit."""
+    sock = socket.create_connection(("127.0.0.1", limited.grpc_port), timeout=5)
+    try:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        out, closed = _read_until_closed(sock, 8)
+        assert closed, "the idle HTTP/2 connection is still open"
+        assert b"\x07" in out  # a GOAWAY frame (type 7) before the close
+    finally:
+        sock.close()
+
+
+def test_grpc_malformed_message_is_invalid_argument(limited, caplog):
+    with grpc.insecure_channel(f"127.0.0.1:{limited.grpc_port}") as channel:
+        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\xff\xff\xff\xff not a proto", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert limited.metrics.counter("requests_total", api="grpc", endpoint="predict",
+                                   code="INVALID_ARGUMENT") >= 1
+
+
+def test_grpc_duplicate_output_filter_is_invalid_argument(limited):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    request.inputs["equation"].CopyFrom(tf.make_tensor_proto([b"1 + 1", b"2 + 2"]))
+    request.output_filter.extend(["result", "result"])
+    with grpc.insecure_channel(f"127.0.0.1:{limited.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request,
+                                                                               timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "result" in info.value.details()
+
+
+_GRPC_BURST = r"""
+import asyncio, collections, sys
+import grpc
+async def main(port, n, channels, request):
+    chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}",  # a connection each
+                                       options=[("grpc.use_local_subchannel_pool", 1)])
+             for _ in range(channels)]
+    async def one(i):
+        call = chans[i % channels].unary_unary(
+            "/tensorflow.serving.PredictionService/Predict")  # serialized bytes
+        try:
+            await call(request, timeout=30)
+            return "OK"
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+    codes = await asyncio.gather(*[one(i) for i in range(channels)])  # connect
+    codes += await asyncio.gather(*[one(i) for i in range(n)])
+    print(dict(collections.Counter(codes)), flush=True)
+    for c in chans:
+        await c.close()
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
+                 bytes.fromhex(sys.argv[4])))
+"""
+
+
+def test_grpc_burst_over_the_cap_is_resource_exhausted_and_counted(limited):
+    """A burst of calls over the concurrency cap (the model slowed down so they pile up):
+    each one is OK or RESOURCE_EXHAUSTED, never CANCELLED, and the server counts every
+    refusal in requests_total."""
+    import ast
+    import subprocess
+    import sys
+    m = limited.metrics
+    before = m.counter("requests_total", api="grpc", endpoint="predict",
+                       code="RESOURCE_EXHAUSTED")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    request.inputs["equation"].CopyFrom(tf.make_tensor_proto([b"1 + 1"]))
+    with SlowModel(limited, 0.05):
+        proc = subprocess.run([sys.executable, "-c", _GRPC_BURST, str(limited.grpc_port),
+                               str(GRPC_CAP * 5), "40", request.SerializeToString().hex()],
+                              capture_output=True, text=True, timeout=120)
+    codes = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
+    assert codes.get("RESOURCE_EXHAUSTED", 0) > 0, codes  # the burst did pass the cap
+    assert m.counter("requests_total", api="grpc", endpoint="predict",
+                     code="RESOURCE_EXHAUSTED") - before == codes["RESOURCE_EXHAUSTED"]

@@ -4,8 +4,11 @@
     lazy import that dodges a circle is still a circle);
   * leaves import no project module: the serving contract, the example layout, the task's
     arithmetic; the config schema imports only leaves;
-  * components never import the orchestration (pipeline.runner, pipeline.pipeline,
-    pipeline.commands) or the CLI;
+  * components import no pipeline module (the config they are given is the leaf
+    ``lstm_math.config``);
+  * every node's fingerprint is derived from what the node declares: no config path is
+    written anywhere in the runner or the pipeline description but in a node's
+    declaration (tests/test_pipeline_fingerprints.py checks the fingerprints themselves);
   * serving's server, client and batching code import nothing from pipeline/ or components/;
   * the signature builder lives with the Exporter (components/), and only the Exporter side
     imports it;
@@ -23,7 +26,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMESPACE = "lstm_math"
-PACKAGES = ("pipeline", "components", "serving")  # folders, installed as lstm_math.<folder>
+PACKAGES = ("config", "pipeline", "components", "serving")  # folders, installed as lstm_math.<folder>
 LEAVES = ("lstm_math.serving.contract", "lstm_math.components.example_layout",
           "lstm_math.components.equations", "lstm_math.components.answer_formats")
 ORCHESTRATION = ("lstm_math.pipeline.runner", "lstm_math.pipeline.pipeline",
@@ -90,7 +93,7 @@ def _violations(modules, forbidden) -> list:
 
 
 def test_there_are_modules_to_check():
-    assert {"lstm_math.pipeline.config", "lstm_math.pipeline.runner",
+    assert {"lstm_math.config", "lstm_math.pipeline.runner",
             "lstm_math.components.trainer", "lstm_math.components.tuner",
             "lstm_math.serving.server"} <= set(GRAPH)
 
@@ -129,17 +132,51 @@ def test_leaves_import_no_project_module():
 
 
 def test_config_imports_only_leaves():
-    config = [m for m in GRAPH if m == "lstm_math.pipeline.config"
-              or m.startswith("lstm_math.pipeline.config.")]
+    config = [m for m in GRAPH if m == "lstm_math.config"
+              or m.startswith("lstm_math.config.")]
     assert len(config) >= 2
     bad = [(m, i) for m in config for i in GRAPH[m]
-           if i not in LEAVES and not i.startswith("lstm_math.pipeline.config")]
+           if i not in LEAVES and not i.startswith("lstm_math.config")]
     assert bad == []
 
 
-def test_components_do_not_import_the_orchestration_or_the_cli():
+def test_components_import_no_pipeline_module():
     components = [m for m in GRAPH if m.startswith("lstm_math.components")]
-    assert _violations(components, ORCHESTRATION) == []
+    assert _violations(components, ("lstm_math.pipeline",)) == []
+
+
+CONFIG_SECTIONS = ("name", "task", "trainer", "tuner", "evaluator", "exporter", "pusher",
+                   "runtime", "cluster")
+
+
+def _config_paths(path: str) -> list:
+    """(line, string) of every string constant in a file that is a dotted config path."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and "." in n.value and n.value.split(".")[0] in CONFIG_SECTIONS
+            and " " not in n.value]
+
+
+def test_every_fingerprint_is_derived_from_the_nodes_declarations():
+    """The runner hashes what a node declares; no hand-written list of config sections
+    can drift from what the node is given."""
+    assert _config_paths(os.path.join(REPO, "pipeline", "runner.py")) == []
+    path = os.path.join(REPO, "pipeline", "pipeline.py")
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    create = next(n for n in ast.walk(tree)
+                  if isinstance(n, ast.FunctionDef) and n.name == "create_pipeline")
+    declared = {n.lineno for n in ast.walk(create) if isinstance(n, ast.Constant)}
+    assert [p for p in _config_paths(path) if p[0] not in declared] == []
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Node")
+    fields = [t.target.id for t in node.body if isinstance(t, ast.AnnAssign)]
+    assert fields == ["name", "run", "inputs", "config", "runtime", "resolvers"]
+    # the node functions get a Context of declared values, not the config
+    context = next(n for n in ast.walk(tree)
+                   if isinstance(n, ast.ClassDef) and n.name == "Context")
+    assert "config" not in [t.target.id for t in context.body if isinstance(t, ast.AnnAssign)]
 
 
 def test_serving_runtime_imports_nothing_from_pipeline_or_components():
@@ -179,7 +216,7 @@ def test_no_test_imports_another_test_file():
 @pytest.mark.parametrize("rule", [_violations])
 def test_the_checker_sees_a_violation(rule):
     """The rules can fail: the graph holds known real edges the checks would catch."""
-    assert ("lstm_math.pipeline.runner", "lstm_math.pipeline.config") in rule(
-        ["lstm_math.pipeline.runner"], ("lstm_math.pipeline.config",))
+    assert ("lstm_math.pipeline.runner", "lstm_math.config") in rule(
+        ["lstm_math.pipeline.runner"], ("lstm_math.config",))
     assert ("lstm_math.components.trainer.run", "lstm_math.components.trainer.loop") in rule(
         ["lstm_math.components.trainer.run"], ("lstm_math.components.trainer.loop",))

@@ -136,7 +136,7 @@ def test_hostile_rows_get_their_reason_from_every_presets_signature(preset):
     import tensorflow as tf
 
     from lstm_math.components.signature import validate
-    from lstm_math.pipeline.config import coverage_of, load_config
+    from lstm_math.config import coverage_of, load_config
 
     coverage = coverage_of(load_config(preset))
     rows = infra_validator.hostile_for(coverage)
@@ -146,3 +146,31 @@ def test_hostile_rows_get_their_reason_from_every_presets_signature(preset):
     good, _, _ = validate(tf.constant([t for t, _ in infra_validator.canaries(coverage, 12)]),
                           coverage)
     assert good.numpy().all()
+
+
+def test_trusted_must_agree_with_the_thresholds_the_model_ships(tmp_path, monkeypatch):
+    """`trusted` is checked on every canary against assets/metrics.json's thresholds: an
+    export whose graph and asset agree passes; one whose asset says otherwise (a graph
+    baked with other thresholds than the metrics shipped beside it) is refused."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no tensorflow_model_server here
+    metrics = {"exact_match": 1.0, "confidence": {"+": {"threshold": 0.5},
+                                                  "-": {"threshold": 0.5}}}
+    good = export(tmp_path, OracleModel(COVERAGE, wrong_a=-1), "good", metrics)
+    out = infra_validator.run_infra_validator(good, COVERAGE, 0.999, str(tmp_path / "iv1"),
+                                              num_canaries=10, huge_batch=64)
+    assert out["passed"] is True, out["problems"]
+    assert all(row["trusted"] for row in out["report"]["rows"][:10])
+    assert not any(row["trusted"] for row in out["report"]["rows"][10:])  # hostile rows
+    assert any("`trusted` agrees with the thresholds" in c for c in out["checks"])
+
+    # the same graph (thresholds 0.5) beside an asset that says 0.999
+    stale = export(tmp_path, OracleModel(COVERAGE, wrong_a=-1), "stale", metrics)
+    shipped = {"exact_match": 1.0, "confidence": {"+": {"threshold": 0.999},
+                                                  "-": {"threshold": 0.999}}}
+    with open(os.path.join(stale, "assets", "metrics.json"), "w") as f:
+        json.dump(shipped, f)
+    out = infra_validator.run_infra_validator(stale, COVERAGE, 0.999, str(tmp_path / "iv2"),
+                                              num_canaries=10, huge_batch=64)
+    assert out["passed"] is False
+    assert any("trusted=True but its confidence" in p and "0.999 in assets/metrics.json" in p
+               for p in out["problems"]), out["problems"]

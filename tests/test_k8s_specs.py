@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lstm_math.pipeline import k8s
-from lstm_math.pipeline.config import load_config
+from lstm_math.config import load_config
 
 ARGS = ["--config", "smoke", "--set", "trainer.epochs=2"]
 
@@ -119,7 +119,7 @@ def test_object_store_root_mounts_no_volume_and_names_fit_dns():
 
 
 def test_bad_cluster_fields_fail_naming_the_field():
-    from lstm_math.pipeline.config import ConfigError
+    from lstm_math.config import ConfigError
 
     for override, field in (("cluster.train_workers=0", "cluster.train_workers"),
                             ("cluster.launcher=slurm", "cluster.launcher"),

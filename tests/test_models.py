@@ -10,7 +10,7 @@ import tensorflow as tf
 from lstm_math.components import tokenizer as tok
 from lstm_math.components.models import ModelHParams, build_model, output_format_of
 from lstm_math.components.trainer import compile_model, model_coverage
-from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.config import ConfigError, coverage_of, load_config
 
 
 def test_seed_is_the_posts_model_layer_by_layer():
@@ -150,7 +150,7 @@ def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
 
 def test_family_table_in_the_config_matches_the_model_classes():
     from lstm_math.components.models import FAMILY_CLASSES
-    from lstm_math.pipeline.config.schema import FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES
+    from lstm_math.config import FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES
 
     assert set(FAMILY_CLASSES) == set(MODEL_FAMILIES) == set(FAMILY_OUTPUT_FORMAT)
     for family, cls in FAMILY_CLASSES.items():
@@ -160,7 +160,7 @@ def test_family_table_in_the_config_matches_the_model_classes():
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_optimizer_warms_up_then_follows_its_schedule(schedule):
     from lstm_math.components.trainer import build_optimizer, learning_rate_schedule
-    from lstm_math.pipeline.config import OptimizerConfig
+    from lstm_math.config import OptimizerConfig
 
     opt = OptimizerConfig(learning_rate=0.01, schedule=schedule, warmup_steps=10)
     lr = learning_rate_schedule(opt, total_steps=110)

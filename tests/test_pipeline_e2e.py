@@ -68,11 +68,14 @@ def _event_values(run_dir):
 
 
 def test_tensorboard_view_names_runs_and_dashboards_read_well(smoke_run):
-    """<root>/tensorboard: runs trainer/train, tuner/trial-01, evaluator, as TensorBoard
-    lists them; one tag scheme for tuner and trainer; HParams integers as integers; the
-    Graphs tab has the model's layers."""
+    """<root>/tensorboard/<run name>: runs <run>/trainer/train, <run>/tuner/trial-01,
+    <run>/evaluator, as TensorBoard lists them; one tag scheme for tuner and trainer; the
+    trials and the training under the same HParams names; HParams integers as integers;
+    the Graphs tab has the model's layers."""
     from tensorboard.backend.event_processing import event_accumulator, io_wrapper
     from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from lstm_math.components.trainer.summaries import BEST_TAG
 
     root = str(smoke_run["root"])
     view = os.path.join(root, "tensorboard")
@@ -81,44 +84,56 @@ def test_tensorboard_view_names_runs_and_dashboards_read_well(smoke_run):
         latest = json.load(f)
     assert latest["tensorboard"] == view and smoke_run["manifest"]["tensorboard"] == view
     assert f"tensorboard --logdir {view}" in smoke_run["stdout"]
-    assert sorted(os.listdir(view)) == ["evaluator", "trainer", "tuner"]
-    for name, component in (("tuner", "Tuner"), ("trainer", "Trainer"),
+    name = latest["tensorboard_run"]
+    assert os.listdir(view) == [name] and name.endswith("_smoke")
+    run = os.path.join(view, name)
+    assert sorted(os.listdir(run)) == ["evaluator", "trainer", "tuner"]
+    for step, component in (("tuner", "Tuner"), ("trainer", "Trainer"),
                             ("evaluator", "Evaluator")):
-        link = os.path.join(view, name)
+        link = os.path.join(run, step)
         assert os.path.islink(link) and not os.path.isabs(os.readlink(link))  # movable root
         assert os.path.samefile(link, os.path.join(latest["components"][component]["uri"],
                                                    "logs"))
     # The runs as TensorBoard's loader finds them (through the symlinks).
-    found = {os.path.relpath(d, view) for d in io_wrapper.GetLogdirSubdirectories(view)}
-    assert {"trainer/train", "trainer/validation", "evaluator", "tuner", "tuner/trial-01",
+    found = {os.path.relpath(d, run) for d in io_wrapper.GetLogdirSubdirectories(view)}
+    assert {"trainer", "trainer/train", "trainer/validation", "evaluator", "tuner/trial-01",
             "tuner/trial-01/train", "tuner/trial-01/validation", "tuner/trial-02"} <= found
     assert not [r for r in found if "execution" in r or "Trainer" in r or "Tuner" in r]
 
     # One naming scheme: a trial's tags are the Trainer's (no epoch_*, evaluation_*).
     for sub in ("train", "validation"):
-        trainer_tags = set(_event_values(os.path.join(view, "trainer", sub)))
-        trial_tags = set(_event_values(os.path.join(view, "tuner", "trial-01", sub)))
+        trainer_tags = set(_event_values(os.path.join(run, "trainer", sub)))
+        trial_tags = set(_event_values(os.path.join(run, "tuner", "trial-01", sub)))
         assert trial_tags and trial_tags <= trainer_tags, (sub, trial_tags - trainer_tags)
         assert {"loss", "exact_match", "char_accuracy"} <= trial_tags
 
-    # HParams: the trial's units as an integer (text '16', not the number 16.000).
-    starts = [plugin_data_pb2.HParamsPluginData.FromString(
-        v.metadata.plugin_data.content).session_start_info
-        for v in _event_values(os.path.join(view, "tuner", "trial-01")).get(
-            "_hparams_/session_start_info", [])]
-    assert len(starts) == 1
-    units = starts[0].hparams["encoder_units"]
+    # HParams: a trial and the training hold the same hyperparameter names (every model and
+    # optimizer field) and the same objective tag; the units as an integer ('16', not 16.000).
+    def session(path):
+        values = _event_values(path)
+        starts = [plugin_data_pb2.HParamsPluginData.FromString(
+            v.metadata.plugin_data.content).session_start_info
+            for v in values.get("_hparams_/session_start_info", [])]
+        assert len(starts) == 1 and BEST_TAG in values, (path, sorted(values))
+        return starts[0]
+
+    trial, training = session(os.path.join(run, "tuner", "trial-01")), session(
+        os.path.join(run, "trainer"))
+    assert set(trial.hparams) == set(training.hparams) >= {
+        "encoder_units", "embedding_dim", "reverse_output", "learning_rate", "schedule"}
+    assert trial.group_name != training.group_name
+    units = trial.hparams["encoder_units"]
     assert units.WhichOneof("kind") == "string_value" and units.string_value in ("8", "16")
 
     # Graphs: the forward pass with the layers as groups of ops at its top level.
-    acc = event_accumulator.EventAccumulator(os.path.join(view, "trainer", "train"))
+    acc = event_accumulator.EventAccumulator(os.path.join(run, "trainer", "train"))
     acc.Reload()
     scopes = {n.name.split("/")[0] for n in acc.Graph().node if "/" in n.name}
     for layer in ("embedding", "encoder_0", "decoder", "attention_query", "logits"):
         assert scopes & {layer, f"{layer}_1"}, (layer, sorted(scopes))
 
     # Evaluator: the error maps, wide enough to read at TensorBoard's size.
-    images = _event_values(os.path.join(view, "evaluator"))
+    images = _event_values(os.path.join(run, "evaluator"))
     assert {"error_map_plus", "error_sizes", "evaluation_report"} <= set(images)
     width = int(images["error_map_plus"][0].tensor.string_val[0])
     assert 600 <= width <= 800  # shown at ~350 px: large text and dots (plots.py)

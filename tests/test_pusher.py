@@ -3,6 +3,7 @@ import os
 import pytest
 
 from lstm_math.components import pusher
+from lstm_math.components.baseline import resolve_baseline
 from lstm_math.components.evaluator import bless
 
 
@@ -79,6 +80,89 @@ def test_unblessed_or_infra_failed_models_are_not_pushed(tmp_path):
                             str(tmp_path / "s"), "lstm_math", 3)
     assert out["pushed"] is False and "InfraValidator" in out["reason"]
     assert not os.path.exists(tmp_path / "s" / "lstm_math" / "1")
+
+
+def blessed_against(base, model_name="lstm_math"):
+    """A blessing judged against what is served at ``base`` now."""
+    return {"blessed": True, "reasons": [],
+            "judged_against": resolve_baseline(str(base), model_name)}
+
+
+def test_a_push_after_the_evaluation_is_refused_in_one_line(tmp_path):
+    base = tmp_path / "s"
+    blessing = blessed_against(base)  # judged against an empty base
+    assert blessing["judged_against"]["version"] is None
+    other = pusher.push(make_model(tmp_path / "other", "other"), str(base), "lstm_math", 3)
+    with pytest.raises(pusher.BaselineChanged) as refused:
+        pusher.run_pusher(make_model(tmp_path / "export", "m"), blessing, {"passed": True},
+                          str(base), "lstm_math", 3)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert (f"from no model to version 1 (sha256 {other['digest'][:12]})" in message
+            and "rerun" in message), message
+    assert listed(base) == ["1"]
+    # judged against that version: pushed
+    out = pusher.run_pusher(make_model(tmp_path / "export", "m"), blessed_against(base),
+                            {"passed": True}, str(base), "lstm_math", 3)
+    assert out["pushed"] is True and out["version"] == 2
+
+
+def test_a_served_version_whose_files_changed_is_another_baseline(tmp_path):
+    base = tmp_path / "s"
+    pusher.push(make_model(tmp_path / "a", "a"), str(base), "lstm_math", 3)
+    blessing = blessed_against(base)
+    (base / "lstm_math" / "1" / "saved_model.pb").write_text("replaced in place")
+    with pytest.raises(pusher.BaselineChanged, match="from version 1 .* to version 1 "):
+        pusher.run_pusher(make_model(tmp_path / "export", "m"), blessing, {"passed": True},
+                          str(base), "lstm_math", 3)
+    assert listed(base) == ["1"]
+
+
+def test_a_blessing_without_its_baseline_or_for_another_target_is_refused(tmp_path):
+    src = make_model(tmp_path / "export", "m")
+    with pytest.raises(pusher.BaselineChanged, match="does not say which served model"):
+        pusher.run_pusher(src, {"blessed": True}, {"passed": True}, str(tmp_path / "s"),
+                          "lstm_math", 3)
+    with pytest.raises(pusher.BaselineChanged, match="not at the push target"):
+        pusher.run_pusher(src, blessed_against(tmp_path / "elsewhere"), {"passed": True},
+                          str(tmp_path / "s"), "lstm_math", 3)
+    assert not os.path.exists(tmp_path / "s" / "lstm_math" / "1")
+
+
+def test_the_baseline_is_checked_after_taking_the_push_lock(tmp_path, monkeypatch):
+    """Another push holding the lock lands first: the waiting push then sees it, refuses."""
+    import threading
+    import time
+    import types
+
+    base = tmp_path / "s"
+    (base / "lstm_math").mkdir(parents=True)
+    blessing = blessed_against(base)
+    waiting = threading.Event()
+
+    def sleep(seconds):
+        waiting.set()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(pusher, "time", types.SimpleNamespace(monotonic=time.monotonic,
+                                                              sleep=sleep))
+    outcome = {}
+
+    def push():
+        try:
+            outcome["result"] = pusher.run_pusher(make_model(tmp_path / "export", "m"), blessing,
+                                                  {"passed": True}, str(base), "lstm_math", 3)
+        except Exception as e:  # noqa: BLE001 - inspected below
+            outcome["error"] = e
+
+    with pusher.push_lock(str(base / "lstm_math"), timeout_s=5):
+        thread = threading.Thread(target=push)
+        thread.start()
+        assert waiting.wait(timeout=60), "the push never waited for the lock"
+        make_model(base / "lstm_math" / "1", "landed while the other push waited")
+    thread.join(timeout=60)
+    assert isinstance(outcome.get("error"), pusher.BaselineChanged), outcome
+    assert listed(base) == ["1"]
 
 
 def test_blessing_threshold_and_regression():

@@ -121,8 +121,10 @@ def test_rest_row_format(server):
     preds = body["predictions"]
     assert [p["result"] for p in preds] == ["118", "118", "118", ""]
     assert [p["valid"] for p in preds] == [True, True, True, False]
-    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999}
+    assert preds[0] == {"result": "118", "valid": True, "error": "", "confidence": 0.999,
+                        "trusted": True}
     assert preds[3]["error"] == "unknown character 'x'" and preds[3]["confidence"] == 0.0
+    assert preds[3]["trusted"] is False
 
 
 def test_rest_row_format_objects_and_signature_name(server):
@@ -140,7 +142,7 @@ def test_rest_columnar_format(server):
         assert status == 200, body
         assert body["outputs"] == {"result": ["4", ""], "valid": [True, False],
                                    "error": ["", "operator not trained: '*'"],
-                                   "confidence": [0.999, 0.0]}
+                                   "confidence": [0.999, 0.0], "trusted": [True, False]}
 
 
 def test_rest_b64_and_empty_batch(server):
@@ -166,7 +168,7 @@ def test_rest_status_and_metadata(server):
     assert sig["inputs"]["equation"]["tensor_shape"]["dim"][0]["size"] == "-1"
     assert {k: v["dtype"] for k, v in sig["outputs"].items()} == {
         "result": "DT_STRING", "valid": "DT_BOOL", "error": "DT_STRING",
-        "confidence": "DT_FLOAT"}
+        "confidence": "DT_FLOAT", "trusted": "DT_BOOL"}
     status, meta = http_call(server.rest_port, "GET", f"/v1/models/{NAME}/versions/1/metadata")
     assert status == 200 and meta["model_spec"]["version"] == "1"
 
@@ -272,8 +274,10 @@ def test_grpc_predict(server, stub):
     assert out["error"][1] == b"unknown character 'x'"
     assert out["error"][2] == b"operand out of the trained range 0..999"
     assert out["confidence"][0] == pytest.approx(0.999) and out["confidence"][1:] == [0, 0]
+    assert out["trusted"] == [True, False, False]
     for key, dtype in [("result", types_pb2.DT_STRING), ("valid", types_pb2.DT_BOOL),
-                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT)]:
+                       ("error", types_pb2.DT_STRING), ("confidence", types_pb2.DT_FLOAT),
+                       ("trusted", types_pb2.DT_BOOL)]:
         assert response.outputs[key].dtype == dtype
         assert [d.size for d in response.outputs[key].tensor_shape.dim] == [3]
 
@@ -333,7 +337,7 @@ def test_grpc_metadata(server, stub):
     assert response.metadata["signature_def"].Unpack(sig_map)
     sig = sig_map.signature_def["serving_default"]
     assert sig.inputs["equation"].dtype == types_pb2.DT_STRING
-    assert set(sig.outputs) == {"result", "valid", "error", "confidence"}
+    assert set(sig.outputs) == {"result", "valid", "error", "confidence", "trusted"}
     bad = get_model_metadata_pb2.GetModelMetadataRequest()
     bad.model_spec.name = NAME
     with pytest.raises(grpc.RpcError) as info:
@@ -363,7 +367,7 @@ def test_grpc_model_status(server, model_stub):
 def test_client_functions(server):
     rows = predict_grpc(["31 + 87", "31 + x"], port=server.grpc_port)
     assert rows[0] == {"equation": "31 + 87", "result": "118", "valid": True, "error": "",
-                       "confidence": 0.999}
+                       "confidence": 0.999, "trusted": True}
     assert rows[1]["valid"] is False and rows[1]["error"] == "unknown character 'x'"
     assert predict_rest(["31 + 87", "31 + x"], port=server.rest_port) == rows
 
@@ -377,13 +381,80 @@ def test_predict_cli(server, model_base, capsys):
                   ["--saved-model", model_base]):
         assert run_predict(parser.parse_args(["31 + 87", "31 + x"] + extra)) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines == ["31 + 87 = 118  (confidence 0.999)",
-                         "31 + x  invalid: unknown character 'x'"], extra
+        assert lines == ["31 + 87 = 118", "31 + x  invalid: unknown character 'x'"], extra
     assert run_predict(parser.parse_args(["1 + 1", "--json", "--rest-port",
                                           str(server.rest_port)])) == 0
     assert json.loads(capsys.readouterr().out)[0]["result"] == "2"
     assert run_predict(parser.parse_args(["1 + 1", "--model-name", "nope", "--rest-port",
                                           str(server.rest_port)])) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# `trusted`: an exported model's wrong answer below its threshold, over REST and gRPC
+# ---------------------------------------------------------------------------------------
+ORACLE_COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99,
+                   "num_operands": 2, "max_input_length": 5, "max_result_length": 3,
+                   "reverse_output": True}
+# As an Evaluator report gives them (confidence.<op>.threshold).
+ORACLE_METRICS = {"exact_match": 0.99, "confidence": {"+": {"threshold": 0.9},
+                                                     "-": {"threshold": 0.9}}}
+
+
+@pytest.fixture(scope="module")
+def oracle_server(tmp_path_factory):
+    """The Exporter's SavedModel of an oracle that answers '7 + b' wrong (confidence
+    0.6 per character) and everything else right (0.99 per character)."""
+    from lstm_math.components.exporter import export_saved_model
+    from tests.helpers import OracleModel
+
+    base = tmp_path_factory.mktemp("oracle_models")
+    export_saved_model(OracleModel(ORACLE_COVERAGE), ORACLE_COVERAGE, ORACLE_METRICS,
+                       str(base / NAME / "1"))
+    with ModelServer(str(base), NAME, rest_port=0, grpc_port=0, poll_seconds=0.2) as srv:
+        yield srv, str(base)
+
+
+def test_wrong_answer_below_its_threshold_is_untrusted_over_rest_and_grpc(oracle_server,
+                                                                          capsys):
+    srv, base = oracle_server
+    equations = ["31 + 87", "7 + 5", "50 - 8", "7 + x"]
+    want = [("118", True, True), ("112", True, False), ("42", True, True), ("", False, False)]
+    status, body = http_call(srv.rest_port, "POST", f"/v1/models/{NAME}:predict",
+                             {"instances": equations})
+    assert status == 200, body
+    assert [(p["result"], p["valid"], p["trusted"]) for p in body["predictions"]] == want
+    assert body["predictions"][1]["confidence"] < 0.9 <= body["predictions"][0]["confidence"]
+    status, body = http_call(srv.rest_port, "POST", f"/v1/models/{NAME}:predict",
+                             {"inputs": {"equation": equations}})
+    assert status == 200, body
+    assert body["outputs"]["trusted"] == [t for _, _, t in want]
+    assert body["outputs"]["result"] == [r for r, _, _ in want]
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}")
+    try:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            predict_request(equations), timeout=30)
+    finally:
+        channel.close()
+    assert response.outputs["trusted"].dtype == types_pb2.DT_BOOL
+    assert decode_outputs(response)["trusted"] == [t for _, _, t in want]
+    assert [r["trusted"] for r in predict_grpc(equations, port=srv.grpc_port)] == \
+        [t for _, _, t in want]
+
+    # `lstm-math predict` marks the unsure answer and says so in its exit status
+    import argparse
+    from lstm_math.serving.client import EXIT_UNSURE, add_predict_arguments, run_predict
+    parser = add_predict_arguments(argparse.ArgumentParser())
+    for extra, why in ((["--via", "rest", "--rest-port", str(srv.rest_port)],
+                        "below the model's trust threshold"),
+                       (["--via", "grpc", "--grpc-port", str(srv.grpc_port)],
+                        "below the model's trust threshold"),
+                       (["--saved-model", base], "< 0.900")):
+        assert run_predict(parser.parse_args(["31 + 87", "7 + 5"] + extra)) == EXIT_UNSURE
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "31 + 87 = 118", extra
+        assert lines[1].startswith("7 + 5 = 112?  (unsure: confidence 0.130") and why in lines[1]
+        assert run_predict(parser.parse_args(["31 + 87", "7 + x"] + extra)) == 0
+        capsys.readouterr()
 
 
 # ---------------------------------------------------------------------------------------
@@ -509,7 +580,18 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
         batches.append(list(rows))
         return {"x": np.array(rows, dtype=object)}
 
-    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=1_000_000, adaptive=True)
+    timeout_s = 3.0
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=int(timeout_s * 1e6),
+                      adaptive=True)
+    submitted = []  # rows queued, in order (seen after Batcher.submit returns)
+    submit = batcher.submit
+
+    def counting_submit(rows, *args, **kwargs):
+        result = submit(rows, *args, **kwargs)
+        submitted.extend(rows)
+        return result
+
+    batcher.submit = counting_submit
 
     def background(row):
         thread = threading.Thread(target=batcher.run, args=([row],))
@@ -532,18 +614,20 @@ def test_batcher_waits_for_more_only_while_clients_are_concurrent():
             t.join(10)
         assert batches[-1] == [b"r1", b"r2"]  # a batch of two requests: clients are about
         late = [background(b"r3")]
-        time.sleep(0.1)
+        # r3 queued and taken into the next batch, which waits for a second request
+        wait_for(lambda: b"r3" in submitted and batcher.queued_rows == 0)
+        assert batches[-1] == [b"r1", b"r2"]
         start = time.monotonic()
-        late.append(background(b"r4"))  # 100 ms later, well within the 1 s wait
+        late.append(background(b"r4"))  # arrives while that batch waits
         for t in late:
             t.join(10)
         assert batches[-1] == [b"r3", b"r4"]
         # as many requests as last time: it runs at once instead of waiting out the timeout
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < timeout_s / 2
         batcher.run([b"r5"])  # alone, after a merged batch: may wait once
         start = time.monotonic()
         batcher.run([b"r6"])  # alone after a lone batch: no wait
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < timeout_s / 2
         assert batches[-2:] == [[b"r5"], [b"r6"]]
     finally:
         gate.set()
@@ -558,6 +642,8 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
     copy_version(os.path.join(model_base, NAME, "1"), base, 1)
     with ModelServer(base, NAME, rest_port=0, grpc_port=0, poll_seconds=0.1) as srv:
         seen, errors = set(), []
+        answered = [0]  # calls answered, all clients together
+        lock = threading.Lock()
         stop = threading.Event()
 
         def grpc_loop():
@@ -569,6 +655,8 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
                         response = c.predict_raw(["1 + 2"])
                         seen.add(response.model_spec.version.value)
                         assert tf.make_ndarray(response.outputs["result"]).tolist() == [b"3"]
+                        with lock:
+                            answered[0] += 1
                     except Exception as exc:  # noqa: BLE001
                         errors.append(repr(exc))
 
@@ -580,20 +668,27 @@ def test_new_version_is_served_without_errors(tmp_path, model_base):
                     try:
                         row = c.predict(["1 + 2"])[0]
                         assert row["result"] == "3" and row["confidence"] in (0.999, 0.5)
+                        with lock:
+                            answered[0] += 1
                     except Exception as exc:  # noqa: BLE001
                         errors.append(repr(exc))
+
+        def wait_for(condition, seconds=30):
+            deadline = time.monotonic() + seconds
+            while not condition() and time.monotonic() < deadline and not errors:
+                time.sleep(0.05)
 
         threads = [threading.Thread(target=f) for f in (grpc_loop, grpc_loop, rest_loop,
                                                         rest_loop)]
         for t in threads:
             t.start()
         try:
-            time.sleep(0.3)
+            wait_for(lambda: 1 in seen and answered[0] >= 20)  # traffic on version 1
             push_version(base, 2, confidence=0.5)  # written elsewhere, renamed into place
-            deadline = time.monotonic() + 30
-            while 2 not in seen and time.monotonic() < deadline and not errors:
-                time.sleep(0.05)
-            time.sleep(0.3)
+            wait_for(lambda: 2 in seen)
+            after = answered[0]
+            wait_for(lambda: answered[0] >= after + 20)  # and traffic goes on after the swap
+            assert answered[0] >= after + 20 or errors
         finally:
             stop.set()
             for t in threads:
@@ -651,9 +746,11 @@ def test_stop_finishes_in_flight_requests(model_base, grpc_event_loop):
     assert type(srv._grpc_loop.loop).__module__.startswith(grpc_event_loop)
     servable = srv.manager._latest
     fast = servable.batcher.run_fn
+    entered = []  # rows that reached the model
 
     def slow(rows):
-        time.sleep(0.6)
+        entered.extend(rows)
+        time.sleep(0.6)  # a slow model: the requests are in flight when stop() is called
         return fast(rows)
 
     servable.batcher.run_fn = slow
@@ -671,7 +768,12 @@ def test_stop_finishes_in_flight_requests(model_base, grpc_event_loop):
     threads = [threading.Thread(target=call, args=(k,)) for k in ("rest", "grpc")]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # both requests reached the server: one in the model, the other there or queued for it
+    deadline = time.monotonic() + 30
+    while (not entered or len(entered) + servable.batcher.queued_rows < 2) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert entered and len(entered) + servable.batcher.queued_rows == 2
     srv.stop(grace=10)
     for t in threads:
         t.join(30)

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from lstm_math.components import equations as eq
 from lstm_math.components.models import ModelHParams, build_model
-from lstm_math.components.signature import build_serving_function
+from lstm_math.components.signature import build_serving_function, operator_tags
 from tests.helpers import OracleModel
 
 COVERAGE = {"operators": ["+", "-", "/"], "operand_min": 0, "operand_max": 999,
@@ -101,7 +101,7 @@ def test_invalid_utf8_and_huge_batches_never_fail_the_batch(serve):
 def test_empty_batch_and_invalid_utf8(serve):
     out = serve(tf.constant([], dtype=tf.string))
     assert {k: v.shape[0] for k, v in out.items()} == {"result": 0, "valid": 0, "error": 0,
-                                                       "confidence": 0}
+                                                       "confidence": 0, "trusted": 0}
     out = serve(tf.constant([b"\xff\xfe + 1", b"1 + 1"]))
     assert out["valid"].numpy().tolist() == [False, True]
 
@@ -207,3 +207,38 @@ def test_answers_decode_in_the_models_digit_order(reverse):
     got = [(r["result"], r["valid"]) for r in call(serve, rows)]
     assert got == [("310", True), ("999", True), ("0", True), ("5", True), ("-968", True),
                    ("110", True)]
+
+
+# --------------------------------------------------------------------------------------
+# `trusted`: the answer's confidence against its operator's threshold, in the graph.
+
+def test_trusted_compares_each_rows_confidence_with_its_operators_threshold():
+    """The oracle answers '7 + b' wrong at 0.6 per step and every other equation right at
+    0.99 per step. With the thresholds an Evaluator would ship, the wrong answer comes
+    back `trusted=false`, right ones true; an operator without a threshold is never
+    trusted; an invalid row never is."""
+    serve = build_serving_function(OracleModel(COVERAGE), COVERAGE,
+                                   trust_thresholds={"+": 0.9, "-": 0.5})
+    rows = call(serve, ["31 + 87", "7 + 5", "12 - 980", "932 / 3", "7 + x", "1000 + 1"])
+    assert [r["result"] for r in rows[:4]] == ["118", "112", "-968", "310"]
+    assert rows[1]["confidence"] < 0.9 <= rows[0]["confidence"]
+    assert [r["trusted"] for r in rows] == [True, False, True, False, False, False]
+    # without thresholds (a model exported without an Evaluator report): nothing trusted
+    bare = call(build_serving_function(OracleModel(COVERAGE), COVERAGE), ["31 + 87"])
+    assert bare[0]["valid"] and bare[0]["trusted"] is False
+
+
+def test_trusted_holds_at_the_threshold_itself_and_mixed_rows_use_theirs():
+    """At or above: a threshold equal to an answer's own confidence trusts it, the next
+    float32 up does not. Three operands are judged by the 'mixed' threshold."""
+    serve = build_serving_function(OracleModel(COVERAGE), COVERAGE)
+    exact = float(call(serve, ["31 + 87"])[0]["confidence"])
+    above = float(tf.experimental.numpy.nextafter(tf.constant(exact, tf.float32),
+                                                  tf.constant(2.0, tf.float32)).numpy())
+    for limit, want in ((exact, True), (above, False)):
+        judged = build_serving_function(OracleModel(COVERAGE), COVERAGE,
+                                        trust_thresholds={"+": limit})
+        assert call(judged, ["31 + 87"])[0]["trusted"] is want, limit
+    tags = tf.constant(["1+2", "3-4", "5*6", "8/2", "1+2*3", "1+2+3"])
+    assert [t.decode() for t in operator_tags(tags).numpy()] == [
+        "+", "-", "*", "/", eq.MIXED_TAG, eq.MIXED_TAG]

@@ -24,12 +24,15 @@ from lstm_math.components import infra_validator, tokenizer
 from lstm_math.components.exporter import export_saved_model
 from lstm_math.components.models import ModelHParams, build_model
 from lstm_math.components.signature import build_serving_function
-from tests.helpers import BLOCK_KERAS
+from tests.helpers import BLOCK_KERAS, OracleModel
 
 COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
             "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
 SEED_COVERAGE = {**COVERAGE, "reverse_output": False, "output_format": "right_aligned"}
 WARMUP_SIZES = [1, 3]
+TRUST_METRICS = {"exact_match": 0.99, "confidence": {"overall": {"threshold": 0.9},
+                                                    "+": {"threshold": 0.9},
+                                                    "-": {"threshold": 0.9}}}
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 
@@ -83,6 +86,11 @@ def exports(tmp_path_factory):
                                            warmup_batch_sizes=WARMUP_SIZES)
     out["oracle"] = export_saved_model(KerasOracle(COVERAGE), COVERAGE, {"exact_match": 1.0},
                                        str(base / "oracle"), warmup_batch_sizes=WARMUP_SIZES)
+    # wrong on '7 + b' (0.6 per step), right elsewhere (0.99 per step); the trust
+    # thresholds as an Evaluator report gives them
+    out["oracle-trust"] = export_saved_model(OracleModel(COVERAGE), COVERAGE, TRUST_METRICS,
+                                             str(base / "oracle-trust"),
+                                             warmup_batch_sizes=WARMUP_SIZES)
     return out
 
 
@@ -99,7 +107,8 @@ rows = [base64.b64decode(r) for r in request["rows"]]
 
 def listed(out):
     return [{"result": out["result"][i].decode(), "valid": bool(out["valid"][i]),
-             "error": out["error"][i].decode(), "confidence": float(out["confidence"][i])}
+             "error": out["error"][i].decode(), "confidence": float(out["confidence"][i]),
+             "trusted": bool(out["trusted"][i])}
             for i in range(len(out["result"]))]
 
 report = {}
@@ -128,7 +137,8 @@ print(json.dumps(report))
 
 def _rows(coverage):
     good = [t.encode() for t, _ in infra_validator.canaries(coverage, 20)]
-    return good + [b"31 + 87", b"99-9"] + [r for r, _ in infra_validator.hostile_for(coverage)]
+    return good + [b"31 + 87", b"99-9", b"7 + 5"] + [
+        r for r, _ in infra_validator.hostile_for(coverage)]
 
 
 def test_tf_serving_loader_answers_like_the_object_loader_row_for_row(exports, tmp_path):
@@ -146,18 +156,27 @@ def test_tf_serving_loader_answers_like_the_object_loader_row_for_row(exports, t
     for name, got in report.items():
         assert len(got["session"]) == len(rows)
         for i, (s, o) in enumerate(zip(got["session"], got["object"])):
-            assert (s["result"], s["valid"], s["error"]) == (o["result"], o["valid"],
-                                                             o["error"]), (name, rows[i][:40])
+            assert (s["result"], s["valid"], s["error"], s["trusted"]) == (
+                o["result"], o["valid"], o["error"], o["trusted"]), (name, rows[i][:40])
             assert s["confidence"] == pytest.approx(o["confidence"], abs=1e-5), name
         assert got["warmup_sizes"] == got["warmup_answered"] == WARMUP_SIZES, name
         assert got["method"] == "tensorflow/serving/predict"
         # hostile rows are refused per row under both loaders
-        hostile = got["session"][22:]
-        assert not any(r["valid"] for r in hostile) and all(r["error"] for r in hostile)
+        hostile = got["session"][23:]
+        assert not any(r["valid"] or r["trusted"] for r in hostile)
+        assert all(r["error"] for r in hostile)
     oracle = report["oracle"]["session"]
     assert [r["result"] for r in oracle[20:22]] == ["118", "90"]
     truths = [t for _, t in infra_validator.canaries(COVERAGE, 20)]
     assert [r["result"] for r in oracle[:20]] == truths
+    # The wrong answer, below its operator's threshold, is not trusted under either loader;
+    # the right ones are. Exported without thresholds, nothing is.
+    for how in ("session", "object"):
+        judged = report["oracle-trust"][how]
+        assert [(r["result"], r["valid"], r["trusted"]) for r in judged[20:23]] == [
+            ("118", True, True), ("90", True, True), ("112", True, False)], how
+        assert judged[22]["confidence"] < 0.9 <= judged[20]["confidence"]
+        assert not any(r["trusted"] for r in report["oracle"][how])
 
 
 def _saved_model_cli_run(path, equations):

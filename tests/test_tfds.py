@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 import lstm_math.components.tfds_dataset  # noqa: F401  (registers lstm_math)
 from lstm_math.components import data as data_lib
 from lstm_math.components import equations as eq
-from lstm_math.pipeline.config import load_config
+from lstm_math.config import load_config
 
 
 def trainer_multiset(examples_dir, split):

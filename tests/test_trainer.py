@@ -14,9 +14,9 @@ from lstm_math.components import data as data_lib
 from lstm_math.components import metrics as metrics_lib
 from lstm_math.components import tokenizer
 from lstm_math.components.trainer import model_coverage, run_trainer
-from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.config import ConfigError, coverage_of, load_config
 
-from tests.helpers import REPO
+from tests.helpers import REPO, trainer_kwargs
 
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "task.data.operators=['+', '-']", "trainer.model.embedding_dim=8",
@@ -101,8 +101,9 @@ def test_no_shards_is_a_clear_error(tmp_path, examples):
     empty.mkdir()
     (empty / "stats.json").write_text(open(os.path.join(examples, "stats.json")).read())
     with pytest.raises(data_lib.NoShardsError, match="no 'train' shards under"):
-        run_trainer(tiny_config(), str(empty), coverage_of(tiny_config()),
-                    tiny_config().trainer.model, str(tmp_path / "out"))
+        run_trainer(tiny_config().trainer, str(empty), coverage_of(tiny_config()),
+                    tiny_config().trainer.model, str(tmp_path / "out"),
+                                **trainer_kwargs(tiny_config()))
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", "train", "--config", "smoke",
                            "--examples", str(empty), "--output", str(tmp_path / "out2")],
@@ -149,7 +150,8 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
     config = tiny_config("trainer.epochs=2", "trainer.optimizer.learning_rate=0.01",
                          "trainer.optimizer.schedule=constant", "trainer.sample_predictions=4")
     hparams = config.trainer.model
-    first = run_trainer(config, examples, coverage_of(config), hparams, out)
+    first = run_trainer(config.trainer, examples, coverage_of(config), hparams, out,
+                        **trainer_kwargs(config))
     assert first["epochs_run"] == 2 and first["strategy"] == "_DefaultDistributionStrategy"
     history = json.load(open(os.path.join(out, "history.json")))
     assert [h["epoch"] for h in history] == [1, 2]
@@ -178,7 +180,8 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
     caplog.clear()
     config3 = tiny_config("trainer.epochs=3", "trainer.optimizer.learning_rate=0.01",
                           "trainer.optimizer.schedule=constant", "trainer.sample_predictions=4")
-    second = run_trainer(config3, examples, coverage_of(config3), hparams, out, keep_model=True)
+    second = run_trainer(config3.trainer, examples, coverage_of(config3), hparams, out,
+                         keep_model=True, **trainer_kwargs(config3))
     assert "resumed from" in caplog.text and "after epoch 2 (optimizer step" in caplog.text
     assert "epoch 1/3" not in caplog.text and "epoch 3/3" in caplog.text
     assert [h["epoch"] for h in json.load(open(os.path.join(out, "history.json")))] == [1, 2, 3]
@@ -198,8 +201,8 @@ def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, fami
     if family == "seed":
         extra += ["trainer.model.family=seed", "trainer.model.reverse_output=false"]
     config = tiny_config(*extra)
-    result = run_trainer(config, examples, coverage_of(config), config.trainer.model,
-                         str(tmp_path / family), keep_model=True)
+    result = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model,
+                         str(tmp_path / family), keep_model=True, **trainer_kwargs(config))
     model = result["model"]
     coverage = model_coverage(coverage_of(config), config.trainer.model)
     assert coverage["output_format"] == ("right_aligned" if family == "seed" else "left")
@@ -290,8 +293,8 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience(examples, 
                          "trainer.optimizer.schedule=constant", "trainer.optimizer.learning_rate=0.05",
                          "trainer.seed=3", "trainer.sample_predictions=0")
     out = str(tmp_path / "t")
-    result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
-                         keep_model=True)
+    result = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model, out,
+                         keep_model=True, **trainer_kwargs(config))
     history = json.load(open(os.path.join(out, "history.json")))
     ranked = max(history, key=lambda h: (h["val_exact_match"], -h["val_loss"]))
     assert result["best_epoch"] == ranked["epoch"]
@@ -321,8 +324,8 @@ def test_restoring_an_epoch_restores_every_weight(examples, tmp_path):
     from lstm_math.components.trainer import restore_epoch_weights
     config = tiny_config("trainer.epochs=2", "trainer.sample_predictions=0")
     out = str(tmp_path / "t")
-    model = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
-                        keep_model=True)["model"]
+    model = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model, out,
+                        keep_model=True, **trainer_kwargs(config))["model"]
     last = [w.numpy() for w in model.weights]
     assert restore_epoch_weights(model, os.path.join(out, "checkpoints"), 1)
     reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints", "ckpt-1"))
@@ -338,8 +341,8 @@ def test_checkpoints_hold_every_weight_and_optimizer_slot(examples, tmp_path):
     """A resume must restore the LSTM weights too, not only the Dense layers."""
     config = tiny_config("trainer.epochs=1", "trainer.sample_predictions=0")
     out = str(tmp_path / "t")
-    result = run_trainer(config, examples, coverage_of(config), config.trainer.model, out,
-                         keep_model=True)
+    result = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model, out,
+                         keep_model=True, **trainer_kwargs(config))
     model = result["model"]
     reader = tf.train.load_checkpoint(os.path.join(out, "checkpoints", "ckpt-1"))
     saved = {k.split("/")[1]: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()

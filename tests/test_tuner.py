@@ -11,7 +11,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from lstm_math.pipeline.config import ConfigError, coverage_of, load_config
+from lstm_math.components.tuner.space import TrialSettings
+from lstm_math.config import ConfigError, coverage_of, load_config
 
 SPACE = ("tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false], "
          "learning_rate: {min: 0.001, max: 0.02, sampling: log}}")
@@ -66,7 +67,8 @@ def test_search_space_maps_every_model_option_to_keras_tuner():
         "tuner.search_space={encoder_units: [8, 16], decoder_units: {min: 8, max: 32, step: 8},"
         " encoder_layers: [1, 2], embedding_dim: [4, 8], learning_rate: {min: 0.001, max: 0.1,"
         " sampling: log}, dropout: [0.0, 0.25], attention: [true, false], reverse_output: [false]}"])
-    hm = Seq2SeqHyperModel(config, "unused", coverage_of(config))
+    hm = Seq2SeqHyperModel(config.tuner, TrialSettings.of(config.trainer), "unused",
+                           coverage_of(config))
     hp = kt.HyperParameters()
     first = hm.hparams_from(hp).model
     kinds = {p.name: type(p).__name__ for p in hp.space}
@@ -97,7 +99,8 @@ def test_trial_datasets_are_built_for_the_trials_reversal(examples):
     from lstm_math.components.tuner import Seq2SeqHyperModel
 
     config = load_config("smoke")
-    hm = Seq2SeqHyperModel(config, examples, coverage_of(config))
+    hm = Seq2SeqHyperModel(config.tuner, TrialSettings.of(config.trainer), examples,
+                           coverage_of(config))
     batch = config.trainer.batch_size
     results = next(iter(data_lib.features_dataset(examples, "validation", batch)))["result"]
     results = [r.decode() for r in results.numpy()]
@@ -120,7 +123,8 @@ def test_seeded_trials_start_from_the_same_weights(examples):
 
     def initial_weights(seed):
         config = load_config("smoke", [f"trainer.seed={seed}"])
-        hm = Seq2SeqHyperModel(config, examples, coverage_of(config))
+        hm = Seq2SeqHyperModel(config.tuner, TrialSettings.of(config.trainer), examples,
+                               coverage_of(config))
         return [w.numpy() for w in hm.build(kt.HyperParameters()).weights]
 
     first, second = initial_weights(3), initial_weights(3)
@@ -138,7 +142,8 @@ def search(examples, tmp_path_factory):
 
     config = load_config("smoke", [SPACE, "tuner.max_trials=2"])
     out = str(tmp_path_factory.mktemp("tuner"))
-    result = run_tuner(config, examples, coverage_of(config), out)
+    result = run_tuner(config.tuner, TrialSettings.of(config.trainer), examples,
+                       coverage_of(config), out)
     return {"config": config, "out": out, "result": result, "examples": examples}
 
 
@@ -197,17 +202,6 @@ def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
     from lstm_math.components.tuner import OBJECTIVE_TAG
 
     logs = os.path.join(search["out"], "logs")
-    root_events = glob.glob(os.path.join(logs, "events.out.tfevents.*"))
-    experiment = [d.experiment for p in root_events for d in _hparams_events(p)
-                  if d.HasField("experiment")]
-    assert experiment, "no HParams experiment config at the logs root"
-    infos = {h.name: h for h in experiment[-1].hparam_infos}
-    assert set(infos) == {"encoder_units", "reverse_output", "learning_rate"}
-    # integers as strings (the dashboard prints any number as 64.000), floats as numbers
-    assert list(infos["encoder_units"].domain_discrete.values) and all(
-        v.HasField("string_value") for v in infos["encoder_units"].domain_discrete.values)
-    metrics = {(m.name.group, m.name.tag) for m in experiment[-1].metric_infos}
-    assert ("", OBJECTIVE_TAG) in metrics and ("validation", "exact_match") in metrics
     with open(os.path.join(search["out"], "trials.json")) as f:
         trials = json.load(f)
     # one run per trial, named by its number: trial-01, trial-02 (no execution0 level)
@@ -218,6 +212,14 @@ def test_tensorboard_has_a_run_per_trial_and_the_hparams_dashboard(search):
         starts = [d.session_start_info for p in glob.glob(os.path.join(run, "events.*"))
                   for d in _hparams_events(p) if d.HasField("session_start_info")]
         assert len(starts) == 1
+        # every model and optimizer value the trial trained with, as the Trainer writes its
+        # own (integers as strings); no experiment record: TensorBoard builds the table from
+        # every run's values, trials and trainings of all pipeline runs together
+        assert not [d for p in glob.glob(os.path.join(run, "events.*"))
+                    for d in _hparams_events(p) if d.HasField("experiment")]
+        assert set(starts[0].hparams) == {  # a value of None (the family's default) is left out
+            k for k, v in {**t["model"], **t["optimizer"]}.items() if v is not None}
+        assert starts[0].hparams["embedding_dim"].string_value == str(t["model"]["embedding_dim"])
         hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in starts[0].hparams.items()}
         assert hparams["encoder_units"] == str(t["hyperparameters"]["encoder_units"])
         assert hparams["reverse_output"] == t["hyperparameters"]["reverse_output"]
@@ -243,8 +245,9 @@ def test_rerun_in_the_same_directory_reruns_no_finished_trial(search):
 
     before = read_executions(search["out"])
     assert sorted(r["trial_id"] for r in before) == ["0", "1"]
-    again = run_tuner(search["config"], search["examples"], coverage_of(search["config"]),
-                      search["out"])
+    config = search["config"]
+    again = run_tuner(config.tuner, TrialSettings.of(config.trainer), search["examples"],
+                      coverage_of(config), search["out"])
     assert read_executions(search["out"]) == before
     assert again["best"] == search["result"]["best"]
     assert again["trials"] == search["result"]["trials"]
@@ -256,8 +259,9 @@ def test_time_budget_stops_new_trials_in_the_oracle(tmp_path):
     from lstm_math.components.tuner import Seq2SeqHyperModel, make_tuner
 
     config = load_config("smoke", [SPACE, "tuner.max_trials=5", "tuner.max_seconds=30"])
-    tuner = make_tuner(config, Seq2SeqHyperModel(config, "unused", coverage_of(config)),
-                       str(tmp_path))
+    hypermodel = Seq2SeqHyperModel(config.tuner, TrialSettings.of(config.trainer), "unused",
+                                   coverage_of(config))
+    tuner = make_tuner(config.tuner, hypermodel, str(tmp_path))
     tuner.oracle.deadline = time.time() - 1
     assert tuner.oracle.create_trial("tuner0").status == "STOPPED"
     tuner.oracle.deadline = time.time() + 60
@@ -267,12 +271,13 @@ def test_time_budget_stops_new_trials_in_the_oracle(tmp_path):
 
 
 def test_disabled_tuner_hands_the_configs_hyperparameters_to_the_trainer(tmp_path):
-    from lstm_math.pipeline.pipeline import Artifact, Context, _tuner
+    from lstm_math.pipeline.runner import external_artifact, run_component
 
     config = load_config("smoke", ["tuner.enabled=false", "trainer.model.encoder_units=24"])
-    examples = Artifact("ExampleGen", str(tmp_path), "0", {"examples_dir": str(tmp_path),
-                                                           "coverage": coverage_of(config)})
-    props = _tuner(Context(config, {"ExampleGen": examples}, str(tmp_path)))
+    examples = external_artifact("ExampleGen", str(tmp_path), {
+        "examples_dir": str(tmp_path), "coverage": coverage_of(config)})
+    props = run_component(config, "Tuner", str(tmp_path), {
+        "ExampleGen": examples, "DataValidation": external_artifact("DataValidation", "", {})})
     assert props["tuned"] is False and props["trials"] == []
     assert props["best"] == {"model": dataclasses.asdict(config.trainer.model),
                              "optimizer": dataclasses.asdict(config.trainer.optimizer)}

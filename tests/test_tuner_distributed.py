@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from lstm_math.pipeline.config import coverage_of, load_config
+from lstm_math.components.tuner.space import TrialSettings
+from lstm_math.config import coverage_of, load_config
 
 from tests.helpers import REPO, free_port
 UNITS_AND_REVERSAL = "tuner.search_space={encoder_units: [8, 16], reverse_output: [true, false]}"
@@ -196,8 +197,8 @@ def test_bayesian_search_within_a_time_budget(tmp_path, examples_for):
 
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=bayesian",
                                    "tuner.max_trials=4", "tuner.max_seconds=1"])
-    result = run_tuner(config, examples_for("smoke"), coverage_of(config),
-                       str(tmp_path / "out"))
+    result = run_tuner(config.tuner, TrialSettings.of(config.trainer), examples_for("smoke"),
+                       coverage_of(config), str(tmp_path / "out"))
     # The first trial takes longer than the budget: no second one starts.
     assert [t["status"] for t in result["trials"]] == ["COMPLETED"]
     assert len(_executions(tmp_path / "out")) == 1
@@ -210,8 +211,8 @@ def test_hyperband_search_continues_the_best_trials(tmp_path, examples_for):
     config = load_config("smoke", [UNITS_AND_REVERSAL, "tuner.algorithm=hyperband",
                                    "tuner.epochs=2", "tuner.hyperband_factor=2",
                                    "tuner.max_trials=3"])
-    result = run_tuner(config, examples_for("smoke"), coverage_of(config),
-                       str(tmp_path / "out"))
+    result = run_tuner(config.tuner, TrialSettings.of(config.trainer), examples_for("smoke"),
+                       coverage_of(config), str(tmp_path / "out"))
     trials = result["trials"]
     assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials)
     # Hyperband's later rounds train a promising trial's weights further.

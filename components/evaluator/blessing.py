@@ -1,17 +1,7 @@
 """Blessing: the absolute thresholds (overall and per operator slice) and no regression
-against the pushed model."""
+against the pushed model (which one: ``lstm_math.components.baseline``)."""
 
 from __future__ import annotations
-
-import os
-
-from lstm_math.serving import contract
-
-
-def latest_pushed(serving_base: str, model_name: str) -> tuple[int, str] | None:
-    base = os.path.join(serving_base, model_name)
-    version = contract.latest_version(base)
-    return None if version is None else (version, os.path.join(base, str(version)))
 
 
 # Exact match is a ratio of counts: a candidate exactly at the bar passes, whatever the
@@ -20,9 +10,13 @@ _EPS = 1e-9
 
 
 def bless(candidate: float, threshold: float, baseline: float | None, margin: float,
-          per_operator: dict | None = None, operator_thresholds: dict | None = None) -> dict:
+          per_operator: dict | None = None, operator_thresholds: dict | None = None,
+          small_operands: dict | None = None, small_operands_threshold: float | None = None
+          ) -> dict:
     """``per_operator``: metrics.json's table (tag -> {"exact_match", ...});
-    ``operator_thresholds``: tag -> bar. A slice with a bar and no test equations fails."""
+    ``operator_thresholds``: tag -> bar. A slice with a bar and no test equations fails.
+    ``small_operands``: metrics.json's ``small_operands_all`` (every equation whose operands
+    are all single-digit), judged against ``small_operands_threshold`` (None: no bar)."""
     reasons = []
     ok = True
     if candidate >= threshold - _EPS:
@@ -40,6 +34,18 @@ def bless(candidate: float, threshold: float, baseline: float | None, margin: fl
         else:
             ok = False
             reasons.append(f"{tag}: exact match {got:.5f} is below its threshold {bar}")
+    if small_operands_threshold is not None:
+        if not small_operands:
+            ok = False
+            reasons.append(f"single-digit operands: no such equations to judge against the "
+                           f"threshold {small_operands_threshold}")
+        else:
+            got, wrong = small_operands["exact_match"], small_operands["wrong"]
+            meets = got >= small_operands_threshold - _EPS
+            ok = ok and meets
+            reasons.append(f"single-digit operands (all {small_operands['count']}): exact match "
+                           f"{got:.5f} ({wrong} wrong) {'meets' if meets else 'is below'} "
+                           f"the threshold {small_operands_threshold}")
     if baseline is None:
         reasons.append("no pushed model to compare with: judged on the threshold alone")
     elif candidate >= baseline - margin - _EPS:

@@ -16,10 +16,16 @@ Outputs (under the component's output directory):
                       answer, truth, confidence); the hardware it ran on; and, when the
                       operand space is small enough, the exhaustive evaluation of every
                       equation, with exact match separately for equations seen in training
-                      and never seen
+                      and never seen; every equation whose operands are all single-digit
+                      (``small_operands_all``, evaluated whole for any space); what the
+                      served ``trusted`` does (``trust``: the share of wrong answers it
+                      catches and of right answers it gives up, per operator)
   blessing.json       blessed or not, with the reasons (absolute threshold, overall and
-                      per operator slice; no regression against the pushed model by more
-                      than the margin)
+                      per operator slice, every equation of single-digit operands; no
+                      regression against the pushed model by more than the margin) and
+                      ``judged_against``: the served model compared with (serving base,
+                      model name, version, content digest; version null when none), which
+                      the Pusher checks is still the latest
   report.md           the same figures as Markdown tables, for people
   error_map_<op>.png  the post's error map: the (a, b) plane of each operator (from the
                       two-operand equations), correct and wrong answers marked
@@ -36,12 +42,15 @@ import platform
 
 import tensorflow as tf
 
-from lstm_math.components.evaluator.blessing import bless, latest_pushed
-from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, space_of
+from lstm_math.components.baseline import describe, version_dir
+from lstm_math.components.evaluator.blessing import bless
+from lstm_math.components.evaluator.exhaustive import evaluate_exhaustive, evaluate_small_operands
 from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
-from lstm_math.components.evaluator.scoring import evaluate_fn, uniform_estimate
+from lstm_math.components.evaluator.scoring import (evaluate_fn, trust_thresholds,
+                                                    uniform_estimate)
 from lstm_math.components.evaluator.working import working_errors
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +86,35 @@ def _write(path: str, data, mode: str = "w") -> None:
         f.write(data)
 
 
-def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir: str) -> dict:
-    """Evaluates a trained model object (anything with ``greedy_decode``) and blesses it."""
+def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str, *,
+                   split_fractions: dict, jit_compile: bool, judged_against: dict) -> dict:
+    """Evaluates a trained model object (anything with ``greedy_decode``) under the
+    ``evaluator`` section ``e`` and blesses it.
+
+    ``split_fractions``: the data's (``task.data.split_fractions``: which equations of the
+    whole space were seen in training); ``jit_compile``: the Exporter's
+    (``exporter.jit_compile``), so what is measured is what is served; ``judged_against``:
+    the baseline to compare with, as the pipeline resolved it before its cache check
+    (``lstm_math.components.baseline.resolve_baseline``: serving base, model name, version
+    and content digest; version None when no model is served)."""
     from lstm_math.components.signature import build_serving_function
 
-    e = config.evaluator
     tf.io.gfile.makedirs(output_dir)
     # the function the Exporter exports, XLA or not: what is measured is what is served
-    serve = build_serving_function(model, coverage, jit_compile=config.exporter.jit_compile)
+    serve = build_serving_function(model, coverage, jit_compile=jit_compile)
     metrics = evaluate_fn(serve, examples_dir, e.batch_size, e.max_examples, e.num_worst_errors)
     test_rows = metrics.pop("_rows")
     metrics["uniform"] = uniform_estimate(
         test_rows["texts"], [bool(v) and a == t for a, t, v in zip(
             test_rows["answers"], test_rows["truths"], test_rows["valid"])], coverage)
 
-    size = space_of(coverage).size
+    size = Coverage.from_dict(coverage).space().size
     map_rows, map_title = test_rows, "test split"
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
-                                         config.task.data.split_fractions,
-                                         e.exhaustive_batch_size, e.num_worst_errors)
+                                         split_fractions,
+                                         e.exhaustive_batch_size, e.num_worst_errors,
+                                         trust_thresholds(metrics))
         map_rows, map_title = exhaustive.pop("_rows"), "every equation"
         metrics["exhaustive"] = exhaustive
     else:
@@ -113,11 +131,15 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             map_rows["valid"], map_rows["workings"], coverage)
         metrics["working_errors_on"] = map_title
 
+    metrics["small_operands_all"] = evaluate_small_operands(
+        serve, coverage, e.exhaustive_batch_size, trust_thresholds(metrics), e.num_worst_errors)
+
     baseline = None
-    pushed = latest_pushed(config.pusher.serving_base, config.pusher.model_name)
-    if pushed is not None:
-        version, path = pushed
-        log.info("Evaluator: comparing with the pushed model version %d at %s", version, path)
+    path = version_dir(judged_against)
+    if path is not None:
+        version = judged_against["version"]
+        log.info("Evaluator: comparing with the pushed model %s at %s",
+                 describe(judged_against), path)
         try:
             loaded = tf.saved_model.load(path)
             baseline_metrics = evaluate_fn(loaded.signatures["serving_default"], examples_dir,
@@ -128,14 +150,19 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
             log.warning("Evaluator: the pushed model at %s could not be evaluated: %s", path, exc)
             metrics["baseline_error"] = f"pushed version {version} at {path}: {exc}"
         metrics["baseline"] = baseline
+    else:
+        log.info("Evaluator: no model served at %s: judged on the thresholds alone",
+                 os.path.join(judged_against["serving_base"], judged_against["model_name"]))
     blessing = bless(metrics["exact_match"], e.threshold,
                      baseline["exact_match"] if baseline else None, e.regression_margin,
-                     metrics["per_operator"], e.operator_thresholds)
+                     metrics["per_operator"], e.operator_thresholds,
+                     metrics["small_operands_all"], e.small_operands_threshold)
     if metrics.get("baseline_error"):
         blessing["reasons"].append("the pushed model could not be evaluated ("
                                    + metrics["baseline_error"] + ")")
     blessing["candidate_exact_match"] = metrics["exact_match"]
     blessing["baseline"] = baseline
+    blessing["judged_against"] = judged_against
 
     # Pictures: PNG files and TensorBoard images; the report as Markdown and TensorBoard text.
     pictures = {f"error_map_{OPERATOR_NAMES[op]}.png": png
@@ -165,8 +192,9 @@ def evaluate_model(config, model, coverage: dict, examples_dir: str, output_dir:
     return {"metrics": metrics, "blessing": blessing}
 
 
-def run_evaluator(config, model_dir: str, examples_dir: str, output_dir: str) -> dict:
+def run_evaluator(e, model_dir: str, examples_dir: str, output_dir: str, **inputs) -> dict:
+    """``evaluate_model`` on the Trainer's output in ``model_dir``."""
     from lstm_math.components.trainer import load_trained
 
     model, coverage = load_trained(model_dir)
-    return evaluate_model(config, model, coverage, examples_dir, output_dir)
+    return evaluate_model(e, model, coverage, examples_dir, output_dir, **inputs)

@@ -10,15 +10,9 @@ import numpy as np
 
 from lstm_math.components import equations as eq
 from lstm_math.components.evaluator.scoring import predict, read_split, summarize
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
-
-
-def space_of(coverage: dict) -> eq.EquationSpace:
-    n = int(coverage["num_operands"])
-    return eq.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
-                            int(coverage["operand_max"]), n,
-                            int(coverage.get("min_operands", n)))
 
 
 def all_equations(coverage: dict):
@@ -27,7 +21,7 @@ def all_equations(coverage: dict):
     Two operands: the (a, b) grid of each operator, in order. Otherwise (three operands, or
     a model of several operand counts) the vectorized sampler's exhaustive block.
     """
-    space = space_of(coverage)
+    space = Coverage.from_dict(coverage).space()
     if list(space.operand_counts) != [2]:
         block = eq.Sampler(space, seed=0, num_examples=0, exhaustive=True).block(0, space.size)
         return ([t.decode() for t in block.texts()], [r.decode() for r in
@@ -49,8 +43,12 @@ def all_equations(coverage: dict):
 
 
 def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fractions,
-                        batch_size: int, num_worst: int = 20) -> dict:
+                        batch_size: int, num_worst: int = 20,
+                        trust_thresholds: dict | None = None) -> dict:
     """Every equation of the space, with exact match for seen and never-seen equations.
+
+    ``trust_thresholds`` (the test split's, as the served model ships them): its ``trust``
+    table says what ``trusted`` does over every equation.
 
     'Seen' means present in the training shards (what the model was actually fitted on);
     the never-seen ones are further split by ``equations.split_of``: training-split
@@ -61,7 +59,8 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     train_texts = set(read_split(examples_dir, "train")[0])
     extras: dict = {}
     answers, valid, confidence = predict(serve_fn, texts, batch_size, extras)
-    metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst)
+    metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
+                        thresholds=trust_thresholds)
     right = np.array([bool(v) and a == t for a, t, v in zip(answers, truths, valid)])
     groups = collections.defaultdict(list)
     fractions = [split_fractions[s] for s in eq.SPLITS]
@@ -86,3 +85,30 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid,
                         "tags": tags, "workings": extras.get("working")}
     return metrics
+
+
+# Single-digit operands: a slice small enough to evaluate whole for any space.
+SMALL_OPERAND_BOUND = 10
+
+
+def evaluate_small_operands(serve_fn, coverage: dict, batch_size: int,
+                            trust_thresholds: dict | None = None, num_worst: int = 20,
+                            bound: int = SMALL_OPERAND_BOUND) -> dict | None:
+    """Every equation of the space whose operands are all below ``bound`` ('3 + 4', not
+    '3 + 40'): exact match overall and per operator, the wrong answers, and what
+    ``trusted`` does on them. None when the space has no such equations."""
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    if low >= bound:
+        return None
+    texts, truths, tags = all_equations({**coverage, "operand_max": min(high, bound - 1)})
+    answers, valid, confidence = predict(serve_fn, texts, batch_size)
+    full = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
+                     thresholds=trust_thresholds)
+    out = {key: full[key] for key in ("exact_match", "count", "wrong", "per_operator",
+                                      "per_operand_count", "trust", "worst_errors")}
+    out["bound"] = bound
+    out["evaluated_on"] = f"every equation whose operands are all below {bound}"
+    log.info("Evaluator: every equation with operands below %d: %d equations, %d wrong "
+             "(exact match %.5f)%s", bound, out["count"], out["wrong"], out["exact_match"],
+             "".join(f"; {e['equation']} = {e['answer']}" for e in out["worst_errors"][:5]))
+    return out

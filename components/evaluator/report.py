@@ -36,6 +36,37 @@ def confidence_table(quality: dict) -> list[str]:
     return lines + [""]
 
 
+def trust_table(trust: dict) -> list[str]:
+    """What the served ``trusted`` does, per operator (see scoring.trust_cell)."""
+    if not trust:
+        return []
+    lines = ["**trusted** (the served output: confidence at or above the operator's "
+             "threshold from the test split)", "",
+             "| operator | threshold | wrong answers caught (not trusted) | right answers "
+             "given up | wrong but trusted |", "|---|---|---|---|---|"]
+    for name, c in trust.items():
+        lines.append(f"| {name} | {_fmt(c['threshold'], '.6g')} | "
+                     f"{_fmt(c['wrong_caught'], '.1%')} of {c['wrong']} | "
+                     f"{_fmt(c['right_given_up'], '.3%')} of {c['right']} | "
+                     f"{c['wrong_trusted']} |")
+    return lines + [""]
+
+
+def small_operands_section(small: dict | None) -> list[str]:
+    """Every equation of single-digit operands, evaluated whole."""
+    if not small:
+        return []
+    lines = [f"### Every equation whose operands are all below {small['bound']}", "",
+             f"exact match **{small['exact_match']:.5f}** on {small['count']} equations "
+             f"({small['wrong']} wrong)"
+             + "".join(f"; `{e['equation']}` = `{e['answer']}` "
+                       f"(confidence {e['confidence']:.3f}"
+                       f"{', trusted' if e.get('trusted') else ''})"
+                       for e in small["worst_errors"]), ""]
+    lines += _table("per operator", small["per_operator"], "operator")
+    return lines
+
+
 def section(name: str, m: dict) -> list[str]:
     lines = [f"### {name}", "",
              f"exact match **{m['exact_match']:.5f}** on {m['count']} equations "
@@ -61,6 +92,7 @@ def section(name: str, m: dict) -> list[str]:
     if "seen_vs_unseen" in m:
         lines += _table("seen in training vs never seen", m["seen_vs_unseen"], "equations")
     lines += confidence_table(m.get("confidence", {}))
+    lines += trust_table(m.get("trust", {}))
     lines += ["**error sizes** (|answer - truth| of the wrong answers)", "",
               "| size | wrong answers |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in m["error_sizes"].items()] + [""]
@@ -92,6 +124,7 @@ def report_markdown(metrics: dict) -> str:
                   f"{w['right_answer_wrong_working']} right answers from a wrong working", "",
                   "| first wrong step | wrong answers |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in w["first_wrong_step"].items()] + [""]
+    lines += small_operands_section(metrics.get("small_operands_all"))
     if metrics.get("baseline"):
         b = metrics["baseline"]
         lines += [f"Pushed model (version {b['version']}): exact match "

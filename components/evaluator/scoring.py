@@ -107,6 +107,38 @@ def confidence_quality(right_scores, wrong_scores, keep: float = KEEP_RIGHT) -> 
     return out
 
 
+def trust_cell(right_trusted, wrong_trusted, threshold: float | None = None) -> dict:
+    """What ``trusted`` did on some answers, given whether each right and each wrong one
+    was trusted: the share of the wrong answers it catches (not trusted) and the share of
+    the right answers it gives up (not trusted either)."""
+    right_trusted = np.asarray(right_trusted, bool)
+    wrong_trusted = np.asarray(wrong_trusted, bool)
+    return {"threshold": threshold, "right": int(len(right_trusted)),
+            "wrong": int(len(wrong_trusted)),
+            "wrong_caught": (float(np.mean(~wrong_trusted)) if len(wrong_trusted) else None),
+            "right_given_up": (float(np.mean(~right_trusted)) if len(right_trusted)
+                               else None),
+            "wrong_trusted": int(wrong_trusted.sum()),
+            "right_given_up_count": int((~right_trusted).sum())}
+
+
+def trust_figures(right_scores, wrong_scores, threshold: float | None) -> dict:
+    """``trust_cell`` for a threshold: trusted is confidence >= ``threshold`` (compared in
+    float32, as the serving graph does); no threshold: nothing is trusted."""
+    limit = np.float32(np.inf if threshold is None else threshold)
+    return trust_cell(np.asarray(right_scores, np.float32) >= limit,
+                      np.asarray(wrong_scores, np.float32) >= limit, threshold)
+
+
+def trust_thresholds(metrics: dict) -> dict:
+    """Slice tag -> the trust threshold an Evaluator report gives it (the confidence that
+    keeps ``KEEP_RIGHT`` of that slice's right answers on the test split); what the
+    Exporter bakes into ``serving_default``'s ``trusted``. Empty for a report without
+    confidence figures."""
+    return {tag: q["threshold"] for tag, q in (metrics or {}).get("confidence", {}).items()
+            if tag != "overall" and q.get("threshold") is not None}
+
+
 # --------------------------------------------------------------------------------------
 # Turning answers into tables.
 
@@ -145,10 +177,15 @@ def _sort_key(key: str):
     return (len(parts), [int(p) if p.isdigit() else p for p in parts], key)
 
 
-def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 20) -> dict:
+def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 20,
+              thresholds: dict | None = None) -> dict:
     """Exact match overall and per operator, operand count, operand-length bucket (also per
     operator), result length and small operands; the error-size histogram, the worst
-    errors and the confidence quality (overall and per operator)."""
+    errors and the confidence quality (overall and per operator).
+
+    ``trust``: what ``trusted`` does here with ``thresholds`` (slice tag -> threshold;
+    default: the thresholds these answers give, as on the test split), per operator and
+    overall (each row judged by its operator's threshold)."""
     totals = collections.Counter()
     right = collections.Counter()
     sizes = collections.Counter()
@@ -202,6 +239,20 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
         quality[name] = confidence_quality(confidence[ok_all & answered & mine],
                                            confidence[~ok_all & answered & mine])
 
+    if thresholds is None:
+        thresholds = {name: quality[name]["threshold"] for name in operator_names}
+    limits = np.full(len(texts), np.inf, np.float32)
+    for name in operator_names:
+        if thresholds.get(name) is not None:
+            limits[tags_a == name] = thresholds[name]
+    is_trusted = answered & (confidence.astype(np.float32) >= limits)
+    right_rows, wrong_rows_mask = ok_all & answered, ~ok_all & answered
+    trust = {"overall": trust_cell(is_trusted[right_rows], is_trusted[wrong_rows_mask])}
+    for name in operator_names:
+        mine = tags_a == name
+        trust[name] = trust_cell(is_trusted[right_rows & mine],
+                                 is_trusted[wrong_rows_mask & mine], thresholds.get(name))
+
     worst = sorted(wrong_rows, key=lambda i: (-magnitude(i), -float(confidence[i]), texts[i]))
     return {
         "exact_match": right["overall"] / totals["overall"],
@@ -215,12 +266,14 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
         "per_result_length": table("result_length"),
         "small_operands": table("small_operands"),
         "confidence": quality,
+        "trust": trust,
         "error_sizes": {b: sizes[b] for b in SIZE_BUCKETS + (NOT_A_NUMBER, NO_ANSWER)},
         "one_wrong_digit": one_digit,
         "worst_errors": [
             {"equation": texts[i], "answer": answers[i], "truth": truths[i],
              "error_size": (None if magnitude(i) == float("inf") else magnitude(i)),
-             "confidence": round(float(confidence[i]), 5), "valid": bool(valid[i])}
+             "confidence": round(float(confidence[i]), 5), "valid": bool(valid[i]),
+             "trusted": bool(is_trusted[i])}
             for i in worst[:num_worst]
         ],
     }

@@ -12,15 +12,17 @@ import tensorflow as tf
 
 from lstm_math.components.metrics import CharAccuracy, ExactMatch, loss_fn
 from lstm_math.components.models import build_model
-from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, output_format_of
+from lstm_math.config import Coverage, ModelHParams, OptimizerConfig
 
 
-def model_coverage(base_coverage: dict, hparams: ModelHParams) -> dict:
-    """The data's coverage plus how this model family lays out its answers."""
-    output_format = output_format_of(hparams.family)
-    reverse = hparams.reverse_output and output_format == "left"
-    return {**base_coverage, "reverse_output": reverse, "output_format": output_format,
-            "pad_operands": bool(hparams.pad_operands)}
+def model_coverage(base_coverage: dict, hparams: ModelHParams,
+                   max_result_length: int = 0) -> dict:
+    """The data's coverage as this model is trained on it (``Coverage.for_model``: how its
+    family lays out answers, whether it pads operands; ``max_result_length``, 0 = the
+    data's), in the JSON form."""
+    return Coverage.from_dict(base_coverage).for_model(
+        hparams.family, hparams.reverse_output, max_result_length,
+        hparams.pad_operands).to_dict()
 
 
 @keras.saving.register_keras_serializable("lstm_math")

@@ -31,8 +31,9 @@ from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainStat
 from lstm_math.components.trainer.loop import TrainLoop, steps_for
 from lstm_math.components.trainer.model import compile_model, model_coverage, seed_weights
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
-from lstm_math.components.trainer.summaries import SamplePredictions, trace_graph, write_scalars
-from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, PipelineConfig
+from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
+                                                   write_hparams, write_scalars)
+from lstm_math.config import ModelHParams, OptimizerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ class _Plan:
     steps_per_loop: int
 
 
-def _plan(config: PipelineConfig, examples_dir: str, strategy) -> _Plan:
-    t = config.trainer
+def _plan(t: TrainerConfig, examples_dir: str, strategy) -> _Plan:
     stats = data_lib.read_stats(examples_dir)
     data_lib.shard_files(examples_dir, "train")  # fail fast, naming the path, if no shards
     data_lib.shard_files(examples_dir, "validation")
@@ -67,11 +67,11 @@ def _plan(config: PipelineConfig, examples_dir: str, strategy) -> _Plan:
                  steps_per_loop=max(1, min(t.steps_per_loop, steps_per_epoch)))
 
 
-def _datasets(config: PipelineConfig, examples_dir: str, coverage: dict, batch_size: int):
-    t = config.trainer
+def _datasets(t: TrainerConfig, examples_dir: str, coverage: dict, batch_size: int,
+              shuffle_seed: int):
     train_ds = data_lib.training_dataset(
         examples_dir, "train", coverage, batch_size, shuffle_buffer=t.shuffle_buffer,
-        cache=t.cache_dataset, repeat=True, seed=config.task.data.seed, drop_remainder=True,
+        cache=t.cache_dataset, repeat=True, seed=shuffle_seed, drop_remainder=True,
         with_operator=True, short_share=t.short_share, short_max_chars=t.short_max_chars)
     val_ds = data_lib.training_dataset(
         examples_dir, "validation", coverage, batch_size, cache=t.cache_dataset, repeat=True,
@@ -104,21 +104,23 @@ def _save_outputs(model, output_dir: str, coverage: dict, hparams: ModelHParams,
                             "optimizer": dataclasses.asdict(optimizer)}, indent=2))
 
 
-def run_trainer(config: PipelineConfig, examples_dir: str, base_coverage: dict,
+def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: dict,
                 hparams: ModelHParams, output_dir: str, keep_model: bool = False,
-                optimizer: OptimizerConfig | None = None) -> dict:
-    """Trains (or resumes) into ``output_dir``; returns times, final and best metrics
-    (and the model itself under ``"model"`` when ``keep_model``). ``hparams`` and
-    ``optimizer`` (default: ``config.trainer.optimizer``) may be a tuner's choice."""
-    t = config.trainer
+                optimizer: OptimizerConfig | None = None, *, shuffle_seed: int,
+                strategy: str = "auto") -> dict:
+    """Trains (or resumes) into ``output_dir`` with the ``trainer`` section ``t``; returns
+    times, final and best metrics (and the model itself under ``"model"`` when
+    ``keep_model``). ``base_coverage``: the data's (ExampleGen's); ``hparams`` and
+    ``optimizer`` (default: ``t.optimizer``) may be a tuner's choice; ``shuffle_seed``
+    shuffles the training examples (``task.data.seed``); ``strategy``: ``runtime.strategy``."""
     optimizer = optimizer or t.optimizer
-    coverage = model_coverage(base_coverage, hparams)
-    strategy = choose_strategy(config.runtime.strategy)
+    coverage = model_coverage(base_coverage, hparams, t.max_result_length)
+    strategy = choose_strategy(strategy)
     chief = is_chief(strategy)
     if chief:
         tf.io.gfile.makedirs(output_dir)
-    plan = _plan(config, examples_dir, strategy)
-    train_ds, val_ds = _datasets(config, examples_dir, coverage, plan.batch_size)
+    plan = _plan(t, examples_dir, strategy)
+    train_ds, val_ds = _datasets(t, examples_dir, coverage, plan.batch_size, shuffle_seed)
 
     seed_weights(t.seed)
     with strategy.scope():
@@ -137,8 +139,13 @@ def run_trainer(config: PipelineConfig, examples_dir: str, base_coverage: dict,
     start_epoch = int(state.epoch.numpy())
 
     log_dir = os.path.join(output_dir, "logs")
-    train_writer = val_writer = samples = None
+    train_writer = val_writer = root_writer = samples = None
     if chief:
+        # HParams: what this training trains with, under the Tuner's trial names (the group
+        # named by this output directory's fingerprint, unique per training)
+        root_writer = tf.summary.create_file_writer(log_dir)
+        write_hparams(root_writer, dataclasses.asdict(hparams), dataclasses.asdict(optimizer),
+                      trial_id=f"trainer {os.path.basename(os.path.normpath(output_dir))[:8]}")
         train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         if start_epoch == 0:
@@ -192,6 +199,8 @@ def run_trainer(config: PipelineConfig, examples_dir: str, base_coverage: dict,
                      float(state.best_loss.numpy()))
     if chief:
         _save_outputs(model, output_dir, coverage, hparams, optimizer)
+        if history:
+            write_best(root_writer, float(state.best.numpy()))
     final = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
     log.info("Trainer: done in %.1fs (%d epochs this run%s)", elapsed,
              len(history) - start_epoch if history else 0,

@@ -1,5 +1,18 @@
-"""TensorBoard summaries of a training run: scalars per epoch, the model graph, and a few
-validation equations decoded greedily as the exported graph does."""
+"""TensorBoard summaries of a training run: scalars per epoch, the model graph, a few
+validation equations decoded greedily as the exported graph does, and the HParams
+dashboard's record of what was trained.
+
+The HParams record is shared with the Tuner's trials (``components.tuner.tensorboard``): a
+trial and a training write every model and optimizer hyperparameter under the same names
+and the same metrics (``BEST_TAG`` at the run's root, ``exact_match``, ``loss``, ... in its
+``validation`` and ``train`` sub-runs), so trials and trainings of any number of pipeline
+runs line up in one table when TensorBoard reads ``<root>/tensorboard``. No run writes an
+experiment record (``hparams_config``): TensorBoard then builds the table's columns from
+every run's values (TensorBoard takes one experiment record, from whichever run it reads
+first, and would hide what that one does not list), and puts the hyperparameters whose
+values differ first. Integers are written as strings: the dashboard prints every number
+with five significant digits (64 reads ``64.000``).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +55,41 @@ class SamplePredictions:
             rows.append(f"| `{eq_.decode()}` | `{target.decode()}` | `{pred.decode()}` | "
                         f"{'yes' if ok else 'NO'} | {'`' + work.decode() + '`' if work else ''} |")
         return "\n".join(rows), right / len(predicted)
+
+
+BEST_TAG = "best_val_exact_match"  # a run's best validation exact match (HParams metric)
+
+
+def hparams_values(model: dict, optimizer: dict) -> dict:
+    """Every model and optimizer hyperparameter as the HParams dashboard shows it: integers
+    as strings, floats as numbers, booleans and strings as they are; ``None`` (the model
+    family's default) is left out."""
+    values = {}
+    for name, value in {**model, **optimizer}.items():
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        values[name] = value
+    return values
+
+
+def write_hparams(writer, model: dict, optimizer: dict, trial_id: str) -> None:
+    """This run's hyperparameters (``hparams_values``) for the HParams dashboard, at the
+    run's root. ``trial_id`` names the session group: unique per run (a cached step linked
+    from two pipeline runs stays one group)."""
+    from tensorboard.plugins.hparams import api as hp_api
+
+    with writer.as_default():
+        hp_api.hparams(hparams_values(model, optimizer), trial_id=trial_id)
+    writer.flush()
+
+
+def write_best(writer, value: float) -> None:
+    """The run's ``BEST_TAG`` (the HParams dashboard's first metric)."""
+    with writer.as_default():
+        tf.summary.scalar(BEST_TAG, float(value), step=0)
+    writer.flush()
 
 
 def write_scalars(writer, values: dict, step: int) -> None:

@@ -40,10 +40,9 @@ from lstm_math.components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, Chie
 from lstm_math.components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
                                       RandomOracle, make_oracle)
 from lstm_math.components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # noqa: F401
-                                      trial_table, write_hparams_config,
-                                      write_results)
+                                      trial_table, write_results)
 from lstm_math.components.tuner.search import make_tuner, run_tuner  # noqa: F401
-from lstm_math.components.tuner.space import (Candidate, Seq2SeqHyperModel, declare,  # noqa: F401
-                                    hyperparameter_kinds)
+from lstm_math.components.tuner.space import (Candidate, Seq2SeqHyperModel,  # noqa: F401
+                                              TrialSettings, declare, hyperparameter_kinds)
 from lstm_math.components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries,  # noqa: F401
                                           trial_run_name)

@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 
+from lstm_math.components.tuner import kt_internals
+
 log = logging.getLogger(__name__)
 
 LOST_CHIEF_EXIT = 3
@@ -50,14 +52,12 @@ def serve_oracle(tuner, address: str) -> None:
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
     oracle = tuner.oracle
     tuner.save()
-    servicer = oracle_chief.OracleServicer(oracle)
+    servicer = kt_internals.oracle_servicer(oracle)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    kt_internals.oracle_service()[1].add_OracleServicer_to_server(servicer, server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as e:
@@ -68,14 +68,14 @@ def serve_oracle(tuner, address: str) -> None:
     log.info("Tuner chief: oracle serving on %s; waiting for workers", address)
     last_note = time.time()
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while not kt_internals.chief_may_exit(servicer, oracle):
             time.sleep(0.5)
             if time.time() - last_note > 60:
                 last_note = time.time()
                 done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
                 log.info("Tuner chief: %d trials completed; running: %s; workers: %s", done,
-                         {k: t.trial_id for k, t in oracle.ongoing_trials.items()},
-                         sorted(oracle.tuner_ids))
+                         kt_internals.running_trials(oracle),
+                         kt_internals.registered_tuners(oracle))
     finally:
         server.stop(grace=2)
 
@@ -89,14 +89,14 @@ class ChiefWatch:
 
     def __init__(self, address: str, timeout: float):
         import grpc
-        from keras_tuner.src import protos
 
         self.address, self.timeout = address, timeout
         self.lost = False
         self._stop = threading.Event()
         self._channel = grpc.insecure_channel(address)
-        self._stub = protos.get_service_grpc().OracleStub(self._channel)
-        self._request = protos.get_service().GetSpaceRequest()
+        messages, service = kt_internals.oracle_service()
+        self._stub = service.OracleStub(self._channel)
+        self._request = messages.GetSpaceRequest()
         self._thread = threading.Thread(target=self._run, name="chief-watch", daemon=True)
 
     def __enter__(self):

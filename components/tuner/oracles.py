@@ -16,6 +16,8 @@ import time
 
 import keras_tuner as kt
 
+from lstm_math.components.tuner import kt_internals
+
 log = logging.getLogger(__name__)
 
 OBJECTIVE = "val_exact_match"
@@ -56,6 +58,6 @@ def make_oracle(tu):
         oracle = HyperbandOracle(objective=objective, max_epochs=tu.epochs,
                                  factor=tu.hyperband_factor,
                                  hyperband_iterations=tu.hyperband_iterations, seed=tu.seed)
-        oracle.max_trials = tu.max_trials  # the trial budget applies to every algorithm
+        kt_internals.set_trial_budget(oracle, tu.max_trials)  # every algorithm has a budget
         return oracle
     raise ValueError(f"tuner.algorithm: unknown {tu.algorithm!r}")  # validate() rejects it first

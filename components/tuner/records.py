@@ -1,6 +1,6 @@
 """What a search leaves behind: one record per trial execution (who ran it, when, the
 result), the trial table (trials.json, trials.csv), the best hyperparameters and the
-TensorBoard HParams experiment."""
+TensorBoard HParams values of each trial."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from lstm_math.components.tuner.oracles import OBJECTIVE
 from lstm_math.components.tuner.space import Seq2SeqHyperModel
-from lstm_math.components.tuner.tensorboard import (OBJECTIVE_TAG, TrialSummaries, hparams_domains,
-                                          hparams_values, trial_run_name)
+from lstm_math.components.tuner import kt_internals
+from lstm_math.components.tuner.tensorboard import TrialSummaries, trial_run_name
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +28,25 @@ PROJECT = "search"
 BEST_FILE = "best_hyperparameters.json"
 
 
-class _Recorder:
+class _Recorder(kt_internals.TrialLogDirs):
     """Tuner mixin: one JSON record per trial execution under ``<output>/executions``."""
 
     executions_dir = None
     log_dir = None
 
-    def _get_tensorboard_dir(self, logdir, trial_id, execution):
+    def trial_log_dir(self, logdir, trial_id, execution):
         return os.path.join(str(logdir), trial_run_name(trial_id, execution))
 
-    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+    def configure_trial_callbacks(self, callbacks, trial, execution=0):
         """Points each trial's ``TrialSummaries`` at ``logs/trial-NN`` with its values."""
         for callback in callbacks:
             if isinstance(callback, TrialSummaries):
-                callback.log_dir = self._get_tensorboard_dir(callback.log_dir, trial.trial_id,
-                                                             execution)
+                callback.log_dir = self.trial_log_dir(callback.log_dir, trial.trial_id,
+                                                      execution)
                 callback.trial_name = trial_run_name(trial.trial_id, execution)
-                callback.hparams = hparams_values(trial.hyperparameters)
-        super()._configure_tensorboard_dir(callbacks, trial, execution)
+                # {"model": ..., "optimizer": ...}: what the trial trains with
+                callback.hparams = self.hypermodel.hparams_from(
+                    trial.hyperparameters.copy()).to_dict()
 
     def run_trial(self, trial, *args, **kwargs):
         stale = os.path.join(self.log_dir, trial_run_name(trial.trial_id))
@@ -86,27 +87,12 @@ class SearchTuner(_Recorder, kt.Tuner):
 
 class HyperbandSearchTuner(_Recorder, kt.Hyperband):
     def __init__(self, oracle, hypermodel, **kwargs):  # noqa: D107 - oracle built by us
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        kt_internals.init_with_oracle(self, oracle, hypermodel, **kwargs)
 
 
 def _write_json(path: str, data) -> None:
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(data, indent=2, default=str))
-
-
-def write_hparams_config(oracle, log_dir: str) -> None:
-    """The HParams dashboard's experiment: the searched hyperparameters and the metrics."""
-    from tensorboard.plugins.hparams import api as hp_api
-
-    hparams = hparams_domains(oracle.get_space())
-    metrics = [
-        hp_api.Metric(OBJECTIVE_TAG, display_name="objective: best val exact match"),
-        hp_api.Metric("exact_match", group="validation", display_name="val exact match"),
-        hp_api.Metric("loss", group="validation", display_name="val loss"),
-        hp_api.Metric("exact_match", group="train", display_name="train exact match"),
-    ]
-    with tf.summary.create_file_writer(log_dir).as_default():
-        hp_api.hparams_config(hparams=hparams, metrics=metrics)
 
 
 def read_executions(output_dir: str) -> list:
@@ -123,7 +109,7 @@ def trial_table(oracle, hypermodel: Seq2SeqHyperModel, output_dir: str) -> list:
     for r in read_executions(output_dir):
         if r.get("finished") and not r.get("error"):
             runs[r["trial_id"]] = r  # the execution that produced the result
-    t = hypermodel.config.trainer
+    t = hypermodel.trial
     base = {"model": dataclasses.asdict(t.model), "optimizer": dataclasses.asdict(t.optimizer)}
     rows = []
     for trial in sorted(oracle.trials.values(), key=lambda t: t.trial_id):
@@ -173,7 +159,7 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
     _write_json(os.path.join(output_dir, BEST_FILE), best.to_dict())
     _write_json(os.path.join(output_dir, "trials.json"), rows)
     with tf.io.gfile.GFile(os.path.join(output_dir, "trials.csv"), "w") as f:
-        f.write(_trials_csv(rows, list(hypermodel.config.tuner.search_space)))
+        f.write(_trials_csv(rows, list(hypermodel.tuner.search_space)))
     result = {
         "best": best.to_dict(),
         "best_trial": best_trial.trial_id,
@@ -187,5 +173,5 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
     chosen = {**result["best"]["model"], **result["best"]["optimizer"]}
     log.info("Tuner: %d trials (%d completed) in %.1fs; best trial %s: %s=%.4f, %s",
              len(rows), len(completed), result["seconds"], best_trial.trial_id, OBJECTIVE,
-             best_trial.score, {k: chosen[k] for k in hypermodel.config.tuner.search_space})
+             best_trial.score, {k: chosen[k] for k in hypermodel.tuner.search_space})
     return result

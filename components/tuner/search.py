@@ -10,19 +10,20 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from lstm_math.components.trainer import choose_strategy
+from lstm_math.components.tuner import kt_internals
 from lstm_math.components.tuner.distributed import (ChiefWatch, LostChief, _ChiefGone, role_from_env,
                                           serve_oracle)
 from lstm_math.components.tuner.oracles import make_oracle
 from lstm_math.components.tuner.records import (PROJECT, HyperbandSearchTuner, SearchTuner,
-                                      read_executions, write_hparams_config, write_results)
-from lstm_math.components.tuner.space import Seq2SeqHyperModel
+                                      read_executions, write_results)
+from lstm_math.components.tuner.space import Seq2SeqHyperModel, TrialSettings
 from lstm_math.components.tuner.tensorboard import TrialSummaries
 
 log = logging.getLogger(__name__)
 
 
-def make_tuner(config, hypermodel, output_dir: str, strategy=None):
-    tu = config.tuner
+def make_tuner(tu, hypermodel, output_dir: str, strategy=None):
+    """The keras-tuner Tuner of the ``tuner`` section ``tu`` over ``hypermodel``."""
     oracle = make_oracle(tu)
     cls = HyperbandSearchTuner if tu.algorithm == "hyperband" else SearchTuner
     tuner = cls(oracle, hypermodel, directory=os.path.join(output_dir, "tuner"),
@@ -33,34 +34,32 @@ def make_tuner(config, hypermodel, output_dir: str, strategy=None):
     return tuner
 
 
-def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
-              chief_timeout: float = 120.0) -> dict:
-    """Runs (or continues) the search. Role from the KERASTUNER_* environment (default local).
+def run_tuner(tu, trial: TrialSettings, examples_dir: str, base_coverage: dict,
+              output_dir: str, chief_timeout: float = 120.0, strategy: str = "auto") -> dict:
+    """Runs (or continues) the search of the ``tuner`` section ``tu``, each trial trained
+    with ``trial`` (what it takes of ``trainer``) under ``strategy`` (``runtime.strategy``).
+    Role from the KERASTUNER_* environment (default local).
 
     local / chief: returns the results (best hyperparameters, trial table, ...) and writes
     them; worker: runs trials until the chief says stop; returns what it ran.
     """
-    tu = config.tuner
     role = role_from_env()
     tf.io.gfile.makedirs(output_dir)
-    hypermodel = Seq2SeqHyperModel(config, examples_dir, base_coverage)
-    strategy = choose_strategy(config.runtime.strategy)
+    hypermodel = Seq2SeqHyperModel(tu, trial, examples_dir, base_coverage)
+    strategy = choose_strategy(strategy)
     started = time.time()
     if role == "worker":
-        from keras_tuner.src.distribute import oracle_client
-
         # The client's per-call deadline (keras-tuner: 1 hour).
-        oracle_client.TIMEOUT = chief_timeout
-    tuner = make_tuner(config, hypermodel, output_dir, strategy)
+        kt_internals.set_client_timeout(chief_timeout)
+    tuner = make_tuner(tu, hypermodel, output_dir, strategy)
     log_dir = os.path.join(output_dir, "logs")
     # logs/trial-NN/{train,validation}: the Trainer's tag names (components.tuner.tensorboard)
-    tb = TrialSummaries(log_dir, config.trainer.batch_size)
+    tb = TrialSummaries(log_dir, trial.batch_size)
     if role != "worker":
         oracle = tuner.oracle
         oracle.verbose = 0
         if tu.max_seconds:  # counted from here, in this process: a restart gets it anew
             oracle.deadline = time.time() + tu.max_seconds
-        write_hparams_config(oracle, log_dir)
         done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
         log.info("Tuner (%s): %s search, budget %d trials x %d epochs x %d steps%s; %d trials "
                  "already completed in %s", role, tu.algorithm, tu.max_trials, tu.epochs,
@@ -72,7 +71,7 @@ def run_tuner(config, examples_dir: str, base_coverage: dict, output_dir: str,
         address = (f"{os.environ['KERASTUNER_ORACLE_IP']}:"
                    f"{os.environ['KERASTUNER_ORACLE_PORT']}")
         oracle = tuner.oracle
-        if oracle.remaining_trials() == 0 and not oracle._retry_queue and not any(
+        if oracle.remaining_trials() == 0 and not kt_internals.trials_to_retry(oracle) and not any(
                 t.status == "RUNNING" for t in oracle.trials.values()):
             log.info("Tuner chief: all %d trials already ran; not serving", len(oracle.trials))
         else:

@@ -11,7 +11,7 @@ import keras_tuner as kt
 from lstm_math.components import data as data_lib
 from lstm_math.components.trainer import compile_model, model_coverage, seed_weights, steps_for
 from lstm_math.components.tuner.tensorboard import OBJECTIVE_TAG  # noqa: F401 - re-exported
-from lstm_math.pipeline.config import ModelHParams, OptimizerConfig, searchable_fields
+from lstm_math.config import ModelHParams, OptimizerConfig, TunerConfig, searchable_fields
 
 
 def hyperparameter_kinds() -> dict:
@@ -34,6 +34,27 @@ class Candidate:
     @staticmethod
     def from_dict(data: dict) -> "Candidate":
         return Candidate(ModelHParams(**data["model"]), OptimizerConfig(**data["optimizer"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSettings:
+    """What a trial takes from the ``trainer`` section: the model and optimizer the search
+    space varies, the input pipeline, the answer length and the seed of the initial weights
+    (the pipeline's Tuner node is given exactly these fields)."""
+
+    model: ModelHParams
+    optimizer: OptimizerConfig
+    batch_size: int
+    shuffle_buffer: int
+    cache_dataset: bool
+    max_result_length: int
+    seed: int | None
+
+    @staticmethod
+    def of(trainer) -> "TrialSettings":
+        """From a whole ``trainer`` section (``lstm_math.config.TrainerConfig``)."""
+        return TrialSettings(**{f.name: getattr(trainer, f.name)
+                                for f in dataclasses.fields(TrialSettings)})
 
 
 def declare(hp: kt.HyperParameters, name: str, spec, kind: str):
@@ -60,38 +81,40 @@ def declare(hp: kt.HyperParameters, name: str, spec, kind: str):
 class Seq2SeqHyperModel(kt.HyperModel):
     """Builds and fits one trial with the Trainer's own model, compile step and input."""
 
-    def __init__(self, config, examples_dir: str, base_coverage: dict):
+    def __init__(self, tuner: TunerConfig, trial: TrialSettings, examples_dir: str,
+                 base_coverage: dict):
         super().__init__(name="lstm_math")
-        self.config = config
+        self.tuner = tuner
+        self.trial = trial
         self.examples_dir = examples_dir
         self.base_coverage = base_coverage
         self.kinds = hyperparameter_kinds()
-        tu = config.tuner
+        tu = tuner
         self.steps_per_epoch = tu.steps_per_trial_epoch
         self.total_steps = tu.steps_per_trial_epoch * tu.epochs
         self._validation_steps = tu.validation_steps
 
     def hparams_from(self, hp: kt.HyperParameters) -> Candidate:
         """The trainer's model and optimizer with the trial's values in place."""
-        t = self.config.trainer
+        t = self.trial
         values = {"model": dataclasses.asdict(t.model), "optimizer": dataclasses.asdict(t.optimizer)}
         sections = searchable_fields()
-        for name, spec in self.config.tuner.search_space.items():
+        for name, spec in self.tuner.search_space.items():
             values[sections[name][0]][name] = declare(hp, name, spec, self.kinds[name])
         return Candidate.from_dict(values)
 
     def coverage_for(self, hparams: ModelHParams) -> dict:
-        return model_coverage(self.base_coverage, hparams)
+        return model_coverage(self.base_coverage, hparams, self.trial.max_result_length)
 
     def build(self, hp):
         choice = self.hparams_from(hp)
-        seed_weights(self.config.trainer.seed)  # same start for every trial
+        seed_weights(self.trial.seed)  # same start for every trial
         return compile_model(choice.model, self.coverage_for(choice.model), self.total_steps,
                              choice.optimizer)
 
     def datasets(self, hparams: ModelHParams):
         """(train, validation) for this trial: targets encoded for the trial's hparams."""
-        t, tu, coverage = self.config.trainer, self.config.tuner, self.coverage_for(hparams)
+        t, tu, coverage = self.trial, self.tuner, self.coverage_for(hparams)
         counts = {s: v["count"] for s, v in
                   data_lib.read_stats(self.examples_dir)["splits"].items()}
         # Cache (as the Trainer does when asked) only what a trial reads in full at least once.
@@ -110,13 +133,13 @@ class Seq2SeqHyperModel(kt.HyperModel):
         if self._validation_steps:
             return self._validation_steps
         count = data_lib.read_stats(self.examples_dir)["splits"]["validation"]["count"]
-        return steps_for(count, self.config.trainer.batch_size)
+        return steps_for(count, self.trial.batch_size)
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
         train, val = self.datasets(self.hparams_from(hp).model)
         history = model.fit(
             train,
-            epochs=epochs or self.config.tuner.epochs,
+            epochs=epochs or self.tuner.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=self.steps_per_epoch,
             validation_data=val,

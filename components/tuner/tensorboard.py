@@ -5,11 +5,10 @@
   holding the same tags as the Trainer's (``loss``, ``exact_match``, ``char_accuracy``,
   ``learning_rate``, ``examples_per_second``), one step per epoch, epochs counted from 1,
   so the same chart shows a trial's and the Trainer's curves.
-* The HParams dashboard: the experiment (searched hyperparameters and metrics) at the logs
-  root, each trial's values at its run, and its objective (``OBJECTIVE_TAG``).
-* Integer hyperparameters are written as strings: the HParams dashboard prints every
-  number with five significant digits (64 reads ``64.000``); floats stay numbers, booleans
-  booleans.
+* The HParams dashboard: each trial's run holds every model and optimizer hyperparameter it
+  trained with and its objective (``OBJECTIVE_TAG``), written as the Trainer writes its own
+  (``components.trainer.summaries``: same names, same experiment, same metrics), so the
+  trials and trainings of every pipeline run line up in one table.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ import os
 import time
 
 import keras
-import keras_tuner as kt
 import tensorflow as tf
 
-OBJECTIVE_TAG = "tuner/val_exact_match"  # the per-trial objective in TensorBoard
+from lstm_math.components.trainer.summaries import BEST_TAG, write_best, write_hparams
+
+OBJECTIVE_TAG = BEST_TAG  # the per-trial objective in TensorBoard, the Trainer's tag
 TRIAL_PREFIX = "trial-"
 
 
@@ -34,63 +34,11 @@ def trial_run_name(trial_id: str, execution: int = 0) -> str:
     return name if not execution else f"{name}-execution{execution + 1}"
 
 
-def _is_int_hp(hp) -> bool:
-    if isinstance(hp, kt.engine.hyperparameters.Int):
-        return True
-    if isinstance(hp, kt.engine.hyperparameters.Boolean):
-        return False
-    if isinstance(hp, kt.engine.hyperparameters.Choice):
-        return all(isinstance(v, int) and not isinstance(v, bool) for v in hp.values)
-    if isinstance(hp, kt.engine.hyperparameters.Fixed):
-        return isinstance(hp.value, int) and not isinstance(hp.value, bool)
-    return False
-
-
-def _int_values(hp) -> list | None:
-    """An integer hyperparameter's possible values, when few enough to list."""
-    if isinstance(hp, kt.engine.hyperparameters.Choice):
-        return list(hp.values)
-    if isinstance(hp, kt.engine.hyperparameters.Fixed):
-        return [hp.value]
-    step = hp.step or 1
-    if hp.sampling in (None, "linear") and (hp.max_value - hp.min_value) // step < 100:
-        return list(range(hp.min_value, hp.max_value + 1, step))
-    return None  # log sampling or a wide range: no domain (any string)
-
-
-def hparams_domains(space) -> list:
-    """keras-tuner's search space -> TensorBoard HParams (integers as strings)."""
-    from keras_tuner.src.engine import tuner_utils
-    from tensorboard.plugins.hparams import api as hp_api
-
-    numeric = {h.name: h for h in tuner_utils.convert_hyperparams_to_hparams(space, hp_api)}
-    out = []
-    for hp in space.space:
-        if _is_int_hp(hp):
-            values = _int_values(hp)
-            out.append(hp_api.HParam(hp.name, hp_api.Discrete([str(v) for v in values])
-                                     if values else None))
-        elif hp.name in numeric:
-            out.append(numeric[hp.name])
-    return out
-
-
-def hparams_values(hyperparameters) -> dict:
-    """A trial's values as the HParams dashboard shows them (integers as strings)."""
-    values = {}
-    for hp in hyperparameters.space:
-        try:
-            value = hyperparameters.get(hp.name)
-        except ValueError:
-            continue
-        values[hp.name] = str(int(value)) if _is_int_hp(hp) else value
-    return values
-
-
 class TrialSummaries(keras.callbacks.Callback):
     """Per-epoch scalars of one trial under the Trainer's tag names, its hyperparameters
-    for the HParams dashboard and its objective. ``log_dir`` and ``hparams`` are set by the
-    tuner for each trial (``_Recorder._configure_tensorboard_dir``)."""
+    for the HParams dashboard and its objective. ``log_dir``, ``hparams`` (``{"model": ...,
+    "optimizer": ...}``, what the trial trains with) and ``trial_name`` are set by the tuner
+    for each trial (``_Recorder.configure_trial_callbacks``)."""
 
     def __init__(self, log_dir: str, batch_size: int, objective: str = "val_exact_match"):
         super().__init__()
@@ -104,14 +52,15 @@ class TrialSummaries(keras.callbacks.Callback):
         self._epoch_start = self._train_seconds = None
 
     def on_train_begin(self, logs=None):
-        from tensorboard.plugins.hparams import api as hp_api
-
         self._writers = {sub: tf.summary.create_file_writer(os.path.join(self.log_dir, sub))
                          for sub in ("", "train", "validation")}
         self._best = None
         if self.hparams is not None:
-            with self._writers[""].as_default():
-                hp_api.hparams(self.hparams, trial_id=self.trial_name)
+            # the session group: unique per search (its output directory's fingerprint)
+            search = os.path.basename(os.path.dirname(os.path.dirname(
+                os.path.normpath(self.log_dir))))
+            write_hparams(self._writers[""], self.hparams["model"], self.hparams["optimizer"],
+                          f"{self.trial_name} {search[:8]}")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start, self._train_seconds = time.time(), None
@@ -147,8 +96,7 @@ class TrialSummaries(keras.callbacks.Callback):
         if self._writers is None:
             return
         if self._best is not None:  # the trial's run: the HParams dashboard's objective
-            with self._writers[""].as_default():
-                tf.summary.scalar(OBJECTIVE_TAG, self._best, step=0)
+            write_best(self._writers[""], self._best)
         for writer in self._writers.values():
             writer.close()
         self._writers = None

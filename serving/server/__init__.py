@@ -15,8 +15,12 @@ The modules, along the server's seams (none imports ``pipeline`` or ``components
 * :mod:`~lstm_math.serving.server.models` - a loaded version (``Servable``) and the version manager
   (``ModelManager``: polling, the serving window, failed versions);
 * :mod:`~lstm_math.serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
-* :mod:`~lstm_math.serving.server.rest_api` - the REST front end on aiohttp, with a connection cap;
-* :mod:`~lstm_math.serving.server.grpc_api` - the gRPC services on grpc.aio;
+* :mod:`~lstm_math.serving.server.json_limits` - refusing an oversized REST body before
+  parsing it;
+* :mod:`~lstm_math.serving.server.rest_api` - the REST front end on aiohttp, with a
+  connection cap and deadlines on headers and bodies;
+* :mod:`~lstm_math.serving.server.grpc_api` - the gRPC services on grpc.aio, with a deadline
+  on each call's request message;
 * :mod:`~lstm_math.serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
   on uvloop where installed), start-up and graceful shutdown;
 * :mod:`~lstm_math.serving.server.command` - ``lstm-math serve`` / ``python -m lstm_math.serving.server``.

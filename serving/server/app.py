@@ -24,9 +24,12 @@ from aiohttp import web
 
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
 from lstm_math.serving.metrics import BATCH_SIZE_BUCKETS, Metrics
-from lstm_math.serving.server.grpc_api import add_services
+from lstm_math.serving.server.grpc_api import MessageDeadline, add_services
 from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
-from lstm_math.serving.server.rest_api import LimitedTCPSite, RestApi
+from lstm_math.serving.server.rest_api import (  # noqa: F401 - the defaults are re-exported
+    DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES, LimitedTCPSite, Limits,
+    RestApi)
 
 logger = logging.getLogger("lstm_math.serving")
 
@@ -41,6 +44,16 @@ DEFAULT_MAX_REQUEST_ROWS = 16 * DEFAULT_MAX_BATCH_SIZE
 DEFAULT_MAX_ENQUEUED_BATCHES = 100
 DEFAULT_MAX_CONNECTIONS = 1024  # REST connections open at once
 DEFAULT_GRPC_MAX_CONCURRENT_RPCS = 1024  # gRPC calls in progress; more: RESOURCE_EXHAUSTED
+# calls grpc itself admits (waiting for their message included), as a multiple of the above
+GRPC_BACKSTOP_FACTOR = 16
+# gRPC connection limits (grpc core channel arguments; 0 = grpc's default)
+DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION = 1024  # grpc.max_concurrent_streams
+DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS = 10.0  # a call's headers -> its request message
+DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS = 300.0  # grpc.max_connection_idle_ms
+DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS = 3600.0  # grpc.max_connection_age_ms
+DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0  # grpc.max_connection_age_grace_ms
+DEFAULT_GRPC_KEEPALIVE_SECONDS = 60.0  # grpc.keepalive_time_ms: ping an idle connection
+DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECONDS = 20.0  # grpc.keepalive_timeout_ms: then close it
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
@@ -125,8 +138,33 @@ class ModelServer:
                  metrics: Optional[Metrics] = None, model_warmup: bool = True,
                  max_request_rows: Optional[int] = DEFAULT_MAX_REQUEST_ROWS,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 grpc_event_loop: str = "auto"):
+                 grpc_event_loop: str = "auto",
+                 header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+                 body_min_rate: float = DEFAULT_BODY_MIN_RATE,
+                 body_rate_grace: float = DEFAULT_BODY_RATE_GRACE_SECONDS,
+                 max_pending_body_bytes: int = DEFAULT_MAX_PENDING_BODY_BYTES,
+                 grpc_max_streams_per_connection: int = DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION,
+                 grpc_message_timeout: float = DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS,
+                 grpc_max_connection_idle: float = DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS,
+                 grpc_max_connection_age: float = DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS,
+                 grpc_max_connection_age_grace: float =
+                 DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS,
+                 grpc_keepalive: float = DEFAULT_GRPC_KEEPALIVE_SECONDS,
+                 grpc_keepalive_timeout: float = DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECONDS):
         self.grpc_event_loop = resolve_event_loop(grpc_event_loop)
+        self.limits = Limits(header_timeout=float(header_timeout),
+                             body_timeout=float(body_timeout),
+                             body_min_rate=float(body_min_rate),
+                             body_rate_grace=float(body_rate_grace),
+                             max_pending_body_bytes=int(max_pending_body_bytes))
+        self.grpc_max_streams_per_connection = int(grpc_max_streams_per_connection)
+        self.grpc_message_timeout = float(grpc_message_timeout)
+        self.grpc_max_connection_idle = float(grpc_max_connection_idle)
+        self.grpc_max_connection_age = float(grpc_max_connection_age)
+        self.grpc_max_connection_age_grace = float(grpc_max_connection_age_grace)
+        self.grpc_keepalive = float(grpc_keepalive)
+        self.grpc_keepalive_timeout = float(grpc_keepalive_timeout)
         self.host = host
         self.model_name = model_name
         self.max_request_bytes = int(max_request_bytes)
@@ -177,8 +215,13 @@ class ModelServer:
                                          "away or their deadline passed.")
         m.describe("refused_connections_total", "REST connections refused: too many open, "
                                                 "all busy.")
-        m.describe("evicted_connections_total", "Idle REST connections closed to make room "
-                                                "for a new one.")
+        m.describe("evicted_connections_total", "REST connections without progress (idle, "
+                                                "or stalled in their headers or body) closed "
+                                                "to make room for a new one.")
+        m.describe("timed_out_requests_total", "Requests closed at a deadline, by stage: "
+                                               "headers, body (REST), grpc_message.")
+        m.describe("refused_bodies_total", "REST request bodies refused (503) because the "
+                                           "bodies being read at once held too many bytes.")
         m.describe("model_load_total", "Version loads by status.")
         m.describe("model_versions_loaded", "Versions loaded.")
         m.describe("model_latest_version", "The version served by default.")
@@ -218,13 +261,32 @@ class ModelServer:
         gc.freeze()
         return self
 
-    async def _astart_grpc(self) -> None:
+    def grpc_options(self) -> list:
+        """The grpc core channel arguments of the gRPC server (0 leaves grpc's default)."""
         options = [("grpc.max_receive_message_length", self.max_request_bytes),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
                    ("grpc.so_reuseport", 0)]
-        self._grpc = grpc.aio.server(options=options,
-                                     maximum_concurrent_rpcs=self._grpc_max_rpcs)
-        add_services(self._grpc, self)
+        ms = lambda seconds: int(round(seconds * 1000))  # noqa: E731
+        for key, value in (
+                ("grpc.max_concurrent_streams", self.grpc_max_streams_per_connection),
+                ("grpc.max_connection_idle_ms", ms(self.grpc_max_connection_idle)),
+                ("grpc.max_connection_age_ms", ms(self.grpc_max_connection_age)),
+                ("grpc.max_connection_age_grace_ms", ms(self.grpc_max_connection_age_grace)),
+                ("grpc.keepalive_time_ms", ms(self.grpc_keepalive)),
+                ("grpc.keepalive_timeout_ms", ms(self.grpc_keepalive_timeout))):
+            if value > 0:
+                options.append((key, value))
+        return options
+
+    async def _astart_grpc(self) -> None:
+        # grpc's own limit counts calls from their headers (waiting for a message included)
+        # and answers without a metric: a backstop for memory only; the limit proper is
+        # counted by MessageDeadline once a call's message has arrived
+        self._grpc = grpc.aio.server(
+            options=self.grpc_options(),
+            maximum_concurrent_rpcs=GRPC_BACKSTOP_FACTOR * self._grpc_max_rpcs)
+        add_services(self._grpc, self, MessageDeadline(self, self.grpc_message_timeout,
+                                                       self._grpc_max_rpcs))
         address = self._grpc_address(self.host, self._grpc_port_req)
         try:
             port = self._grpc.add_insecure_port(address)
@@ -238,12 +300,16 @@ class ModelServer:
                     self._grpc_loop.kind)
 
     async def _astart_rest(self) -> None:
-        self._runner = web.ServerRunner(RestApi(self).make_server(), shutdown_timeout=5.0)
+        self._runner = web.ServerRunner(RestApi(self, self.limits).make_server(),
+                                        shutdown_timeout=5.0)
         await self._runner.setup()
         self._site = LimitedTCPSite(
             self._runner, self.host, self._rest_port_req, self.max_connections,
             on_refused=lambda: self.metrics.inc("refused_connections_total"),
             on_evicted=lambda: self.metrics.inc("evicted_connections_total"),
+            header_timeout=self.limits.header_timeout,
+            on_header_timeout=lambda: self.metrics.inc("timed_out_requests_total",
+                                                       stage="headers"),
             backlog=128, reuse_address=True)
         await self._site.start()
         self.rest_port = self._site.port

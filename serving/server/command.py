@@ -11,6 +11,7 @@ import threading
 from typing import Optional, Sequence
 
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.server import app
 from lstm_math.serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
                                 DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
                                 DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
@@ -19,6 +20,33 @@ from lstm_math.serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_
 from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS
 
 logger = logging.getLogger("lstm_math.serving")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -72,6 +100,61 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="the gRPC front end's event loop: uvloop (more requests/s), the "
                              "standard library's asyncio, or auto: uvloop where installed "
                              "(default %(default)s; REST always runs on asyncio's)")
+    limits = parser.add_argument_group(
+        "client deadlines and limits (0 turns a deadline off; see serving/README.md)")
+    limits.add_argument("--header-timeout-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_HEADER_TIMEOUT_SECONDS,
+                        help="REST: most time from a request's first byte to the end of its "
+                             "headers; then 408 and close (default %(default)s)")
+    limits.add_argument("--body-timeout-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_BODY_TIMEOUT_SECONDS,
+                        help="REST: most time to receive a request body after its headers; "
+                             "then 408 and close (default %(default)s)")
+    limits.add_argument("--body-min-rate", type=_non_negative, metavar="BYTES_PER_S",
+                        default=app.DEFAULT_BODY_MIN_RATE,
+                        help="REST: least average body rate once the grace period is over; "
+                             "slower: 408 and close (default %(default)s)")
+    limits.add_argument("--body-rate-grace-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_BODY_RATE_GRACE_SECONDS,
+                        help="REST: time a body may take before --body-min-rate applies "
+                             "(default %(default)s)")
+    limits.add_argument("--max-pending-body-bytes", type=_positive_int, metavar="BYTES",
+                        default=app.DEFAULT_MAX_PENDING_BODY_BYTES,
+                        help="REST: bytes of request bodies held at once, server-wide, "
+                             "beyond 64 KiB each; a body that would exceed it: 503 "
+                             "(default %(default)s)")
+    limits.add_argument("--grpc-max-concurrent-rpcs", type=_positive_int, metavar="N",
+                        default=app.DEFAULT_GRPC_MAX_CONCURRENT_RPCS,
+                        help="gRPC calls in progress at once; more: RESOURCE_EXHAUSTED "
+                             "(default %(default)s)")
+    limits.add_argument("--grpc-max-streams-per-connection", type=_non_negative_int,
+                        metavar="N", default=app.DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION,
+                        help="gRPC calls open at once on one HTTP/2 connection "
+                             "(grpc.max_concurrent_streams; default %(default)s)")
+    limits.add_argument("--grpc-message-timeout-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS,
+                        help="gRPC: most time from a call's headers to its request message; "
+                             "then DEADLINE_EXCEEDED (default %(default)s)")
+    limits.add_argument("--grpc-max-connection-idle-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS,
+                        help="gRPC: close a connection with no call for this long "
+                             "(grpc.max_connection_idle_ms; default %(default)s)")
+    limits.add_argument("--grpc-max-connection-age-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS,
+                        help="gRPC: ask a connection to reconnect (GOAWAY) after this long "
+                             "(grpc.max_connection_age_ms; default %(default)s)")
+    limits.add_argument("--grpc-max-connection-age-grace-seconds", type=_non_negative,
+                        metavar="S", default=app.DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS,
+                        help="gRPC: then let its calls finish for this long before closing "
+                             "it (grpc.max_connection_age_grace_ms; default %(default)s)")
+    limits.add_argument("--grpc-keepalive-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_GRPC_KEEPALIVE_SECONDS,
+                        help="gRPC: ping a connection quiet for this long "
+                             "(grpc.keepalive_time_ms; default %(default)s)")
+    limits.add_argument("--grpc-keepalive-timeout-seconds", type=_non_negative, metavar="S",
+                        default=app.DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECONDS,
+                        help="gRPC: close it when the ping is not answered within this long "
+                             "(grpc.keepalive_timeout_ms; default %(default)s)")
     parser.add_argument("--grace-seconds", type=float, default=10.0,
                         help="how long shutdown waits for in-flight requests")
     parser.add_argument("--port-file",
@@ -93,7 +176,18 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
         poll_seconds=args.poll_seconds, num_versions=args.num_versions,
         max_request_bytes=args.max_request_bytes, model_warmup=not args.no_model_warmup,
         max_request_rows=args.max_request_rows or None, max_connections=args.max_connections,
-        grpc_event_loop=args.grpc_event_loop)
+        grpc_event_loop=args.grpc_event_loop,
+        header_timeout=args.header_timeout_seconds, body_timeout=args.body_timeout_seconds,
+        body_min_rate=args.body_min_rate, body_rate_grace=args.body_rate_grace_seconds,
+        max_pending_body_bytes=args.max_pending_body_bytes,
+        grpc_max_concurrent_rpcs=args.grpc_max_concurrent_rpcs,
+        grpc_max_streams_per_connection=args.grpc_max_streams_per_connection,
+        grpc_message_timeout=args.grpc_message_timeout_seconds,
+        grpc_max_connection_idle=args.grpc_max_connection_idle_seconds,
+        grpc_max_connection_age=args.grpc_max_connection_age_seconds,
+        grpc_max_connection_age_grace=args.grpc_max_connection_age_grace_seconds,
+        grpc_keepalive=args.grpc_keepalive_seconds,
+        grpc_keepalive_timeout=args.grpc_keepalive_timeout_seconds)
 
 
 def run_serve(args: argparse.Namespace) -> int:

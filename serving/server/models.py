@@ -84,6 +84,8 @@ class Servable:
                 self._signature_def_from_function())
         # Warm up: trace/allocate before the first real request is swapped onto this version.
         self._run([b"0 + 0"])
+        # the answer to a request of no rows, so such requests never run the model
+        self._empty = self._run([])
         self.warmup_requests = self._replay_warmup() if model_warmup else 0
         self._lock = threading.Lock()
         self._refs = 0
@@ -168,7 +170,7 @@ class Servable:
         the event loop never runs the model, and cancelling the awaiting task (client gone)
         drops the rows that did not run yet."""
         if not rows:
-            return self._run([])
+            return {k: v.copy() for k, v in self._empty.items()}
         with self._errors():
             if incoming is not None:
                 return await incoming.run_async(rows, deadline)

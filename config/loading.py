@@ -9,15 +9,57 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from typing import Any
 
 import yaml
 
-from lstm_math.pipeline.config.schema import ConfigError, PipelineConfig
+from lstm_math.config.schema import ConfigError, PipelineConfig
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# The presets ship with the CLI as package data of lstm_math.pipeline (pipeline/configs/):
+# found by path, beside this package in the checkout and in site-packages alike.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "pipeline", "configs")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with numbers read as people write them.
+
+    PyYAML follows YAML 1.1: ``3e-3`` and ``1e3`` (no dot, or no exponent sign) are strings,
+    ``010`` is octal 8 and ``1:30`` is sexagesimal 90. Here a number is a decimal integer
+    (``1_000`` allowed), a hexadecimal one (``0x1f``) or a decimal float with an optional
+    exponent (``3e-3``, ``1.5E+3``, ``.5``, ``.inf``); anything else that looks numeric
+    (``010``, ``1:30``) stays a string, which a numeric field then refuses naming itself.
+    """
+
+
+_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_FLOAT = re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                          |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                          |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                          |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _hex_or_decimal(loader, node):
+    text = loader.construct_scalar(node).replace("_", "")
+    return int(text, 16) if text.lstrip("+-").startswith("0x") else int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _hex_or_decimal)
+
+
+def yaml_load(text_or_stream):
+    """``yaml.safe_load`` with numbers as people write them (see _Loader)."""
+    return yaml.load(text_or_stream, Loader=_Loader)
+
 
 # Keys that moved (old dotted key -> new dotted key).
 RENAMED = {
@@ -32,10 +74,12 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
             return None
-        if args == [float]:
-            return _check_type(path, value, float)
+        if args in ([float], [int]):
+            return _check_type(path, value, args[0])
         return value
     if annotation is int or origin is int:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)  # 1e6 examples
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
@@ -116,7 +160,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"{key}: cannot parse value {raw!r}: {e}") from e
     return key, value
@@ -135,7 +179,7 @@ def _load_yaml(name_or_path: str) -> dict:
             )
     with open(path) as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = yaml_load(f) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -172,5 +216,6 @@ def config_from_args(args):
     config = load_config(args.config, overrides)
     beam_args = list(getattr(args, "beam_args", []) or [])
     if beam_args:
-        config.runtime.beam_args = list(config.runtime.beam_args) + beam_args
+        config = dataclasses.replace(config, runtime=dataclasses.replace(
+            config.runtime, beam_args=list(config.runtime.beam_args) + beam_args))
     return config

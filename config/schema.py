@@ -15,19 +15,37 @@ from typing import Any
 
 import yaml
 
-from lstm_math.pipeline.config.cluster import ClusterConfig, validate_cluster
+from lstm_math.config.cluster import ClusterConfig, validate_cluster
+from lstm_math.config.coverage import MODEL_FAMILIES, Coverage, output_format_of
 from lstm_math.components import answer_formats
-from lstm_math.components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS, SAMPLING_SCHEMES,
-                                  EquationSpace, max_equation_chars, max_result_chars)
+from lstm_math.components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS,
+                                            SAMPLING_SCHEMES, EquationSpace,
+                                            max_result_chars)
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
-# Model families: the target layout each is trained on (components.tokenizer's
-# ``output_format``) and its gradient clipping when ``trainer.optimizer.clipnorm`` is null.
-# components.models builds them; tests/test_models.py checks the classes agree.
-MODEL_FAMILIES = ("attention", "seed")
-FAMILY_OUTPUT_FORMAT = {"attention": "left", "seed": "right_aligned"}
+# Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
 FAMILY_CLIPNORM = {"attention": 1.0, "seed": None}
 LR_SCHEDULES = ("cosine", "constant")
+
+
+def runtime_field(default):
+    """A field that says how a step runs, not what it computes (a progress interval, a
+    timeout): a node that reads it gets it, but it is left out of the node's fingerprint,
+    so changing it reuses the cached artifact (``fingerprint_value``)."""
+    return dataclasses.field(default=default, metadata={"fingerprint": False})
+
+
+def fingerprinted(f: dataclasses.Field) -> bool:
+    return f.metadata.get("fingerprint", True)
+
+
+def fingerprint_value(value):
+    """What of a config value goes into a fingerprint: a section as a mapping without its
+    runtime fields (``runtime_field``), recursively; anything else as it is."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: fingerprint_value(getattr(value, f.name))
+                for f in dataclasses.fields(value) if fingerprinted(f)}
+    return value
 
 
 class ConfigError(ValueError):
@@ -47,16 +65,11 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def output_format_of(family: str) -> str:
-    """The target layout a family is trained on (components.tokenizer.encode_results)."""
-    return FAMILY_OUTPUT_FORMAT.get(family, "left")
-
-
 # --------------------------------------------------------------------------------------
 # task
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     operators: list = dataclasses.field(default_factory=lambda: ["+"])
     num_operands: int = 2
@@ -106,8 +119,7 @@ class DataConfig:
                 "must be an integer in [0, 2**63)")
         require(len(set(d.operators)) ** (d.num_operands - 1) <= 65536, f"{path}.num_operands",
                 "too many operator combinations (operators ** (num_operands - 1) > 65536)")
-        size = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max,
-                             d.num_operands, d.min_operands).size
+        size = d.space().size
         require(size < 2**63, f"{path}.operand_max",
                 f"the equation space has {size} equations; at most 2**63 are supported")
         if d.exhaustive:
@@ -136,16 +148,21 @@ class DataConfig:
                     f"{', '.join(answer_formats.FORMAT_TAGS[fmt])})")
 
     def max_result_chars(self) -> int:
+        """Characters of the longest answer of the task (its working not included)."""
+        low = self.num_operands if self.min_operands is None else self.min_operands
         return max_result_chars(self.operators, self.operand_min, self.operand_max,
-                                self.num_operands, self.min_operands)
+                                self.num_operands, low)
+
+    def space(self) -> EquationSpace:
+        """Every equation of the task."""
+        return Coverage.of_data(self).space()
 
     def max_target_chars(self) -> int:
         """Decoder tokens (before END) every answer, or working, of the task fits in."""
-        return answer_formats.max_target_length(
-            self.answer_format, self.operand_max, self.num_operands, self.max_result_chars())
+        return Coverage.of_data(self).max_result_length
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TaskConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
@@ -157,7 +174,7 @@ class TaskConfig:
 # trainer
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ModelHParams:
     """The model's hyperparameters (``trainer.model.*``); a tuner may search the numeric
     and boolean ones."""
@@ -197,7 +214,7 @@ class ModelHParams:
                 "set it to false")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """Adam with its learning-rate schedule and gradient clipping, as one object."""
 
@@ -222,7 +239,7 @@ class OptimizerConfig:
         return self.clipnorm or None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     model: ModelHParams = dataclasses.field(default_factory=ModelHParams)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -236,7 +253,8 @@ class TrainerConfig:
     max_result_length: int = 0  # answer characters the model emits; 0 = derived from task.data
     steps_per_loop: int = 20  # training steps per tf.function call (fewer Python round trips)
     sample_predictions: int = 8  # validation equations decoded into TensorBoard each epoch
-    progress_every_s: float = 30.0  # progress line within an epoch at most this often
+    # A progress line within an epoch at most this often (how it runs: no retraining).
+    progress_every_s: float = runtime_field(30.0)
     # Share of each training batch drawn again (with repetition) from the training
     # equations of at most short_max_chars characters, whitespace removed ('4+9' is 3):
     # short operands are a sliver of any sample (the 100 single-digit sums of 0..999 are
@@ -343,7 +361,7 @@ def _validate_search_entry(field: str, name: str, spec, kind) -> None:
 ALGORITHMS = ("random", "bayesian", "hyperband")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TunerConfig:
     enabled: bool = True  # false: the Trainer trains trainer.model as configured
     algorithm: str = "random"  # random, bayesian or hyperband
@@ -395,13 +413,17 @@ class TunerConfig:
 # evaluator, exporter, pusher, runtime
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class EvaluatorConfig:
     threshold: float = 0.999  # absolute bar on test exact match
     # Bars per operator slice of the test split, on top of `threshold`: keys + - * / (the
     # two-operand equations of that operator) and mixed (three or more operands). A model
     # whose overall figure hides one operator gone wrong is not blessed. {} = none.
     operator_thresholds: dict = dataclasses.field(default_factory=dict)
+    # Bar on every equation whose operands are all single-digit ('1 + 9'), evaluated whole
+    # (a few hundred equations, whatever the space): the first things a person types.
+    # null = no bar.
+    small_operands_threshold: float | None = 1.0
     regression_margin: float = 0.001  # may be at most this much worse than the pushed model
     max_examples: int = 0  # 0 = the whole test split
     batch_size: int = 1024
@@ -418,6 +440,10 @@ class EvaluatorConfig:
             require(tag in OPERATOR_TAGS, field,
                     f"unknown slice; known: {' '.join(OPERATOR_TAGS)}")
             require(_is_number(bar) and 0 <= bar <= 1, field, f"must be in [0, 1], got {bar!r}")
+        require(self.small_operands_threshold is None or (
+            _is_number(self.small_operands_threshold) and 0 <= self.small_operands_threshold <= 1),
+            f"{path}.small_operands_threshold",
+            f"must be in [0, 1] or null (no bar), got {self.small_operands_threshold!r}")
         require(self.regression_margin >= 0, f"{path}.regression_margin", "must be >= 0")
         require(self.max_examples >= 0, f"{path}.max_examples", "must be >= 0 (0 = all)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be positive")
@@ -429,14 +455,17 @@ class EvaluatorConfig:
 
     def validate_against(self, data: DataConfig, path: str = "evaluator") -> None:
         """A bar on a slice the test split cannot have would never be met."""
-        held = EquationSpace(tuple(data.operators), data.operand_min, data.operand_max,
-                             data.num_operands, data.min_operands).operator_tags
+        held = data.space().operator_tags
         for tag in self.operator_thresholds:
             require(tag in held, f"{path}.operator_thresholds.{tag}",
                     f"task.data has no {tag!r} equations; its slices: {' '.join(held)}")
+        require(self.small_operands_threshold is None or data.operand_min <= 9,
+                f"{path}.small_operands_threshold",
+                f"task.data has no single-digit operands (operand_min {data.operand_min}); "
+                "set it to null")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ExporterConfig:
     # XLA-compile the decoder inside serving_default (~2x the CPU throughput; real TF Serving
     # then needs --xla_cpu_compilation_enabled=true, which serving/deploy passes).
@@ -456,7 +485,7 @@ class ExporterConfig:
             f"a list of batch sizes in 1..4096 ([] = no warm-up), got {self.warmup_batch_sizes!r}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PusherConfig:
     model_name: str = DEFAULT_MODEL_NAME
     serving_base: str = "serving_models"
@@ -475,7 +504,7 @@ class PusherConfig:
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     pipeline_root: str = "artifacts"
     strategy: str = "auto"  # auto, default, mirrored or multi_worker
@@ -491,7 +520,7 @@ class RuntimeConfig:
 # The whole config.
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     name: str = "lstm_math"
     task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
@@ -525,24 +554,6 @@ class PipelineConfig:
 
 def validate(config: PipelineConfig) -> None:
     config.validate()
-
-
-def coverage_of(config: PipelineConfig) -> dict:
-    """What a model trained on this config covers: the serving validation contract."""
-    d = config.task.data
-    return {
-        "operators": list(d.operators),
-        "operand_min": d.operand_min,
-        "operand_max": d.operand_max,
-        "num_operands": d.num_operands,
-        "min_operands": d.num_operands if d.min_operands is None else d.min_operands,
-        "max_input_length": max_equation_chars(d.operand_max, d.num_operands),
-        "max_result_length": config.trainer.max_result_length or d.max_target_chars(),
-        "reverse_output": config.trainer.model.reverse_output,
-        "output_format": output_format_of(config.trainer.model.family),
-        "answer_format": dict(d.answer_format),
-        "pad_operands": config.trainer.model.pad_operands,
-    }
 
 
 def fingerprint_dict(data: Any) -> str:

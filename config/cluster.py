@@ -1,7 +1,7 @@
 """The ``cluster:`` config section: how a step runs on several processes or pods.
 
 One dataclass, validated on its own (``validate_cluster``), hooked into
-``lstm_math.pipeline.config.PipelineConfig`` with one field and one call (a leaf: it imports nothing
+``lstm_math.config.PipelineConfig`` with one field and one call (a leaf: it imports nothing
 of the project). No component reads it, so
 it is in no node's fingerprint: running the same config on one machine or on a cluster
 reuses the same artifacts.
@@ -22,7 +22,7 @@ DEFAULT_IMAGE = "ghcr.io/lstm-math/lstm-math:0.1.0"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ClusterConfig:
     # How the Trainer and the Tuner run: local (one process, as `lstm-math run`), processes
     # (workers as local processes on 127.0.0.1: the rehearsal) or kubernetes (pods).

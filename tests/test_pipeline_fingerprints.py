@@ -1,0 +1,143 @@
+"""Each node's fingerprint covers exactly what the node is given (no training needed).
+
+For every node and every field of the config: changing the field changes the node's
+fingerprint if and only if the node is given it (its declared config values, or a value
+its resolved inputs are computed from) and the field is not a runtime field; runtime
+values the node is given (Beam options, the strategy, a progress interval) and fields no
+node reads leave it alone. Nothing here names a field by hand except the two cases that
+motivated it, checked on top.
+"""
+
+import dataclasses
+import os
+
+import pytest
+
+from lstm_math.config import PipelineConfig, load_config
+from lstm_math.config.schema import fingerprinted
+from lstm_math.pipeline.artifacts import Artifact
+from lstm_math.pipeline.pipeline import Params, config_value, create_pipeline, params_of
+from lstm_math.pipeline.runner import LocalRunner
+
+
+def _fields(obj, prefix=""):
+    """(dotted path, is a runtime field) of every leaf field of a config."""
+    for f in dataclasses.fields(obj):
+        path = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _fields(value, path + ".")
+        else:
+            yield path, not fingerprinted(f)
+
+
+def _other(value):
+    """A different value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return value + (value[:1] or ["x"])
+    if isinstance(value, dict):
+        return {**value, "another": 1}
+    if value is None:
+        return 1
+    raise AssertionError(f"no other value for {value!r}")
+
+
+def _replace(obj, path: str, value):
+    head, _, rest = path.partition(".")
+    if not rest:
+        return dataclasses.replace(obj, **{head: value})
+    return dataclasses.replace(obj, **{head: _replace(getattr(obj, head), rest, value)})
+
+
+def _under(path: str, prefixes) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fp")
+    return load_config("smoke", [f"runtime.pipeline_root={root / 'artifacts'}",
+                                 f"pusher.serving_base={root / 'served'}"])
+
+
+def _fingerprint(config: PipelineConfig, name: str) -> str:
+    pipeline = create_pipeline(config)
+    upstream = {n.name: Artifact(n.name, "", f"fp-{n.name}", {}) for n in pipeline.nodes}
+    return LocalRunner(config).fingerprint(pipeline, name, upstream)
+
+
+FIELDS = list(_fields(PipelineConfig()))
+NODES = [n.name for n in create_pipeline(PipelineConfig()).nodes]
+
+
+def test_the_fields_cover_the_whole_config():
+    paths = [p for p, _ in FIELDS]
+    assert len(paths) > 60 and "trainer.optimizer.learning_rate" in paths
+    assert ("trainer.progress_every_s", True) in FIELDS  # a runtime field
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_a_field_changes_a_fingerprint_iff_the_node_is_given_it(base, name):
+    node = create_pipeline(base).node(name)
+    fingerprinted_paths = list(node.config.values()) + [
+        p for r in node.resolvers.values() for p in r.params.values()]
+    given = list(node.reads().values())
+    before = _fingerprint(base, name)
+    wrong = []
+    for path, runtime in FIELDS:
+        changed = _fingerprint(_replace(base, path, _other(config_value(base, path))),
+                               name) != before
+        expected = _under(path, fingerprinted_paths) and not runtime
+        if changed != expected:
+            wrong.append(f"{path}: {'changes' if changed else 'does not change'} it"
+                         f" ({'given' if _under(path, given) else 'not given'}"
+                         f"{', runtime' if runtime else ''})")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_a_node_is_given_only_what_it_declares(base, name):
+    node = create_pipeline(base).node(name)
+    params = params_of(node, base)
+    assert set(params) == set(node.config) | set(node.runtime)
+    for param, path in {**node.config, **node.runtime}.items():
+        assert params[param] == config_value(base, path)
+    with pytest.raises(AttributeError, match=f"{name} declared no config input 'cluster'"):
+        params.cluster  # noqa: B018
+
+
+def test_a_progress_interval_does_not_retrain(base):
+    faster = _replace(base, "trainer.progress_every_s", 1.0)
+    assert _fingerprint(faster, "Trainer") == _fingerprint(base, "Trainer")
+    assert params_of(create_pipeline(faster).node("Trainer"), faster).trainer \
+        .progress_every_s == 1.0  # it is still given
+
+
+def test_the_evaluators_baseline_is_part_of_its_identity(base, tmp_path):
+    """Another serving base, another model name or a new version served there: another
+    evaluation (the blessing compares with that model)."""
+    before = _fingerprint(base, "Evaluator")
+    other = _replace(base, "pusher.serving_base", str(tmp_path / "elsewhere"))
+    assert _fingerprint(other, "Evaluator") != before
+    assert _fingerprint(_replace(base, "pusher.model_name", "other"), "Evaluator") != before
+    version = os.path.join(base.pusher.serving_base, base.pusher.model_name, "1")
+    os.makedirs(version)
+    open(os.path.join(version, "saved_model.pb"), "wb").close()
+    try:
+        assert _fingerprint(base, "Evaluator") != before
+    finally:
+        os.remove(os.path.join(version, "saved_model.pb"))
+    assert _fingerprint(base, "Evaluator") == before
+
+
+def test_params_are_read_only():
+    params = Params("X", {"a": 1})
+    assert params.a == 1 and dict(params) == {"a": 1}
+    with pytest.raises(AttributeError):
+        params.a = 2
