@@ -8,8 +8,8 @@ docs/serving-contract.md: input ``equation`` (string [batch]); outputs ``result`
 the final answer only. A bad row is answered ``valid=false`` with a reason and never fails
 the batch. ``trusted`` compares ``confidence`` with the trust threshold of the row's
 operator (the Evaluator's, given as ``trust_thresholds`` and baked into the graph as
-constants). The
-Evaluator calls the same function in process, so what is evaluated is what is served.
+constants). The Evaluator calls the same function in process, so what is evaluated is what
+is served.
 """
 
 from __future__ import annotations
