@@ -29,7 +29,8 @@ RUN groupadd --gid 1000 lstm && useradd --uid 1000 --gid 1000 --create-home lstm
 WORKDIR /opt/lstm-math
 
 # 1. Dependencies only: this layer is rebuilt when setup.py changes, not when the code does.
-COPY setup.py ./
+# The empty folders stand in for the packages (setup.py maps them to lstm_math.<folder>).
+COPY setup.py pyproject.toml ./
 RUN mkdir -p config pipeline components serving \
     && touch config/__init__.py pipeline/__init__.py components/__init__.py serving/__init__.py \
     && pip install ".[${EXTRAS}]" \

@@ -45,7 +45,9 @@ setup(
         "matplotlib>=3.7,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "pytest-timeout>=2.3,<3"],
+        # docker: the Docker API client KFP's local DockerRunner drives (tests/test_containers.py)
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "pytest-timeout>=2.3,<3",
+                 "docker>=7,<8"],
         "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
         # Kubeflow Pipelines: `lstm-math compile-kfp`, the image's step runtime, the
         # Kubernetes launcher (the `kubernetes` client comes with kfp).

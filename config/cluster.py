@@ -19,13 +19,15 @@ import dataclasses
 import re
 
 DEFAULT_IMAGE = "ghcr.io/lstm-math/lstm-math:0.1.0"
+LAUNCHERS = ("local", "processes", "containers", "kubernetes")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClusterConfig:
     # How the Trainer and the Tuner run: local (one process, as `lstm-math run`), processes
-    # (workers as local processes on 127.0.0.1: the rehearsal) or kubernetes (pods).
+    # (workers as local processes on 127.0.0.1: the rehearsal), containers (containers of
+    # `image` on the engine's network `network`) or kubernetes (pods).
     launcher: str = "local"
     train_workers: int = 1  # >1: MultiWorkerMirroredStrategy over this many workers
     tuner_workers: int = 0  # >0: keras-tuner chief (the step) + this many workers
@@ -36,8 +38,11 @@ class ClusterConfig:
     poll_interval_s: float = 1.0
     train_port: int = 12345  # MultiWorkerMirroredStrategy's gRPC port on every worker
     oracle_port: int = 8000  # keras-tuner chief's oracle port
+    image: str = DEFAULT_IMAGE  # the image of every step and worker (containers, Kubernetes)
+    # launcher=containers: the engine's CLI and the user-defined network the workers share
+    engine: str = "podman"
+    network: str = "lstm-math"
     # Kubernetes
-    image: str = DEFAULT_IMAGE
     namespace: str = "default"
     name_prefix: str = "lstm-math"
     volume_claim: str = "lstm-math-data"  # a ReadWriteMany PVC mounted at mount_path
@@ -50,8 +55,12 @@ class ClusterConfig:
 
 def validate_cluster(c: ClusterConfig, require) -> None:
     """``require(condition, field, message)`` raises the config's ConfigError."""
-    require(c.launcher in ("local", "processes", "kubernetes"), "cluster.launcher",
-            f"local, processes or kubernetes, got {c.launcher!r}")
+    require(c.launcher in LAUNCHERS, "cluster.launcher",
+            f"{', '.join(LAUNCHERS[:-1])} or {LAUNCHERS[-1]}, got {c.launcher!r}")
+    require(c.engine in ("podman", "docker"), "cluster.engine",
+            f"podman or docker, got {c.engine!r}")
+    require(bool(_DNS_LABEL.match(c.network)), "cluster.network",
+            "a network name: lowercase letters, digits and '-', starting with a letter")
     require(1 <= c.train_workers <= 256, "cluster.train_workers", "must be in 1..256")
     require(0 <= c.tuner_workers <= 256, "cluster.tuner_workers", "must be in 0..256")
     require(0 <= c.worker_restarts <= 10, "cluster.worker_restarts", "must be in 0..10")

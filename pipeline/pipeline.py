@@ -79,9 +79,10 @@ class Node:
     name: str
     run: Callable[[Context], dict]
     inputs: tuple = ()
-    config: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    runtime: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    resolvers: Mapping[str, Resolver] = dataclasses.field(default_factory=dict)
+    # keyword-only: a positional tuple of section names (the old form) is refused
+    config: Mapping[str, str] = dataclasses.field(default_factory=dict, kw_only=True)
+    runtime: Mapping[str, str] = dataclasses.field(default_factory=dict, kw_only=True)
+    resolvers: Mapping[str, Resolver] = dataclasses.field(default_factory=dict, kw_only=True)
 
     def reads(self) -> dict:
         """Every dotted config path this node is given: parameter -> path."""

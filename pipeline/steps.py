@@ -15,7 +15,7 @@ Exit codes: 0 done; 2 bad flag, config or missing input (nothing created); 1 the
 failed; 4 a worker of a distributed step died (the message names it); 5 a wait ran past its
 timeout (``cluster.*_timeout_s``).
 
-Distributed steps (``cluster.launcher`` ``processes`` or ``kubernetes``):
+Distributed steps (``cluster.launcher`` ``processes``, ``containers`` or ``kubernetes``):
 * Trainer with ``cluster.train_workers`` > 1: that many ``lstm-math train`` workers, each
   with its own ``TF_CONFIG`` (MultiWorkerMirroredStrategy); worker 0 writes the model into
   the step's artifact directory. A worker that dies fails the step naming it (the other
@@ -141,6 +141,10 @@ def make_launcher(config, config_args: list, log_dir: str | None = None):
     kind = config.cluster.launcher
     if kind == "processes":
         return ProcessLauncher(config, config_args, log_dir)
+    if kind == "containers":
+        from lstm_math.pipeline.container_launcher import ContainerLauncher
+
+        return ContainerLauncher(config, config_args, log_dir)
     if kind == "kubernetes":
         from lstm_math.pipeline.k8s_launcher import KubernetesLauncher
 

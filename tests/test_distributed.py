@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, free_ports, trainer_kwargs
+from tests.helpers import REPO, free_ports
 
 TINY = ["task.data.operand_max=99", "task.data.num_examples=2000", "task.data.num_shards=2",
         "trainer.model.embedding_dim=8", "trainer.model.encoder_units=16",
@@ -42,9 +42,11 @@ MIRRORED = textwrap.dedent("""
     from lstm_math.components.metrics import summarize
     from lstm_math.components.trainer import TrainLoop, compile_model, model_coverage, run_trainer
     from lstm_math.config import coverage_of, load_config
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of
 
     examples, out, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     config = load_config("smoke", overrides)
+    given = params_of(create_pipeline(config).node("Trainer"), config)
     hparams = config.trainer.model
     coverage = model_coverage(coverage_of(config), hparams)
 
@@ -69,7 +71,7 @@ MIRRORED = textwrap.dedent("""
     one_losses, one_weights = train(one, start)
     two_losses, two_weights = train(mirrored, start)
     result = run_trainer(config.trainer, examples, coverage_of(config), hparams, out,
-                         **trainer_kwargs(config))
+                         shuffle_seed=given.shuffle_seed, strategy=given.strategy)
     print("RESULT " + json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
         "one": one_losses, "two": two_losses,
@@ -104,11 +106,13 @@ WORKER = textwrap.dedent("""
     import numpy as np
     from lstm_math.components.trainer import run_trainer
     from lstm_math.config import coverage_of, load_config
+    from lstm_math.pipeline.pipeline import create_pipeline, params_of
 
     examples, out, dump, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     config = load_config("smoke", overrides)
+    given = params_of(create_pipeline(config).node("Trainer"), config)
     result = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model, out,
-                         keep_model=True, **trainer_kwargs(config))
+                         keep_model=True, shuffle_seed=given.shuffle_seed, strategy=given.strategy)
     np.savez(dump, *result.pop("model").get_weights())
     print("RESULT " + json.dumps({k: result[k] for k in ("strategy", "replicas", "epochs_run")}))
 """)

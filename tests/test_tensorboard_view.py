@@ -14,7 +14,7 @@ import tensorflow as tf
 from lstm_math.components.trainer.summaries import BEST_TAG, write_best, write_hparams
 from lstm_math.pipeline import cli
 from lstm_math.pipeline import tensorboard_view as tbv
-from lstm_math.config import load_config
+from lstm_math.config import OptimizerConfig, load_config
 from lstm_math.pipeline.pipeline import Node, Pipeline
 from lstm_math.pipeline.runner import LocalRunner
 
@@ -32,12 +32,11 @@ def _fake_pipeline(calls):
     """Tuner / Trainer / Evaluator that write TensorBoard logs as the real ones lay them out
     (the Trainer's loss is its learning rate, so each run's curve is recognisable)."""
 
-    def hparams(log_dir, config, learning_rate, group, best):
+    def hparams(log_dir, model, optimizer, learning_rate, group, best):
         """The HParams record the Trainer and the Tuner's trials write (their functions)."""
-        t = config.trainer
         writer = tf.summary.create_file_writer(log_dir)
-        write_hparams(writer, dataclasses.asdict(t.model),
-                      {**dataclasses.asdict(t.optimizer), "learning_rate": learning_rate},
+        write_hparams(writer, dataclasses.asdict(model),
+                      {**dataclasses.asdict(optimizer), "learning_rate": learning_rate},
                       group)
         write_best(writer, best)
         writer.close()
@@ -46,15 +45,16 @@ def _fake_pipeline(calls):
         calls.append("Tuner")
         trial = os.path.join(ctx.output_dir, "logs", "trial-01")
         _write_scalar(os.path.join(trial, "validation"), "exact_match", 0.5)
-        hparams(trial, ctx.config, 0.001, f"trial-01 {os.path.basename(ctx.output_dir)[:8]}", 0.5)
+        hparams(trial, ctx.params.model, OptimizerConfig(), 0.001, f"trial-01 {os.path.basename(ctx.output_dir)[:8]}", 0.5)
         return {}
 
     def trainer(ctx):
         calls.append("Trainer")
-        lr = ctx.config.trainer.optimizer.learning_rate
+        lr = ctx.params.trainer.optimizer.learning_rate
         _write_scalar(os.path.join(ctx.output_dir, "logs", "train"), "loss", lr)
         _write_scalar(os.path.join(ctx.output_dir, "logs", "validation"), "exact_match", lr)
-        hparams(os.path.join(ctx.output_dir, "logs"), ctx.config, lr,
+        t = ctx.params.trainer
+        hparams(os.path.join(ctx.output_dir, "logs"), t.model, t.optimizer, lr,
                 f"trainer {os.path.basename(ctx.output_dir)[:8]}", lr * 10)
         return {}
 
@@ -63,10 +63,12 @@ def _fake_pipeline(calls):
         _write_scalar(os.path.join(ctx.output_dir, "logs"), "exact_match", 0.9)
         return {}
 
-    return Pipeline("fake", [Node("Tuner", tuner, (), ("tuner",)),
-                             Node("Trainer", trainer, ("Tuner",), ("trainer",)),
-                             Node("Evaluator", evaluator, ("Trainer",), ("evaluator",)),
-                             Node("Pusher", lambda ctx: {}, ("Evaluator",), ())])
+    tuned = {"tuner": "tuner", "model": "trainer.model"}
+    return Pipeline("fake", [Node("Tuner", tuner, (), config=tuned),
+                             Node("Trainer", trainer, ("Tuner",), config={"trainer": "trainer"}),
+                             Node("Evaluator", evaluator, ("Trainer",),
+                                  config={"evaluator": "evaluator"}),
+                             Node("Pusher", lambda ctx: {}, ("Evaluator",))])
 
 
 def _run(root, calls, *overrides):

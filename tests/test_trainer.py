@@ -103,7 +103,7 @@ def test_no_shards_is_a_clear_error(tmp_path, examples):
     with pytest.raises(data_lib.NoShardsError, match="no 'train' shards under"):
         run_trainer(tiny_config().trainer, str(empty), coverage_of(tiny_config()),
                     tiny_config().trainer.model, str(tmp_path / "out"),
-                                **trainer_kwargs(tiny_config()))
+                    **trainer_kwargs(tiny_config()))
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", "train", "--config", "smoke",
                            "--examples", str(empty), "--output", str(tmp_path / "out2")],
