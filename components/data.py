@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lstm_math.components import tokenizer
+from lstm_math.components import answer_formats, tokenizer
 from lstm_math.components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
                                        shard_files)
 
@@ -40,10 +40,11 @@ def parse_batch(serialized: tf.Tensor) -> dict:
 def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False):
     """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)
     [, operator index (components.metrics.OPERATOR_TAGS) when ``with_operator``]."""
-    encoder_ids = tokenizer.encode_equations(features["equation"], coverage["max_input_length"])
+    encoder_ids = tokenizer.encode_for_model(features["equation"], coverage)
     decoder_in, decoder_out = tokenizer.encode_results(
         features["result"], coverage["max_result_length"], coverage["reverse_output"],
         coverage.get("output_format", "left"),
+        features["working"] if answer_formats.formats_of(coverage) else None,
     )
     if with_operator:
         from lstm_math.components.metrics import operator_index

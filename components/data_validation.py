@@ -29,6 +29,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from lstm_math.components import answer_formats
 from lstm_math.components import data as data_lib
 from lstm_math.components import equations as eq
 from lstm_math.components.example_layout import shard_name
@@ -69,6 +70,7 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
     fractions = stats.get("split_fractions")
     fractions = [fractions[s] for s in eq.SPLITS] if fractions else None
     counts, hashes, recomputed = {}, {}, 0
+    formats = answer_formats.formats_of(coverage)
     for si, split in enumerate(eq.SPLITS):
         expected_count = stats["splits"].get(split, {}).get("count")
         names = {os.path.basename(f) for f in tf.io.gfile.glob(os.path.join(
@@ -110,7 +112,8 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
                     text, stored = texts[i].decode(errors="replace"), results[i].decode(
                         errors="replace")
                     try:
-                        truth = str(eq.parse(text).result)
+                        parsed = eq.parse(text)
+                        truth = str(parsed.result)
                     except eq.EquationError as e:
                         problem("recompute", f"stored equation {text!r} ({split}) does not "
                                              f"evaluate: {e.reason}")
@@ -118,6 +121,14 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
                     if truth != stored:
                         problem("recompute", f"stored result {stored!r} for {text!r} ({split}) "
                                              f"!= {truth} (recomputed with integer arithmetic)")
+                    fmt = formats.get(parsed.tag)
+                    if fmt is not None:  # the working the model is trained to write
+                        want = answer_formats.working(fmt, parsed.operands, parsed.operators,
+                                                      int(coverage["operand_max"]))
+                        got = batch["working"][i].numpy().decode(errors="replace")
+                        if got != want:
+                            problem("working", f"stored working {got!r} for {text!r} ({split}) "
+                                               f"!= {want!r} ({fmt}, recomputed)")
                 n += len(texts)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             problem("corruption", f"shard corruption in split {split}: "

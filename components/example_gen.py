@@ -33,12 +33,13 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lstm_math.components import equations as eq
-from lstm_math.components.example_layout import REPORT_FILE, STATS_FILE, shard_name
+from lstm_math.components import answer_formats
+from lstm_math.components.example_layout import REPORT_FILE, STATS_FILE, WORKING_KEY, shard_name
 
 log = logging.getLogger(__name__)
 
 
-def make_example(equation: eq.Equation, result: int) -> bytes:
+def make_example(equation: eq.Equation, result: int, working: str = "") -> bytes:
     """One record with tf.train.Example (the reference for ``encode_examples``)."""
     digits = [len(str(v)) for v in equation.operands]
     feature = {
@@ -47,6 +48,9 @@ def make_example(equation: eq.Equation, result: int) -> bytes:
         "operator": tf.train.Feature(bytes_list=tf.train.BytesList(value=[equation.tag.encode()])),
         "operand_digits": tf.train.Feature(int64_list=tf.train.Int64List(value=digits)),
     }
+    if working:  # only rows whose answer format has a working (task.data.answer_format)
+        feature[WORKING_KEY] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[working.encode()]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -107,6 +111,7 @@ class _PrefixTable:
 
 _EQUATION_PREFIX = _PrefixTable("equation")
 _RESULT_PREFIX = _PrefixTable("result")
+_WORKING_PREFIX = _PrefixTable(WORKING_KEY)
 _HEADS: dict[int, bytes] = {}
 
 
@@ -125,8 +130,10 @@ def _lengths(values) -> np.ndarray:
 
 
 def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: list[bytes],
-                    operand_digits: np.ndarray) -> list[bytes]:
-    """Serialized tf.train.Example records with the features of ``make_example``.
+                    operand_digits: np.ndarray,
+                    workings: list[bytes] | None = None) -> list[bytes]:
+    """Serialized tf.train.Example records with the features of ``make_example``
+    (``workings``: the rows' workings; an empty one is left out of its record).
 
     ``operand_digits`` is [n, num_operands] (digit counts; 0 = no such operand). Vectorized: a handful of numpy
     object-array concatenations per block instead of a protobuf message per equation.
@@ -147,7 +154,13 @@ def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: lis
                       for row in digit_rows.tolist()],
                      dtype=object)[digit_inverse.reshape(-1)]
     body = _lengths(e_eq) + _lengths(e_dig) + _lengths(e_op) + _lengths(e_res)
-    return (_heads(body) + e_eq + e_dig + e_op + e_res).tolist()
+    if workings is None or not any(workings):
+        return (_heads(body) + e_eq + e_dig + e_op + e_res).tolist()
+    work_a = np.array(workings, dtype=object)
+    work_len = _lengths(workings)
+    e_work = np.where(work_len > 0, _WORKING_PREFIX(work_len) + work_a, b"")
+    body = body + _lengths(e_work)
+    return (_heads(body) + e_eq + e_dig + e_op + e_res + e_work).tolist()
 
 
 def sampler_of(data) -> eq.Sampler:
@@ -196,8 +209,25 @@ def _count_into(table: dict, keys: np.ndarray, names) -> None:
 CHUNK = 50_000
 
 
+def block_workings(block: eq.Block, answer_format: dict, high: int) -> list[bytes] | None:
+    """The working of each row of a block whose operator tag has a working format
+    (components.answer_formats, the one definition); b'' for the others; None when the
+    task has no such format."""
+    formats = {tag.encode(): fmt for tag, fmt in (answer_format or {}).items()
+               if fmt != answer_formats.DIRECT}
+    if not formats:
+        return None
+    out = []
+    for tag, row, ops, k in zip(block.tags(), block.operands.tolist(), block.op_codes.tolist(),
+                                block.operand_counts().tolist()):
+        fmt = formats.get(tag)
+        out.append(b"" if fmt is None else answer_formats.working(
+            fmt, row[:k], [eq.OPERATORS[c] for c in ops[:k - 1]], high).encode())
+    return out
+
+
 def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
-                     chunk: int = CHUNK):
+                     chunk: int = CHUNK, answer_format: dict | None = None):
     """Yields (split index array, serialized records, block, stats per split) by chunks."""
     k = sampler.space.num_operands
     tag_names = list(eq.OPERATOR_TAGS)
@@ -209,7 +239,8 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
         # [n, k] digits per operand, 0 where a row has fewer operands (left out of records)
         digits = block.operand_digits()
         tags = block.tags()
-        records = encode_examples(texts, results, tags, digits)
+        records = encode_examples(texts, results, tags, digits,
+                                  block_workings(block, answer_format, sampler.space.high))
         splits = eq.split_indices(texts, fractions)
         result_len = np.fromiter(map(len, results), np.int64, len(results))
         tag_ids = np.where(block.operand_counts() == 2,
@@ -263,7 +294,8 @@ class WriteBlock(beam.DoFn):
         stats = merged.create_accumulator()
         try:
             for splits, records, _, chunk_stats in generate_records(
-                    self.sampler, start, stop, self.fractions):
+                    self.sampler, start, stop, self.fractions,
+                    answer_format=self.data.answer_format):
                 for si, split in enumerate(eq.SPLITS):
                     write = writers[split].write
                     for i in np.flatnonzero(splits == si).tolist():

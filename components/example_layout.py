@@ -20,9 +20,13 @@ REPORT_FILE = "stats.html"
 SPLITS = ("train", "validation", "test")
 
 # The features of one record (all bytes): the canonical equation text, its result, and the
-# operator tag (components.equations.operator_tag: '+', '-', '*', '/' or 'mixed').
+# operator tag (components.equations.operator_tag: '+', '-', '*', '/' or 'mixed'); and,
+# only where the task's answer format for the tag has one (task.data.answer_format), the
+# working the model is trained to write (components.answer_formats), '' when absent.
 FEATURE_KEYS = ("equation", "result", "operator")
 FEATURES = {key: tf.io.FixedLenFeature([], tf.string) for key in FEATURE_KEYS}
+WORKING_KEY = "working"
+FEATURES[WORKING_KEY] = tf.io.FixedLenFeature([], tf.string, default_value="")
 
 
 class NoShardsError(FileNotFoundError):

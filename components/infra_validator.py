@@ -50,7 +50,7 @@ import tensorflow as tf
 from lstm_math.components import equations as eq
 from lstm_math.components.evaluator.scoring import trust_thresholds
 from lstm_math.config import Coverage
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY, WORKING_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ EXPECTED_OUTPUTS = {
     "confidence": ["float32", [None]],
     TRUSTED_KEY: ["bool", [None]],
 }
+
+
+def expected_outputs(coverage: dict) -> dict:
+    """The signature's outputs for a model of this coverage: EXPECTED_OUTPUTS, plus the
+    ``working`` string of a model that writes its working (components.answer_formats)."""
+    from lstm_math.components.answer_formats import formats_of
+
+    if not formats_of(coverage):
+        return dict(EXPECTED_OUTPUTS)
+    return {**EXPECTED_OUTPUTS, WORKING_OUTPUT: ["string", [None]]}
 # (row bytes, a piece of the reason expected back). Rows that depend on what the model
 # covers are added by hostile_for().
 HOSTILE = [
@@ -226,7 +236,8 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
         checks.append("tensorflow_model_server: REST predict, columnar format")
         meta = _http("GET", rest + "/metadata")
         sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
-        if set(sig["inputs"]) != set(EXPECTED_INPUTS) or set(sig["outputs"]) != set(EXPECTED_OUTPUTS):
+        outputs = set(sig["outputs"]) - {WORKING_OUTPUT}  # a working model's extra output
+        if set(sig["inputs"]) != set(EXPECTED_INPUTS) or outputs != set(EXPECTED_OUTPUTS):
             problems.append(f"REST metadata: signature {sorted(sig['inputs'])} -> "
                             f"{sorted(sig['outputs'])}")
         checks.append("tensorflow_model_server: REST metadata")
@@ -308,8 +319,9 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
         report = json.loads(proc.stdout)
         if report["inputs"] != EXPECTED_INPUTS:
             problems.append(f"signature inputs {report['inputs']} != {EXPECTED_INPUTS}")
-        if report["outputs"] != EXPECTED_OUTPUTS:
-            problems.append(f"signature outputs {report['outputs']} != {EXPECTED_OUTPUTS}")
+        if report["outputs"] != expected_outputs(coverage):
+            problems.append(f"signature outputs {report['outputs']} != "
+                            f"{expected_outputs(coverage)}")
         checks.append("signature names, dtypes and shapes")
         session = report.get("session", {})
         if session.get("error"):

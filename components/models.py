@@ -43,6 +43,7 @@ class AttentionSeq2Seq(keras.Model):
         attention=True,
         attention_heads=1,
         vocab_size=VOCAB_SIZE,
+        step_embedding=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -55,6 +56,7 @@ class AttentionSeq2Seq(keras.Model):
             attention=attention,
             attention_heads=attention_heads,
             vocab_size=vocab_size,
+            step_embedding=step_embedding,
         )
         self.use_attention = attention
         self.heads = attention_heads
@@ -62,6 +64,11 @@ class AttentionSeq2Seq(keras.Model):
             raise ValueError(f"trainer.model.attention_heads: {attention_heads} heads do not "
                              f"divide the {2 * encoder_units} encoder features")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        # step_embedding > 0: a learned embedding of the decoder step index (that many
+        # steps) added to each decoder input, for answers with a fixed layout.
+        self.step_embedding = (layers.Embedding(step_embedding, embedding_dim,
+                                                name="step_embedding")
+                               if step_embedding else None)
         # Dropout on each encoder layer's outputs (a Dropout layer, not LSTM(dropout=...):
         # a Bidirectional LSTM's own dropout leaves an untracked seed-generator resource in
         # the exported serving graph, and the SavedModel export then fails).
@@ -96,8 +103,15 @@ class AttentionSeq2Seq(keras.Model):
         state = [self.bridge_h(summary), self.bridge_c(summary)]
         return x, mask, state
 
+    def _decoder_input(self, ids, step):
+        """Embedded decoder tokens ([b, t] with ``step`` a [t] range, or [b] at one step)."""
+        y = self.embedding(ids)
+        if self.step_embedding is not None:
+            y = y + self.step_embedding(step)
+        return y
+
     def decode(self, decoder_ids, encoder_out, mask, state, training=False):
-        y = self.embedding(decoder_ids)
+        y = self._decoder_input(decoder_ids, ops.arange(ops.shape(decoder_ids)[1])[None, :])
         decoder_out, h, c = self.decoder(y, initial_state=state, training=training)
         if self.use_attention:
             context = self.attend(self.query(decoder_out), encoder_out, mask)
@@ -134,8 +148,9 @@ class AttentionSeq2Seq(keras.Model):
         batch = ops.shape(encoder_ids)[0]
         token = ops.full((batch,), START_ID, dtype="int32")
         ids, probs = [], []
-        for _ in range(steps):
-            h, (h, c) = self.decoder.cell(self.embedding(token), [h, c])
+        for step in range(steps):
+            h, (h, c) = self.decoder.cell(self._decoder_input(token, ops.full_like(token, step)),
+                                          [h, c])
             if self.use_attention:
                 query = ops.expand_dims(self.query(h), 1)
                 context = self.attend(query, encoder_out, mask)[:, 0, :]
@@ -196,6 +211,7 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             dropout=hparams.dropout,
             attention=hparams.attention,
             attention_heads=hparams.attention_heads,
+            step_embedding=output_length if hparams.step_embedding else 0,
             name="attention_seq2seq",
         )
     if hparams.family == "seed":

@@ -3,19 +3,22 @@
 ``build_serving_function(model, coverage)`` returns a tf.function with the contract of
 docs/serving-contract.md: input ``equation`` (string [batch]); outputs ``result`` (string),
 ``valid`` (bool), ``error`` (string), ``confidence`` (float32), ``trusted`` (bool), each
-[batch]. A bad row is answered ``valid=false`` with a reason and never fails the batch.
-``trusted`` compares ``confidence`` with the trust threshold of the row's operator (the
-Evaluator's, given as ``trust_thresholds`` and baked into the graph as constants). The
-Evaluator calls the same function in process, so what is evaluated is what is served.
+[batch]; a model that writes its working (components.answer_formats) also ``working``
+(string): the steps it wrote, '' for rows whose operator has none; ``result`` is always
+the final answer only. A bad row is answered ``valid=false`` with a reason and never fails
+the batch. ``trusted`` compares ``confidence`` with the trust threshold of the row's
+operator (the Evaluator's, given as ``trust_thresholds`` and baked into the graph as
+constants). The Evaluator calls the same function in process, so what is evaluated is what
+is served.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from lstm_math.components import tokenizer
+from lstm_math.components import answer_formats, tokenizer
 from lstm_math.components.equations import MIXED_TAG
-from lstm_math.serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY
+from lstm_math.serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY, WORKING_OUTPUT
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic
@@ -178,9 +181,9 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False,
     an answer is ``trusted`` (the Evaluator's ``confidence.<tag>.threshold``); a slice
     without one is never trusted.
     """
-    max_input = int(coverage["max_input_length"])
     steps = int(coverage["max_result_length"]) + 1
-    reverse = bool(coverage["reverse_output"])
+    # A model that writes a working also returns it (the extra output ``working``).
+    with_working = bool(answer_formats.formats_of(coverage))
     placeholder = "+".join(["0"] * int(coverage["num_operands"]))
 
     def decode_plain(ids):
@@ -203,19 +206,23 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False,
     def serve(equation):
         valid, error, canonical = validate(equation, coverage)
         model_input = tf.where(valid, canonical, placeholder)
-        ids = tokenizer.encode_equations(model_input, max_input)
+        ids = tokenizer.encode_for_model(model_input, coverage)
         out_ids, probs = decode(ids)
         lengths = tokenizer.result_lengths(out_ids)
         used = tf.sequence_mask(lengths, steps, dtype=tf.float32)
         confidence = tf.exp(tf.reduce_sum(tf.math.log(tf.maximum(probs, 1e-30)) * used, axis=1))
-        result = tokenizer.decode_results(out_ids, reverse)
+        # result: the final answer only, read from the working where the format has one
+        result, working = tokenizer.decode_outputs(out_ids, model_input, coverage)
         confidence = tf.where(valid, tf.clip_by_value(confidence, 0.0, 1.0), 0.0)
-        return {
+        outputs = {
             "result": tf.where(valid, result, ""),
             "valid": valid,
             "error": error,
             "confidence": confidence,
             TRUSTED_KEY: trusted(valid, confidence, canonical, trust_thresholds),
         }
+        if with_working:
+            outputs[WORKING_OUTPUT] = tf.where(valid, working, "")
+        return outputs
 
     return serve

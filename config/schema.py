@@ -16,9 +16,11 @@ from typing import Any
 import yaml
 
 from lstm_math.config.cluster import ClusterConfig, validate_cluster
-from lstm_math.config.coverage import MODEL_FAMILIES, Coverage
+from lstm_math.config.coverage import MODEL_FAMILIES, Coverage, output_format_of
+from lstm_math.components import answer_formats
 from lstm_math.components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS,
-                                            SAMPLING_SCHEMES, EquationSpace)
+                                            SAMPLING_SCHEMES, EquationSpace,
+                                            max_result_chars)
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
 # Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
@@ -87,6 +89,11 @@ class DataConfig:
     # uniform: every equation of the space equally likely; stratified: draws shared equally
     # over (operator combination, operand digit lengths) strata. Ignored when exhaustive.
     sampling: str = "uniform"
+    # What the model writes for each operator tag ('+' '-' '*' '/' 'mixed'; tags not named:
+    # direct, the answer itself), components.answer_formats: e.g. {"*": "running_sums"}
+    # (a * b's digit-pair products summed column by column, then the answer read from
+    # them), {"mixed": "reduce_first"} (each reduction's value, then the answer).
+    answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:
         d = self
@@ -126,13 +133,33 @@ class DataConfig:
             require(_is_number(v) and 0 < v < 1, f"{path}.split_fractions.{k}",
                     f"must be a number in (0, 1), got {v!r}")
         require(abs(sum(fr.values()) - 1.0) < 1e-6, f"{path}.split_fractions", "must sum to 1")
+        require(isinstance(d.answer_format, dict), f"{path}.answer_format",
+                f"a mapping of operator tag to format, e.g. {{'*': 'running_sums'}}, got "
+                f"{d.answer_format!r}")
+        held = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max, d.num_operands,
+                             d.min_operands).operator_tags
+        for tag, fmt in d.answer_format.items():
+            require(tag in held, f"{path}.answer_format",
+                    f"{tag!r} is not an operator tag of this task (it has {', '.join(held)})")
+            require(fmt in answer_formats.FORMATS, f"{path}.answer_format.{tag}",
+                    f"unknown format {fmt!r}; choose from {', '.join(answer_formats.FORMATS)}")
+            require(answer_formats.applies(fmt, tag), f"{path}.answer_format.{tag}",
+                    f"{fmt!r} cannot answer {tag!r} (it answers "
+                    f"{', '.join(answer_formats.FORMAT_TAGS[fmt])})")
 
     def max_result_chars(self) -> int:
-        return Coverage.of_data(self).max_result_length
+        """Characters of the longest answer of the task (its working not included)."""
+        low = self.num_operands if self.min_operands is None else self.min_operands
+        return max_result_chars(self.operators, self.operand_min, self.operand_max,
+                                self.num_operands, low)
 
     def space(self) -> EquationSpace:
         """Every equation of the task."""
         return Coverage.of_data(self).space()
+
+    def max_target_chars(self) -> int:
+        """Decoder tokens (before END) every answer, or working, of the task fits in."""
+        return Coverage.of_data(self).max_result_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +191,12 @@ class ModelHParams:
     # can look at only one operand's units digit at a time.
     attention_heads: int = 1
     reverse_output: bool = True
+    # Operands zero-padded to the widest operand's digits before the encoder ('12*345' ->
+    # '012*345'): digit k of every operand is always at the same input position.
+    pad_operands: bool = False
+    # A learned embedding of the decoder step index added to each decoder input: a fixed-
+    # layout working (running_sums) knows which digit pair each step needs.
+    step_embedding: bool = False
 
     def validate(self, path: str = "trainer.model") -> None:
         require(self.family in MODEL_FAMILIES, f"{path}.family",
@@ -257,12 +290,19 @@ class TrainerConfig:
                 f"an integer >= 3 (the shortest equation, '1+2'), got {self.short_max_chars!r}")
 
     def validate_against(self, data: DataConfig, path: str = "trainer") -> None:
-        needed = data.max_result_chars()
+        needed = data.max_target_chars()
         require(self.max_result_length == 0 or self.max_result_length >= needed,
                 f"{path}.max_result_length",
                 f"{self.max_result_length} characters cannot hold every answer of task.data "
                 f"(operators {' '.join(data.operators)}, operands {data.operand_min}.."
-                f"{data.operand_max}: up to {needed} characters); raise it or use 0 to derive it")
+                f"{data.operand_max}: up to {needed} characters"
+                + (", working included" if needed > data.max_result_chars() else "")
+                + "); raise it or use 0 to derive it")
+        worked = {t: f for t, f in data.answer_format.items() if f != answer_formats.DIRECT}
+        require(not worked or output_format_of(self.model.family) == "left",
+                "task.data.answer_format",
+                f"{self.model.family!r} models answer all at once and cannot write a working "
+                f"({worked}); use trainer.model.family 'attention'")
 
 
 # --------------------------------------------------------------------------------------

@@ -88,9 +88,13 @@ def session_loader_check(tf, export_dir: str, equations: list, rows: list) -> di
                        "error": out["error"][i].decode(),
                        "confidence": float(out["confidence"][i]),
                        "trusted": bool(out["trusted"][i]) if "trusted" in out else None}
+                if "working" in out:  # a model that writes its working: that output too
+                    got["working"] = out["working"][i].decode()
                 want = rows[i]
-                if (got["result"], got["valid"], got["error"], got["trusted"]) != (
-                        want["result"], want["valid"], want["error"], want["trusted"]) or abs(
+                if (got["result"], got["valid"], got["error"], got["trusted"],
+                        got.get("working")) != (
+                        want["result"], want["valid"], want["error"], want["trusted"],
+                        want.get("working")) or abs(
                         got["confidence"] - want["confidence"]) > 1e-5:
                     report["mismatches"].append({"row": i, "session": got, "object": want})
             report["rows"] = len(equations)
@@ -143,6 +147,8 @@ def main() -> int:
             "confidence": float(out["confidence"][i].numpy()),
             "trusted": bool(out["trusted"][i].numpy()) if "trusted" in out else None,
         })
+        if "working" in out:
+            rows[-1]["working"] = out["working"][i].numpy().decode()
     empty = fn(equation=tf.constant([], dtype=tf.string))
     empty_ok = all(int(v.shape[0]) == 0 for v in empty.values())
 

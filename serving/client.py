@@ -26,7 +26,10 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from lstm_math.serving.contract import (DEFAULT_MODEL_NAME, OUTPUT_KEYS, TRUSTED_KEY,
-                                       latest_version)
+                                        WORKING_OUTPUT, latest_version)
+
+# Read too where a model has it (a model that writes its working; REST returns every output).
+EXTRA_OUTPUT_KEYS = (WORKING_OUTPUT,)
 
 
 class PredictError(RuntimeError):
@@ -224,8 +227,8 @@ class GrpcClient:
     def predict(self, equations: Sequence[str]) -> List[Dict[str, Any]]:
         response = self.predict_raw(equations)
         try:
-            columns = {k: _tensor_values(response.outputs[k]) for k in OUTPUT_KEYS
-                       if k in response.outputs}
+            columns = {k: _tensor_values(response.outputs[k])
+                       for k in OUTPUT_KEYS + EXTRA_OUTPUT_KEYS if k in response.outputs}
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad answer
             raise PredictError(f"malformed response from {self.target}: {exc}") from None
         if not columns or any(len(v) != len(equations) for v in columns.values()):
@@ -318,7 +321,7 @@ def predict_saved_model(equations: Sequence[str], path: str,
     out = fn(equation=tf.constant([e.encode("utf-8") if isinstance(e, str) else e
                                    for e in equations], dtype=tf.string))
     columns = {}
-    for k in OUTPUT_KEYS:
+    for k in OUTPUT_KEYS + EXTRA_OUTPUT_KEYS:
         if k in out:
             values = out[k].numpy().tolist()
             if k == "confidence":
@@ -348,6 +351,7 @@ def format_row(row: Dict[str, Any]) -> str:
                 f"{row.get('error') or 'not an equation this model covers'}")
     conf = row.get("confidence")
     answer = f"{row['equation']} = {row.get('result', '')}"
+    working = f"  working: {row[WORKING_OUTPUT]}" if row.get(WORKING_OUTPUT) else ""
     if is_unsure(row):
         limit = row.get("trust_threshold")
         if isinstance(limit, float):
@@ -355,11 +359,12 @@ def format_row(row: Dict[str, Any]) -> str:
             why = f"confidence {conf:.{digits}f} < {limit:.{digits}f}"
         else:
             why = f"confidence {conf:.3f}, below the model's trust threshold"
-        return f"{answer}?  (unsure: {why})"
+        return f"{answer}?  (unsure: {why}){working}"
     if TRUSTED_KEY in row:
-        return answer
+        return answer + working
     # a model without `trusted` (exported before it existed): its confidence, unjudged
-    return answer + (f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else "")
+    return (answer + (f"  (confidence {conf:.3f})" if isinstance(conf, (int, float)) else "")
+            + working)
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

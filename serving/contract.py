@@ -27,6 +27,10 @@ INPUT_KEY = "equation"
 # (the Evaluator's, baked into the graph at export); false for an invalid row.
 TRUSTED_KEY = "trusted"
 OUTPUT_KEYS = ("result", "valid", "error", "confidence", TRUSTED_KEY)
+# An extra output of models that write their working (task.data.answer_format): the steps,
+# as written, for clients who want to see them; '' for rows whose operator has none. The
+# keys above never change meaning: ``result`` is the final answer only.
+WORKING_OUTPUT = "working"
 # TF Serving's SavedModel warm-up file, replayed before a version takes traffic.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SAVED_MODEL_FILE = "saved_model.pb"

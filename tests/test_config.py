@@ -107,8 +107,9 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=__import__("os").path.dirname(
                              __import__("os").path.dirname(__file__))).stdout
-    assert ast.literal_eval(out) == ["lstm_math.components", "lstm_math.components.equations",
-                                     "lstm_math.serving", "lstm_math.serving.contract"]
+    assert ast.literal_eval(out) == ["lstm_math.components", "lstm_math.components.answer_formats",
+                                     "lstm_math.components.equations", "lstm_math.serving",
+                                     "lstm_math.serving.contract"]
 
 
 @pytest.mark.parametrize("text,value", [

@@ -28,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMESPACE = "lstm_math"
 PACKAGES = ("config", "pipeline", "components", "serving")  # folders, installed as lstm_math.<folder>
 LEAVES = ("lstm_math.serving.contract", "lstm_math.components.example_layout",
-          "lstm_math.components.equations")
+          "lstm_math.components.equations", "lstm_math.components.answer_formats")
 ORCHESTRATION = ("lstm_math.pipeline.runner", "lstm_math.pipeline.pipeline",
                  "lstm_math.pipeline.commands", "lstm_math.pipeline.cli")
 SERVING_RUNTIME = ("lstm_math.serving.server", "lstm_math.serving.client",

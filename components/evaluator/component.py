@@ -49,6 +49,7 @@ from lstm_math.components.evaluator.plots import error_map_pngs, error_size_png
 from lstm_math.components.evaluator.report import report_markdown
 from lstm_math.components.evaluator.scoring import (evaluate_fn, trust_thresholds,
                                                     uniform_estimate)
+from lstm_math.components.evaluator.working import working_errors
 from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,13 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
             "disabled (evaluator.exhaustive_max_equations = 0)" if not e.exhaustive_max_equations
             else f"the space has {size} equations, more than "
                  f"evaluator.exhaustive_max_equations = {e.exhaustive_max_equations}")
+
+    if map_rows.get("workings") is not None:
+        # where wrong answers went wrong: the first wrong step of the working, per operator
+        metrics["working_errors"] = working_errors(
+            map_rows["texts"], map_rows["tags"], map_rows["answers"], map_rows["truths"],
+            map_rows["valid"], map_rows["workings"], coverage)
+        metrics["working_errors_on"] = map_title
 
     metrics["small_operands_all"] = evaluate_small_operands(
         serve, coverage, e.exhaustive_batch_size, trust_thresholds(metrics), e.num_worst_errors)

@@ -57,7 +57,8 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     started = time.time()
     texts, truths, tags = all_equations(coverage)
     train_texts = set(read_split(examples_dir, "train")[0])
-    answers, valid, confidence = predict(serve_fn, texts, batch_size)
+    extras: dict = {}
+    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras)
     metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
                         thresholds=trust_thresholds)
     right = np.array([bool(v) and a == t for a, t, v in zip(answers, truths, valid)])
@@ -81,7 +82,8 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     log.info("Evaluator: exhaustive (every equation of the space, no sampling), %d equations "
              "in %.1fs (%.0f/s), exact match %.5f", metrics["count"], metrics["seconds"],
              metrics["count"] / max(metrics["seconds"], 1e-9), metrics["exact_match"])
-    metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid}
+    metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid,
+                        "tags": tags, "workings": extras.get("working")}
     return metrics
 
 

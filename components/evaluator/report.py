@@ -116,6 +116,14 @@ def report_markdown(metrics: dict) -> str:
                          metrics["exhaustive"])
     elif metrics.get("exhaustive_skipped"):
         lines += [f"Exhaustive mode skipped: {metrics['exhaustive_skipped']}", ""]
+    for tag, w in (metrics.get("working_errors") or {}).items():
+        lines += [f"**where wrong answers went wrong, {tag}** ({w['format']}, "
+                  f"{metrics.get('working_errors_on', '')}): the first wrong step of the "
+                  f"working; {w['wrong']} wrong answers of {w['count']}, "
+                  f"{w['working_right_answer_wrong']} with a right working, "
+                  f"{w['right_answer_wrong_working']} right answers from a wrong working", "",
+                  "| first wrong step | wrong answers |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in w["first_wrong_step"].items()] + [""]
     lines += small_operands_section(metrics.get("small_operands_all"))
     if metrics.get("baseline"):
         b = metrics["baseline"]

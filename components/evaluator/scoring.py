@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from lstm_math.components import data as data_lib
 from lstm_math.components.equations import OPERATOR_TAGS, operator_tag
+from lstm_math.serving.contract import WORKING_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ KEEP_RIGHT = 0.999
 # Running a strings-in/strings-out function over many equations.
 
 
-def predict(serve_fn, texts, batch_size: int):
+def predict(serve_fn, texts, batch_size: int, extras: dict | None = None):
     """Calls ``serve_fn(equation=...)`` batch by batch.
 
-    Returns (answers: list[str], valid: bool array, confidence: float32 array).
+    Returns (answers: list[str], valid: bool array, confidence: float32 array);
+    ``extras``: a dict that gets the ``working`` output's rows (list[str]) when the
+    function has one.
     """
     answers: list[str] = []
     valid = []
@@ -44,6 +47,9 @@ def predict(serve_fn, texts, batch_size: int):
         answers.extend(a.decode() for a in out["result"].numpy())
         valid.append(out["valid"].numpy())
         confidence.append(out["confidence"].numpy())
+        if extras is not None and WORKING_OUTPUT in out:
+            extras.setdefault(WORKING_OUTPUT, []).extend(
+                w.decode() for w in out[WORKING_OUTPUT].numpy())
     if not answers:
         return [], np.zeros([0], bool), np.zeros([0], np.float32)
     return answers, np.concatenate(valid), np.concatenate(confidence)
@@ -280,7 +286,8 @@ def evaluate_fn(serve_fn, examples_dir: str, batch_size: int, max_examples: int 
     texts, truths, tags = read_split(examples_dir, "test", max_examples)
     if not texts:
         raise ValueError(f"the test split under {examples_dir} is empty")
-    answers, valid, confidence = predict(serve_fn, texts, batch_size)
+    extras: dict = {}
+    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras)
     metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst)
     metrics["seconds"] = round(time.time() - started, 2)
     metrics["evaluated_on"] = "test split" + (f" (first {max_examples})" if max_examples else "")
@@ -288,7 +295,8 @@ def evaluate_fn(serve_fn, examples_dir: str, batch_size: int, max_examples: int 
              "%.1fs, exact match %.5f", metrics["count"], metrics["seconds"],
              metrics["exact_match"])
     # What the error map needs; not written to metrics.json.
-    metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid}
+    metrics["_rows"] = {"texts": texts, "answers": answers, "truths": truths, "valid": valid,
+                        "tags": tags, "workings": extras.get(WORKING_OUTPUT)}
     return metrics
 
 

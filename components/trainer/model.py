@@ -18,9 +18,11 @@ from lstm_math.config import Coverage, ModelHParams, OptimizerConfig
 def model_coverage(base_coverage: dict, hparams: ModelHParams,
                    max_result_length: int = 0) -> dict:
     """The data's coverage as this model is trained on it (``Coverage.for_model``: how its
-    family lays out answers; ``max_result_length``, 0 = the data's), in the JSON form."""
+    family lays out answers, whether it pads operands; ``max_result_length``, 0 = the
+    data's), in the JSON form."""
     return Coverage.from_dict(base_coverage).for_model(
-        hparams.family, hparams.reverse_output, max_result_length).to_dict()
+        hparams.family, hparams.reverse_output, max_result_length,
+        hparams.pad_operands).to_dict()
 
 
 @keras.saving.register_keras_serializable("lstm_math")

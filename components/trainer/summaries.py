@@ -42,17 +42,18 @@ class SamplePredictions:
         """(markdown table of equation / target / prediction / right, fraction right)."""
         if int(tf.size(self.equations)) == 0:
             return "(no validation examples)", 0.0
-        ids = tokenizer.encode_equations(self.equations, self.coverage["max_input_length"])
+        ids = tokenizer.encode_for_model(self.equations, self.coverage)
         out_ids, _ = model.greedy_decode(ids, self.coverage["max_result_length"] + 1)
-        predicted = tokenizer.decode_results(tf.convert_to_tensor(out_ids),
-                                             self.coverage["reverse_output"]).numpy()
-        rows = ["| equation | target | prediction | right |", "|---|---|---|---|"]
+        predicted, workings = tokenizer.decode_outputs(tf.convert_to_tensor(out_ids),
+                                             tokenizer.compact(self.equations), self.coverage)
+        rows = ["| equation | target | prediction | right | working |", "|---|---|---|---|---|"]
         right = 0
-        for eq_, target, pred in zip(self.equations.numpy(), self.targets.numpy(), predicted):
+        for eq_, target, pred, work in zip(self.equations.numpy(), self.targets.numpy(),
+                                           predicted.numpy(), workings.numpy()):
             ok = target == pred
             right += ok
             rows.append(f"| `{eq_.decode()}` | `{target.decode()}` | `{pred.decode()}` | "
-                        f"{'yes' if ok else 'NO'} |")
+                        f"{'yes' if ok else 'NO'} | {'`' + work.decode() + '`' if work else ''} |")
         return "\n".join(rows), right / len(predicted)
 
 

@@ -1,0 +1,340 @@
+"""Answer formats: what the decoder writes for an equation (its *working*), and how the
+final answer is read back from it. The one definition used by ExampleGen (the targets it
+writes), the input pipeline, the decoder length, the serving signature and the Evaluator.
+
+Pure Python and integer arithmetic (never ``eval``); the TensorFlow string ops that read a
+decoded working back live in the ``*_tf`` functions (TensorFlow is imported there only, so
+the config schema can import this module).
+
+A config picks a format per operator tag (``task.data.answer_format``, e.g.
+``{"*": "running_sums"}``); tags it does not name are ``direct``.
+
+  direct        the answer itself (the model's ``reverse_output`` decides the digit order);
+                no working.
+  column_carry  a * b: for each column k of the product, least significant first, the answer
+                digit and the carry out of the column (``carry_width`` digits, units first).
+  running_sums  a * b, after Bai et al. 2025: operands zero-padded to D digits (D: digits of
+                the largest operand); for column k = 0 .. 2D-2 and each digit pair (i, j)
+                with i + j = k (i: a's digit from the least significant, ascending), the
+                running sum s = previous + a_i * b_j, starting from the carry into column k,
+                written as ``sum_width`` digits, least significant first. The answer digit of
+                column k is the units digit of the column's last sum, the carry into the next
+                column that sum // 10; the last token is the final carry (the product's top
+                digit). Each next token needs two operand digits and the sum just written.
+                For 123 * 456: ``810 610 820 410 420 030 110 610 500 0`` (spaces for the
+                eye only) -> 56088.
+  reduce_first  three or more operands: the value after each reduction in evaluation order
+                (``*`` and ``/`` left to right, then ``+`` and ``-`` left to right), least
+                significant digit first (a minus sign last), separated by spaces; the last
+                value is the answer. ``12 + 34 * 5`` -> ``071 281`` (170, then 182).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+DIRECT = "direct"
+FORMATS = ("direct", "column_carry", "running_sums", "reduce_first")
+# The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
+FORMAT_TAGS = {
+    "direct": ("+", "-", "*", "/", "mixed"),
+    "column_carry": ("*",),
+    "running_sums": ("*",),
+    "reduce_first": ("mixed",),
+}
+SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
+
+
+class WorkingError(ValueError):
+    """A format asked for an equation it cannot write."""
+
+
+# --------------------------------------------------------------------------------------
+# Layouts of the multiplication formats.
+
+
+def digits_of(high: int) -> int:
+    """D: the digits of the largest operand (operands are zero-padded to D digits)."""
+    return len(str(int(high)))
+
+
+def pairs_of_column(k: int, d: int) -> list[tuple[int, int]]:
+    """Digit pairs (i, j) with i + j = k and 0 <= i, j < d, i ascending."""
+    return [(i, k - i) for i in range(max(0, k - d + 1), min(k, d - 1) + 1)]
+
+
+def sum_width(d: int) -> int:
+    """Digits of the largest running sum: s <= 81 d + s // 10, so s < 90 d."""
+    return len(str(90 * d))
+
+
+def carry_width(d: int) -> int:
+    """Digits of the largest carry out of a column (< 9 d)."""
+    return len(str(9 * d))
+
+
+def _lsb(value: int, width: int) -> str:
+    return str(value).zfill(width)[::-1]
+
+
+def _operand_digits(value: int, d: int) -> list[int]:
+    text = str(int(value))
+    if int(value) < 0 or len(text) > d:
+        raise WorkingError(f"operand {value} is not in 0..{10 ** d - 1}")
+    return [int(c) for c in text.zfill(d)[::-1]]
+
+
+def column_carry(a: int, b: int, d: int) -> str:
+    ad, bd = _operand_digits(a, d), _operand_digits(b, d)
+    out, carry, w = [], 0, carry_width(d)
+    for k in range(2 * d):
+        s = carry + sum(ad[i] * bd[j] for i, j in pairs_of_column(k, d))
+        out.append(str(s % 10) + _lsb(s // 10, w))
+        carry = s // 10
+    return "".join(out)
+
+
+def running_sums(a: int, b: int, d: int) -> str:
+    ad, bd = _operand_digits(a, d), _operand_digits(b, d)
+    out, carry, w = [], 0, sum_width(d)
+    for k in range(2 * d - 1):
+        s = carry
+        for i, j in pairs_of_column(k, d):
+            s += ad[i] * bd[j]
+            out.append(_lsb(s, w))
+        carry = s // 10
+    out.append(str(carry))  # < 10: a product of two D-digit numbers has at most 2D digits
+    return "".join(out)
+
+
+def steps_of(fmt: str, d: int) -> list[tuple[int, int, str]]:
+    """The steps of a fixed-layout working: (start, stop, name), in order."""
+    if fmt == "column_carry":
+        w = 1 + carry_width(d)
+        return [(k * w, (k + 1) * w, f"column {k}: digit and carry") for k in range(2 * d)]
+    if fmt == "running_sums":
+        w, out, n = sum_width(d), [], 0
+        for k in range(2 * d - 1):
+            for i, j in pairs_of_column(k, d):
+                out.append((n * w, (n + 1) * w, f"column {k}: + a{i}*b{j}"))
+                n += 1
+        out.append((n * w, n * w + 1, f"column {2 * d - 1}: final carry"))
+        return out
+    raise WorkingError(f"{fmt!r} has no fixed layout")
+
+
+def answer_positions(fmt: str, d: int) -> list[int]:
+    """Positions of the answer digits in a fixed-layout working, least significant first."""
+    steps = steps_of(fmt, d)
+    if fmt == "column_carry":
+        return [start for start, _, _ in steps]
+    positions = []
+    for k in range(2 * d - 1):
+        last = max(n for n, (_, _, name) in enumerate(steps)
+                   if name.startswith(f"column {k}:"))
+        positions.append(steps[last][0])
+    positions.append(steps[-1][0])
+    return positions
+
+
+# --------------------------------------------------------------------------------------
+# reduce_first
+
+
+def _write_value(value: int) -> str:
+    return str(value)[::-1]  # '-22' -> '22-': least significant digit first, sign last
+
+
+def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[int]:
+    """The value of each reduction in evaluation order; the last is the answer."""
+    values, ops, out = [int(v) for v in operands], list(operators), []
+    for level in (("*", "/"), ("+", "-")):
+        i = 0
+        while i < len(ops):
+            if ops[i] not in level:
+                i += 1
+                continue
+            a, b = values[i], values[i + 1]
+            if ops[i] == "*":
+                v = a * b
+            elif ops[i] == "/":
+                if b == 0:
+                    raise WorkingError("division by zero")
+                v = a // b
+            elif ops[i] == "+":
+                v = a + b
+            else:
+                v = a - b
+            values[i:i + 2] = [v]
+            del ops[i]
+            out.append(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The format interface (pure Python).
+
+
+def applies(fmt: str, tag: str) -> bool:
+    return tag in FORMAT_TAGS.get(fmt, ())
+
+
+def working(fmt: str, operands: Sequence[int], operators: Sequence[str], high: int) -> str:
+    """The working a format writes for an equation ('' for ``direct``)."""
+    if fmt == DIRECT:
+        return ""
+    if fmt in ("column_carry", "running_sums"):
+        if list(operators) != ["*"]:
+            raise WorkingError(f"{fmt} writes a * b only, not {' '.join(operators)}")
+        fn = column_carry if fmt == "column_carry" else running_sums
+        return fn(int(operands[0]), int(operands[1]), digits_of(high))
+    if fmt == "reduce_first":
+        if len(operators) < 2:
+            raise WorkingError("reduce_first writes three or more operands")
+        return SEPARATOR.join(_write_value(v) for v in reduction_values(operands, operators))
+    raise WorkingError(f"unknown answer format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _canonical_number(text: str) -> str:
+    """'00560' -> '560', '-007' -> '-7'; '' when not a number."""
+    sign = "-" if text.startswith("-") else ""
+    body = text[len(sign):]
+    if not body or not body.isdigit() or not body.isascii():
+        return ""
+    body = body.lstrip("0") or "0"
+    return "" if sign and body == "0" else sign + body
+
+
+def answer(fmt: str, text: str, high: int) -> str:
+    """The final answer read from a working ('' when it cannot be read)."""
+    if fmt in ("column_carry", "running_sums"):
+        d = digits_of(high)
+        if len(text) != working_length(fmt, high):
+            return ""
+        return _canonical_number("".join(text[p] for p in reversed(answer_positions(fmt, d))))
+    if fmt == "reduce_first":
+        return _canonical_number(text.split(SEPARATOR)[-1][::-1])
+    raise WorkingError(f"{fmt!r} has no working to read")
+
+
+def working_length(fmt: str, high: int, num_operands: int = 3,
+                   max_result_chars: int = 0) -> int:
+    """Tokens of the longest working (before END)."""
+    d = digits_of(high)
+    if fmt == "column_carry":
+        return 2 * d * (1 + carry_width(d))
+    if fmt == "running_sums":
+        return d * d * sum_width(d) + 1
+    if fmt == "reduce_first":
+        return (num_operands - 1) * (max_result_chars + 1) - 1
+    return max_result_chars
+
+
+def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
+    """The steps of a working as (start, stop, name)."""
+    if fmt in ("column_carry", "running_sums"):
+        return steps_of(fmt, digits_of(high))
+    spans, start = [], 0
+    for n, part in enumerate(text.split(SEPARATOR)):
+        spans.append((start, start + len(part), f"value {n + 1}"))
+        start += len(part) + 1
+    return spans
+
+
+def first_wrong_step(fmt: str, truth: str, predicted: str, high: int) -> str | None:
+    """The name of the first step of ``predicted`` that differs from the true working
+    (None when the whole working is right)."""
+    if truth == predicted:
+        return None
+    for start, stop, name in step_spans(fmt, truth, high):
+        if predicted[start:stop] != truth[start:stop]:
+            return name
+    return "after the last step"  # right steps, then extra tokens
+
+
+def display(fmt: str, text: str, high: int) -> str:
+    """A working with a space between steps (reduce_first already has them)."""
+    if fmt in ("column_carry", "running_sums"):
+        if len(text) != working_length(fmt, high):
+            return text
+        return " ".join(text[start:stop] for start, stop, _ in steps_of(fmt, digits_of(high)))
+    return text
+
+
+# --------------------------------------------------------------------------------------
+# A model's formats (its coverage's ``answer_format``).
+
+
+def formats_of(coverage: dict) -> dict:
+    """{operator tag: format} of the tags whose format has a working."""
+    return {tag: fmt for tag, fmt in (coverage.get("answer_format") or {}).items()
+            if fmt != DIRECT}
+
+
+def equation_tag(operators: Sequence[str]) -> str:
+    return operators[0] if len(operators) == 1 else "mixed"
+
+
+def max_target_length(answer_format: dict, high: int, num_operands: int,
+                      max_result_chars: int) -> int:
+    """Decoder tokens (before END) that every answer and working of the task fits in."""
+    out = max_result_chars
+    for fmt in answer_format.values():
+        out = max(out, working_length(fmt, high, num_operands, max_result_chars))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# TensorFlow: reading decoded workings back (the serving signature, the Trainer's samples).
+
+
+def row_tags_tf(compact):
+    """[batch] compact equation texts ('12*345') -> their operator tags."""
+    import tensorflow as tf
+
+    ops = tf.strings.regex_replace(compact, r"[^+\-*/]", "")
+    return tf.where(tf.strings.length(ops) == 1, ops, "mixed")
+
+
+def answer_tf(fmt: str, text, high: int):
+    """``answer`` for a [batch] string tensor of workings ('' when it cannot be read)."""
+    import tensorflow as tf
+
+    if fmt in ("column_carry", "running_sums"):
+        d = digits_of(high)
+        # substr fails on a position past the end: pad first (a short working is refused)
+        padded = tf.strings.join([text, "?" * working_length(fmt, high)])
+        digits = [tf.strings.substr(padded, p, 1) for p in reversed(answer_positions(fmt, d))]
+        joined = tf.strings.join(digits)
+        ok = (tf.strings.length(text) == working_length(fmt, high)) & \
+            tf.strings.regex_full_match(joined, r"[0-9]+")
+        return tf.where(ok, tf.strings.regex_replace(joined, r"^0+(\d)", r"\1"), "")
+    if fmt == "reduce_first":
+        last = tf.strings.regex_replace(text, r"^.*" + SEPARATOR, "")
+        chars = tf.strings.unicode_split(last, "UTF-8")
+        value = tf.strings.reduce_join(tf.reverse(chars, axis=[1]), axis=1)
+        value = tf.strings.regex_replace(value, r"^(-?)0+(\d)", r"\1\2")
+        ok = tf.strings.regex_full_match(value, r"-?[0-9]+") & (value != "-0")
+        return tf.where(ok, value, "")
+    raise WorkingError(f"{fmt!r} has no working to read")
+
+
+def display_tf(fmt: str, text, high: int):
+    """``display`` for a [batch] string tensor."""
+    import tensorflow as tf
+
+    if fmt not in ("column_carry", "running_sums"):
+        return text
+    steps = steps_of(fmt, digits_of(high))
+    # A working of the right length gets its spaces; any other is shown as it came.
+    padded = tf.strings.join([text, "?" * working_length(fmt, high)])
+    parts = [tf.strings.substr(padded, start, stop - start) for start, stop, _ in steps]
+    spaced = tf.strings.reduce_join(tf.stack(parts, axis=1), axis=1, separator=" ")
+    return tf.where(tf.strings.length(text) == working_length(fmt, high), spaced, text)
+
+
+def raw_working(fmt: str, shown: str) -> str:
+    """The working as the model wrote it, from ``display``'s spaced form."""
+    if fmt in ("column_carry", "running_sums"):
+        return shown.replace(" ", "")
+    return shown

@@ -1,0 +1,462 @@
+"""Answer formats with working (components.answer_formats): every format round-trips
+(equation -> working -> final answer) over every stratum of operand digit lengths, the TF
+reading equals the Python one, ExampleGen writes the working the input pipeline trains on,
+the serving signature returns only the final answer in ``result`` (the working in its own
+output), and a bad format config fails fast naming the field."""
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st
+
+from lstm_math.components import answer_formats as af
+from lstm_math.components import equations as eq
+from lstm_math.components import tokenizer
+from lstm_math.components.signature import build_serving_function
+from lstm_math.config import ConfigError, coverage_of, load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXED = ("column_carry", "running_sums")
+
+
+def _stratum(d):
+    return (0, 9) if d == 1 else (10 ** (d - 1), 10 ** d - 1)
+
+
+# --------------------------------------------------------------------------------------
+# Round trips (pure Python)
+
+
+@pytest.mark.parametrize("fmt", FIXED)
+@pytest.mark.parametrize("high", [9, 99])
+def test_fixed_formats_round_trip_exhaustively_on_small_ranges(fmt, high):
+    length = af.working_length(fmt, high)
+    for a, b in itertools.product(range(high + 1), repeat=2):
+        w = af.working(fmt, (a, b), ("*",), high)
+        assert len(w) == length and w.isdigit()
+        assert af.answer(fmt, w, high) == str(a * b), (a, b, w)
+        assert af.first_wrong_step(fmt, w, w, high) is None
+        assert af.raw_working(fmt, af.display(fmt, w, high)) == w
+
+
+@pytest.mark.parametrize("fmt", FIXED)
+@pytest.mark.parametrize("da,db", list(itertools.product([1, 2, 3], repeat=2)))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_fixed_formats_round_trip_in_every_digit_stratum_of_0_999(fmt, da, db, data):
+    a = data.draw(st.integers(*_stratum(da)))
+    b = data.draw(st.integers(*_stratum(db)))
+    w = af.working(fmt, (a, b), ("*",), 999)
+    assert len(w) == af.working_length(fmt, 999)
+    assert af.answer(fmt, w, 999) == str(a * b)
+
+
+def test_running_sums_is_the_documented_layout():
+    w = af.working("running_sums", (123, 456), ("*",), 999)
+    assert af.display("running_sums", w, 999) == "810 610 820 410 420 030 110 610 500 0"
+    assert af.answer("running_sums", w, 999) == "56088"
+    # every running sum is the previous one (or the carry into its column) plus one
+    # digit-pair product: the step names say which
+    names = [n for _, _, n in af.steps_of("running_sums", 3)]
+    assert names[:3] == ["column 0: + a0*b0", "column 1: + a0*b1", "column 1: + a1*b0"]
+    assert names[-1] == "column 5: final carry" and len(names) == 10
+
+
+@pytest.mark.parametrize("counts", [(3,), (3, 4)])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_reduce_first_round_trips_with_precedence(counts, data):
+    k = data.draw(st.sampled_from(counts))
+    ops = data.draw(st.lists(st.sampled_from(eq.OPERATORS), min_size=k - 1, max_size=k - 1))
+    values = [data.draw(st.integers(1 if i and ops[i - 1] == "/" else 0, 999))
+              for i in range(k)]
+    w = af.working("reduce_first", values, ops, 999)
+    truth = eq.evaluate(values, ops)
+    assert af.answer("reduce_first", w, 999) == str(truth)
+    longest = eq.max_result_chars(list(eq.OPERATORS), 0, 999, k)
+    assert len(w) <= af.working_length("reduce_first", 999, k, longest)
+
+
+def test_reduce_first_writes_the_higher_precedence_value_first():
+    assert af.working("reduce_first", (12, 34, 5), ("+", "*"), 999) == "071 281"  # 170, 182
+    assert af.working("reduce_first", (5, 9, 3), ("-", "*"), 999) == "72 22-"  # 27, -22
+    assert af.answer("reduce_first", "72 22-", 999) == "-22"
+
+
+def test_formats_refuse_what_they_cannot_write():
+    with pytest.raises(af.WorkingError):
+        af.working("running_sums", (3, 4), ("+",), 999)
+    with pytest.raises(af.WorkingError):
+        af.working("running_sums", (1000, 4), ("*",), 999)
+    with pytest.raises(af.WorkingError):
+        af.working("reduce_first", (3, 4), ("+",), 999)
+
+
+def test_first_wrong_step_names_the_step_that_went_wrong():
+    w = af.working("running_sums", (123, 456), ("*",), 999)
+    bad = w[:6] + ("9" if w[6] != "9" else "8") + w[7:]
+    assert af.first_wrong_step("running_sums", w, bad, 999) == "column 1: + a1*b0"
+    assert af.first_wrong_step("running_sums", w, w[:-1], 999) == "column 5: final carry"
+    assert af.first_wrong_step("running_sums", w, w + "1", 999) == "after the last step"
+
+
+# --------------------------------------------------------------------------------------
+# TF reading == Python reading, malformed workings included
+
+
+@pytest.mark.parametrize("fmt", FIXED + ("reduce_first",))
+def test_tf_reading_equals_python_reading(fmt):
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(300):
+        if fmt == "reduce_first":
+            ops = list(rng.choice(list("+-*/"), 2))
+            values = [int(v) for v in rng.integers(1, 1000, 3)]
+            rows.append(af.working(fmt, values, ops, 999))
+        else:
+            rows.append(af.working(fmt, tuple(int(v) for v in rng.integers(0, 1000, 2)),
+                                   ("*",), 999))
+    # malformed: cut short, too long, a stray token, empty
+    rows += [rows[0][:-1], rows[1] + "7", rows[2][:3] + "-" + rows[2][4:], "", "0"]
+    got = af.answer_tf(fmt, tf.constant(rows), 999).numpy()
+    for text, answer in zip(rows, got):
+        assert answer.decode() == af.answer(fmt, text, 999), text
+    shown = af.display_tf(fmt, tf.constant(rows), 999).numpy()
+    for text, s in zip(rows, shown):
+        assert s.decode() == af.display(fmt, text, 999)
+
+
+# --------------------------------------------------------------------------------------
+# ExampleGen -> records -> input pipeline
+
+
+def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
+    from lstm_math.components.data import to_model_inputs
+    from lstm_math.components.example_gen import block_workings, encode_examples, make_example
+    from lstm_math.components.example_layout import FEATURES
+
+    space = eq.EquationSpace(("+", "*"), 0, 999)
+    block = eq.Sampler(space, 1, 400).block(0, 400)
+    fmt = {"*": "running_sums"}
+    workings = block_workings(block, fmt, 999)
+    records = encode_examples(block.texts(), eq._int_bytes(block.results), block.tags(),
+                              block.operand_digits(), workings)
+    for equation, result, working, record in zip(block.equations(), block.results.tolist(),
+                                                 workings, records):
+        want = af.working("running_sums", equation.operands, equation.operators, 999) \
+            if equation.operators == ("*",) else ""
+        assert working.decode() == want
+        ours = tf.train.Example.FromString(record)
+        assert ours == tf.train.Example.FromString(make_example(equation, result, want))
+    # a task without working formats writes the records it always wrote
+    assert block_workings(block, {}, 999) is None
+    assert encode_examples(block.texts(), eq._int_bytes(block.results), block.tags(),
+                           block.operand_digits(), None) == encode_examples(
+        block.texts(), eq._int_bytes(block.results), block.tags(), block.operand_digits())
+
+    features = tf.io.parse_example(tf.constant(records), FEATURES)
+    coverage = {"operand_max": 999, "max_input_length": 7, "reverse_output": True,
+                "max_result_length": af.working_length("running_sums", 999),
+                "answer_format": fmt, "pad_operands": True}
+    (enc, dec_in), targets = to_model_inputs(features, coverage)
+    dec_in, targets = dec_in.numpy(), targets.numpy()
+    texts = tokenizer.decode_results(targets, False, keep_spaces=True).numpy()
+    enc_texts = tf.strings.reduce_join(tf.gather(tf.constant(
+        [""] * 4 + list(tokenizer.CHARACTERS) + [" "]), enc), axis=1).numpy()
+    for equation, text, enc_text in zip(block.equations(), texts, enc_texts):
+        a, b = equation.operands
+        assert enc_text.decode() == f"{a:03d}{equation.operators[0]}{b:03d}"
+        if equation.operators == ("*",):  # the working, as written
+            assert text.decode() == af.working("running_sums", (a, b), ("*",), 999)
+        else:  # the answer, least significant digit first
+            assert text.decode() == str(a + b)[::-1]
+    # teacher forcing: START, then the targets shifted right (END not fed back)
+    shifted = np.where(targets[:, :-1] == tokenizer.END_ID, tokenizer.PAD_ID, targets[:, :-1])
+    np.testing.assert_array_equal(dec_in[:, 1:], shifted)
+    assert (dec_in[:, 0] == tokenizer.START_ID).all()
+
+
+# --------------------------------------------------------------------------------------
+# The serving signature: result is the final answer only
+
+
+class WorkingOracle(tf.Module):
+    """Operands 0..99. Writes the true working of every '*' row (for ``a == wrong_a``, with
+    the third running sum's units digit changed), the reversed answer of the others."""
+
+    def __init__(self, coverage: dict, wrong_a: int):
+        super().__init__()
+        space = eq.EquationSpace(tuple(coverage["operators"]), 0, int(coverage["operand_max"]))
+        keys, values = [], []
+        high = int(coverage["operand_max"])
+        for i in range(space.size):
+            e = space.equation_at(i)
+            a, b = e.operands
+            if e.operators == ("*",):
+                w = af.working("running_sums", e.operands, e.operators, high)
+                if a == wrong_a:
+                    # the units digit of column 1's last running sum: the answer's tens digit
+                    w = w[:6] + ("9" if w[6] != "9" else "8") + w[7:]
+            else:
+                w = str(e.result)[::-1]
+            keys.append(f"{a:0{len(str(high))}d}{e.operators[0]}{b:0{len(str(high))}d}")
+            values.append(w)
+        init = tf.lookup.KeyValueTensorInitializer(keys, values)
+        self.table = tf.lookup.StaticHashTable(init, "")
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        chars = tf.gather(tf.constant([""] * 4 + list(tokenizer.CHARACTERS) + [""]),
+                          encoder_ids)
+        text = self.table.lookup(tf.strings.reduce_join(chars, axis=1))
+        _, ids = tokenizer.encode_results(text, steps - 1, False, "left", text)
+        return ids, tf.ones(tf.shape(ids), tf.float32) * 0.99
+
+
+def _working_coverage(high=99):
+    return {"operators": ["+", "*"], "operand_min": 0, "operand_max": high,
+            "num_operands": 2, "min_operands": 2, "max_input_length": 5,
+            "max_result_length": af.working_length("running_sums", high),
+            "reverse_output": True, "output_format": "left",
+            "answer_format": {"*": "running_sums"}, "pad_operands": True}
+
+
+def test_signature_returns_the_final_answer_in_result_and_the_working_beside_it():
+    coverage = _working_coverage()
+    serve = build_serving_function(WorkingOracle(coverage, wrong_a=7), coverage)
+    rows = [f"{a} * {b}" for a in range(0, 100, 7) for b in range(0, 100, 11)]
+    rows += ["12 + 34", "99 + 99", "7*3", "12 * ", "123 * 4"]
+    out = serve(tf.constant(rows))
+    for text, result, working, valid in zip(rows, out["result"].numpy(),
+                                            out["working"].numpy(), out["valid"].numpy()):
+        result, working = result.decode(), working.decode()
+        try:
+            e = eq.parse(text)
+        except eq.EquationError:
+            e = None
+        if e is None or max(e.operands) > 99:
+            assert not valid and result == "" and working == ""
+            continue
+        truth = str(e.result)
+        if e.operators == ("+",):
+            assert result == truth and working == ""
+            continue
+        true_working = af.working("running_sums", e.operands, e.operators, 99)
+        # result never carries the working: it is the number read from it
+        assert result == af.answer("running_sums", af.raw_working("running_sums", working), 99)
+        assert re.fullmatch(r"\d+", result) and " " not in result
+        if e.operands[0] == 7:
+            assert af.raw_working("running_sums", working) != true_working
+            assert af.first_wrong_step("running_sums", true_working,
+                                       af.raw_working("running_sums", working), 99) \
+                == "column 1: + a1*b0"
+            assert result != truth
+        else:
+            assert result == truth
+            assert working == af.display("running_sums", true_working, 99)
+
+
+def test_evaluator_reports_where_wrong_answers_went_wrong():
+    from lstm_math.components.evaluator.exhaustive import all_equations
+    from lstm_math.components.evaluator.scoring import predict
+    from lstm_math.components.evaluator.working import working_errors
+
+    coverage = _working_coverage()
+    serve = build_serving_function(WorkingOracle(coverage, wrong_a=7), coverage)
+    texts, truths, tags = all_equations(coverage)
+    extras = {}
+    answers, valid, _ = predict(serve, texts, 2048, extras)
+    report = working_errors(texts, tags, answers, truths, valid, extras["working"], coverage)
+    assert list(report) == ["*"]
+    star = report["*"]
+    wrong = sum(a != t for a, t, tag in zip(answers, truths, tags) if tag == "*")
+    # 7 * b: column 1's last running sum is wrong in its units digit, the answer's tens
+    assert star["count"] == 100 * 100 and star["wrong"] == wrong == 100
+    assert star["first_wrong_step"] == {"column 1: + a1*b0": 100}
+    assert star["working_right_answer_wrong"] == 0
+    assert star["right_answer_wrong_working"] == 0
+
+
+# --------------------------------------------------------------------------------------
+# Config
+
+
+@pytest.mark.parametrize("preset,override,field", [
+    ("multiplication", 'task.data.answer_format={"*": "long_hand"}',
+     "task.data.answer_format.*"),
+    ("full", 'task.data.answer_format={"+": "running_sums"}', "task.data.answer_format.+"),
+    ("full", 'task.data.answer_format={"*": "reduce_first"}', "task.data.answer_format.*"),
+    ("multiplication", 'task.data.answer_format={"/": "direct"}', "task.data.answer_format"),
+    ("multiplication", 'task.data.answer_format=["running_sums"]', "task.data.answer_format"),
+    ("multiplication", "trainer.max_result_length=7", "trainer.max_result_length"),
+])
+def test_bad_answer_format_fails_naming_the_field(preset, override, field):
+    with pytest.raises(ConfigError) as info:
+        load_config(preset, [override])
+    assert str(info.value).startswith(field + ":"), str(info.value)
+
+
+def test_a_model_that_answers_all_at_once_cannot_take_a_working():
+    with pytest.raises(ConfigError, match="^task.data.answer_format: 'seed' models"):
+        load_config("seed", ['task.data.operators=["*"]',
+                             'task.data.answer_format={"*": "running_sums"}'])
+
+
+def test_bad_answer_format_on_the_cli_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lstm_math.pipeline.cli", "run", "--config", "multiplication",
+         "--pipeline-root", str(tmp_path / "root"), "--set",
+         'task.data.answer_format={"*": "long_hand"}'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after TensorFlow's own import lines
+    assert last.startswith("lstm-math run: error: bad config: task.data.answer_format.*: "
+                           "unknown format 'long_hand'"), last
+    assert os.listdir(tmp_path) == []  # no pipeline root, no run directory
+
+
+def test_multiplication_preset_writes_running_sums():
+    config = load_config("multiplication")
+    coverage = coverage_of(config)
+    assert coverage["answer_format"] == {"*": "running_sums"}
+    assert coverage["max_result_length"] == af.working_length("running_sums", 999) == 28
+
+
+# --------------------------------------------------------------------------------------
+# A model trained on working: TF Serving's loader and the serving contract
+
+
+def _trained_working_model(coverage, steps: int = 30):
+    """The project's attention model with a step embedding, fitted for a few steps on
+    working targets (the input pipeline's own encoding)."""
+    import keras
+
+    from lstm_math.components.data import to_model_inputs
+    from lstm_math.components.models import ModelHParams, build_model
+
+    keras.utils.set_random_seed(5)
+    width = coverage["max_result_length"] + 1
+    model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16,
+                                     attention_heads=2, step_embedding=True,
+                                     pad_operands=True), width)
+    optimizer = keras.optimizers.Adam(0.01)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        a, b = rng.integers(0, 100, 64), rng.integers(0, 100, 64)
+        ops = rng.choice(["+", "*"], 64)
+        texts = [f"{x} {o} {y}" for x, o, y in zip(a.tolist(), ops.tolist(), b.tolist())]
+        results = [str(x * y if o == "*" else x + y) for x, o, y in zip(a, ops, b)]
+        workings = [af.working("running_sums", (x, y), ("*",), 99) if o == "*" else ""
+                    for x, o, y in zip(a.tolist(), ops.tolist(), b.tolist())]
+        (enc, dec_in), targets = to_model_inputs(
+            {"equation": tf.constant(texts), "result": tf.constant(results),
+             "working": tf.constant(workings)}, coverage)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(targets, model((enc, dec_in), training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return model
+
+
+CONTRACT = r"""
+import json, sys
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rows = ["12 * 34", "99*99", "3 + 4", "7 * x", ""]
+out = fn(equation=tf.constant(rows))
+print(json.dumps({
+    "dtypes": {k: v.dtype.name for k, v in out.items()},
+    "valid": out["valid"].numpy().tolist(),
+    "result": [r.decode() for r in out["result"].numpy()],
+    "working": [r.decode() for r in out["working"].numpy()],
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] == "lstm_math"),
+}))
+"""
+
+
+def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(tmp_path):
+    from lstm_math.components import infra_validator
+    from lstm_math.components.exporter import export_saved_model
+
+    coverage = _working_coverage()
+    model = _trained_working_model(coverage)
+    path = export_saved_model(model, coverage, {"exact_match": 0.0}, str(tmp_path / "m"),
+                              warmup_batch_sizes=[1, 3])
+    out = infra_validator.run_infra_validator(path, coverage, 0.0, str(tmp_path / "iv"),
+                                              num_canaries=10, huge_batch=64, timeout_s=600)
+    assert out["passed"] is True, out["problems"]
+    assert any(c.startswith("TF Serving's loader (tf.compat.v1 Session") for c in out["checks"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", "-c", CONTRACT, path], capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path), env=env, check=True)
+    got = __import__("json").loads(proc.stdout)
+    assert got["project_modules"] == []
+    # the outputs of the contract, unchanged (``trusted`` included), and the working beside them
+    assert got["dtypes"] == {"result": "string", "valid": "bool", "error": "string",
+                             "confidence": "float32", "trusted": "bool", "working": "string"}
+    assert got["valid"] == [True, True, True, False, False]
+    for result, working, valid in zip(got["result"], got["working"], got["valid"]):
+        # result: never the working; a number read from it, or '' when it cannot be read
+        assert result == "" or re.fullmatch(r"\d+", result)
+        if not valid:
+            assert result == "" and working == ""
+    assert got["working"][2] == ""  # '+' is answered directly: no working
+    for row in (0, 1):
+        if len(af.raw_working("running_sums", got["working"][row])) == 13:
+            assert got["result"][row] == af.answer(
+                "running_sums", af.raw_working("running_sums", got["working"][row]), 99)
+
+
+def test_data_validation_recomputes_the_working(tmp_path):
+    import glob
+
+    from lstm_math.components.data_validation import (DataValidationError,
+                                                      run_data_validation)
+    from lstm_math.components.example_gen import run_example_gen
+
+    config = load_config("multiplication", ["task.data.operand_max=99",
+                                            "task.data.num_examples=600",
+                                            "task.data.num_shards=1",
+                                            "task.data.compression=NONE"])
+    out = str(tmp_path / "examples")
+    run_example_gen(config.task.data, out)
+    coverage = coverage_of(config)
+    assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
+    # one record's working altered: DataValidation says which and why
+    (shard,) = glob.glob(os.path.join(out, "test-*"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    example = tf.train.Example.FromString(records[0])
+    feature = example.features.feature["working"].bytes_list.value
+    text = example.features.feature["equation"].bytes_list.value[0].decode()
+    feature[0] = bytes(b"1"[0] if c == b"0"[0] else b"0"[0] for c in feature[0])
+    records[0] = example.SerializeToString()
+    with tf.io.TFRecordWriter(shard) as writer:
+        for r in records:
+            writer.write(r)
+    with pytest.raises(DataValidationError, match=re.escape(f"for {text!r} (test) != ")):
+        run_data_validation(out, coverage, str(tmp_path / "dv2"))
+
+
+def test_predict_prints_the_working_beside_the_answer():
+    from lstm_math.serving.client import format_row
+
+    row = {"equation": "123 * 456", "result": "56088", "valid": True, "error": "",
+           "confidence": 0.5, "working": "810 610 820 410 420 030 110 610 500 0"}
+    assert format_row(row) == ("123 * 456 = 56088  (confidence 0.500)  working: "
+                               "810 610 820 410 420 030 110 610 500 0")
+    assert format_row({**row, "working": ""}) == "123 * 456 = 56088  (confidence 0.500)"
+    # a model with `trusted` too: the verdict, then the working
+    trusted = {**row, "trusted": True}
+    assert format_row(trusted) == ("123 * 456 = 56088  working: "
+                                   "810 610 820 410 420 030 110 610 500 0")
+    unsure = {**row, "trusted": False, "trust_threshold": 0.75}
+    assert format_row(unsure) == ("123 * 456 = 56088?  (unsure: confidence 0.500 < 0.750)"
+                                  "  working: 810 610 820 410 420 030 110 610 500 0")
