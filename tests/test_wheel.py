@@ -20,7 +20,7 @@ def wheel(tmp_path_factory):
     src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("dist")
     for name in ("setup.py", "pyproject.toml"):
         shutil.copy(os.path.join(REPO, name), src)
-    for name in ("pipeline", "components", "serving"):
+    for name in ("config", "pipeline", "components", "serving"):
         shutil.copytree(os.path.join(REPO, name), src / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     # --no-build-isolation: the build backend (setuptools >= 64) of this environment, no download
@@ -43,7 +43,7 @@ def test_the_wheel_installs_only_lstm_math(wheel):
     assert {n.split("/")[0] for n in names} == {"lstm_math", dist_info}
     assert {n.split("/")[0] for n in record} == {"lstm_math", dist_info}
     assert not [n for n in names if n.startswith(("pipeline/", "components/", "serving/",
-                                                  "scripts/"))]
+                                                  "config/", "scripts/"))]
 
 
 def test_the_wheel_holds_what_the_commands_load(wheel):
@@ -54,7 +54,7 @@ def test_the_wheel_holds_what_the_commands_load(wheel):
         sources = {n: z.read(n).decode() for n in names if n.endswith(".py")}
     for module in ("pipeline/portable_local.py", "pipeline/cluster_local.py",
                    "pipeline/cluster_cli.py", "pipeline/cli.py", "pipeline/configs/smoke.yaml",
-                   "pipeline/configs/default.yaml"):
+                   "pipeline/configs/default.yaml", "config/schema.py", "config/coverage.py"):
         assert f"lstm_math/{module}" in names, module
     # No module loads a file by path from the source tree (scripts/ is not installed).
     loads_by_path = sorted(n for n, text in sources.items()
