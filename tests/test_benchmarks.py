@@ -53,7 +53,8 @@ def test_results_table_from_a_real_pipeline_run(smoke_run, capsys, tmp_path):
     # over every equation with the test split's t
     t = metrics["confidence"]["overall"]["threshold"]
     test_cell = cells["trusted, test split: wrong caught / right given up (t)"]
-    assert test_cell.endswith(f"({t:.4g})") or "(" not in test_cell
+    # a barely trained model may have no right answer to set t from: then no (t)
+    assert test_cell.endswith(f"({t:.4g})") if t is not None else "(" not in test_cell
     every = metrics["exhaustive"]["trust"]["overall"]
     caught = "-" if every["wrong_caught"] is None else f"{every['wrong_caught']:.1%}"
     assert cells["trusted, every equation: wrong caught / right given up"] == \
