@@ -245,7 +245,7 @@ def test_rest_hostile_equations_answered_per_row(server):
     for eq, p in zip(mixed, preds):
         if eq in answers:
             assert p == {"result": answers[eq], "valid": True, "error": "",
-                         "confidence": 0.999}, eq
+                         "confidence": 0.999, "trusted": True}, eq
         else:
             assert p["valid"] is False and p["result"] == "" and p["error"], eq
             assert p["confidence"] == 0.0
