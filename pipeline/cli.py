@@ -694,9 +694,11 @@ def filter_native_stderr() -> None:
 def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv, beam_tail = _split_argv(list(sys.argv[1:] if argv is None else argv))
-    if quiet_tensorflow(argv) and from_command_line:
-        filter_native_stderr()
     command = next((a for a in argv if not a.startswith("-")), None)
+    # `pod` execs another lstm-math command in its place, which filters its own stderr: a
+    # filter here would leave the new process writing into a pipe nobody reads
+    if quiet_tensorflow(argv) and from_command_line and command != "pod":
+        filter_native_stderr()
     if command is not None and command not in COMMANDS:
         return _fail(PROG, f"no command {command!r}" + _suggest(command, COMMANDS)
                      + f" (commands: {', '.join(COMMANDS)})")

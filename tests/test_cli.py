@@ -4,6 +4,7 @@ Most checks run `lstm-math` in a subprocess that fails before importing TensorFl
 take a fraction of a second each; the printed-commands check reuses the session's smoke run.
 """
 
+import json
 import os
 import shlex
 import socket
@@ -245,3 +246,20 @@ def test_tensorflow_start_up_lines_are_kept_only_with_verbose(monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # the user's own setting wins
     cli.quiet_tensorflow(["run"])
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+
+
+def test_pod_hands_its_terminal_to_the_command_it_runs(tmp_path):
+    """`lstm-math pod -- CMD` (what every training and tuning container runs) execs CMD in its
+    place: CMD's log lines and errors reach the container's stderr, and its exit status is the
+    container's (a filter left on stderr by `pod` swallowed them and exited 120)."""
+    from lstm_math.pipeline import k8s
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CONFIG")}
+    env.update({"PYTHONPATH": REPO, k8s.INDEX_ENV: "1",
+                k8s.CLUSTER_ENV: json.dumps({"worker": ["w-0:2222", "w-1:2222"]})})
+    proc = _cli(["pod", "--", "run", "--config", "no-such-preset"], tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    assert "pod: TF_CONFIG=" in proc.stderr
+    assert ("lstm-math run: error: bad config: --config 'no-such-preset': no such file"
+            in proc.stderr), proc.stderr
+    assert os.listdir(tmp_path) == []
