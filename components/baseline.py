@@ -3,9 +3,11 @@ judged against, named by where it is, its version and a digest of its files.
 
 It is an input of the Evaluator like its upstream artifacts (TFX resolves "the latest
 blessed model" as the Evaluator's baseline input): the pipeline resolves it before the
-Evaluator's cache check and hashes it into the Evaluator's fingerprint, so a different
-served model, or the same version's files replaced, is a new evaluation; "no model" is a
-baseline too. The Evaluator records the baseline it judged against in ``blessing.json``
+Evaluator's cache check and hashes its identity (version and content digest) into the
+Evaluator's fingerprint, so a different served model, or the same version's files
+replaced, is a new evaluation; "no model" is a baseline too. Where it is served is not part
+of the identity: the same pipeline pushing to another empty serving base reuses its
+blessing (judged against no model either way). The Evaluator records the baseline it judged against in ``blessing.json``
 (``judged_against``), and the Pusher, under its push lock, pushes only while the latest
 version at its target is still that one.
 
@@ -80,9 +82,15 @@ def describe(baseline: dict) -> str:
     return f"version {baseline['version']} (sha256 {baseline['digest'][:12]})"
 
 
+def identity(baseline: dict) -> dict:
+    """What a judgment against this baseline depends on: the served version and its content
+    digest. Where it is served is not part of it: the same files (or no model) at another
+    serving base are the same baseline, and a blessing judged against them holds there."""
+    return {"version": baseline.get("version"), "digest": baseline.get("digest")}
+
+
 def same(a: dict, b: dict) -> bool:
-    keys = ("serving_base", "model_name", "version", "digest")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return identity(a) == identity(b)
 
 
 class BaselineChanged(RuntimeError):
@@ -93,7 +101,8 @@ def check_unchanged(judged_against: dict | None, serving_base: str, model_name: 
                     also_accept=()) -> dict:
     """Raises BaselineChanged (one line: from what to what, and what to run) unless the
     latest version at ``<serving_base>/<model_name>`` is the one the blessing was judged
-    against, or one of ``also_accept`` (pushes of this same blessing). Returns it."""
+    against (the same version and content, wherever that was served), or one of
+    ``also_accept`` (pushes of this same blessing). Returns it."""
     now = resolve_baseline(serving_base, model_name)
     target = os.path.join(now["serving_base"], model_name)
     rerun = ("rerun the pipeline (e.g. `lstm-math run` with the same flags): its Evaluator "
@@ -102,13 +111,13 @@ def check_unchanged(judged_against: dict | None, serving_base: str, model_name: 
         raise BaselineChanged(
             f"Pusher: not pushed: the blessing does not say which served model it was judged "
             f"against (an Evaluator output older than this Pusher); {rerun}")
+    if same(judged_against, now) or any(same(a, now) for a in also_accept):
+        return now
     judged_target = os.path.join(judged_against["serving_base"], judged_against["model_name"])
     if judged_target != target:
         raise BaselineChanged(
-            f"Pusher: not pushed: the blessing was judged against the models at {judged_target}, "
-            f"not at the push target {target}; {rerun}")
-    if same(judged_against, now) or any(same(a, now) for a in also_accept):
-        return now
+            f"Pusher: not pushed: the blessing was judged against {describe(judged_against)} "
+            f"at {judged_target}; the push target {target} serves {describe(now)}; {rerun}")
     raise BaselineChanged(
         f"Pusher: not pushed: the model served at {target} changed after the Evaluator judged "
         f"this candidate, from {describe(judged_against)} to {describe(now)}; {rerun}")

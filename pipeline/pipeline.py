@@ -68,10 +68,17 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class Resolver:
-    """A value from outside the pipeline root: ``fn(**config values of params)``."""
+    """A value from outside the pipeline root: ``fn(**config values of params)``.
+
+    ``identity``, when given, is what of the value the node's fingerprint holds (what the
+    node's result depends on); the node itself is handed the whole value."""
 
     fn: Callable[..., object]
     params: Mapping[str, str]  # fn's parameter -> dotted config path
+    identity: Callable[[object], object] | None = None
+
+    def identity_of(self, value):
+        return value if self.identity is None else self.identity(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +195,14 @@ def served_baseline(serving_base: str, model_name: str) -> dict:
     return resolve_baseline(serving_base, model_name)
 
 
+def baseline_identity(baseline: dict) -> dict:
+    """What of the baseline a blessing depends on: the served model's version and content,
+    not where it is served (see components.baseline.identity)."""
+    from lstm_math.components.baseline import identity
+
+    return identity(baseline)
+
+
 def pushes_on_blessings(root: str) -> list[dict]:
     """What this pipeline root's Pusher pushed: ``{"evaluator": the blessing's Evaluator
     fingerprint, "judged_against": the baseline of that blessing, "pushed": the pushed
@@ -288,7 +303,7 @@ def create_pipeline(config) -> Pipeline:
                          "split_fractions": "task.data.split_fractions"},
                  resolvers={"baseline": Resolver(served_baseline, {
                      "serving_base": "pusher.serving_base",
-                     "model_name": "pusher.model_name"})}),
+                     "model_name": "pusher.model_name"}, identity=baseline_identity)}),
             Node("Exporter", _exporter, ("Trainer", "Evaluator"),
                  config={"exporter": "exporter"}),
             Node("InfraValidator", _infra_validator, ("Exporter",),

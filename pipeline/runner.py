@@ -73,8 +73,10 @@ class LocalRunner:
             "inputs": {k: upstream[k].fingerprint for k in node.inputs},
         }
         if node.resolvers:
-            payload["resolved"] = (resolved if resolved is not None
-                                   else self.resolve_inputs(pipeline, name, upstream))
+            if resolved is None:
+                resolved = self.resolve_inputs(pipeline, name, upstream)
+            payload["resolved"] = {k: node.resolvers[k].identity_of(v)
+                                   for k, v in sorted(resolved.items())}
         return fingerprint_dict(payload)[:16]
 
     def resolve_inputs(self, pipeline: Pipeline, name: str, upstream: dict) -> dict:

@@ -16,7 +16,8 @@ import pytest
 from lstm_math.config import PipelineConfig, load_config
 from lstm_math.config.schema import fingerprinted
 from lstm_math.pipeline.artifacts import Artifact
-from lstm_math.pipeline.pipeline import Params, config_value, create_pipeline, params_of
+from lstm_math.pipeline.pipeline import (Params, config_value, create_pipeline, params_of,
+                                         resolve)
 from lstm_math.pipeline.runner import LocalRunner
 
 
@@ -72,6 +73,11 @@ def _fingerprint(config: PipelineConfig, name: str) -> str:
     return LocalRunner(config).fingerprint(pipeline, name, upstream)
 
 
+def _resolved_identity(config: PipelineConfig, name: str) -> dict:
+    node = create_pipeline(config).node(name)
+    return {k: node.resolvers[k].identity_of(v) for k, v in resolve(node, config).items()}
+
+
 FIELDS = list(_fields(PipelineConfig()))
 NODES = [n.name for n in create_pipeline(PipelineConfig()).nodes]
 
@@ -84,16 +90,21 @@ def test_the_fields_cover_the_whole_config():
 
 @pytest.mark.parametrize("name", NODES)
 def test_a_field_changes_a_fingerprint_iff_the_node_is_given_it(base, name):
+    """A declared config field is fingerprinted; a resolver's field through what it resolves
+    to (its identity: the Evaluator's baseline is the served version and content, so another
+    empty serving base is the same baseline, another served model is not)."""
     node = create_pipeline(base).node(name)
-    fingerprinted_paths = list(node.config.values()) + [
-        p for r in node.resolvers.values() for p in r.params.values()]
+    resolver_paths = [p for r in node.resolvers.values() for p in r.params.values()]
     given = list(node.reads().values())
     before = _fingerprint(base, name)
     wrong = []
     for path, runtime in FIELDS:
-        changed = _fingerprint(_replace(base, path, _other(config_value(base, path))),
-                               name) != before
-        expected = _under(path, fingerprinted_paths) and not runtime
+        other = _replace(base, path, _other(config_value(base, path)))
+        changed = _fingerprint(other, name) != before
+        expected = not runtime and (
+            _under(path, list(node.config.values()))
+            or (_under(path, resolver_paths)
+                and _resolved_identity(other, name) != _resolved_identity(base, name)))
         if changed != expected:
             wrong.append(f"{path}: {'changes' if changed else 'does not change'} it"
                          f" ({'given' if _under(path, given) else 'not given'}"
@@ -119,25 +130,30 @@ def test_a_progress_interval_does_not_retrain(base):
         .progress_every_s == 1.0  # it is still given
 
 
-def test_the_evaluators_baseline_is_part_of_its_identity(base, tmp_path):
-    """Another serving base, another model name or a new version served there: another
-    evaluation (the blessing compares with that model)."""
-    before = _fingerprint(base, "Evaluator")
-    other = _replace(base, "pusher.serving_base", str(tmp_path / "elsewhere"))
-    assert _fingerprint(other, "Evaluator") != before
-    assert _fingerprint(_replace(base, "pusher.model_name", "other"), "Evaluator") != before
-    version = os.path.join(base.pusher.serving_base, base.pusher.model_name, "1")
-    os.makedirs(version)
-    open(os.path.join(version, "saved_model.pb"), "wb").close()
-    try:
-        assert _fingerprint(base, "Evaluator") != before
-    finally:
-        os.remove(os.path.join(version, "saved_model.pb"))
-    assert _fingerprint(base, "Evaluator") == before
-
-
 def test_params_are_read_only():
     params = Params("X", {"a": 1})
     assert params.a == 1 and dict(params) == {"a": 1}
     with pytest.raises(AttributeError):
         params.a = 2
+
+
+def test_the_evaluator_fingerprint_follows_the_served_model_not_where_it_is_served(tmp_path):
+    from lstm_math.components import pusher
+
+    def config(served):
+        return load_config("smoke", [f"runtime.pipeline_root={tmp_path / 'artifacts'}",
+                                     f"pusher.serving_base={served}"])
+
+    empty_a, empty_b = _fingerprint(config(tmp_path / "a"), "Evaluator"), _fingerprint(
+        config(tmp_path / "b"), "Evaluator")
+    assert empty_a == empty_b  # no model either way
+    model = tmp_path / "model"
+    os.makedirs(model / "variables")
+    (model / "saved_model.pb").write_text("a model")
+    pusher.push(str(model), str(tmp_path / "a"), "lstm_math", 3)
+    served_a = _fingerprint(config(tmp_path / "a"), "Evaluator")
+    assert served_a != empty_a  # a model served now: a new evaluation
+    pusher.push(str(model), str(tmp_path / "c"), "lstm_math", 3)
+    assert _fingerprint(config(tmp_path / "c"), "Evaluator") == served_a  # the same files
+    (tmp_path / "c" / "lstm_math" / "1" / "saved_model.pb").write_text("replaced in place")
+    assert _fingerprint(config(tmp_path / "c"), "Evaluator") != served_a

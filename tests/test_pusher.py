@@ -118,15 +118,37 @@ def test_a_served_version_whose_files_changed_is_another_baseline(tmp_path):
     assert listed(base) == ["1"]
 
 
-def test_a_blessing_without_its_baseline_or_for_another_target_is_refused(tmp_path):
+def test_a_blessing_without_its_baseline_or_judged_against_another_model_is_refused(tmp_path):
     src = make_model(tmp_path / "export", "m")
     with pytest.raises(pusher.BaselineChanged, match="does not say which served model"):
         pusher.run_pusher(src, {"blessed": True}, {"passed": True}, str(tmp_path / "s"),
                           "lstm_math", 3)
-    with pytest.raises(pusher.BaselineChanged, match="not at the push target"):
+    # judged where another model is served; the push target serves none
+    pusher.push(make_model(tmp_path / "a", "a"), str(tmp_path / "elsewhere"), "lstm_math", 3)
+    with pytest.raises(pusher.BaselineChanged) as e:
         pusher.run_pusher(src, blessed_against(tmp_path / "elsewhere"), {"passed": True},
                           str(tmp_path / "s"), "lstm_math", 3)
+    message = str(e.value)
+    assert "\n" not in message
+    assert "judged against version 1 (sha256 " in message and "serves no model" in message
+    assert str(tmp_path / "elsewhere") in message and "rerun" in message
     assert not os.path.exists(tmp_path / "s" / "lstm_math" / "1")
+
+
+def test_a_blessing_holds_wherever_the_same_baseline_is_served(tmp_path):
+    """Judged against no model at one serving base: it holds at another empty one; judged
+    against a version: it holds where the very same files are that version."""
+    src = make_model(tmp_path / "export", "m")
+    out = pusher.run_pusher(src, blessed_against(tmp_path / "empty"), {"passed": True},
+                            str(tmp_path / "s"), "lstm_math", 3)
+    assert out["pushed"] is True and out["version"] == 1
+    import shutil
+
+    shutil.copytree(tmp_path / "s" / "lstm_math" / "1", tmp_path / "copy" / "lstm_math" / "1")
+    out = pusher.run_pusher(make_model(tmp_path / "export2", "m2"),
+                            blessed_against(tmp_path / "copy"), {"passed": True},
+                            str(tmp_path / "s"), "lstm_math", 3)
+    assert out["pushed"] is True and out["version"] == 2
 
 
 def test_the_baseline_is_checked_after_taking_the_push_lock(tmp_path, monkeypatch):
