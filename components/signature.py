@@ -153,8 +153,10 @@ def operator_tags(canonical: tf.Tensor) -> tf.Tensor:
 
 
 def trusted(valid: tf.Tensor, confidence: tf.Tensor, canonical: tf.Tensor,
-            thresholds: dict | None) -> tf.Tensor:
-    """True where the row is valid and its confidence is at or above its slice's threshold.
+            thresholds: dict | None, result: tf.Tensor) -> tf.Tensor:
+    """True where the row is valid, an answer was read (``result`` not empty: a working the
+    model wrote out of shape has none) and its confidence is at or above its slice's
+    threshold.
 
     ``thresholds``: slice tag -> threshold (None or absent: no threshold, never trusted).
     The thresholds are float32 constants in the graph: the Evaluator's thresholds are
@@ -164,7 +166,7 @@ def trusted(valid: tf.Tensor, confidence: tf.Tensor, canonical: tf.Tensor,
     for tag, value in sorted((thresholds or {}).items()):
         if value is not None:
             limit = tf.where(tf.equal(tags, tag), tf.constant(value, tf.float32), limit)
-    return valid & (confidence >= limit)
+    return valid & (tf.strings.length(result) > 0) & (confidence >= limit)
 
 
 def build_serving_function(model, coverage: dict, jit_compile: bool = False,
@@ -219,7 +221,7 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False,
             "valid": valid,
             "error": error,
             "confidence": confidence,
-            TRUSTED_KEY: trusted(valid, confidence, canonical, trust_thresholds),
+            TRUSTED_KEY: trusted(valid, confidence, canonical, trust_thresholds, result),
         }
         if with_working:
             outputs[WORKING_OUTPUT] = tf.where(valid, working, "")

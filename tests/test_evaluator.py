@@ -448,3 +448,16 @@ def test_trust_figures_the_single_digit_slice_and_its_bar(tmp_path, examples):
     assert right["blessing"]["blessed"] is True
     assert ("single-digit operands (all 200): exact match 1.00000 (0 wrong) meets the "
             "threshold 1.0") in right["blessing"]["reasons"]
+
+
+def test_an_empty_answer_is_never_counted_as_trusted():
+    """As the served `trusted`: a valid row whose answer could not be read ('') is not
+    trusted whatever its confidence, so it counts as a wrong answer caught."""
+    from lstm_math.components.evaluator.scoring import summarize
+
+    out = summarize(["1 + 2", "3 + 4", "5 + 6"], ["3", "7", "11"], ["3", "", "12"],
+                    [True, True, True], [0.99, 0.99, 0.99], ["+", "+", "+"],
+                    thresholds={"+": 0.5})
+    trust = out["trust"]["+"]
+    assert trust["wrong"] == 2 and trust["wrong_trusted"] == 1
+    assert trust["wrong_caught"] == pytest.approx(0.5) and trust["right_given_up"] == 0.0

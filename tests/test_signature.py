@@ -7,6 +7,7 @@ import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
 from lstm_math.components import equations as eq
+from lstm_math.components import tokenizer
 from lstm_math.components.models import ModelHParams, build_model
 from lstm_math.components.signature import build_serving_function, operator_tags
 from tests.helpers import OracleModel
@@ -242,3 +243,21 @@ def test_trusted_holds_at_the_threshold_itself_and_mixed_rows_use_theirs():
     tags = tf.constant(["1+2", "3-4", "5*6", "8/2", "1+2*3", "1+2+3"])
     assert [t.decode() for t in operator_tags(tags).numpy()] == [
         "+", "-", "*", "/", eq.MIXED_TAG, eq.MIXED_TAG]
+
+
+class _SilentModel(tf.Module):
+    """Writes END at once, sure of it: a valid row with no answer."""
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        rows = tf.shape(encoder_ids)[0]
+        return (tf.fill([rows, steps], tf.constant(tokenizer.END_ID, tf.int32)),
+                tf.fill([rows, steps], 0.999))
+
+
+def test_no_answer_is_never_trusted_however_sure_the_model_is():
+    """A model that writes no answer (or a working out of shape, read as no answer) gives an
+    empty `result` at confidence near 1: it must not come back trusted."""
+    serve = build_serving_function(_SilentModel(), COVERAGE, trust_thresholds={"+": 0.5})
+    (row,) = call(serve, ["31 + 87"])
+    assert row["valid"] is True and row["result"] == "" and row["confidence"] > 0.5
+    assert row["trusted"] is False

@@ -245,7 +245,9 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
     for name in operator_names:
         if thresholds.get(name) is not None:
             limits[tags_a == name] = thresholds[name]
-    is_trusted = answered & (confidence.astype(np.float32) >= limits)
+    # as the signature's ``trusted``: no answer read (an unreadable working) is never trusted
+    has_answer = np.asarray([a != "" for a in answers], bool)
+    is_trusted = answered & has_answer & (confidence.astype(np.float32) >= limits)
     right_rows, wrong_rows_mask = ok_all & answered, ~ok_all & answered
     trust = {"overall": trust_cell(is_trusted[right_rows], is_trusted[wrong_rows_mask])}
     for name in operator_names:
