@@ -461,3 +461,26 @@ def test_an_empty_answer_is_never_counted_as_trusted():
     trust = out["trust"]["+"]
     assert trust["wrong"] == 2 and trust["wrong_trusted"] == 1
     assert trust["wrong_caught"] == pytest.approx(0.5) and trust["right_given_up"] == 0.0
+
+
+def test_a_long_evaluation_logs_its_progress(monkeypatch, caplog):
+    """Every few seconds (here: every batch) the Evaluator says how far it is and how long is
+    left, naming what it evaluates."""
+    import logging
+
+    import tensorflow as tf
+
+    from lstm_math.components.evaluator import scoring
+
+    monkeypatch.setattr(scoring, "PROGRESS_EVERY_S", 0.0)
+
+    def serve_fn(equation):
+        rows = tf.shape(equation)[0]
+        return {"result": tf.fill([rows], "1"), "valid": tf.ones([rows], tf.bool),
+                "confidence": tf.ones([rows])}
+
+    with caplog.at_level(logging.INFO, logger=scoring.log.name):
+        answers, _, _ = scoring.predict(serve_fn, ["0 + 1"] * 10, 4, what="the test split")
+    assert answers == ["1"] * 10
+    progress = [r.getMessage() for r in caplog.records if "answered" in r.getMessage()]
+    assert progress and progress[-1].startswith("Evaluator: the test split: 8 of 10 answered")

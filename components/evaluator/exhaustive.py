@@ -58,7 +58,8 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     texts, truths, tags = all_equations(coverage)
     train_texts = set(read_split(examples_dir, "train")[0])
     extras: dict = {}
-    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras)
+    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras,
+                                         what="exhaustive, every equation of the space")
     metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
                         thresholds=trust_thresholds)
     right = np.array([bool(v) and a == t for a, t, v in zip(answers, truths, valid)])

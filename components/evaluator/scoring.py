@@ -32,8 +32,13 @@ KEEP_RIGHT = 0.999
 # Running a strings-in/strings-out function over many equations.
 
 
-def predict(serve_fn, texts, batch_size: int, extras: dict | None = None):
-    """Calls ``serve_fn(equation=...)`` batch by batch.
+PROGRESS_EVERY_S = 15.0
+
+
+def predict(serve_fn, texts, batch_size: int, extras: dict | None = None,
+            what: str = "equations"):
+    """Calls ``serve_fn(equation=...)`` batch by batch, logging progress (``what``: how the
+    log line names the rows) every ``PROGRESS_EVERY_S`` seconds.
 
     Returns (answers: list[str], valid: bool array, confidence: float32 array);
     ``extras``: a dict that gets the ``working`` output's rows (list[str]) when the
@@ -42,7 +47,14 @@ def predict(serve_fn, texts, batch_size: int, extras: dict | None = None):
     answers: list[str] = []
     valid = []
     confidence = []
+    started = last = time.monotonic()
     for start in range(0, len(texts), batch_size):
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S:
+            last = now
+            rate = start / max(now - started, 1e-9)
+            log.info("Evaluator: %s: %d of %d answered (%.0f/s, about %.0fs left)", what,
+                     start, len(texts), rate, (len(texts) - start) / max(rate, 1e-9))
         out = serve_fn(equation=tf.constant(texts[start:start + batch_size], dtype=tf.string))
         answers.extend(a.decode() for a in out["result"].numpy())
         valid.append(out["valid"].numpy())
@@ -289,7 +301,8 @@ def evaluate_fn(serve_fn, examples_dir: str, batch_size: int, max_examples: int 
     if not texts:
         raise ValueError(f"the test split under {examples_dir} is empty")
     extras: dict = {}
-    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras)
+    answers, valid, confidence = predict(serve_fn, texts, batch_size, extras,
+                                         what="the test split")
     metrics = summarize(texts, truths, answers, valid, confidence, tags, num_worst)
     metrics["seconds"] = round(time.time() - started, 2)
     metrics["evaluated_on"] = "test split" + (f" (first {max_examples})" if max_examples else "")
