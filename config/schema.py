@@ -18,9 +18,8 @@ import yaml
 from lstm_math.config.cluster import ClusterConfig, validate_cluster
 from lstm_math.config.coverage import MODEL_FAMILIES, Coverage, output_format_of
 from lstm_math.components import answer_formats
-from lstm_math.components.equations import (MAX_EXHAUSTIVE, OPERATOR_TAGS, OPERATORS,
-                                            SAMPLING_SCHEMES, EquationSpace,
-                                            max_result_chars)
+from lstm_math.components.equations import OPERATOR_TAGS, OPERATORS, max_result_chars
+from lstm_math.components.sampling import MAX_EXHAUSTIVE, SAMPLING_SCHEMES, EquationSpace
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 
 # Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
