@@ -68,6 +68,10 @@ RENAMED = {
 }
 
 
+# The field types checked by isinstance alone, as a message names them.
+_PLAIN_TYPES = ((bool, "true or false"), (str, "a string"), (list, "a list"), (dict, "a mapping"))
+
+
 def _check_type(path: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -87,22 +91,9 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    if annotation is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return value
-    if annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return value
+    expected = next((text for kind, text in _PLAIN_TYPES if annotation is kind), None)
+    if expected and not isinstance(value, annotation):
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
     return value
 
 

@@ -3,8 +3,9 @@
 Each step is a task of the project's image (``cluster.image``) that runs
 ``lstm-math step NAME --input UPSTREAM=URI ... --output-param uri=... --outputs-json ...``
 (``lstm_math.pipeline.kfp_task.run_as_task``): a lightweight Python component whose body
-only calls the installed CLI, so the same definition runs on a cluster (KFP launches the container) and in
-KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run it.
+only calls the installed CLI, so the same definition runs on a cluster (KFP launches the
+container) and in KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run
+it.
 
 * Wiring: every task outputs ``uri`` (its artifact directory under ``pipeline_root``, from
   the runner's layout) and downstream tasks take it as ``--input``; the Evaluator returns

@@ -174,9 +174,7 @@ class ProcessLauncher:
 
     # -- Tuner --------------------------------------------------------------------------
     def tune(self, ctx) -> dict:
-        import tensorflow as tf
-
-        from lstm_math.components.tuner import BEST_FILE
+        from lstm_math.components.tuner import read_results
 
         n = self.c.tuner_workers
         examples = ctx.inputs["ExampleGen"].properties["examples_dir"]
@@ -243,13 +241,7 @@ class ProcessLauncher:
         finally:
             for p in (*workers, chief):
                 p.stop()
-        with tf.io.gfile.GFile(os.path.join(ctx.output_dir, BEST_FILE)) as f:
-            best = json.loads(f.read())
-        trials = []
-        trials_path = os.path.join(ctx.output_dir, "trials.json")
-        if tf.io.gfile.exists(trials_path):
-            with tf.io.gfile.GFile(trials_path) as f:
-                trials = json.loads(f.read())
+        best, trials = read_results(ctx.output_dir)
         result = chief.last_json()
         return {**{k: v for k, v in result.items() if k not in ("best", "trials")},
                 "best": best, "trials": trials, "tuned": True, "role": "chief",
