@@ -39,7 +39,7 @@ sys.path.insert(0, REPO)
 import tensorflow as tf  # noqa: E402
 
 from lstm_math.components import sampling  # noqa: E402
-from lstm_math.components import example_gen, example_layout  # noqa: E402
+from lstm_math.components import example_gen, example_layout, example_records  # noqa: E402
 from lstm_math.config import load_config  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def plain_loop(data, out: str) -> None:
         for equation in sampling.sample_block(space, permutation, start, stop):
             result = equation.result
             split = sampling.split_of(equation.text, fractions)
-            writers[split].write(example_gen.make_example(equation, result))
+            writers[split].write(example_records.make_example(equation, result))
         for w in writers.values():
             w.close()
 

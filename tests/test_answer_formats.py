@@ -139,7 +139,8 @@ def test_tf_reading_equals_python_reading(fmt):
 
 def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
     from lstm_math.components.data import to_model_inputs
-    from lstm_math.components.example_gen import block_workings, encode_examples, make_example
+    from lstm_math.components.example_gen import block_workings
+    from lstm_math.components.example_records import encode_examples, make_example
     from lstm_math.components.example_layout import FEATURES
 
     space = sampling.EquationSpace(("+", "*"), 0, 999)

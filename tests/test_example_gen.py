@@ -102,7 +102,7 @@ def test_validation_passes_then_catches_leakage_and_corruption(generated, tmp_pa
 
 # --- record encoding -------------------------------------------------------------------
 
-from lstm_math.components.example_gen import encode_examples, make_example  # noqa: E402
+from lstm_math.components.example_records import encode_examples, make_example  # noqa: E402
 from lstm_math.config import ConfigError  # noqa: E402
 
 
