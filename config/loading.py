@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from lstm_math.config.schema import ConfigError, PipelineConfig
+from lstm_math.config.fields import ConfigError
+from lstm_math.config.schema import PipelineConfig
 
 # The presets ship with the CLI as package data of lstm_math.pipeline (pipeline/configs/):
 # found by path, beside this package in the checkout and in site-packages alike.
