@@ -2,6 +2,7 @@
 
     python benchmarks/signature_benchmark.py --trainer-dir artifacts/Trainer/<fingerprint>
     python benchmarks/signature_benchmark.py        # an untrained default-size model
+    python benchmarks/signature_benchmark.py --trainer-dir <+ Trainer> --versus <* Trainer>
 
 The model is exported twice by the Exporter (``exporter.jit_compile`` false / true), and
 each export is called through both loaders: the TF2 object loader (``tf.saved_model.load``,
@@ -50,6 +51,71 @@ def load_model(trainer_dir):
     return compile_model(hp, coverage, 10), coverage
 
 
+def sample_equations(coverage, n: int, seed: int = 0) -> list[bytes]:
+    """``n`` equations of a model's own task: its operators (one per equation, or as many as
+    its operand count allows), operands uniform over its range, no division by zero."""
+    import random
+
+    rng = random.Random(seed)
+    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    operators = list(coverage["operators"])
+    count = int(coverage.get("num_operands", 2))
+    out = []
+    for _ in range(n):
+        ops = [rng.choice(operators) for _ in range(count - 1)]
+        values = [rng.randint(low, high) for _ in range(count)]
+        for i, op in enumerate(ops):
+            if op == "/" and values[i + 1] == 0:
+                values[i + 1] = max(1, low)
+        text = str(values[0]) + "".join(f" {op} {v}" for op, v in zip(ops, values[1:]))
+        out.append(text.encode())
+    return out
+
+
+def versus(args) -> int:
+    """Two trained models side by side, each on equations of its own task: ms per call under
+    both loaders of the exported signature (``exporter.jit_compile`` as exported by default),
+    cells alternating, and the cost of a row of the second relative to the first."""
+    from lstm_math.components.exporter import export_saved_model
+
+    models = {"A": load_model(args.trainer_dir), "B": load_model(args.versus)}
+    workdir = tempfile.mkdtemp(prefix="signature-benchmark-")
+    functions, batches = {}, {}
+    try:
+        for key, (model, coverage) in models.items():
+            path = export_saved_model(model, coverage, {}, os.path.join(workdir, key),
+                                      jit_compile=True)
+            objects = tf.saved_model.load(path).signatures["serving_default"]
+            functions[(key, "object")] = lambda b, f=objects: {
+                k: v.numpy() for k, v in f(equation=tf.constant(b)).items()}
+            functions[(key, "session")] = SessionSignature(path)
+            batches[key] = sample_equations(coverage, max(args.batch_sizes))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    names = {key: "/".join(coverage["operators"]) + f" ({coverage.get('num_operands', 2)} "
+             "operands)" for key, (_, coverage) in models.items()}
+    rows = []
+    for size in args.batch_sizes:
+        for (key, _), fn in functions.items():
+            fn(batches[key][:size])  # traces, compiles
+        times = {name: [] for name in functions}
+        for r in range(args.rounds):
+            for (key, loader), fn in functions.items():
+                times[(key, loader)].append(time_calls(fn, batches[key][:size], args.seconds))
+            log.info("batch %d: round %d/%d done", size, r + 1, args.rounds)
+        rows.append((size, {n: statistics.median(t) for n, t in times.items()}))
+    print(f"\nA: {names['A']} ({args.trainer_dir}); B: {names['B']} ({args.versus})")
+    print("| batch | A object ms | B object ms | B/A object | A session ms | B session ms "
+          "| B/A session |")
+    print("|------:|---:|---:|---:|---:|---:|---:|")
+    for size, t in rows:
+        print(f"| {size} | {t[('A', 'object')] * 1e3:.2f} | {t[('B', 'object')] * 1e3:.2f} | "
+              f"{t[('B', 'object')] / t[('A', 'object')]:.2f}x | "
+              f"{t[('A', 'session')] * 1e3:.2f} | {t[('B', 'session')] * 1e3:.2f} | "
+              f"{t[('B', 'session')] / t[('A', 'session')]:.2f}x |")
+    return 0
+
+
 def time_calls(fn, batch, seconds):
     fn(batch)
     calls, start = 0, time.perf_counter()
@@ -79,8 +145,16 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--seconds", type=float, default=1.0, help="per cell and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--versus", metavar="TRAINER_DIR",
+                        help="a second Trainer output directory: both models side by side, "
+                             "each on its own task's equations, and the second's cost per "
+                             "call relative to the first (--trainer-dir)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    if args.versus:
+        if not args.trainer_dir:
+            parser.error("--versus needs --trainer-dir (the model to compare with)")
+        return versus(args)
 
     from lstm_math.components.exporter import export_saved_model
 

@@ -231,3 +231,22 @@ def test_serving_benchmark_with_h2load_answers_every_cell():
     assert "load: h2load" in stdout
     for c in cells:
         assert float(c[7]) > 0 and float(c[8]) >= float(c[7])  # p50, p99 from h2load's log
+
+
+def test_signature_benchmark_versus_draws_each_models_own_equations():
+    """`signature_benchmark.py --versus` times each model on its own task: its operators
+    and operand count, operands in range, never a division by zero, text the parser reads."""
+    from benchmarks import signature_benchmark
+    from lstm_math.components.equations import evaluate, parse
+
+    coverage = {"operators": ["*", "/"], "operand_min": 0, "operand_max": 20,
+                "num_operands": 3}
+    rows = signature_benchmark.sample_equations(coverage, 400)
+    assert len(rows) == 400 and rows == signature_benchmark.sample_equations(coverage, 400)
+    ops_seen = set()
+    for row in rows:
+        eq = parse(row.decode())
+        assert len(eq.operands) == 3 and all(0 <= v <= 20 for v in eq.operands)
+        ops_seen.update(eq.operators)
+        evaluate(eq.operands, eq.operators)  # raises on a division by zero
+    assert ops_seen == {"*", "/"}
