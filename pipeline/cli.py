@@ -293,12 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         filter_native_stderr()
     if command is not None and command not in COMMANDS:
         return fail(PROG, f"no command {command!r}" + suggest(command, COMMANDS)
-                     + f" (commands: {', '.join(COMMANDS)})")
+                    + f" (commands: {', '.join(COMMANDS)})")
     if command == "serve":  # before importing the server (TensorFlow): a typo'd path is quick
         base = _peek_value(argv, "--model-base")
         if base and is_local(base) and not os.path.isdir(base):
             return fail(f"{PROG} serve", f"--model-base {base}: no such directory (`make run` "
-                                          "pushes to serving_models)")
+                                         "pushes to serving_models)")
     parser = build_parser(command)
     if command is None:
         if any(a in ("-h", "--help") for a in argv):
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser._subparsers._group_actions[0].choices[command]
     if extra:
         return fail(prog, unknown_option_message(sub, extra, command in BEAM_COMMANDS)
-                     + f" (see `{prog} --help`)")
+                    + f" (see `{prog} --help`)")
     if beam_tail:
         if command not in BEAM_COMMANDS:
             return fail(prog, "this command takes no Beam options (--beam)")

@@ -214,7 +214,7 @@ def cmd_tune(args) -> int:
 
 def cmd_serve(args) -> int:
     check_path("--model-base", args.model_base, "directory (`make run` pushes to "
-                "serving_models)")
+               "serving_models)")
     from lstm_math.serving import server
 
     return server.run_serve(args)
