@@ -6,7 +6,7 @@
 
 Rows, all writing the same equations (same config, seed, splits, shards, compression):
 
-  plain loop          one process, one equation at a time (eq.sample_block, i.e.
+  plain loop          one process, one equation at a time (sampling.sample_block, i.e.
                       the permutation of the block, then EquationSpace.equation_at),
                       integer evaluation, split_of, a tf.train.Example per record,
                       tf.io.TFRecordWriter. The straightforward way; the baseline (1.00x).
@@ -38,25 +38,25 @@ sys.path.insert(0, REPO)
 
 import tensorflow as tf  # noqa: E402
 
-from lstm_math.components import equations as eq  # noqa: E402
-from lstm_math.components import example_gen, example_layout  # noqa: E402
+from lstm_math.components import sampling  # noqa: E402
+from lstm_math.components import example_gen, example_layout, example_records  # noqa: E402
 from lstm_math.config import load_config  # noqa: E402
 
 
 def plain_loop(data, out: str) -> None:
     """The fair straightforward loop: one equation, one tf.train.Example at a time."""
     space = data.space()
-    permutation = eq.KeyedPermutation(space.size, data.seed)
-    fractions = [data.split_fractions[s] for s in eq.SPLITS]
+    permutation = sampling.KeyedPermutation(space.size, data.seed)
+    fractions = [data.split_fractions[s] for s in sampling.SPLITS]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if data.compression == "GZIP" else "")
     blocks = example_gen.plan_blocks(data)
     for index, start, stop in blocks:
         writers = {s: tf.io.TFRecordWriter(os.path.join(out, example_layout.shard_name(
-            s, index, len(blocks), data.compression)), options) for s in eq.SPLITS}
-        for equation in eq.sample_block(space, permutation, start, stop):
+            s, index, len(blocks), data.compression)), options) for s in sampling.SPLITS}
+        for equation in sampling.sample_block(space, permutation, start, stop):
             result = equation.result
-            split = eq.split_of(equation.text, fractions)
-            writers[split].write(example_gen.make_example(equation, result))
+            split = sampling.split_of(equation.text, fractions)
+            writers[split].write(example_records.make_example(equation, result))
         for w in writers.values():
             w.close()
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 from lstm_math.components import answer_formats
 from lstm_math.components import data as data_lib
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components.example_layout import shard_name
 from lstm_math.components.tokenizer import CHARACTERS
 
@@ -68,10 +69,10 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
         raise DataValidationError(f"data validation failed: cannot read stats.json under "
                                   f"{examples_dir}: {e}") from e
     fractions = stats.get("split_fractions")
-    fractions = [fractions[s] for s in eq.SPLITS] if fractions else None
+    fractions = [fractions[s] for s in sampling.SPLITS] if fractions else None
     counts, hashes, recomputed = {}, {}, 0
     formats = answer_formats.formats_of(coverage)
-    for si, split in enumerate(eq.SPLITS):
+    for si, split in enumerate(sampling.SPLITS):
         expected_count = stats["splits"].get(split, {}).get("count")
         names = {os.path.basename(f) for f in tf.io.gfile.glob(os.path.join(
             examples_dir, f"{split}-*"))}
@@ -102,10 +103,10 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
                     problem("input_length", f"equation {texts[int(i)].decode()!r} is longer than "
                             f"the model's input length {coverage['max_input_length']}")
                 if fractions is not None:
-                    assigned = eq.split_indices(texts, fractions)
+                    assigned = sampling.split_indices(texts, fractions)
                     for i in np.flatnonzero(assigned != si).tolist():
                         problem("leakage", f"leakage: {texts[i].decode()!r} is in {split} but its "
-                                f"stable hash assigns it to {eq.SPLITS[assigned[i]]}")
+                                f"stable hash assigns it to {sampling.SPLITS[assigned[i]]}")
                 split_hashes.append(_hash64(texts))
                 for i in range((-n) % every, len(texts), every):
                     recomputed += 1
@@ -146,12 +147,12 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
         if len(unique) != n:
             problem("duplicates", f"{n - len(unique)} duplicate equations in split {split!r}")
         hashes[split] = unique
-    for a in range(len(eq.SPLITS)):
-        for b in range(a + 1, len(eq.SPLITS)):
-            both = np.intersect1d(hashes[eq.SPLITS[a]], hashes[eq.SPLITS[b]]).size
+    for a in range(len(sampling.SPLITS)):
+        for b in range(a + 1, len(sampling.SPLITS)):
+            both = np.intersect1d(hashes[sampling.SPLITS[a]], hashes[sampling.SPLITS[b]]).size
             if both:
-                problem("leakage", f"leakage: {both} equations are in both {eq.SPLITS[a]} "
-                                   f"and {eq.SPLITS[b]}")
+                problem("leakage", f"leakage: {both} equations are in both {sampling.SPLITS[a]} "
+                                   f"and {sampling.SPLITS[b]}")
     report = {"passed": not tally, "counts": counts, "leakage": tally.get("leakage", 0),
               "problem_counts": tally, "recomputed": recomputed, "problems": problems}
     tf.io.gfile.makedirs(output_dir)

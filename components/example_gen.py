@@ -1,16 +1,16 @@
 """ExampleGen: an Apache Beam job that generates equations into sharded TFRecords.
 
 Design (no global shuffle, unique by construction, deterministic):
-  * the equation space is indexed (components.equations.EquationSpace) and walked in the
+  * the equation space is indexed (components.sampling.EquationSpace) and walked in the
     order of a seeded bijection (KeyedPermutation), so the first ``num_examples`` positions
     are distinct equations, drawn without materialising the space anywhere (``sampling:
-    stratified`` does the same per operand digit-length stratum, see equations.Sampler);
+    stratified`` does the same per operand digit-length stratum, see sampling.Sampler);
   * those positions are cut into ``num_shards`` contiguous blocks; each block is one Beam
     element, and its worker writes shard ``i`` of every split itself;
   * a worker handles its block in chunks, vectorized: numpy decodes the positions and
     evaluates (int64 where it cannot overflow, exact Python ints beyond), and the
-    tf.train.Example records are encoded in bulk (``encode_examples``), so the per-equation
-    Python left is one hash (the split) and one ``TFRecordWriter.write``;
+    tf.train.Example records are encoded in bulk (``example_records.encode_examples``), so
+    the per-equation Python left is one hash (the split) and one ``TFRecordWriter.write``;
   * the split of an equation is a stable hash of its canonical text, so no equation can be
     in two splits whatever the runner or the number of workers;
   * files are written under a temporary name and renamed, so a retried bundle is harmless.
@@ -33,138 +33,16 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components import answer_formats
-from lstm_math.components.example_layout import REPORT_FILE, STATS_FILE, WORKING_KEY, shard_name
+from lstm_math.components.example_layout import REPORT_FILE, STATS_FILE, shard_name
+from lstm_math.components.example_records import encode_examples
 
 log = logging.getLogger(__name__)
 
 
-def make_example(equation: eq.Equation, result: int, working: str = "") -> bytes:
-    """One record with tf.train.Example (the reference for ``encode_examples``)."""
-    digits = [len(str(v)) for v in equation.operands]
-    feature = {
-        "equation": tf.train.Feature(bytes_list=tf.train.BytesList(value=[equation.text.encode()])),
-        "result": tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(result).encode()])),
-        "operator": tf.train.Feature(bytes_list=tf.train.BytesList(value=[equation.tag.encode()])),
-        "operand_digits": tf.train.Feature(int64_list=tf.train.Int64List(value=digits)),
-    }
-    if working:  # only rows whose answer format has a working (task.data.answer_format)
-        feature[WORKING_KEY] = tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[working.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-# --------------------------------------------------------------------------------------
-# Serialized tf.train.Example records, encoded by hand for a whole block at once.
-# Wire format (protobuf): Example{1: Features{1: repeated MapEntry{1: key, 2: Feature}}};
-# Feature{1: BytesList{1: repeated bytes} | 3: Int64List{1: packed varints}}. The entries
-# are written in sorted key order, so the bytes are the same on every machine.
-# tests/test_example_gen.py proves that TensorFlow parses them to the same Example.
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def _entry(key: str, feature: bytes) -> bytes:
-    return _field(0x0A, _field(0x0A, key.encode()) + _field(0x12, feature))
-
-
-def _bytes_entry(key: str, value: bytes) -> bytes:
-    return _entry(key, _field(0x0A, _field(0x0A, value)))
-
-
-def _int64_entry(key: str, values) -> bytes:
-    return _entry(key, _field(0x1A, _field(0x0A, b"".join(_varint(int(v)) for v in values))))
-
-
-class _PrefixTable:
-    """Everything before the value of a bytes feature, by value length (grows on demand)."""
-
-    def __init__(self, key: str):
-        self.key = key
-        self.table = np.empty(0, dtype=object)
-
-    def __call__(self, lengths: np.ndarray) -> np.ndarray:
-        need = int(lengths.max(initial=0)) + 1
-        table = self.table  # one read: safe when DoFn threads share the table
-        if need > len(table):
-            grown = max(need, 2 * len(table), 64)
-            table = np.array(
-                [_bytes_entry(self.key, b"\0" * n)[:-n or None] for n in range(grown)],
-                dtype=object)
-            self.table = table
-        return table[lengths]
-
-
-_EQUATION_PREFIX = _PrefixTable("equation")
-_RESULT_PREFIX = _PrefixTable("result")
-_WORKING_PREFIX = _PrefixTable(WORKING_KEY)
-_HEADS: dict[int, bytes] = {}
-
-
-def _heads(lengths: np.ndarray) -> np.ndarray:
-    uniq, inverse = np.unique(lengths, return_inverse=True)
-    heads = []
-    for n in uniq.tolist():
-        if n not in _HEADS:
-            _HEADS[n] = bytes([0x0A]) + _varint(n)
-        heads.append(_HEADS[n])
-    return np.array(heads, dtype=object)[inverse.reshape(-1)]
-
-
-def _lengths(values) -> np.ndarray:
-    return np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-
-
-def encode_examples(texts: list[bytes], results: list[bytes], operator_tags: list[bytes],
-                    operand_digits: np.ndarray,
-                    workings: list[bytes] | None = None) -> list[bytes]:
-    """Serialized tf.train.Example records with the features of ``make_example``
-    (``workings``: the rows' workings; an empty one is left out of its record).
-
-    ``operand_digits`` is [n, num_operands] (digit counts; 0 = no such operand). Vectorized: a handful of numpy
-    object-array concatenations per block instead of a protobuf message per equation.
-    """
-    n = len(texts)
-    if n == 0:
-        return []
-    texts_a = np.array(texts, dtype=object)
-    results_a = np.array(results, dtype=object)
-    e_eq = _EQUATION_PREFIX(_lengths(texts)) + texts_a
-    e_res = _RESULT_PREFIX(_lengths(results)) + results_a
-    tags, tag_inverse = np.unique(np.array(operator_tags, dtype=object), return_inverse=True)
-    e_op = np.array([_bytes_entry("operator", t) for t in tags.tolist()],
-                    dtype=object)[tag_inverse.reshape(-1)]
-    digit_rows, digit_inverse = np.unique(operand_digits, axis=0, return_inverse=True)
-    # 0 digits: padding of a row with fewer operands than the widest; not written
-    e_dig = np.array([_int64_entry("operand_digits", [d for d in row if d])
-                      for row in digit_rows.tolist()],
-                     dtype=object)[digit_inverse.reshape(-1)]
-    body = _lengths(e_eq) + _lengths(e_dig) + _lengths(e_op) + _lengths(e_res)
-    if workings is None or not any(workings):
-        return (_heads(body) + e_eq + e_dig + e_op + e_res).tolist()
-    work_a = np.array(workings, dtype=object)
-    work_len = _lengths(workings)
-    e_work = np.where(work_len > 0, _WORKING_PREFIX(work_len) + work_a, b"")
-    body = body + _lengths(e_work)
-    return (_heads(body) + e_eq + e_dig + e_op + e_res + e_work).tolist()
-
-
-def sampler_of(data) -> eq.Sampler:
-    return eq.Sampler(data.space(), data.seed, data.num_examples, data.exhaustive,
+def sampler_of(data) -> sampling.Sampler:
+    return sampling.Sampler(data.space(), data.seed, data.num_examples, data.exhaustive,
                       getattr(data, "sampling", "uniform"))
 
 
@@ -209,7 +87,7 @@ def _count_into(table: dict, keys: np.ndarray, names) -> None:
 CHUNK = 50_000
 
 
-def block_workings(block: eq.Block, answer_format: dict, high: int) -> list[bytes] | None:
+def block_workings(block: sampling.Block, answer_format: dict, high: int) -> list[bytes] | None:
     """The working of each row of a block whose operator tag has a working format
     (components.answer_formats, the one definition); b'' for the others; None when the
     task has no such format."""
@@ -226,7 +104,7 @@ def block_workings(block: eq.Block, answer_format: dict, high: int) -> list[byte
     return out
 
 
-def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
+def generate_records(sampler: sampling.Sampler, start: int, stop: int, fractions,
                      chunk: int = CHUNK, answer_format: dict | None = None):
     """Yields (split index array, serialized records, block, stats per split) by chunks."""
     k = sampler.space.num_operands
@@ -235,13 +113,13 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
         hi = min(stop, lo + chunk)
         block = sampler.block(lo, hi)
         texts = block.texts()
-        results = eq._int_bytes(block.results)
+        results = sampling.int_bytes(block.results)
         # [n, k] digits per operand, 0 where a row has fewer operands (left out of records)
         digits = block.operand_digits()
         tags = block.tags()
         records = encode_examples(texts, results, tags, digits,
                                   block_workings(block, answer_format, sampler.space.high))
-        splits = eq.split_indices(texts, fractions)
+        splits = sampling.split_indices(texts, fractions)
         result_len = np.fromiter(map(len, results), np.int64, len(results))
         tag_ids = np.where(block.operand_counts() == 2,
                            block.op_codes[:, 0] if k > 1 else 0, len(eq.OPERATORS))
@@ -249,7 +127,7 @@ def generate_records(sampler: eq.Sampler, start: int, stop: int, fractions,
         for j in range(k):
             digit_code = digit_code * 1000 + digits[:, j]
         stats = {}
-        for si, split in enumerate(eq.SPLITS):
+        for si, split in enumerate(sampling.SPLITS):
             mask = splits == si
             st = _empty_split_stats()
             st["count"] = int(mask.sum())
@@ -277,7 +155,7 @@ class WriteBlock(beam.DoFn):
 
         self.data = DataConfig(**self._data)
         self.sampler = sampler_of(self.data)
-        self.fractions = [self.data.split_fractions[s] for s in eq.SPLITS]
+        self.fractions = [self.data.split_fractions[s] for s in sampling.SPLITS]
         self.num_shards = len(plan_blocks(self.data))
 
     def process(self, block):
@@ -287,16 +165,16 @@ class WriteBlock(beam.DoFn):
         )
         finals = {s: os.path.join(self._output_dir, shard_name(s, index, self.num_shards,
                                                                self.data.compression))
-                  for s in eq.SPLITS}
-        temps = {s: f"{finals[s]}.tmp-{os.getpid()}-{id(self)}" for s in eq.SPLITS}
-        writers = {s: tf.io.TFRecordWriter(temps[s], options) for s in eq.SPLITS}
+                  for s in sampling.SPLITS}
+        temps = {s: f"{finals[s]}.tmp-{os.getpid()}-{id(self)}" for s in sampling.SPLITS}
+        writers = {s: tf.io.TFRecordWriter(temps[s], options) for s in sampling.SPLITS}
         merged = MergeStats()
         stats = merged.create_accumulator()
         try:
             for splits, records, _, chunk_stats in generate_records(
                     self.sampler, start, stop, self.fractions,
                     answer_format=self.data.answer_format):
-                for si, split in enumerate(eq.SPLITS):
+                for si, split in enumerate(sampling.SPLITS):
                     write = writers[split].write
                     for i in np.flatnonzero(splits == si).tolist():
                         write(records[i])
@@ -304,14 +182,14 @@ class WriteBlock(beam.DoFn):
         finally:
             for w in writers.values():
                 w.close()
-        for s in eq.SPLITS:
+        for s in sampling.SPLITS:
             tf.io.gfile.rename(temps[s], finals[s], overwrite=True)
         yield stats
 
 
 class MergeStats(beam.CombineFn):
     def create_accumulator(self):
-        return {s: _empty_split_stats() for s in eq.SPLITS}
+        return {s: _empty_split_stats() for s in sampling.SPLITS}
 
     def add_input(self, acc, stats):
         for split, st in stats.items():
@@ -364,7 +242,7 @@ def _operand_count_text(stats: dict) -> str:
 def summary_text(stats: dict) -> str:
     """A human-readable summary of stats.json (logged at the end of the job)."""
     splits = stats["splits"]
-    total = sum(splits[s]["count"] for s in eq.SPLITS)
+    total = sum(splits[s]["count"] for s in sampling.SPLITS)
     lines = [
         f"{total} equations ({_sampling_text(stats)} of a space of {stats['space_size']}, "
         f"operators {' '.join(stats['operators'])}, {_operand_count_text(stats)} operands in "
@@ -372,7 +250,7 @@ def summary_text(stats: dict) -> str:
         f"shards, {stats['compression']}, duplicates dropped: {stats['duplicates_dropped']}",
         f"  {'split':<11}{'count':>10}{'share':>8}{'min':>14}{'max':>14}  operators",
     ]
-    for s in eq.SPLITS:
+    for s in sampling.SPLITS:
         st = splits[s]
         ops = " ".join(f"{k}:{v}" for k, v in st["per_operator"].items())
         share = st["count"] / total if total else 0.0
@@ -405,7 +283,7 @@ def report_html(stats: dict) -> str:
         "margin-right:2em}</style>",
         f"<h1>lstm-math generated data</h1><pre>{html.escape(summary_text(stats))}</pre>",
     ]
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         st = stats["splits"][split]
         parts.append(f"<h2>{split}: {st['count']} equations, results "
                      f"{st['result_min']} .. {st['result_max']}</h2>")
@@ -430,7 +308,7 @@ def run_example_gen(data, output_dir: str, beam_args: list[str] | None = None) -
              blocks[-1][2], len(blocks), output_dir, " ".join(beam_args or []) or "none")
     # Shards of an earlier run with another shard count would be mixed with the new ones.
     for name in tf.io.gfile.listdir(output_dir):
-        if any(name.startswith(f"{s}-") for s in eq.SPLITS) and ".tfrecord" in name:
+        if any(name.startswith(f"{s}-") for s in sampling.SPLITS) and ".tfrecord" in name:
             tf.io.gfile.remove(os.path.join(output_dir, name))
     stats_dir = os.path.join(output_dir, ".stats")
     options = PipelineOptions(beam_args or [])
@@ -459,7 +337,7 @@ def run_example_gen(data, output_dir: str, beam_args: list[str] | None = None) -
         "sampling": sampler.sampling,
         "exhaustive": bool(data.exhaustive),
         "seed": data.seed,
-        "split_fractions": {s: data.split_fractions[s] for s in eq.SPLITS},
+        "split_fractions": {s: data.split_fractions[s] for s in sampling.SPLITS},
         "space_size": sampler.space.size,
         # Unique by construction: the sample is the image of positions under a bijection.
         "duplicates_dropped": 0,

@@ -37,7 +37,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from lstm_math.components import data as data_lib
-from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class LstmMath(tfds.core.GeneratorBasedBuilder):
             examples_dir = os.path.join(str(dl_manager.download_dir),
                                         f"lstm_math_{self.builder_config.name}_examples")
             run_example_gen(self._task_config().task.data, examples_dir, self._beam_args)
-        return {split: self._generate_examples(examples_dir, split) for split in eq.SPLITS}
+        return {split: self._generate_examples(examples_dir, split) for split in sampling.SPLITS}
 
     def _generate_examples(self, examples_dir: str, split: str):
         dataset = data_lib.raw_dataset(examples_dir, split).batch(4096).map(

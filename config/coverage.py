@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 from lstm_math.components import answer_formats
-from lstm_math.components.equations import (EquationSpace, max_equation_chars,
-                                            max_result_chars)
+from lstm_math.components.equations import max_equation_chars, max_result_chars
+from lstm_math.components.sampling import EquationSpace
 
 MODEL_FAMILIES = ("attention", "seed")
 FAMILY_OUTPUT_FORMAT = {"attention": "left", "seed": "right_aligned"}
@@ -77,7 +77,7 @@ class Coverage:
             pad_operands=bool(pad_operands))
 
     def space(self) -> EquationSpace:
-        """Every equation this coverage holds (components.equations.EquationSpace)."""
+        """Every equation this coverage holds (components.sampling.EquationSpace)."""
         return EquationSpace(tuple(self.operators), self.operand_min, self.operand_max,
                              self.num_operands, self.min_operands)
 

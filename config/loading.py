@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from lstm_math.config.schema import ConfigError, PipelineConfig
+from lstm_math.config.fields import ConfigError
+from lstm_math.config.schema import PipelineConfig
 
 # The presets ship with the CLI as package data of lstm_math.pipeline (pipeline/configs/):
 # found by path, beside this package in the checkout and in site-packages alike.
@@ -68,6 +69,10 @@ RENAMED = {
 }
 
 
+# The field types checked by isinstance alone, as a message names them.
+_PLAIN_TYPES = ((bool, "true or false"), (str, "a string"), (list, "a list"), (dict, "a mapping"))
+
+
 def _check_type(path: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -87,22 +92,9 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    if annotation is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return value
-    if annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return value
+    expected = next((text for kind, text in _PLAIN_TYPES if annotation is kind), None)
+    if expected and not isinstance(value, annotation):
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
     return value
 
 

@@ -46,7 +46,7 @@ def config_args_of(args) -> list[str]:
 
 
 def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
-    from lstm_math.pipeline.steps import StepUsageError
+    from lstm_math.pipeline.step_errors import StepUsageError
 
     out = {}
     for text in pairs:
@@ -62,8 +62,8 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
 
 def cmd_step(args) -> int:
     from lstm_math.config import ConfigError, config_from_args
-    from lstm_math.pipeline.steps import (OUTPUT_PARAMS, StepError, run_step, step_outputs,
-                                write_outputs)
+    from lstm_math.pipeline.step_errors import StepError
+    from lstm_math.pipeline.steps import OUTPUT_PARAMS, run_step, step_outputs, write_outputs
 
     try:
         params = _parse_pairs(args.output_params, "--output-param", OUTPUT_PARAMS)

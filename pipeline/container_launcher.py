@@ -37,7 +37,7 @@ import tempfile
 import time
 
 from lstm_math.pipeline import k8s
-from lstm_math.pipeline.step_errors import StepError, StepTimeout, WorkerFailed
+from lstm_math.pipeline.step_errors import StepError, WorkerFailed, check_deadlines
 
 log = logging.getLogger("lstm_math.step")
 
@@ -171,16 +171,11 @@ class ContainerLauncher:
         return {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
     def _check_time(self, what: str, workers: list, states: dict, started: float) -> None:
-        elapsed = self.clock() - started
-        if elapsed > self.c.start_timeout_s:
-            for w in workers:
-                if states[w.name][0] in ("created", "configured", "initialized"):
-                    raise StepTimeout(f"{what}: {w.role} (container {w.name}) not running "
-                                      f"after cluster.start_timeout_s="
-                                      f"{self.c.start_timeout_s:.0f}s")
-        if elapsed > self.c.step_timeout_s:
-            raise StepTimeout(f"{what}: not finished after cluster.step_timeout_s="
-                              f"{self.c.step_timeout_s:.0f}s; stopped every container")
+        late = next((w for w in workers
+                     if states[w.name][0] in ("created", "configured", "initialized")), None)
+        check_deadlines(what, self.clock() - started, self.c,
+                        late and f"{late.role} (container {late.name}) not running",
+                        stopped="every container")
 
     # -- Trainer ------------------------------------------------------------------------
     def train(self, ctx) -> dict:
@@ -237,9 +232,7 @@ class ContainerLauncher:
 
     # -- Tuner --------------------------------------------------------------------------
     def tune(self, ctx) -> dict:
-        import tensorflow as tf
-
-        from lstm_math.components.tuner import BEST_FILE
+        from lstm_math.components.tuner import read_results
 
         n = self.c.tuner_workers
         io = ["--examples", self._path(ctx.inputs["ExampleGen"].properties["examples_dir"]),
@@ -304,13 +297,7 @@ class ContainerLauncher:
         finally:
             for w in everyone:
                 self.engine.remove(w.name)
-        with tf.io.gfile.GFile(os.path.join(ctx.output_dir, BEST_FILE)) as f:
-            best = json.loads(f.read())
-        trials = []
-        trials_path = os.path.join(ctx.output_dir, "trials.json")
-        if tf.io.gfile.exists(trials_path):
-            with tf.io.gfile.GFile(trials_path) as f:
-                trials = json.loads(f.read())
+        best, trials = read_results(ctx.output_dir)
         return {**{k: v for k, v in result.items() if k not in ("best", "trials")},
                 "best": best, "trials": trials, "tuned": True, "role": "chief",
                 "workers": n, "containers": [w.name for w in everyone]}

@@ -20,7 +20,7 @@ import os
 import time
 
 from lstm_math.pipeline import k8s
-from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed
+from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed, check_deadlines
 
 log = logging.getLogger("lstm_math.step")
 
@@ -132,19 +132,13 @@ class KubernetesLauncher:
                 reason = _condition(job, "Failed")
                 raise WorkerFailed(f"{what}: Job {job_name} failed: {reason.get('reason')}: "
                                    f"{reason.get('message', '')}")
-            elapsed = self.clock() - started
-            pending = [p for p in pods if p.get("status", {}).get("phase") == "Pending"]
-            if pending and elapsed > self.c.start_timeout_s:
-                p = pending[0]
-                why = "; ".join(f"{c.get('reason')}: {c.get('message', '')}"
-                                for c in p.get("status", {}).get("conditions") or []
-                                if c.get("status") == "False")
-                raise StepTimeout(f"{what}: {label(p)} (pod {p['metadata']['name']}) still "
-                                  f"Pending after cluster.start_timeout_s="
-                                  f"{self.c.start_timeout_s:.0f}s{': ' + why if why else ''}")
-            if elapsed > self.c.step_timeout_s:
-                raise StepTimeout(f"{what}: Job {job_name} not finished after "
-                                  f"cluster.step_timeout_s={self.c.step_timeout_s:.0f}s")
+            late = next((p for p in pods if p.get("status", {}).get("phase") == "Pending"), None)
+            why = late and "; ".join(f"{c.get('reason')}: {c.get('message', '')}"
+                                     for c in late.get("status", {}).get("conditions") or []
+                                     if c.get("status") == "False")
+            who = late and f"{label(late)} (pod {late['metadata']['name']})"
+            check_deadlines(what, self.clock() - started, self.c, who and f"{who} still Pending",
+                            why=why or "", unfinished=f"Job {job_name}")
             self.sleep(self.c.poll_interval_s)
 
     @staticmethod
@@ -179,9 +173,7 @@ class KubernetesLauncher:
                 "worker_addresses": k8s.worker_addresses(self.c, key)}
 
     def tune(self, ctx) -> dict:
-        import tensorflow as tf
-
-        from lstm_math.components.tuner import BEST_FILE
+        from lstm_math.components.tuner import read_results
 
         key = self._key(ctx)
         names = k8s.names(self.c, key)
@@ -207,10 +199,7 @@ class KubernetesLauncher:
                                ("Job", names["tuner_chief_job"]),
                                ("Service", names["tuner_service"])):
                 self.api.delete(kind, name)
-        with tf.io.gfile.GFile(os.path.join(ctx.output_dir, BEST_FILE)) as f:
-            best = json.loads(f.read())
-        with tf.io.gfile.GFile(os.path.join(ctx.output_dir, "trials.json")) as f:
-            trials = json.loads(f.read())
+        best, trials = read_results(ctx.output_dir)
         return {"best": best, "trials": trials, "tuned": True, "role": "chief",
                 "workers": self.c.tuner_workers}
 

@@ -2,9 +2,10 @@
 
 Each step is a task of the project's image (``cluster.image``) that runs
 ``lstm-math step NAME --input UPSTREAM=URI ... --output-param uri=... --outputs-json ...``
-(``lstm_math.pipeline.steps.run_as_task``): a lightweight Python component whose body only calls the
-installed CLI, so the same definition runs on a cluster (KFP launches the container) and in
-KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run it.
+(``lstm_math.pipeline.kfp_task.run_as_task``): a lightweight Python component whose body
+only calls the installed CLI, so the same definition runs on a cluster (KFP launches the
+container) and in KFP's local ``SubprocessRunner`` (no Docker), which is how the tests run
+it.
 
 * Wiring: every task outputs ``uri`` (its artifact directory under ``pipeline_root``, from
   the runner's layout) and downstream tasks take it as ``--input``; the Evaluator returns
@@ -44,7 +45,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def example_gen(step: str, config: str, overrides: list, pipeline_root: str,
                     serving_base: str, beam_args: list, uri: dsl.OutputPath(str),
                     outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base, {}, uri=uri,
                     outputs_json=outputs_json, beam_args=beam_args)
 
@@ -52,7 +53,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def data_validation(step: str, config: str, overrides: list, pipeline_root: str,
                         serving_base: str, example_gen: str, uri: dsl.OutputPath(str),
                         outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"ExampleGen": example_gen}, uri=uri, outputs_json=outputs_json)
 
@@ -60,7 +61,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def tuner(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
               example_gen: str, data_validation: str, tuner_workers: int, tuner_trials: int,
               launcher: str, uri: dsl.OutputPath(str), outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides + [f"tuner.max_trials={tuner_trials}",
                                                f"cluster.tuner_workers={tuner_workers}",
                                                f"cluster.launcher={launcher}"],
@@ -72,7 +73,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def trainer(step: str, config: str, overrides: list, pipeline_root: str, serving_base: str,
                 example_gen: str, tuner: str, train_workers: int, launcher: str,
                 uri: dsl.OutputPath(str), outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides + [f"cluster.train_workers={train_workers}",
                                                f"cluster.launcher={launcher}"],
                     pipeline_root, serving_base, {"ExampleGen": example_gen, "Tuner": tuner},
@@ -86,7 +87,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
         import os
         import tempfile
 
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         blessed = os.path.join(tempfile.mkdtemp(), "blessed")
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"ExampleGen": example_gen, "Trainer": trainer}, uri=uri,
@@ -98,7 +99,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def exporter(step: str, config: str, overrides: list, pipeline_root: str,
                  serving_base: str, trainer: str, evaluator: str, uri: dsl.OutputPath(str),
                  outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Trainer": trainer, "Evaluator": evaluator}, uri=uri,
                     outputs_json=outputs_json)
@@ -107,7 +108,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
     def infra_validator(step: str, config: str, overrides: list, pipeline_root: str,
                         serving_base: str, exporter: str, uri: dsl.OutputPath(str),
                         outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Exporter": exporter}, uri=uri, outputs_json=outputs_json)
 
@@ -116,7 +117,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, config_name: str = "default",
                exporter: str, evaluator: str, infra_validator: str, uri: dsl.OutputPath(str),
                pushed: dsl.OutputPath(str), version: dsl.OutputPath(str),
                outputs_json: dsl.OutputPath(str)):
-        from lstm_math.pipeline.steps import run_as_task
+        from lstm_math.pipeline.kfp_task import run_as_task
         run_as_task(step, config, overrides, pipeline_root, serving_base,
                     {"Exporter": exporter, "Evaluator": evaluator,
                      "InfraValidator": infra_validator}, uri=uri, outputs_json=outputs_json,

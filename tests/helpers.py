@@ -17,7 +17,7 @@ import sys
 
 import tensorflow as tf
 
-from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components import tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,7 +210,7 @@ class TableOracle(tf.Module):
         super().__init__()
         self.reverse = bool(coverage["reverse_output"])
         n = int(coverage["num_operands"])
-        space = eq.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
+        space = sampling.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
                                  int(coverage["operand_max"]), n,
                                  int(coverage.get("min_operands", n)))
         keys, answers, probs = [], [], []

@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from lstm_math.components import answer_formats as af
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components import tokenizer
 from lstm_math.components.signature import build_serving_function
 from lstm_math.config import ConfigError, coverage_of, load_config
@@ -138,14 +139,15 @@ def test_tf_reading_equals_python_reading(fmt):
 
 def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
     from lstm_math.components.data import to_model_inputs
-    from lstm_math.components.example_gen import block_workings, encode_examples, make_example
+    from lstm_math.components.example_gen import block_workings
+    from lstm_math.components.example_records import encode_examples, make_example
     from lstm_math.components.example_layout import FEATURES
 
-    space = eq.EquationSpace(("+", "*"), 0, 999)
-    block = eq.Sampler(space, 1, 400).block(0, 400)
+    space = sampling.EquationSpace(("+", "*"), 0, 999)
+    block = sampling.Sampler(space, 1, 400).block(0, 400)
     fmt = {"*": "running_sums"}
     workings = block_workings(block, fmt, 999)
-    records = encode_examples(block.texts(), eq._int_bytes(block.results), block.tags(),
+    records = encode_examples(block.texts(), sampling.int_bytes(block.results), block.tags(),
                               block.operand_digits(), workings)
     for equation, result, working, record in zip(block.equations(), block.results.tolist(),
                                                  workings, records):
@@ -156,9 +158,9 @@ def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
         assert ours == tf.train.Example.FromString(make_example(equation, result, want))
     # a task without working formats writes the records it always wrote
     assert block_workings(block, {}, 999) is None
-    assert encode_examples(block.texts(), eq._int_bytes(block.results), block.tags(),
+    assert encode_examples(block.texts(), sampling.int_bytes(block.results), block.tags(),
                            block.operand_digits(), None) == encode_examples(
-        block.texts(), eq._int_bytes(block.results), block.tags(), block.operand_digits())
+        block.texts(), sampling.int_bytes(block.results), block.tags(), block.operand_digits())
 
     features = tf.io.parse_example(tf.constant(records), FEATURES)
     coverage = {"operand_max": 999, "max_input_length": 7, "reverse_output": True,
@@ -192,7 +194,7 @@ class WorkingOracle(tf.Module):
 
     def __init__(self, coverage: dict, wrong_a: int):
         super().__init__()
-        space = eq.EquationSpace(tuple(coverage["operators"]), 0, int(coverage["operand_max"]))
+        space = sampling.EquationSpace(tuple(coverage["operators"]), 0, int(coverage["operand_max"]))
         keys, values = [], []
         high = int(coverage["operand_max"])
         for i in range(space.size):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from lstm_math.pipeline import cli
+from lstm_math.pipeline import cli, terminal, usage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("tensorflow", "keras", "apache_beam")
@@ -134,7 +134,7 @@ def test_missing_upstream_step_is_one_line_and_creates_no_run(tmp_path):
 
 
 def test_beam_options_are_checked_against_beam():
-    cli.validate_beam_args(["--runner=PortableRunner", "--job_endpoint=localhost:8099",
+    usage.validate_beam_args(["--runner=PortableRunner", "--job_endpoint=localhost:8099",
                             "--environment_type=EXTERNAL", "--environment_config=localhost:50000",
                             "--direct_num_workers=2", "--direct_running_mode=multi_processing",
                             "--flink_master=host:8081", "--flink_version=1.19",
@@ -143,14 +143,14 @@ def test_beam_options_are_checked_against_beam():
     for bad, message in ((["--runer=X"], "did you mean --runner?"),
                          (["--direct_running_mode=fast"], "invalid choice"),
                          (["runner=X"], "should look like --name=value")):
-        with pytest.raises(cli.UsageError, match=message.replace("?", r"\?")):
-            cli.validate_beam_args(bad)
+        with pytest.raises(usage.UsageError, match=message.replace("?", r"\?")):
+            usage.validate_beam_args(bad)
     assert cli._split_argv(["run", "--beam-arg", "--runner=X", "--beam", "--a=1", "--beam",
                             "--b=2"]) == (["run", "--beam-arg=--runner=X"], ["--a=1", "--b=2"])
 
 
 def test_component_names_match_the_pipeline(smoke_run):
-    assert tuple(smoke_run["manifest"]["components"]) == cli.COMPONENTS
+    assert tuple(smoke_run["manifest"]["components"]) == usage.COMPONENTS
 
 
 def test_the_summary_commands_work_as_printed_in_a_fresh_shell(smoke_run):
@@ -184,7 +184,7 @@ def test_readme_figures_come_from_a_manifest(tmp_path):
     run_dir = tmp_path / "root" / "runs" / "20261128T101500000000Z"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("name: lstm_math\n")
-    comps = {name: {"cached": False, "seconds": 1.5, "properties": {}} for name in cli.COMPONENTS}
+    comps = {name: {"cached": False, "seconds": 1.5, "properties": {}} for name in usage.COMPONENTS}
     comps["Evaluator"]["properties"] = {
         "metrics": {"exact_match": 0.99985, "wrong": 6, "count": 39946,
                     "exhaustive": {"exact_match": 0.999994, "wrong": 6, "count": 1000000}},
@@ -239,12 +239,12 @@ def test_predict_says_unsure_in_its_output_and_exit_status_and_keeps_tf_quiet(tm
 
 def test_tensorflow_start_up_lines_are_kept_only_with_verbose(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    cli.quiet_tensorflow(["predict", "-v", "1 + 2"])
+    terminal.quiet_tensorflow(["predict", "-v", "1 + 2"])
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    cli.quiet_tensorflow(["serve", "--model-base", "x"])
+    terminal.quiet_tensorflow(["serve", "--model-base", "x"])
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # the user's own setting wins
-    cli.quiet_tensorflow(["run"])
+    terminal.quiet_tensorflow(["run"])
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
 
 

@@ -108,7 +108,8 @@ def test_config_schema_imports_no_component_but_the_task_arithmetic():
                          check=True, cwd=__import__("os").path.dirname(
                              __import__("os").path.dirname(__file__))).stdout
     assert ast.literal_eval(out) == ["lstm_math.components", "lstm_math.components.answer_formats",
-                                     "lstm_math.components.equations", "lstm_math.serving",
+                                     "lstm_math.components.equations",
+                                     "lstm_math.components.sampling", "lstm_math.serving",
                                      "lstm_math.serving.contract"]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 
 
 @pytest.mark.parametrize("text,value", [
@@ -53,36 +54,36 @@ def test_huge_operands_use_exact_integer_arithmetic():
 def test_split_is_stable_across_processes_and_partitions_by_fraction():
     texts = [eq.canonical_text((a, b), ("+",)) for a in range(60) for b in range(60)]
     fractions = (0.7, 0.1, 0.2)
-    here = [eq.split_of(t, fractions) for t in texts]
-    code = ("import sys, json; from lstm_math.components import equations as eq; "
-            "print(json.dumps([eq.split_of(t, (0.7, 0.1, 0.2)) for t in json.load(sys.stdin)]))")
+    here = [sampling.split_of(t, fractions) for t in texts]
+    code = ("import sys, json; from lstm_math.components import sampling; "
+            "print(json.dumps([sampling.split_of(t, (0.7, 0.1, 0.2)) for t in json.load(sys.stdin)]))")
     import json
     other = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts),
                            capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=".")
     assert json.loads(other.stdout) == here
-    share = {s: here.count(s) / len(here) for s in eq.SPLITS}
+    share = {s: here.count(s) / len(here) for s in sampling.SPLITS}
     assert abs(share["train"] - 0.7) < 0.03 and abs(share["test"] - 0.2) < 0.03
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 12345])
 def test_keyed_permutation_is_a_bijection(n):
-    perm = eq.KeyedPermutation(n, seed=3)
+    perm = sampling.KeyedPermutation(n, seed=3)
     out = perm.permute(np.arange(n, dtype=np.uint64))
     assert sorted(out.tolist()) == list(range(n))
-    assert eq.KeyedPermutation(n, seed=3).permute(np.arange(n)).tolist() == out.tolist()
+    assert sampling.KeyedPermutation(n, seed=3).permute(np.arange(n)).tolist() == out.tolist()
     if n > 100:
         assert out.tolist() != list(range(n))
-        assert eq.KeyedPermutation(n, seed=4).permute(np.arange(n)).tolist() != out.tolist()
+        assert sampling.KeyedPermutation(n, seed=4).permute(np.arange(n)).tolist() != out.tolist()
 
 
 def test_space_enumerates_every_equation_once_and_never_divides_by_zero():
-    space = eq.EquationSpace(("+", "/"), 0, 9, 2)
+    space = sampling.EquationSpace(("+", "/"), 0, 9, 2)
     assert space.size == 10 * 10 + 10 * 9
     seen = {space.equation_at(i).text for i in range(space.size)}
     assert len(seen) == space.size
     assert "3 / 0" not in seen and "3 / 1" in seen and "0 + 0" in seen and "9 + 9" in seen
-    mixed = eq.EquationSpace(("+", "*", "/"), 0, 3, 3)
+    mixed = sampling.EquationSpace(("+", "*", "/"), 0, 3, 3)
     texts = [mixed.equation_at(i) for i in range(mixed.size)]
     assert len({t.text for t in texts}) == mixed.size
     for t in texts:
@@ -91,7 +92,7 @@ def test_space_enumerates_every_equation_once_and_never_divides_by_zero():
 
 def test_max_result_chars_covers_the_space():
     for ops in (("+",), ("-",), ("*",), ("/",), ("+", "-", "*", "/")):
-        space = eq.EquationSpace(ops, 0, 99, 2)
+        space = sampling.EquationSpace(ops, 0, 99, 2)
         longest = max(len(str(space.equation_at(i).result)) for i in range(space.size))
         assert eq.max_result_chars(ops, 0, 99, 2) >= longest
     assert eq.max_result_chars(("+",), 0, 999, 2) == 4
@@ -107,11 +108,11 @@ def test_max_result_chars_covers_the_space():
     (("*", "+"), 10**20, 10**20 + 30, 3),  # beyond int64: exact Python integers
 ])
 def test_sampler_block_is_equation_at_of_the_permutation(ops, low, high, k):
-    space = eq.EquationSpace(ops, low, high, k)
+    space = sampling.EquationSpace(ops, low, high, k)
     n = min(space.size, 3000)
-    sampler = eq.Sampler(space, seed=5, num_examples=n)
+    sampler = sampling.Sampler(space, seed=5, num_examples=n)
     block = sampler.block(0, n)
-    reference = list(eq.sample_block(space, eq.KeyedPermutation(space.size, 5), 0, n))
+    reference = list(sampling.sample_block(space, sampling.KeyedPermutation(space.size, 5), 0, n))
     assert block.equations() == reference
     assert block.texts() == [e.text.encode() for e in reference]
     assert [int(r) for r in block.results.tolist()] == [e.result for e in reference]
@@ -125,28 +126,28 @@ def test_evaluate_arrays_matches_evaluate_on_random_mixed_expressions():
     operands = rng.integers(0, 1000, size=(5000, 4))
     codes = rng.integers(0, 4, size=(5000, 3))
     operands[:, 1:][codes == 3] = np.maximum(operands[:, 1:][codes == 3], 1)
-    got = eq.evaluate_arrays(operands, codes)
+    got = sampling.evaluate_arrays(operands, codes)
     want = [eq.evaluate(row, [eq.OPERATORS[c] for c in ops])
             for row, ops in zip(operands.tolist(), codes.tolist())]
     assert got.tolist() == want
     big = operands.astype(object) * 10**15
-    assert eq.evaluate_arrays(big, codes).tolist() == [
+    assert sampling.evaluate_arrays(big, codes).tolist() == [
         eq.evaluate(row, [eq.OPERATORS[c] for c in ops])
         for row, ops in zip(big.tolist(), codes.tolist())]
     with pytest.raises(eq.EquationError, match="division by zero"):
-        eq.evaluate_arrays(np.array([[4, 0]]), np.array([[3]]))
+        sampling.evaluate_arrays(np.array([[4, 0]]), np.array([[3]]))
 
 
 def test_split_indices_matches_split_of():
     texts = [eq.canonical_text((a, b), ("-",)) for a in range(150) for b in range(150)]
     fractions = (0.6, 0.25, 0.15)
-    got = eq.split_indices([t.encode() for t in texts], fractions)
-    assert [eq.SPLITS[i] for i in got] == [eq.split_of(t, fractions) for t in texts]
+    got = sampling.split_indices([t.encode() for t in texts], fractions)
+    assert [sampling.SPLITS[i] for i in got] == [sampling.split_of(t, fractions) for t in texts]
 
 
 def test_exhaustive_sample_is_the_whole_space_including_equal_operands():
-    space = eq.EquationSpace(("+", "/"), 0, 20, 2)
-    sampler = eq.Sampler(space, seed=1, num_examples=5, exhaustive=True)
+    space = sampling.EquationSpace(("+", "/"), 0, 20, 2)
+    sampler = sampling.Sampler(space, seed=1, num_examples=5, exhaustive=True)
     assert sampler.count == space.size == 21 * 21 + 21 * 20
     texts = sampler.block(0, sampler.count).texts()
     assert len(set(texts)) == space.size
@@ -155,10 +156,10 @@ def test_exhaustive_sample_is_the_whole_space_including_equal_operands():
 
 
 def test_stratified_sampling_takes_small_digit_lengths_whole_and_stays_unique():
-    space = eq.EquationSpace(("+",), 0, 999, 2)
+    space = sampling.EquationSpace(("+",), 0, 999, 2)
     n = 30_000
-    stratified = eq.Sampler(space, seed=3, num_examples=n, sampling="stratified")
-    uniform = eq.Sampler(space, seed=3, num_examples=n)
+    stratified = sampling.Sampler(space, seed=3, num_examples=n, sampling="stratified")
+    uniform = sampling.Sampler(space, seed=3, num_examples=n)
     strata = stratified.strata()
     assert len(strata) == 9 and sum(s["draws"] for s in strata) == n
     assert all(s["draws"] == s["size"] for s in strata if s["size"] < n // 9)
@@ -175,16 +176,16 @@ def test_stratified_sampling_takes_small_digit_lengths_whole_and_stays_unique():
     for text, result in zip(texts[:500], block.results[:500].tolist()):
         assert eq.parse(text.decode()).result == result
     # Deterministic, and blocks compose.
-    again = eq.Sampler(space, seed=3, num_examples=n, sampling="stratified")
+    again = sampling.Sampler(space, seed=3, num_examples=n, sampling="stratified")
     assert again.block(1000, 2000).texts() == texts[1000:2000]
 
 
 # --- mixed operand counts in one space (task.data.min_operands) -------------------------
 
 def test_space_with_two_to_three_operands_holds_both_counts_once():
-    both = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 3, min_operands=2)
-    two = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 2)
-    three = eq.EquationSpace(("+", "-", "*", "/"), 0, 12, 3)
+    both = sampling.EquationSpace(("+", "-", "*", "/"), 0, 12, 3, min_operands=2)
+    two = sampling.EquationSpace(("+", "-", "*", "/"), 0, 12, 2)
+    three = sampling.EquationSpace(("+", "-", "*", "/"), 0, 12, 3)
     assert both.size == two.size + three.size
     texts = [both.equation_at(i).text for i in range(both.size)]
     assert len(set(texts)) == both.size
@@ -196,11 +197,11 @@ def test_space_with_two_to_three_operands_holds_both_counts_once():
     assert eq.max_result_chars(["*"], 0, 999, 3, 2) == 9
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "stratified"])
-def test_sampler_mixes_operand_counts_without_padding_leaking(sampling):
-    space = eq.EquationSpace(("+", "-", "*", "/"), 0, 99, 3, min_operands=2)
+@pytest.mark.parametrize("scheme", ["uniform", "stratified"])
+def test_sampler_mixes_operand_counts_without_padding_leaking(scheme):
+    space = sampling.EquationSpace(("+", "-", "*", "/"), 0, 99, 3, min_operands=2)
     n = 4000
-    sampler = eq.Sampler(space, seed=11, num_examples=n, sampling=sampling)
+    sampler = sampling.Sampler(space, seed=11, num_examples=n, sampling=scheme)
     block = sampler.block(0, n)
     texts = block.texts()
     assert len(set(texts)) == n
@@ -214,8 +215,8 @@ def test_sampler_mixes_operand_counts_without_padding_leaking(sampling):
         assert tag.decode() == parsed.tag
         assert [d for d in digits if d] == [len(str(v)) for v in e.operands]
     assert set(counts) == {2, 3}
-    if sampling == "uniform":  # the same as equation_at of the permutation
-        reference = list(eq.sample_block(space, eq.KeyedPermutation(space.size, 11), 0, n))
+    if scheme == "uniform":  # the same as equation_at of the permutation
+        reference = list(sampling.sample_block(space, sampling.KeyedPermutation(space.size, 11), 0, n))
         assert block.equations() == reference
     else:  # every (combination, digit lengths) stratum of both counts is drawn from
         strata = sampler.strata()
@@ -232,8 +233,8 @@ def test_sampler_mixes_operand_counts_without_padding_leaking(sampling):
 
 
 def test_exhaustive_mixed_counts_is_the_whole_space():
-    space = eq.EquationSpace(("+", "/"), 0, 9, 3, min_operands=2)
-    sampler = eq.Sampler(space, seed=1, num_examples=5, exhaustive=True)
+    space = sampling.EquationSpace(("+", "/"), 0, 9, 3, min_operands=2)
+    sampler = sampling.Sampler(space, seed=1, num_examples=5, exhaustive=True)
     texts = sampler.block(0, sampler.count).texts()
     assert len(set(texts)) == space.size == 10 * 10 + 10 * 9 + (10 * 10 * 10 + 2 * 10 * 10 * 9
                                                               + 10 * 9 * 9)
@@ -241,10 +242,10 @@ def test_exhaustive_mixed_counts_is_the_whole_space():
 
 
 def test_operator_tags_are_the_slices_a_space_holds():
-    space = eq.EquationSpace(("/", "+"), 0, 99, 3, 2)
+    space = sampling.EquationSpace(("/", "+"), 0, 99, 3, 2)
     assert space.operator_tags == ("+", "/", "mixed")  # OPERATOR_TAGS order
-    assert eq.EquationSpace(("+", "*"), 0, 99, 3).operator_tags == ("mixed",)  # no two-operand
-    assert eq.EquationSpace(("-",), 0, 99).operator_tags == ("-",)
+    assert sampling.EquationSpace(("+", "*"), 0, 99, 3).operator_tags == ("mixed",)  # no two-operand
+    assert sampling.EquationSpace(("-",), 0, 99).operator_tags == ("-",)
     # every tag the sampled equations carry is one the space names
     tags = {e.tag for e in (space.equation_at(i) for i in range(0, space.size, 997))}
     assert tags == set(space.operator_tags)

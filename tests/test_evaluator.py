@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components import data as data_lib
 from lstm_math.components import evaluator, tokenizer
 from lstm_math.components.example_gen import run_example_gen
@@ -122,9 +123,9 @@ def test_tables_histogram_worst_errors_and_pictures(tmp_path, examples):
     assert sv["never_seen"]["count"] == ex["count"] - len(train)
     assert sv["never_seen"]["wrong"] == 31 - seen_wrong
     # Never-seen equations of the test split are exactly those split_of puts in 'test'.
-    fractions = [config.task.data.split_fractions[s] for s in eq.SPLITS]
+    fractions = [config.task.data.split_fractions[s] for s in sampling.SPLITS]
     all_texts = [f"{a} {op} {b}" for op in OPERATORS for a in range(31) for b in range(31)]
-    assert sv["never_seen/test"]["count"] == sum(eq.split_of(t, fractions) == "test"
+    assert sv["never_seen/test"]["count"] == sum(sampling.split_of(t, fractions) == "test"
                                                  for t in all_texts)
 
     # Files: metrics.json, blessing.json, report.md, valid PNGs, TensorBoard images.

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from lstm_math.components import data as data_lib
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components.data_validation import DataValidationError, run_data_validation
 from lstm_math.components import example_gen
 from lstm_math.components.example_gen import run_example_gen
@@ -26,22 +27,22 @@ def generated(examples_for):
 def test_shards_stats_and_splits(generated):
     config, out, stats = generated
     names = sorted(os.listdir(out))
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         assert [n for n in names if n.startswith(split + "-")] == [
             f"{split}-{i:05d}-of-00003.tfrecord.gz" for i in range(3)]
     assert "stats.json" in names
     with open(out / "stats.json") as f:
         on_disk = json.load(f)
-    total = sum(on_disk["splits"][s]["count"] for s in eq.SPLITS)
+    total = sum(on_disk["splits"][s]["count"] for s in sampling.SPLITS)
     assert total == 4000
     seen = {}
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         rows = read_split(out, split)
         assert len(rows) == on_disk["splits"][split]["count"] > 0
         for text, result in rows:
             assert text not in seen, f"{text} in {seen.get(text)} and {split}"
             seen[text] = split
-            assert eq.split_of(text, [0.7, 0.1, 0.2]) == split
+            assert sampling.split_of(text, [0.7, 0.1, 0.2]) == split
             assert str(eq.parse(text).result) == result  # integer arithmetic, recomputed
     assert len(seen) == 4000  # unique by construction
     ops = on_disk["splits"]["train"]["per_operator"]
@@ -101,7 +102,7 @@ def test_validation_passes_then_catches_leakage_and_corruption(generated, tmp_pa
 
 # --- record encoding -------------------------------------------------------------------
 
-from lstm_math.components.example_gen import encode_examples, make_example  # noqa: E402
+from lstm_math.components.example_records import encode_examples, make_example  # noqa: E402
 from lstm_math.config import ConfigError  # noqa: E402
 
 
@@ -134,7 +135,7 @@ def test_hand_encoded_records_parse_to_the_same_examples_as_tf_train_example():
 def test_stats_match_the_records_and_report_is_written(generated):
     _, out, stats = generated
     assert stats["duplicates_dropped"] == 0 and stats["sampling"] == "uniform"
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         rows = read_split(out, split)
         st = stats["splits"][split]
         results = [int(r) for _, r in rows]
@@ -224,7 +225,7 @@ def _record(text, result):
 
 
 def _in_split(text):
-    return eq.split_of(text, [0.7, 0.1, 0.2])
+    return sampling.split_of(text, [0.7, 0.1, 0.2])
 
 
 @pytest.mark.parametrize("text,result,message", [
@@ -278,7 +279,7 @@ def test_summary_names_counts_sampling_and_shares(generated):
     _, _, stats = generated
     text = summary_text(stats)
     assert text.startswith("4000 equations (uniform sampling of a space of 39900")
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         assert f"{split:<11}{stats['splits'][split]['count']:>10}" in text
     assert "duplicates dropped: 0" in text and "train operand digits: 1x1:" in text
 
@@ -290,7 +291,7 @@ def test_generate_cli_writes_shards_stats_report_and_logs_a_summary(tmp_path):
                      "--set", "task.data.sampling=stratified", "--output", str(tmp_path))
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
         s: json.loads((tmp_path / "stats.json").read_text())["splits"][s]["count"]
-        for s in eq.SPLITS}
+        for s in sampling.SPLITS}
     assert "500 equations (stratified sampling" in proc.stderr
     assert (tmp_path / "stats.html").exists()
 
@@ -305,7 +306,7 @@ def test_two_to_three_operands_in_one_data_set(tmp_path):
     assert set(train["per_operator"]) == {"+", "-", "*", "/", "mixed"}
     assert {"1x1", "2x2", "1x1x1", "2x2x2"} <= set(train["per_operand_digits"])
     counted = {}
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         for text, result in read_split(tmp_path / "gen", split):
             e = eq.parse(text)
             assert str(e.result) == result

@@ -187,7 +187,7 @@ def _launcher(api, *overrides):
 
 
 def test_launcher_names_the_failed_training_worker(tmp_path):
-    from lstm_math.pipeline.steps import WorkerFailed
+    from lstm_math.pipeline.step_errors import WorkerFailed
 
     out = str(tmp_path / "Trainer" / "fp0123456789")
     os.makedirs(out)
@@ -205,7 +205,7 @@ def test_launcher_names_the_failed_training_worker(tmp_path):
 
 
 def test_launcher_times_out_on_a_pending_pod(tmp_path):
-    from lstm_math.pipeline.steps import StepTimeout
+    from lstm_math.pipeline.step_errors import StepTimeout
 
     out = str(tmp_path / "Trainer" / "fp0123456789")
     os.makedirs(out)
@@ -221,7 +221,7 @@ def test_launcher_times_out_on_a_pending_pod(tmp_path):
 
 
 def test_launcher_fails_the_tuner_step_when_a_worker_exhausts_its_restarts(tmp_path):
-    from lstm_math.pipeline.steps import WorkerFailed
+    from lstm_math.pipeline.step_errors import WorkerFailed
 
     out = str(tmp_path / "Tuner" / "fp0123456789")
     os.makedirs(out)

@@ -47,7 +47,7 @@ def test_steps_and_image(spec):
     for ex in executors.values():
         assert ex["container"]["image"] == "registry.example/lstm-math:9"
         program = ex["container"]["command"][-1]
-        assert "from lstm_math.pipeline.steps import run_as_task" in program
+        assert "from lstm_math.pipeline.kfp_task import run_as_task" in program
         assert "pip install" not in " ".join(ex["container"]["command"])  # kfp is in the image
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components import data as data_lib
 from tests.helpers import check_served_contract, lstm_math
 
@@ -29,7 +29,7 @@ def test_every_stage_ran_and_wrote_its_artifacts(smoke_run):
 def test_shards_for_all_splits_and_no_leakage(smoke_run):
     examples = smoke_run["manifest"]["components"]["ExampleGen"]["uri"]
     seen = {}
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         assert glob.glob(os.path.join(examples, f"{split}-*-of-*.tfrecord.gz"))
         for batch in data_lib.features_dataset(examples, split, 1024):
             for text in batch["equation"].numpy().astype(str):

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from lstm_math.config import PipelineConfig, load_config
-from lstm_math.config.schema import fingerprinted
+from lstm_math.config.fields import fingerprinted
 from lstm_math.pipeline.artifacts import Artifact
 from lstm_math.pipeline.pipeline import (Params, config_value, create_pipeline, params_of,
                                          resolve)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lstm_math.components.equations import EquationSpace
+from lstm_math.components.sampling import EquationSpace
 from lstm_math.config import CONFIG_DIR, coverage_of, load_config
 
 PRESETS = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from lstm_math.components.trainer.summaries import BEST_TAG, write_best, write_hparams
-from lstm_math.pipeline import cli
+from lstm_math.pipeline import cli_commands
 from lstm_math.pipeline import tensorboard_view as tbv
 from lstm_math.config import OptimizerConfig, load_config
 from lstm_math.pipeline.pipeline import Node, Pipeline
@@ -246,12 +246,12 @@ def test_a_bucket_root_gets_no_view_and_the_summary_names_runs_by_logdir_spec():
         "Tuner": {"uri": "gs://bucket/root/Tuner/aaaa"},
         "Trainer": {"uri": "gs://bucket/root/Trainer/bbbb"},
         "Evaluator": {"uri": "gs://bucket/root/Evaluator/cccc/"}}}
-    assert cli._tensorboard_logdir(manifest, "gs://bucket/root") == (
+    assert cli_commands.tensorboard_logdir(manifest, "gs://bucket/root") == (
         "--logdir_spec tuner:gs://bucket/root/Tuner/aaaa/logs,"
         "trainer:gs://bucket/root/Trainer/bbbb/logs,"
         "evaluator:gs://bucket/root/Evaluator/cccc/logs")
     local = {"components": {}, "tensorboard": "artifacts/tensorboard"}
-    assert cli._tensorboard_logdir(local, "artifacts") == "--logdir artifacts/tensorboard"
+    assert cli_commands.tensorboard_logdir(local, "artifacts") == "--logdir artifacts/tensorboard"
 
 
 def test_steps_of_one_orchestrated_run_share_its_folder(tmp_path, monkeypatch):

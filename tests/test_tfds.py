@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 import lstm_math.components.tfds_dataset  # noqa: F401  (registers lstm_math)
 from lstm_math.components import data as data_lib
 from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.config import load_config
 
 
@@ -38,7 +39,7 @@ def test_tfds_load_and_as_dataset_give_the_trainers_equations(trainer_data, tmp_
     splits = tfds.load("lstm_math/smoke", data_dir=data_dir)
     builder = tfds.builder("lstm_math/smoke", data_dir=data_dir)
     total = 0
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         want = trainer_multiset(trainer_data, split)
         assert want and max(want.values()) == 1
         assert tfds_multiset(splits[split]) == want
@@ -58,7 +59,7 @@ def test_tfds_packages_an_existing_examplegen_output(trainer_data, tmp_path):
     builder = tfds.builder("lstm_math/smoke", data_dir=str(tmp_path),
                            examples_dir=str(trainer_data))
     builder.download_and_prepare()
-    for split in eq.SPLITS:
+    for split in sampling.SPLITS:
         assert tfds_multiset(builder.as_dataset(split=split)) == trainer_multiset(
             trainer_data, split)
     assert not tf.io.gfile.exists(str(tmp_path / "downloads" / "lstm_math_smoke_examples"))

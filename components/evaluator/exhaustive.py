@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from lstm_math.components import equations as eq
+from lstm_math.components import sampling
 from lstm_math.components.evaluator.scoring import predict, read_split, summarize
 from lstm_math.config import Coverage
 
@@ -23,9 +23,9 @@ def all_equations(coverage: dict):
     """
     space = Coverage.from_dict(coverage).space()
     if list(space.operand_counts) != [2]:
-        block = eq.Sampler(space, seed=0, num_examples=0, exhaustive=True).block(0, space.size)
+        block = sampling.Sampler(space, seed=0, num_examples=0, exhaustive=True).block(0, space.size)
         return ([t.decode() for t in block.texts()], [r.decode() for r in
-                                                      eq._int_bytes(block.results)],
+                                                      sampling.int_bytes(block.results)],
                 [t.decode() for t in block.tags()])
     low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
     texts, truths, tags = [], [], []
@@ -51,7 +51,7 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
     table says what ``trusted`` does over every equation.
 
     'Seen' means present in the training shards (what the model was actually fitted on);
-    the never-seen ones are further split by ``equations.split_of``: training-split
+    the never-seen ones are further split by ``sampling.split_of``: training-split
     equations the sampler did not draw, and validation / test equations.
     """
     started = time.time()
@@ -64,13 +64,13 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
                         thresholds=trust_thresholds)
     right = np.array([bool(v) and a == t for a, t, v in zip(answers, truths, valid)])
     groups = collections.defaultdict(list)
-    fractions = [split_fractions[s] for s in eq.SPLITS]
+    fractions = [split_fractions[s] for s in sampling.SPLITS]
     for i, text in enumerate(texts):
         if text in train_texts:
             groups["seen_in_training"].append(i)
         else:
             groups["never_seen"].append(i)
-            split = eq.split_of(text, fractions)
+            split = sampling.split_of(text, fractions)
             groups["never_seen/" + ("train_split_not_drawn" if split == "train" else split)
                    ].append(i)
     metrics["seen_vs_unseen"] = {

@@ -39,8 +39,9 @@ from lstm_math.components.tuner.distributed import (LOST_CHIEF_EXIT, ROLES, Chie
                                           LostChief, configure_role, role_from_env)
 from lstm_math.components.tuner.oracles import (OBJECTIVE, BayesianOracle, HyperbandOracle,  # noqa: F401
                                       RandomOracle, make_oracle)
-from lstm_math.components.tuner.records import (BEST_FILE, PROJECT, read_executions,  # noqa: F401
-                                      trial_table, write_results)
+from lstm_math.components.tuner.records import (BEST_FILE, PROJECT, TRIALS_FILE,  # noqa: F401
+                                                read_executions, read_results, trial_table,
+                                                write_results)
 from lstm_math.components.tuner.search import make_tuner, run_tuner  # noqa: F401
 from lstm_math.components.tuner.space import (Candidate, Seq2SeqHyperModel,  # noqa: F401
                                               TrialSettings, declare, hyperparameter_kinds)

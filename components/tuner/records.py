@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PROJECT = "search"
 BEST_FILE = "best_hyperparameters.json"
+TRIALS_FILE = "trials.json"
 
 
 class _Recorder(kt_internals.TrialLogDirs):
@@ -103,6 +104,20 @@ def read_executions(output_dir: str) -> list:
     return records
 
 
+def read_results(output_dir: str) -> tuple[dict, list]:
+    """(best hyperparameters, trial table) of a finished search, as ``write_results`` left
+    them under ``output_dir`` (read back by the launchers of a distributed search); no
+    trial table written: an empty one."""
+    with tf.io.gfile.GFile(os.path.join(output_dir, BEST_FILE)) as f:
+        best = json.loads(f.read())
+    trials = []
+    trials_path = os.path.join(output_dir, TRIALS_FILE)
+    if tf.io.gfile.exists(trials_path):
+        with tf.io.gfile.GFile(trials_path) as f:
+            trials = json.loads(f.read())
+    return best, trials
+
+
 def trial_table(oracle, hypermodel: Seq2SeqHyperModel, output_dir: str) -> list:
     """One row per trial, in trial-id order."""
     runs = {}
@@ -157,7 +172,7 @@ def write_results(tuner, hypermodel: Seq2SeqHyperModel, output_dir: str, started
     best_trial = oracle.trials[best_id]
     best = hypermodel.hparams_from(best_trial.hyperparameters.copy())
     _write_json(os.path.join(output_dir, BEST_FILE), best.to_dict())
-    _write_json(os.path.join(output_dir, "trials.json"), rows)
+    _write_json(os.path.join(output_dir, TRIALS_FILE), rows)
     with tf.io.gfile.GFile(os.path.join(output_dir, "trials.csv"), "w") as f:
         f.write(_trials_csv(rows, list(hypermodel.tuner.search_space)))
     result = {

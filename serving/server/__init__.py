@@ -12,13 +12,17 @@ It serves ``<model_base>/<model_name>/<version>/saved_model.pb`` over
 The modules, along the server's seams (none imports ``pipeline`` or ``components``):
 
 * :mod:`~lstm_math.serving.server.errors` - errors carrying a gRPC code and an HTTP status;
-* :mod:`~lstm_math.serving.server.models` - a loaded version (``Servable``) and the version manager
-  (``ModelManager``: polling, the serving window, failed versions);
+* :mod:`~lstm_math.serving.server.servable` - a loaded version (``Servable``: its batcher,
+  warm-up, reference count);
+* :mod:`~lstm_math.serving.server.models` - the version manager (``ModelManager``: polling,
+  the serving window, failed versions);
 * :mod:`~lstm_math.serving.server.codecs` - REST JSON and TensorProto encoding / decoding;
 * :mod:`~lstm_math.serving.server.json_limits` - refusing an oversized REST body before
   parsing it;
-* :mod:`~lstm_math.serving.server.rest_api` - the REST front end on aiohttp, with a
-  connection cap and deadlines on headers and bodies;
+* :mod:`~lstm_math.serving.server.rest_api` - the REST front end on aiohttp, with
+  deadlines on bodies and the body budget;
+* :mod:`~lstm_math.serving.server.connections` - its connections: the connection cap
+  (eviction of the least busy) and the deadline on request headers;
 * :mod:`~lstm_math.serving.server.grpc_api` - the gRPC services on grpc.aio, with a deadline
   on each call's request message;
 * :mod:`~lstm_math.serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
@@ -35,8 +39,8 @@ from lstm_math.serving.server.command import add_serve_arguments, main, run_serv
 from lstm_math.serving.server.errors import (Cancelled, DeadlineExceeded, FailedPrecondition,
                                    InvalidArgument, NotFound, ResourceExhausted, ServingError,
                                    Unavailable)
-from lstm_math.serving.server.models import (DEFAULT_POLL_SECONDS, DEFAULT_SIGNATURE, ModelManager,
-                                   Servable)
+from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
+from lstm_math.serving.server.servable import DEFAULT_SIGNATURE, Servable
 
 __all__ = [
     "DEFAULT_BATCH_TIMEOUT_MICROS", "DEFAULT_GRPC_PORT", "DEFAULT_MAX_BATCH_SIZE",

@@ -26,10 +26,10 @@ from lstm_math.serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
 from lstm_math.serving.metrics import BATCH_SIZE_BUCKETS, Metrics
 from lstm_math.serving.server.grpc_api import MessageDeadline, add_services
 from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
+from lstm_math.serving.server.connections import LimitedTCPSite
 from lstm_math.serving.server.rest_api import (  # noqa: F401 - the defaults are re-exported
     DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES, LimitedTCPSite, Limits,
-    RestApi)
+    DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES, Limits, RestApi)
 
 logger = logging.getLogger("lstm_math.serving")
 

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from lstm_math.serving.server.codecs import check_rows, fill_tensor_proto
 from lstm_math.serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
-from lstm_math.serving.server.models import DEFAULT_SIGNATURE
+from lstm_math.serving.server.servable import DEFAULT_SIGNATURE
 
 if TYPE_CHECKING:  # pragma: no cover
     from lstm_math.serving.server.app import ModelServer

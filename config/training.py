@@ -1,0 +1,260 @@
+"""The ``trainer:`` and ``tuner:`` config sections: the model's hyperparameters, the
+optimizer, the training loop, and the tuner's budget and search space over the first two
+(``searchable_fields``). Each section validates itself; every error names the dotted field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import TYPE_CHECKING
+
+from lstm_math.config.coverage import MODEL_FAMILIES, output_format_of
+from lstm_math.config.fields import is_int, is_number, require, runtime_field
+from lstm_math.components import answer_formats
+
+if TYPE_CHECKING:  # annotations only
+    from lstm_math.config.schema import DataConfig
+
+# Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
+FAMILY_CLIPNORM = {"attention": 1.0, "seed": None}
+LR_SCHEDULES = ("cosine", "constant")
+
+
+# --------------------------------------------------------------------------------------
+# trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelHParams:
+    """The model's hyperparameters (``trainer.model.*``); a tuner may search the numeric
+    and boolean ones."""
+
+    family: str = "attention"
+    embedding_dim: int = 32
+    encoder_units: int = 128
+    decoder_units: int = 128
+    encoder_layers: int = 1
+    dropout: float = 0.0
+    attention: bool = True
+    # Heads of the decoder's dot-product attention, each over its own slice of the encoder
+    # outputs (2 x encoder_units must divide evenly): with one head the first answer digit
+    # can look at only one operand's units digit at a time.
+    attention_heads: int = 1
+    reverse_output: bool = True
+    # Operands zero-padded to the widest operand's digits before the encoder ('12*345' ->
+    # '012*345'): digit k of every operand is always at the same input position.
+    pad_operands: bool = False
+    # A learned embedding of the decoder step index added to each decoder input: a fixed-
+    # layout working (running_sums) knows which digit pair each step needs.
+    step_embedding: bool = False
+
+    def validate(self, path: str = "trainer.model") -> None:
+        require(self.family in MODEL_FAMILIES, f"{path}.family",
+                f"unknown family {self.family!r}; choose from {', '.join(MODEL_FAMILIES)}")
+        for name in ("embedding_dim", "encoder_units", "decoder_units", "encoder_layers",
+                     "attention_heads"):
+            require(getattr(self, name) >= 1, f"{path}.{name}", "must be positive")
+        require(self.family != "attention" or not self.attention
+                or (2 * self.encoder_units) % self.attention_heads == 0,
+                f"{path}.attention_heads", f"must divide 2 x encoder_units "
+                f"({2 * self.encoder_units}): each head attends over an equal slice")
+        require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
+        require(not (self.family == "seed" and self.reverse_output), f"{path}.reverse_output",
+                "the seed model emits the post's right-aligned answer, not a reversed one; "
+                "set it to false")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam with its learning-rate schedule and gradient clipping, as one object."""
+
+    learning_rate: float = 3e-3  # the peak rate (after warm-up)
+    schedule: str = "cosine"  # cosine (decays to 2% over the run) or constant
+    warmup_steps: int = 0  # linear warm-up from 0 to learning_rate over this many steps
+    # Clip each gradient's global norm to this; null = the family's default (attention 1.0,
+    # seed none, as the post), 0 = no clipping.
+    clipnorm: float | None = None
+
+    def validate(self, path: str = "trainer.optimizer") -> None:
+        require(self.learning_rate > 0, f"{path}.learning_rate", "must be positive")
+        require(self.schedule in LR_SCHEDULES, f"{path}.schedule", " or ".join(LR_SCHEDULES))
+        require(self.warmup_steps >= 0, f"{path}.warmup_steps", "must be >= 0 (0 = none)")
+        require(self.clipnorm is None or self.clipnorm >= 0, f"{path}.clipnorm",
+                "must be >= 0 (0 = no clipping) or null (the model family's default)")
+
+    def clipnorm_for(self, family: str) -> float | None:
+        """The clip norm in effect for a model family (None = no clipping)."""
+        if self.clipnorm is None:
+            return FAMILY_CLIPNORM.get(family)
+        return self.clipnorm or None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    model: ModelHParams = dataclasses.field(default_factory=ModelHParams)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    epochs: int = 10
+    batch_size: int = 256  # global batch size, split over the replicas
+    shuffle_buffer: int = 50_000
+    steps_per_epoch: int = 0  # 0 = one pass over the training split
+    validation_steps: int = 0  # 0 = the whole validation split
+    cache_dataset: bool = True
+    early_stopping_patience: int = 0  # stop after this many epochs without val exact-match gain; 0 = off
+    max_result_length: int = 0  # answer characters the model emits; 0 = derived from task.data
+    steps_per_loop: int = 20  # training steps per tf.function call (fewer Python round trips)
+    sample_predictions: int = 8  # validation equations decoded into TensorBoard each epoch
+    # A progress line within an epoch at most this often (how it runs: no retraining).
+    progress_every_s: float = runtime_field(30.0)
+    # Share of each training batch drawn again (with repetition) from the training
+    # equations of at most short_max_chars characters, whitespace removed ('4+9' is 3):
+    # short operands are a sliver of any sample (the 100 single-digit sums of 0..999 are
+    # 0.01% of the space) and the model sees them too rarely to learn them. 0 = off.
+    short_share: float = 0.0
+    short_max_chars: int = 5
+    # Seeds Python, NumPy and TF (keras.utils.set_random_seed) before the model is built:
+    # the same seed gives the same initial weights (and the same ones for every tuner trial).
+    # null = unseeded.
+    seed: int | None = None
+
+    def validate(self, path: str = "trainer") -> None:
+        self.model.validate(f"{path}.model")
+        self.optimizer.validate(f"{path}.optimizer")
+        require(self.epochs >= 1, f"{path}.epochs", "must be positive")
+        require(self.batch_size >= 1, f"{path}.batch_size", "must be positive")
+        require(self.steps_per_epoch >= 0, f"{path}.steps_per_epoch", "must be >= 0")
+        require(self.validation_steps >= 0, f"{path}.validation_steps", "must be >= 0")
+        require(self.shuffle_buffer >= 0, f"{path}.shuffle_buffer",
+                "must be >= 0 (0 = no shuffling)")
+        require(self.early_stopping_patience >= 0, f"{path}.early_stopping_patience",
+                "must be >= 0 (0 = off)")
+        require(self.steps_per_loop >= 1, f"{path}.steps_per_loop", "must be positive")
+        require(self.sample_predictions >= 0, f"{path}.sample_predictions", "must be >= 0")
+        require(self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**32),
+                f"{path}.seed", f"an integer in [0, 2**32) or null (unseeded), got {self.seed!r}")
+        require(self.max_result_length >= 0, f"{path}.max_result_length",
+                "must be >= 0 (0 = derived)")
+        require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
+                f"a fraction in [0, 1) (0 = off), got {self.short_share!r}")
+        require(is_int(self.short_max_chars) and self.short_max_chars >= 3,
+                f"{path}.short_max_chars",
+                f"an integer >= 3 (the shortest equation, '1+2'), got {self.short_max_chars!r}")
+
+    def validate_against(self, data: DataConfig, path: str = "trainer") -> None:
+        needed = data.max_target_chars()
+        require(self.max_result_length == 0 or self.max_result_length >= needed,
+                f"{path}.max_result_length",
+                f"{self.max_result_length} characters cannot hold every answer of task.data "
+                f"(operators {' '.join(data.operators)}, operands {data.operand_min}.."
+                f"{data.operand_max}: up to {needed} characters"
+                + (", working included" if needed > data.max_result_chars() else "")
+                + "); raise it or use 0 to derive it")
+        worked = {t: f for t, f in data.answer_format.items() if f != answer_formats.DIRECT}
+        require(not worked or output_format_of(self.model.family) == "left",
+                "task.data.answer_format",
+                f"{self.model.family!r} models answer all at once and cannot write a working "
+                f"({worked}); use trainer.model.family 'attention'")
+
+
+# --------------------------------------------------------------------------------------
+# tuner
+
+
+def searchable_fields() -> dict:
+    """Search-space names -> (trainer section, kind): the numeric and boolean fields of
+    ``trainer.model`` and ``trainer.optimizer`` (their names do not overlap)."""
+    out = {}
+    for section, cls in (("model", ModelHParams), ("optimizer", OptimizerConfig)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float, bool):
+                assert f.name not in out, f"search-space name {f.name} in two sections"
+                out[f.name] = (section, hints[f.name])
+    return out
+
+
+_SEARCH_CHECKS = {"learning_rate": (lambda v: v > 0, "must be positive"),
+                  "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+                  "warmup_steps": (lambda v: v >= 0, "must be >= 0")}
+
+
+def _validate_search_entry(field: str, name: str, spec, kind) -> None:
+    ok, what = _SEARCH_CHECKS.get(name, (lambda v: v >= 1, "must be at least 1"))
+
+    def is_kind(v):
+        return is_number(v) if kind is float else is_int(v)
+
+    if isinstance(spec, dict):
+        require(kind is not bool, field, "a range needs a numeric hyperparameter; "
+                                         "list the choices instead")
+        require(set(spec) <= {"min", "max", "step", "sampling"} and {"min", "max"} <= set(spec),
+                field, "a range is {min, max, step?, sampling?}")
+        lo, hi = spec["min"], spec["max"]
+        require(is_kind(lo) and is_kind(hi), field, f"min and max must be {kind.__name__}s")
+        require(ok(lo) and ok(hi), field, f"values {what}")
+        require(lo < hi, field, "min must be less than max")
+        require(spec.get("sampling", "linear") in ("linear", "log", "reverse_log"), field,
+                "sampling: linear, log or reverse_log")
+        require(spec.get("step") is None or (is_kind(spec["step"]) and spec["step"] > 0), field,
+                "step must be a positive number")
+        return
+    require(isinstance(spec, list) and len(spec) > 0, field,
+            "must be a non-empty list of choices or a range {min, max}")
+    for v in spec:
+        if kind is bool:
+            require(isinstance(v, bool), field, f"choices must be true or false, got {v!r}")
+        else:
+            require(is_kind(v), field, f"choices must be {kind.__name__}s, got {v!r}")
+            require(ok(v), field, f"choice {v!r} {what}")
+    require(len(set(spec)) == len(spec), field, "duplicate choices")
+
+
+ALGORITHMS = ("random", "bayesian", "hyperband")
+
+
+@dataclasses.dataclass(frozen=True)
+class TunerConfig:
+    enabled: bool = True  # false: the Trainer trains trainer.model as configured
+    algorithm: str = "random"  # random, bayesian or hyperband
+    # Budget: at most max_trials trials of `epochs` epochs (hyperband: its max_epochs) of
+    # steps_per_trial_epoch steps; no trial starts after max_seconds (null = no time limit).
+    max_trials: int = 3
+    epochs: int = 1
+    steps_per_trial_epoch: int = 250
+    validation_steps: int = 20  # 0 = the whole validation split
+    max_seconds: int | None = None
+    # trainer.model or trainer.optimizer field -> list of choices, or a range
+    # {min, max, step?, sampling?} (sampling: linear, log or reverse_log) for numeric ones.
+    search_space: dict = dataclasses.field(
+        default_factory=lambda: {"encoder_units": [64, 128], "decoder_units": [64, 128]}
+    )
+    seed: int = 7
+    hyperband_factor: int = 3
+    hyperband_iterations: int = 1
+
+    def validate(self, path: str = "tuner") -> None:
+        require(self.algorithm in ALGORITHMS, f"{path}.algorithm", "random, bayesian or hyperband")
+        if not self.enabled:
+            return  # a disabled tuner's budget does not matter
+        require(self.max_trials >= 1, f"{path}.max_trials", "budget must be at least one trial")
+        require(self.epochs >= 1, f"{path}.epochs", "budget must be at least one epoch")
+        require(self.steps_per_trial_epoch >= 1, f"{path}.steps_per_trial_epoch",
+                "must be positive")
+        require(self.validation_steps >= 0, f"{path}.validation_steps", "must be >= 0 (0 = all)")
+        require(self.max_seconds is None or (is_number(self.max_seconds)
+                                             and self.max_seconds > 0), f"{path}.max_seconds",
+                f"time budget must be a positive number of seconds (null = no limit), "
+                f"got {self.max_seconds!r}")
+        if self.algorithm == "hyperband":
+            require(self.epochs >= 2, f"{path}.epochs",
+                    "hyperband needs at least 2 epochs (its max_epochs) to cut trials short")
+            require(self.hyperband_factor >= 2, f"{path}.hyperband_factor", "must be at least 2")
+            require(self.hyperband_iterations >= 1, f"{path}.hyperband_iterations",
+                    "must be at least 1")
+        require(len(self.search_space) > 0, f"{path}.search_space", "empty search space")
+        fields = searchable_fields()
+        for name, spec in self.search_space.items():
+            field = f"{path}.search_space.{name}"
+            require(name in fields, field,
+                    f"unknown hyperparameter; known: {', '.join(sorted(fields))}")
+            _validate_search_entry(field, name, spec, fields[name][1])
