@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+from lstm_math.components.errors import StepFailed
 from lstm_math.serving import contract
 
 
@@ -93,7 +94,7 @@ def same(a: dict, b: dict) -> bool:
     return identity(a) == identity(b)
 
 
-class BaselineChanged(RuntimeError):
+class BaselineChanged(StepFailed):
     """The served model is no longer the one the blessing was judged against."""
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_math.components import equations as eq
+from lstm_math.components.errors import ValidationIncomplete
 from lstm_math.components.evaluator.scoring import trust_thresholds
 from lstm_math.config import Coverage
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME, TRUSTED_KEY, WORKING_OUTPUT
@@ -311,7 +312,14 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
         )
         failed = proc.returncode != 0 and f"exit code {proc.returncode}: {proc.stderr[-2000:]}"
     except subprocess.TimeoutExpired:
-        failed = f"no answer within {timeout_s}s (runtime.infra_validation_timeout_s)"
+        # No verdict on the model: nothing is recorded (so nothing cached); rerun, with more
+        # time where the machine is slow or busy.
+        raise ValidationIncomplete(
+            f"InfraValidator: the SavedModel gave no answer within {timeout_s}s in a fresh "
+            "process (loading, warm-up replay, canaries); nothing was recorded: rerun with a "
+            "larger runtime.infra_validation_timeout_s (e.g. --set "
+            f"runtime.infra_validation_timeout_s={4 * timeout_s}) on a busy or slow machine"
+        ) from None
     if failed:
         problems.append(f"the SavedModel failed in a fresh process: {failed}")
     else:

@@ -329,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             return fail(prog, f"bad config: {e}")
         if isinstance(e, RuntimeError) and "has not run with this config yet" in str(e):
             return fail(prog, str(e))
-        from lstm_math.components.baseline import BaselineChanged
+        from lstm_math.components.errors import StepFailed
 
-        if isinstance(e, BaselineChanged):  # a refused push: the step failed, in one line
+        if isinstance(e, StepFailed):  # e.g. a refused push: the step failed, in one line
             sys.stderr.write(f"{prog}: error: {e}\n")
             return 1
         raise

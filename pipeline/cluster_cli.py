@@ -79,9 +79,9 @@ def cmd_step(args) -> int:
     except ConfigError:
         raise  # exit 2, from cli.main
     except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
-        from lstm_math.components.baseline import BaselineChanged
+        from lstm_math.components.errors import StepFailed
 
-        if isinstance(e, BaselineChanged):  # a refused push: its one line says it all
+        if isinstance(e, StepFailed):  # e.g. a refused push: its one line says it all
             log.error("step %s failed: %s", args.name, e)
         else:
             log.exception("step %s failed: %s", args.name, e)

@@ -78,6 +78,21 @@ def test_wrong_assets_and_slow_answers_are_refused(exact_export, tmp_path):
     assert any("latency p50" in p and "pusher.infra_max_latency_ms" in p for p in out["problems"])
 
 
+def test_running_out_of_time_records_no_verdict_and_says_how_to_rerun(exact_export, tmp_path):
+    """No answer within the time allowed says nothing about the model: the step fails in one
+    line naming the setting, and writes nothing a rerun would take from the cache."""
+    from lstm_math.components.errors import StepFailed
+
+    out_dir = tmp_path / "out"
+    with pytest.raises(StepFailed) as e:
+        infra_validator.run_infra_validator(exact_export, COVERAGE, 0.0, str(out_dir),
+                                            timeout_s=0.2)
+    message = str(e.value)
+    assert "\n" not in message and "runtime.infra_validation_timeout_s" in message
+    assert "rerun" in message
+    assert not (out_dir / "infra_blessing.json").exists()
+
+
 FAKE_MODEL_SERVER = textwrap.dedent("""\
     #!{python}
     # Test double for tensorflow_model_server: same flags, served by the project's local
