@@ -292,9 +292,9 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
 
 
 def run_infra_validator(saved_model_dir: str, coverage: Coverage, threshold: float,
-                        output_dir: str, tolerance: float = 0.05, timeout_s: int = 300, num_canaries: int = 24,
-                        max_latency_ms: float = 2000.0, model_name: str = DEFAULT_MODEL_NAME,
-                        huge_batch: int = 4096) -> dict:
+                        output_dir: str, tolerance: float = 0.05, timeout_s: int = 300,
+                        num_canaries: int = 24, max_latency_ms: float = 2000.0,
+                        model_name: str = DEFAULT_MODEL_NAME, huge_batch: int = 4096) -> dict:
     tf.io.gfile.makedirs(output_dir)
     good = canaries(coverage, num_canaries)
     bad = hostile_for(coverage)
