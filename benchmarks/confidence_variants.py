@@ -36,10 +36,10 @@ from lstm_math.components.trainer import load_trained  # noqa: E402
 VARIANTS = ("product", "min", "geomean")
 
 
-def score(model, coverage: dict, texts: list[str], batch_size: int):
+def score(model, coverage, texts: list[str], batch_size: int):
     """(answers, {variant: confidence array})."""
-    steps = int(coverage["max_result_length"]) + 1
-    reverse = bool(coverage["reverse_output"])
+    steps = coverage.max_result_length + 1
+    reverse = coverage.reverse_output
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def decode(ids):
@@ -49,7 +49,7 @@ def score(model, coverage: dict, texts: list[str], batch_size: int):
     answers, scores = [], {v: [] for v in VARIANTS}
     for start in range(0, len(texts), batch_size):
         rows = tf.constant(texts[start:start + batch_size])
-        ids = tokenizer.encode_equations(tokenizer.compact(rows), coverage["max_input_length"])
+        ids = tokenizer.encode_equations(tokenizer.compact(rows), coverage.max_input_length)
         n = int(ids.shape[0])
         if n < batch_size:  # one XLA shape
             ids = tf.pad(ids, [[0, batch_size - n], [0, 0]])

@@ -31,7 +31,10 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # the config leaf imports this module
+    from lstm_math.config import Coverage
 
 DIRECT = "direct"
 FORMATS = ("direct", "column_carry", "running_sums", "reduce_first")
@@ -265,9 +268,9 @@ def display(fmt: str, text: str, high: int) -> str:
 # A model's formats (its coverage's ``answer_format``).
 
 
-def formats_of(coverage: dict) -> dict:
+def formats_of(coverage: Coverage) -> dict:
     """{operator tag: format} of the tags whose format has a working."""
-    return {tag: fmt for tag, fmt in (coverage.get("answer_format") or {}).items()
+    return {tag: fmt for tag, fmt in coverage.answer_format.items()
             if fmt != DIRECT}
 
 

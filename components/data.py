@@ -10,11 +10,16 @@ per-example parsing is ~25x slower on a 2-core machine and would starve training
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
 from lstm_math.components import answer_formats, tokenizer
 from lstm_math.components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
                                        shard_files)
+
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
 
 def raw_dataset(examples_dir: str, split: str, shuffle_files: bool = False, seed: int = 0):
@@ -37,13 +42,13 @@ def parse_batch(serialized: tf.Tensor) -> dict:
     return tf.io.parse_example(serialized, FEATURES)
 
 
-def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False):
+def to_model_inputs(features: dict, coverage: Coverage, with_operator: bool = False):
     """Parsed batch -> ((encoder ids, decoder input ids), decoder target ids)
     [, operator index (components.metrics.OPERATOR_TAGS) when ``with_operator``]."""
     encoder_ids = tokenizer.encode_for_model(features["equation"], coverage)
     decoder_in, decoder_out = tokenizer.encode_results(
-        features["result"], coverage["max_result_length"], coverage["reverse_output"],
-        coverage.get("output_format", "left"),
+        features["result"], coverage.max_result_length, coverage.reverse_output,
+        coverage.output_format,
         features["working"] if answer_formats.formats_of(coverage) else None,
     )
     if with_operator:
@@ -56,7 +61,7 @@ def to_model_inputs(features: dict, coverage: dict, with_operator: bool = False)
 def training_dataset(
     examples_dir: str,
     split: str,
-    coverage: dict,
+    coverage: Coverage,
     batch_size: int,
     shuffle_buffer: int = 0,
     cache: bool = False,

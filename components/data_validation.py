@@ -35,6 +35,7 @@ from lstm_math.components import equations as eq
 from lstm_math.components import sampling
 from lstm_math.components.example_layout import shard_name
 from lstm_math.components.tokenizer import CHARACTERS
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _hash64(texts: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blake(t, digest_size=8).digest() for t in texts), dtype=">u8")
 
 
-def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
+def run_data_validation(examples_dir: str, coverage: Coverage, output_dir: str,
                         recompute_every: int = 1, max_recompute: int = 20_000,
                         batch_size: int = 4096) -> dict:
     problems: list[str] = []
@@ -93,15 +94,15 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
                 for i in np.flatnonzero(bad_chars).tolist():
                     problem("vocabulary", f"characters outside the vocabulary in "
                                           f"{texts[i]!r} = {results[i]!r} ({split})")
-                too_long = (tf.strings.length(results_t) > coverage["max_result_length"]).numpy()
+                too_long = (tf.strings.length(results_t) > coverage.max_result_length).numpy()
                 for i in np.flatnonzero(too_long).tolist():
                     problem("result_length", f"result {results[i].decode()!r} of "
                             f"{texts[i].decode()!r} is longer than the model's output length "
-                            f"{coverage['max_result_length']}")
+                            f"{coverage.max_result_length}")
                 input_len = tf.strings.length(tf.strings.regex_replace(texts_t, r"\s+", ""))
-                for i in np.flatnonzero((input_len > coverage["max_input_length"]).numpy()):
+                for i in np.flatnonzero((input_len > coverage.max_input_length).numpy()):
                     problem("input_length", f"equation {texts[int(i)].decode()!r} is longer than "
-                            f"the model's input length {coverage['max_input_length']}")
+                            f"the model's input length {coverage.max_input_length}")
                 if fractions is not None:
                     assigned = sampling.split_indices(texts, fractions)
                     for i in np.flatnonzero(assigned != si).tolist():
@@ -125,7 +126,7 @@ def run_data_validation(examples_dir: str, coverage: dict, output_dir: str,
                     fmt = formats.get(parsed.tag)
                     if fmt is not None:  # the working the model is trained to write
                         want = answer_formats.working(fmt, parsed.operands, parsed.operators,
-                                                      int(coverage["operand_max"]))
+                                                      coverage.operand_max)
                         got = batch["working"][i].numpy().decode(errors="replace")
                         if got != want:
                             problem("working", f"stored working {got!r} for {text!r} ({split}) "

@@ -20,13 +20,14 @@ import tensorflow as tf
 
 from lstm_math.components.evaluator.scoring import trust_thresholds
 from lstm_math.components.signature import build_serving_function
+from lstm_math.config import Coverage
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME, SIGNATURE_NAME, WARMUP_FILE
 
 log = logging.getLogger(__name__)
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, coverage: dict, asset_paths: dict, jit_compile: bool = False,
+    def __init__(self, model, coverage: Coverage, asset_paths: dict, jit_compile: bool = False,
                  thresholds: dict | None = None):
         super().__init__()
         self.serve = build_serving_function(model, coverage, jit_compile=jit_compile,
@@ -39,10 +40,10 @@ class ServingModule(tf.Module):
         self.assets = {name: tf.saved_model.Asset(path) for name, path in asset_paths.items()}
 
 
-def warmup_equations(coverage: dict, batch_size: int) -> list[str]:
+def warmup_equations(coverage: Coverage, batch_size: int) -> list[str]:
     """Valid equations of the model's space (the warm-up must run the decoder)."""
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
-    operators, n = coverage["operators"], int(coverage["num_operands"])
+    low, high = coverage.operand_min, coverage.operand_max
+    operators, n = coverage.operators, coverage.num_operands
     rows = []
     for i in range(batch_size):
         operands = [str(low + (i * 37 + k * 101) % (high - low + 1)) for k in range(n)]
@@ -54,7 +55,7 @@ def warmup_equations(coverage: dict, batch_size: int) -> list[str]:
     return rows
 
 
-def write_warmup_requests(export_dir: str, coverage: dict, batch_sizes, model_name: str):
+def write_warmup_requests(export_dir: str, coverage: Coverage, batch_sizes, model_name: str):
     """TF Serving's SavedModel warm-up file: one PredictionLog per batch size, replayed by
     tensorflow_model_server (and `lstm-math serve`) before the version takes traffic."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -74,13 +75,15 @@ def write_warmup_requests(export_dir: str, coverage: dict, batch_sizes, model_na
     return path
 
 
-def export_saved_model(model, coverage: dict, metrics: dict | None, export_dir: str,
+def export_saved_model(model, coverage: Coverage, metrics: dict | None, export_dir: str,
                        jit_compile: bool = False, warmup_batch_sizes=(),
                        model_name: str = DEFAULT_MODEL_NAME) -> str:
     staging = tempfile.mkdtemp(prefix="lstm-math-assets-")
     try:
         paths = {}
-        for name, content in (("coverage.json", coverage), ("metrics.json", metrics or {})):
+        # the assets are JSON: the model server reads them without this project's code
+        for name, content in (("coverage.json", coverage.to_dict()),
+                              ("metrics.json", metrics or {})):
             paths[name.replace(".", "_")] = os.path.join(staging, name)
             with open(paths[name.replace(".", "_")], "w") as f:
                 json.dump(content, f, indent=2)
@@ -117,4 +120,4 @@ def run_exporter(model_dir: str, evaluation_dir: str | None, output_dir: str,
         tf.io.gfile.rmtree(export_dir)
     export_saved_model(model, coverage, metrics, export_dir, jit_compile=jit_compile,
                        warmup_batch_sizes=warmup_batch_sizes)
-    return {"saved_model": export_dir, "coverage": coverage, "jit_compile": jit_compile}
+    return {"saved_model": export_dir, "coverage": coverage.to_dict(), "jit_compile": jit_compile}

@@ -67,7 +67,7 @@ EXPECTED_OUTPUTS = {
 }
 
 
-def expected_outputs(coverage: dict) -> dict:
+def expected_outputs(coverage: Coverage) -> dict:
     """The signature's outputs for a model of this coverage: EXPECTED_OUTPUTS, plus the
     ``working`` string of a model that writes its working (components.answer_formats)."""
     from lstm_math.components.answer_formats import formats_of
@@ -113,12 +113,12 @@ HOSTILE = [
 ]
 
 
-def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, str]]:
+def canaries(coverage: Coverage, count: int = 24, seed: int = 0) -> list[tuple[str, str]]:
     """Equations of the covered space with their true answers, in varied spacing; taken in
     turn from each operand count the model covers (a uniform draw over a 2..3-operand space
     would be almost all three-operand)."""
     rng = random.Random(seed)
-    covered = Coverage.from_dict(coverage).space()
+    covered = coverage.space()
     spaces = [dataclasses.replace(covered, num_operands=k, min_operands=k)
               for k in covered.operand_counts]
     spacings = [lambda t: t, lambda t: t.replace(" ", ""), lambda t: f"  {t}\t",
@@ -131,16 +131,16 @@ def canaries(coverage: dict, count: int = 24, seed: int = 0) -> list[tuple[str, 
     return out
 
 
-def hostile_for(coverage: dict) -> list[tuple[bytes, str]]:
-    ops, n = coverage["operators"], int(coverage["num_operands"])
+def hostile_for(coverage: Coverage) -> list[tuple[bytes, str]]:
+    ops, n = coverage.operators, coverage.num_operands
     ones = f" {ops[0]} 1" * (n - 1)  # the rest of an equation of a covered length
     # An out-of-range operand is reported as such only in an equation that is otherwise
     # covered (a trained operator, a covered operand count); else 'not trained' / 'too short'.
     rows = [(r[:-len(b" + 1")] + ones.encode()
              if want == "out of the trained range" and r.endswith(b" + 1") else r, want)
             for r, want in HOSTILE]
-    rows.append((f"{coverage['operand_max'] + 1}{ones}".encode(), "out of the trained range"))
-    rows.append((f"{'0' * 40}{coverage['operand_max'] + 1}{ones}".encode(),
+    rows.append((f"{coverage.operand_max + 1}{ones}".encode(), "out of the trained range"))
+    rows.append((f"{'0' * 40}{coverage.operand_max + 1}{ones}".encode(),
                  "out of the trained range"))
     missing = [op for op in eq.OPERATORS if op not in ops]
     if missing:
@@ -149,7 +149,7 @@ def hostile_for(coverage: dict) -> list[tuple[bytes, str]]:
     if "/" in ops:
         rows.append((" / ".join(["1"] + ["0"] * (n - 1)).encode(), "division by zero"))
     rows.append((f" {ops[0]} ".join(["1"] * (n + 1)).encode(), "too long"))
-    fewest = int(coverage.get("min_operands") or n)
+    fewest = coverage.min_operands
     if fewest > 2:
         rows.append((f" {ops[0]} ".join(["1"] * (fewest - 1)).encode(), "too short"))
     return rows
@@ -292,10 +292,10 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
 # The component.
 
 
-def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, output_dir: str,
-                        tolerance: float = 0.05, timeout_s: int = 300, num_canaries: int = 24,
-                        max_latency_ms: float = 2000.0, model_name: str = DEFAULT_MODEL_NAME,
-                        huge_batch: int = 4096) -> dict:
+def run_infra_validator(saved_model_dir: str, coverage: Coverage, threshold: float,
+                        output_dir: str, tolerance: float = 0.05, timeout_s: int = 300,
+                        num_canaries: int = 24, max_latency_ms: float = 2000.0,
+                        model_name: str = DEFAULT_MODEL_NAME, huge_batch: int = 4096) -> dict:
     tf.io.gfile.makedirs(output_dir)
     good = canaries(coverage, num_canaries)
     bad = hostile_for(coverage)
@@ -394,9 +394,9 @@ def run_infra_validator(saved_model_dir: str, coverage: dict, threshold: float, 
                             f"{max_latency_ms} ms (pusher.infra_max_latency_ms)")
         checks.append(f"latency p50 <= {max_latency_ms} ms")
         assets = report.get("assets", {})
-        if assets.get("coverage_json") != coverage:
+        if assets.get("coverage_json") != coverage.to_dict():
             problems.append(f"assets/coverage.json {assets.get('coverage_json')} does not "
-                            f"describe this model ({coverage})")
+                            f"describe this model ({coverage.to_dict()})")
         if not isinstance(assets.get("metrics_json"), dict):
             problems.append("assets/metrics.json is missing or not a JSON object")
         checks.append("assets coverage.json and metrics.json")

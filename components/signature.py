@@ -14,11 +14,16 @@ is served.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
 from lstm_math.components import answer_formats, tokenizer
 from lstm_math.components.equations import MIXED_TAG
 from lstm_math.serving.contract import JIT_BATCH_BUCKETS, TRUSTED_KEY, WORKING_OUTPUT
+
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
 ALL_OPERATORS = "+-*/"
 # Whitespace a client may put anywhere (ASCII only: a no-break space or an ideographic
@@ -58,13 +63,12 @@ def _describe_char(char: tf.Tensor) -> tf.Tensor:
     return tf.where(printable, tf.strings.join(["'", char, "' (", code, ")"]), code)
 
 
-def validate(equation: tf.Tensor, coverage: dict):
+def validate(equation: tf.Tensor, coverage: Coverage):
     """Per row: (valid bool, reason string, canonical compact text for the tokenizer)."""
     ops_all = _char_class(ALL_OPERATORS)
-    trained = coverage["operators"]
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
-    num_operands = int(coverage["num_operands"])
-    min_operands = int(coverage.get("min_operands", num_operands))
+    trained = coverage.operators
+    low, high = coverage.operand_min, coverage.operand_max
+    num_operands, min_operands = coverage.num_operands, coverage.min_operands
     takes = (f"{num_operands}" if min_operands == num_operands
              else f"{min_operands} to {num_operands}")
     max_digits = len(str(high))
@@ -169,7 +173,7 @@ def trusted(valid: tf.Tensor, confidence: tf.Tensor, canonical: tf.Tensor,
     return valid & (tf.strings.length(result) > 0) & (confidence >= limit)
 
 
-def build_serving_function(model, coverage: dict, jit_compile: bool = False,
+def build_serving_function(model, coverage: Coverage, jit_compile: bool = False,
                            trust_thresholds: dict | None = None):
     """The ``serving_default`` function for a trained model and what it covers.
 
@@ -183,10 +187,10 @@ def build_serving_function(model, coverage: dict, jit_compile: bool = False,
     an answer is ``trusted`` (the Evaluator's ``confidence.<tag>.threshold``); a slice
     without one is never trusted.
     """
-    steps = int(coverage["max_result_length"]) + 1
+    steps = coverage.max_result_length + 1
     # A model that writes a working also returns it (the extra output ``working``).
     with_working = bool(answer_formats.formats_of(coverage))
-    placeholder = "+".join(["0"] * int(coverage["num_operands"]))
+    placeholder = "+".join(["0"] * coverage.num_operands)
 
     def decode_plain(ids):
         out_ids, probs = model.greedy_decode(ids, steps)

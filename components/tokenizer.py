@@ -15,10 +15,15 @@ Decoding drops spaces and everything from the first END, so both layouts decode 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
 from lstm_math.components.answer_formats import answer_tf, display_tf, formats_of, row_tags_tf
+
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
 PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
@@ -77,11 +82,11 @@ def encode_equations(equations: tf.Tensor, max_length: int, pad_digits: int = 0)
     return ids.to_tensor(default_value=PAD_ID, shape=[None, max_length])
 
 
-def encode_for_model(equations: tf.Tensor, coverage: dict) -> tf.Tensor:
+def encode_for_model(equations: tf.Tensor, coverage: Coverage) -> tf.Tensor:
     """``encode_equations`` as a model of this coverage was trained (its input length and
     ``pad_operands``): the one call of the input pipeline and the serving signature."""
-    pad = len(str(int(coverage["operand_max"]))) if coverage.get("pad_operands") else 0
-    return encode_equations(equations, int(coverage["max_input_length"]), pad)
+    pad = len(str(coverage.operand_max)) if coverage.pad_operands else 0
+    return encode_equations(equations, coverage.max_input_length, pad)
 
 
 def _working_ids(text: tf.Tensor) -> tf.RaggedTensor:
@@ -158,20 +163,20 @@ def result_lengths(ids: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(upto, axis=1)
 
 
-def decode_outputs(out_ids, compact, coverage: dict):
+def decode_outputs(out_ids, compact, coverage: Coverage):
     """[batch, steps] greedy output ids and the rows' compact equation texts -> (final
     answers, workings), [batch] strings each: rows whose operator tag has a working format
     get the answer read from it and the working (steps spaced) as written; the others the
     decoded answer in the model's digit order and an empty working. The one reading of a
     model's output: the serving signature and the Trainer's sample predictions."""
-    direct = decode_results(out_ids, bool(coverage["reverse_output"]))
+    direct = decode_results(out_ids, coverage.reverse_output)
     formats = formats_of(coverage)
     empty = tf.fill(tf.shape(direct), "")
     if not formats:
         return direct, empty
     raw = decode_results(out_ids, False, keep_spaces=True)
     tags = row_tags_tf(compact)
-    high = int(coverage["operand_max"])
+    high = coverage.operand_max
     result, shown = direct, empty
     for tag, fmt in sorted(formats.items()):
         mine = tf.equal(tags, tag)

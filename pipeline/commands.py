@@ -56,7 +56,7 @@ def train(args) -> int:
             {"model": dataclasses.asdict(t.model), "optimizer": dataclasses.asdict(t.optimizer)})
     inputs = {
         "ExampleGen": external_artifact("ExampleGen", args.examples, {
-            "examples_dir": args.examples, "coverage": coverage_of(config)}),
+            "examples_dir": args.examples, "coverage": coverage_of(config).to_dict()}),
         "Tuner": external_artifact("Tuner", args.hparams or "", {"best": best}),
     }
     result = run_component(config, "Trainer", args.output, inputs)
@@ -121,7 +121,7 @@ def tune(args, config: PipelineConfig) -> int:
             log.error("%s", e)
             return 2
         examples_dir, coverage = (examples.properties["examples_dir"],
-                                  examples.properties["coverage"])
+                                  Coverage.from_dict(examples.properties["coverage"]))
     node = create_pipeline(config).node("Tuner")
     output_dir = args.output or (place.output_dir if place else runner.scratch_dir(
         "Tuner", {"config": runner.config_payload(node), "examples": examples_dir},

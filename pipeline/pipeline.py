@@ -152,7 +152,8 @@ def _data_validation(ctx: Context) -> dict:
     from lstm_math.components.data_validation import run_data_validation
 
     examples = ctx.inputs["ExampleGen"].properties
-    return run_data_validation(examples["examples_dir"], examples["coverage"], ctx.output_dir)
+    return run_data_validation(examples["examples_dir"], Coverage.from_dict(examples["coverage"]),
+                               ctx.output_dir)
 
 
 def _tuner(ctx: Context) -> dict:
@@ -169,7 +170,8 @@ def _tuner(ctx: Context) -> dict:
                            "writes the results: run workers with `lstm-math tune --role worker`")
     trial = TrialSettings(**{f.name: p[f.name] for f in dataclasses.fields(TrialSettings)})
     # Continues a search interrupted in this directory (same config -> same directory).
-    result = run_tuner(p.tuner, trial, examples["examples_dir"], examples["coverage"],
+    result = run_tuner(p.tuner, trial, examples["examples_dir"],
+                       Coverage.from_dict(examples["coverage"]),
                        ctx.output_dir, strategy=p.strategy)
     return {**result, "tuned": True}
 
@@ -180,7 +182,8 @@ def _trainer(ctx: Context) -> dict:
     p = ctx.params
     examples = ctx.inputs["ExampleGen"].properties
     best = ctx.inputs["Tuner"].properties["best"]  # {"model": ..., "optimizer": ...}
-    result = run_trainer(p.trainer, examples["examples_dir"], examples["coverage"],
+    result = run_trainer(p.trainer, examples["examples_dir"],
+                         Coverage.from_dict(examples["coverage"]),
                          ModelHParams(**best["model"]), ctx.output_dir,
                          optimizer=OptimizerConfig(**best["optimizer"]),
                          shuffle_seed=p.shuffle_seed, strategy=p.strategy)
@@ -252,8 +255,8 @@ def _infra_validator(ctx: Context) -> dict:
 
     exported = ctx.inputs["Exporter"].properties
     p = ctx.params
-    return run_infra_validator(exported["saved_model"], exported["coverage"], p.threshold,
-                               ctx.output_dir, timeout_s=p.timeout_s,
+    return run_infra_validator(exported["saved_model"], Coverage.from_dict(exported["coverage"]),
+                               p.threshold, ctx.output_dir, timeout_s=p.timeout_s,
                                num_canaries=p.num_canaries, max_latency_ms=p.max_latency_ms,
                                model_name=p.model_name)
 

@@ -17,10 +17,23 @@ import sys
 
 import tensorflow as tf
 
-from lstm_math.components import sampling
 from lstm_math.components import tokenizer
+from lstm_math.components.equations import max_equation_chars, max_result_chars
+from lstm_math.config import Coverage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_coverage(**fields) -> Coverage:
+    """A ``Coverage`` from fields of its JSON form; what a test leaves out is a two-operand
+    '+' task over 0..99, with the lengths that task's equations and answers need."""
+    d = {"operators": ["+"], "operand_min": 0, "operand_max": 99, "num_operands": 2, **fields}
+    n = int(d["num_operands"])
+    d.setdefault("max_input_length", max_equation_chars(int(d["operand_max"]), n))
+    d.setdefault("max_result_length", max_result_chars(
+        d["operators"], int(d["operand_min"]), int(d["operand_max"]), n,
+        int(d.get("min_operands") or n)))
+    return Coverage.from_dict(d)
 
 
 def lstm_math(*args, cwd=None, timeout=600, check=True):
@@ -171,10 +184,10 @@ class OracleModel(tf.Module):
     probability 0.99 where right and 0.6 where wrong; ``sure_when_b_odd``: 0.999 where wrong
     and b is odd (confidently wrong)."""
 
-    def __init__(self, coverage: dict, wrong_a: int = 7, offset: int = 100,
+    def __init__(self, coverage: Coverage, wrong_a: int = 7, offset: int = 100,
                  always_wrong: bool = False, sure_when_b_odd: bool = False):
         super().__init__()
-        self.reverse = bool(coverage["reverse_output"])
+        self.reverse = coverage.reverse_output
         self.wrong_a = wrong_a
         self.offset = offset
         self.always_wrong = always_wrong
@@ -206,13 +219,10 @@ class TableOracle(tf.Module):
     (small) space. ``mistake(equation) -> (answer, per-step probability) or None`` decides
     the wrong answers; right ones get ``right_p`` per step."""
 
-    def __init__(self, coverage: dict, mistake, right_p: float = 0.99):
+    def __init__(self, coverage: Coverage, mistake, right_p: float = 0.99):
         super().__init__()
-        self.reverse = bool(coverage["reverse_output"])
-        n = int(coverage["num_operands"])
-        space = sampling.EquationSpace(tuple(coverage["operators"]), int(coverage["operand_min"]),
-                                 int(coverage["operand_max"]), n,
-                                 int(coverage.get("min_operands", n)))
+        self.reverse = coverage.reverse_output
+        space = coverage.space()
         keys, answers, probs = [], [], []
         self.wrong = {}
         for i in range(space.size):
@@ -248,7 +258,7 @@ def trainer_kwargs(config) -> dict:
     return {"shuffle_seed": p.shuffle_seed, "strategy": p.strategy}
 
 
-def evaluate_as_pipeline(config, model, coverage: dict, examples_dir: str, output_dir: str):
+def evaluate_as_pipeline(config, model, coverage: Coverage, examples_dir: str, output_dir: str):
     """``evaluate_model`` given what the pipeline's Evaluator node is given for ``config``:
     its declared sections and its baseline resolved now."""
     from lstm_math.components.evaluator import evaluate_model

@@ -20,7 +20,7 @@ from lstm_math.components import equations as eq
 from lstm_math.components import sampling
 from lstm_math.components import tokenizer
 from lstm_math.components.signature import build_serving_function
-from lstm_math.config import ConfigError, coverage_of, load_config
+from lstm_math.config import ConfigError, Coverage, coverage_of, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXED = ("column_carry", "running_sums")
@@ -163,9 +163,11 @@ def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
         block.texts(), sampling.int_bytes(block.results), block.tags(), block.operand_digits())
 
     features = tf.io.parse_example(tf.constant(records), FEATURES)
-    coverage = {"operand_max": 999, "max_input_length": 7, "reverse_output": True,
-                "max_result_length": af.working_length("running_sums", 999),
-                "answer_format": fmt, "pad_operands": True}
+    coverage = Coverage.from_dict({
+        "operators": ["*"], "operand_min": 0, "operand_max": 999, "num_operands": 2,
+        "max_input_length": 7, "reverse_output": True,
+        "max_result_length": af.working_length("running_sums", 999),
+        "answer_format": fmt, "pad_operands": True})
     (enc, dec_in), targets = to_model_inputs(features, coverage)
     dec_in, targets = dec_in.numpy(), targets.numpy()
     texts = tokenizer.decode_results(targets, False, keep_spaces=True).numpy()
@@ -192,11 +194,11 @@ class WorkingOracle(tf.Module):
     """Operands 0..99. Writes the true working of every '*' row (for ``a == wrong_a``, with
     the third running sum's units digit changed), the reversed answer of the others."""
 
-    def __init__(self, coverage: dict, wrong_a: int):
+    def __init__(self, coverage: Coverage, wrong_a: int):
         super().__init__()
-        space = sampling.EquationSpace(tuple(coverage["operators"]), 0, int(coverage["operand_max"]))
+        space = coverage.space()
         keys, values = [], []
-        high = int(coverage["operand_max"])
+        high = coverage.operand_max
         for i in range(space.size):
             e = space.equation_at(i)
             a, b = e.operands
@@ -221,11 +223,12 @@ class WorkingOracle(tf.Module):
 
 
 def _working_coverage(high=99):
-    return {"operators": ["+", "*"], "operand_min": 0, "operand_max": high,
-            "num_operands": 2, "min_operands": 2, "max_input_length": 5,
-            "max_result_length": af.working_length("running_sums", high),
-            "reverse_output": True, "output_format": "left",
-            "answer_format": {"*": "running_sums"}, "pad_operands": True}
+    return Coverage.from_dict({
+        "operators": ["+", "*"], "operand_min": 0, "operand_max": high, "num_operands": 2,
+        "min_operands": 2, "max_input_length": 5,
+        "max_result_length": af.working_length("running_sums", high), "reverse_output": True,
+        "output_format": "left", "answer_format": {"*": "running_sums"},
+        "pad_operands": True})
 
 
 def test_signature_returns_the_final_answer_in_result_and_the_working_beside_it():
@@ -327,8 +330,8 @@ def test_bad_answer_format_on_the_cli_is_one_line_exit_2(tmp_path):
 def test_multiplication_preset_writes_running_sums():
     config = load_config("multiplication")
     coverage = coverage_of(config)
-    assert coverage["answer_format"] == {"*": "running_sums"}
-    assert coverage["max_result_length"] == af.working_length("running_sums", 999) == 28
+    assert coverage.answer_format == {"*": "running_sums"}
+    assert coverage.max_result_length == af.working_length("running_sums", 999) == 28
 
 
 # --------------------------------------------------------------------------------------
@@ -344,7 +347,7 @@ def _trained_working_model(coverage, steps: int = 30):
     from lstm_math.components.models import ModelHParams, build_model
 
     keras.utils.set_random_seed(5)
-    width = coverage["max_result_length"] + 1
+    width = coverage.max_result_length + 1
     model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16,
                                      attention_heads=2, step_embedding=True,
                                      pad_operands=True), width)

@@ -213,10 +213,9 @@ def test_predict_says_unsure_in_its_output_and_exit_status_and_keeps_tf_quiet(tm
     untrusted one with '?' and its confidence against the model's threshold, the exit
     status is 3; TensorFlow's start-up lines stay off the terminal."""
     from lstm_math.components.exporter import export_saved_model
-    from tests.helpers import OracleModel
+    from tests.helpers import OracleModel, make_coverage
 
-    coverage = {"operators": ["+"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
-                "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
+    coverage = make_coverage(max_input_length=5, max_result_length=3, reverse_output=True)
     base = tmp_path / "models"
     export_saved_model(OracleModel(coverage), coverage,  # wrong on '7 + b', unsure there
                        {"confidence": {"+": {"threshold": 0.9}}}, str(base / "lstm_math" / "1"))

@@ -10,8 +10,8 @@ def test_presets_load_and_smoke_inherits_default():
     assert default.task.data.operators == ["+"] and default.task.data.operand_max == 999
     assert smoke.task.data.operand_max == 99
     assert smoke.pusher.model_name == default.pusher.model_name == "lstm_math"
-    assert coverage_of(default)["max_result_length"] == 4
-    assert coverage_of(default)["max_input_length"] == 7
+    assert coverage_of(default).max_result_length == 4
+    assert coverage_of(default).max_input_length == 7
     # the product draws every digit-length stratum; the post's reproduction draws uniformly
     assert default.task.data.sampling == smoke.task.data.sampling == "stratified"
     assert load_config("seed").task.data.sampling == "uniform"

@@ -25,7 +25,7 @@ from lstm_math.components.example_gen import run_example_gen
 from lstm_math.components.exporter import export_saved_model
 from lstm_math.components import pusher
 from lstm_math.config import DataConfig, coverage_of, load_config
-from tests.helpers import OracleModel, TableOracle, evaluate_as_pipeline
+from tests.helpers import OracleModel, TableOracle, evaluate_as_pipeline, make_coverage
 
 OPERAND_MAX = 30
 OPERATORS = ["+", "-"]
@@ -149,7 +149,7 @@ def test_tables_histogram_worst_errors_and_pictures(tmp_path, examples):
 
 def test_error_map_marks_the_wrong_cells():
     """The plus map is red exactly in the column a = 7 (the rest right, green)."""
-    coverage = {"operators": ["+"], "operand_min": 0, "operand_max": 9, "num_operands": 2}
+    coverage = make_coverage(operand_max=9)
     texts = [f"{a} + {b}" for a in range(10) for b in range(10)]
     truths = [str(a + b) for a in range(10) for b in range(10)]
     answers = [str(a + b + (100 if a == 7 else 0)) for a in range(10) for b in range(10)]
@@ -374,7 +374,7 @@ def test_no_errors_says_none_in_the_report(tmp_path, examples):
 
 
 def test_uniform_estimate_reweights_a_stratified_sample_by_stratum_size():
-    coverage = {"operand_min": 0, "operand_max": 99}
+    coverage = make_coverage(operand_max=99)
     texts = [f"{a} + {b}" for a in range(100) for b in range(100)]
     right = [a % 10 != 7 for a in range(100) for b in range(100)]
     whole = evaluator.uniform_estimate(texts, right, coverage)

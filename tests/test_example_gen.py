@@ -236,7 +236,7 @@ def _in_split(text):
 def test_validation_catches_bad_records(generated, tmp_path, text, result, message):
     config, out, _ = generated
     coverage = coverage_of(config)
-    assert coverage["max_result_length"] == 4
+    assert coverage.max_result_length == 4
     bad = _copy(out, tmp_path / "bad")
     _append(bad / f"{_in_split(text)}-00000-of-00003.tfrecord.gz", [_record(text, result)])
     with pytest.raises(DataValidationError, match=message):
@@ -320,7 +320,7 @@ def test_two_to_three_operands_in_one_data_set(tmp_path):
     for text, row in zip(parsed["equation"].numpy().astype(str), digits):
         assert [d for d in row.tolist() if d] == [len(p) for p in text.split(" ")[::2]]
     coverage = coverage_of(config)
-    assert coverage["min_operands"] == 2 and coverage["num_operands"] == 3
+    assert coverage.min_operands == 2 and coverage.num_operands == 3
     report = run_data_validation(str(tmp_path / "gen"), coverage, str(tmp_path / "v"))
     assert report["passed"]
 

@@ -14,10 +14,15 @@ import tensorflow as tf
 from lstm_math.components import tokenizer
 from lstm_math.components.exporter import export_saved_model
 from lstm_math.components.models import ModelHParams, build_model
+from lstm_math.config import Coverage
 from tests.helpers import BLOCK_KERAS
 
-COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
-            "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
+# The assets' coverage.json, as the Trainer writes coverage.json (every field, in order).
+COVERAGE_JSON = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99,
+                 "num_operands": 2, "min_operands": 2, "max_input_length": 5,
+                 "max_result_length": 3, "reverse_output": True, "output_format": "left",
+                 "answer_format": {}, "pad_operands": False}
+COVERAGE = Coverage.from_dict(COVERAGE_JSON)
 METRICS = {"exact_match": 0.25, "count": 4, "per_operator": {"+": {"exact_match": 0.5}}}
 WARMUP_SIZES = [1, 4]
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -27,7 +32,7 @@ SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli
 def exported(tmp_path_factory):
     tf.keras.utils.set_random_seed(3)
     model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16),
-                        COVERAGE["max_result_length"] + 1)
+                        COVERAGE.max_result_length + 1)
     model((tf.zeros([1, 5], tf.int32), tf.zeros([1, 4], tf.int32)))
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     # as the pipeline exports by default: XLA decoder, TF Serving warm-up requests
@@ -110,14 +115,17 @@ def test_loads_and_answers_without_project_code_or_keras(exported, tmp_path):
     assert all(re.fullmatch(r"[0-9+\-*/]*", r) for r in out["result"][:3])
     assert out["result"][3:] == [""] * 6 and out["confidence"][3:] == [0.0] * 6
     assert all(0.0 < c <= 1.0 for c in out["confidence"][:3])
-    assert out["assets"] == {"coverage_json": COVERAGE, "metrics_json": METRICS}
+    assert out["assets"] == {"coverage_json": COVERAGE_JSON, "metrics_json": METRICS}
 
 
 def test_assets_are_plain_json_files_in_the_assets_dir(exported):
     _, path = exported
     assert sorted(os.listdir(os.path.join(path, "assets"))) == ["coverage.json", "metrics.json"]
     with open(os.path.join(path, "assets", "coverage.json")) as f:
-        assert json.load(f) == COVERAGE
+        text = f.read()
+    # the JSON form, key for key and in the order the Trainer's coverage.json has them
+    assert text == json.dumps(COVERAGE_JSON, indent=2)
+    assert list(json.loads(text)) == list(COVERAGE_JSON)
     with open(os.path.join(path, "assets", "metrics.json")) as f:
         assert json.load(f) == METRICS
 
@@ -130,9 +138,9 @@ def test_confidence_is_the_probability_of_the_whole_answer(exported):
     out = fn(equation=tf.constant(rows))
     for text, answer, confidence in zip(rows, out["result"].numpy(), out["confidence"].numpy()):
         answer = answer.decode()
-        encoder = tokenizer.encode_equations(tf.constant([text]), COVERAGE["max_input_length"])
+        encoder = tokenizer.encode_equations(tf.constant([text]), COVERAGE.max_input_length)
         dec_in, targets = tokenizer.encode_results(tf.constant([answer]),
-                                                   COVERAGE["max_result_length"], True)
+                                                   COVERAGE.max_result_length, True)
         probs = tf.nn.softmax(model((encoder, dec_in)), axis=-1).numpy()[0]
         target = targets.numpy()[0]
         steps = len(answer) + 1  # the characters and END

@@ -19,7 +19,7 @@ import pytest
 
 from lstm_math.components import pusher
 from lstm_math.components.exporter import export_saved_model
-from lstm_math.config import coverage_of, load_config
+from lstm_math.config import Coverage, coverage_of, load_config
 from lstm_math.pipeline.pipeline import Pipeline, Resolver, create_pipeline
 from lstm_math.pipeline.runner import LocalRunner
 from lstm_math.serving import contract
@@ -57,12 +57,13 @@ def oracle_pipeline(examples_for, monkeypatch):
     def load_trained(model_dir):
         with open(os.path.join(model_dir, "oracle.json")) as f:
             made = json.load(f)
-        return oracle(made["kind"], made["coverage"]), made["coverage"]
+        coverage = Coverage.from_dict(made["coverage"])
+        return oracle(made["kind"], coverage), coverage
 
     monkeypatch.setattr("lstm_math.components.trainer.load_trained", load_trained)
 
     def make(config, kind):
-        coverage = coverage_of(config)
+        coverage = coverage_of(config).to_dict()  # as an artifact's properties hold it
 
         def example_gen(ctx):
             return {"examples_dir": examples, "coverage": coverage}

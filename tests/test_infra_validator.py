@@ -1,5 +1,6 @@
 """InfraValidator: a good export passes with a report of what ran; a broken one is refused."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -10,11 +11,11 @@ import pytest
 
 from lstm_math.components import infra_validator
 from lstm_math.components.exporter import export_saved_model
-from tests.helpers import OracleModel
+from tests.helpers import OracleModel, make_coverage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
-            "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
+COVERAGE = make_coverage(operators=["+", "-"], max_input_length=5, max_result_length=3,
+                         reverse_output=True)
 
 
 def export(tmp_path, model, name="saved_model", metrics=None):
@@ -38,7 +39,7 @@ def test_a_good_model_passes_and_the_report_says_what_ran(exact_export, tmp_path
     assert report["empty_batch_ok"] is True
     assert report["huge_batch"]["same_answers_as_small_batch"] is True
     assert report["imported_project_code"] == [] and report["keras_blocked"] is True
-    assert report["assets"]["coverage_json"] == COVERAGE
+    assert report["assets"]["coverage_json"] == COVERAGE.to_dict()
     assert 0 < report["single_p50_ms"] < 2000
     checks = " | ".join(out["checks"])
     assert "30 canary answers" in checks and "hostile inputs rejected" in checks
@@ -61,7 +62,8 @@ def test_a_good_model_passes_and_the_report_says_what_ran(exact_export, tmp_path
 def test_a_model_broken_in_export_is_refused_with_a_clear_report(tmp_path):
     """The network emits its digits in the wrong order (a reversed-output mix-up): loads
     fine, rejects hostile rows fine, but the canaries' answers are wrong."""
-    broken = export(tmp_path, OracleModel({**COVERAGE, "reverse_output": False}, wrong_a=-1))
+    reversed_wrong = dataclasses.replace(COVERAGE, reverse_output=False)
+    broken = export(tmp_path, OracleModel(reversed_wrong, wrong_a=-1))
     out = infra_validator.run_infra_validator(broken, COVERAGE, 0.999, str(tmp_path / "iv"))
     assert out["passed"] is False
     assert any(p.startswith("canary exact match") for p in out["problems"])
@@ -70,7 +72,7 @@ def test_a_model_broken_in_export_is_refused_with_a_clear_report(tmp_path):
 
 @pytest.mark.slow
 def test_wrong_assets_and_slow_answers_are_refused(exact_export, tmp_path):
-    wider = {**COVERAGE, "operand_max": 999}  # assets say 0..99: not what is being pushed
+    wider = dataclasses.replace(COVERAGE, operand_max=999)  # assets say 0..99: not this
     out = infra_validator.run_infra_validator(exact_export, wider, 0.0, str(tmp_path),
                                               max_latency_ms=0.001)
     assert out["passed"] is False
@@ -131,14 +133,14 @@ def test_with_a_model_server_on_path_rest_and_grpc_are_checked(exact_export, tmp
 
 
 def test_canaries_and_hostile_rows_follow_the_operand_counts_a_model_covers():
-    mixed = {**COVERAGE, "operators": ["+", "-", "*", "/"], "num_operands": 3,
-             "min_operands": 2, "max_input_length": 8, "max_result_length": 7}
+    mixed = dataclasses.replace(COVERAGE, operators=("+", "-", "*", "/"), num_operands=3,
+                                min_operands=2, max_input_length=8, max_result_length=7)
     counts = {text.replace(" ", "").count("+") + sum(text.count(o) for o in "-*/") + 1
               for text, _ in infra_validator.canaries(mixed, 12)}
     assert counts == {2, 3}
     reasons = [reason for _, reason in infra_validator.hostile_for(mixed)]
     assert "too short" not in reasons and "too long" in reasons  # 2 operands are fine
-    three_only = {**mixed, "min_operands": 3}
+    three_only = dataclasses.replace(mixed, min_operands=3)
     assert (b"1 + 1", "too short") in infra_validator.hostile_for(three_only)
 
 

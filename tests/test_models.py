@@ -24,7 +24,7 @@ def test_seed_is_the_posts_model_layer_by_layer():
     enc, _, repeat, dec, _, out = model.layers
     assert enc.forward_layer.units == 20 and not enc.forward_layer.return_sequences
     assert dec.forward_layer.units == 20 and dec.forward_layer.return_sequences
-    assert repeat.n == coverage["max_result_length"] + 1 == 5  # '1998' + END
+    assert repeat.n == coverage.max_result_length + 1 == 5  # '1998' + END
     assert out.layer.activation.__name__ == "softmax" and out.layer.units == tok.VOCAB_SIZE
     # one-hot input: the first LSTM sees one column per vocabulary entry
     assert enc.forward_layer.cell.kernel.shape[0] == tok.VOCAB_SIZE
@@ -33,7 +33,7 @@ def test_seed_is_the_posts_model_layer_by_layer():
     assert float(opt.learning_rate.numpy()) == pytest.approx(0.01)
     assert opt.clipnorm is None
     assert config.trainer.batch_size == 256 and config.trainer.epochs == 200
-    assert coverage["output_format"] == "right_aligned" and not coverage["reverse_output"]
+    assert coverage.output_format == "right_aligned" and not coverage.reverse_output
     d = config.task.data
     assert (d.operators, d.operand_min, d.operand_max) == (["+"], 0, 999)
     # ~30,000 for training + validation (10% of it held out), ~20,000 fresh for the test
@@ -106,8 +106,8 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     hp = config.trainer.model
     coverage = model_coverage(coverage_of(config), hp)
     model = compile_model(hp, coverage, 10)
-    width = coverage["max_result_length"] + 1
-    x = (tf.zeros([2, coverage["max_input_length"]], tf.int32), tf.zeros([2, width], tf.int32))
+    width = coverage.max_result_length + 1
+    x = (tf.zeros([2, coverage.max_input_length], tf.int32), tf.zeros([2, width], tf.int32))
     tf.function(lambda inputs: model(inputs, training=True))(x)  # as the training loop does
     assert model.encoder_dropout.rate == 0.2
     module = tf.Module()
@@ -134,8 +134,8 @@ def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
     model = compile_model(hp, coverage, 10)
     rng = np.random.default_rng(0)
     equations = tf.constant([f"{a}+{b}" for a, b in rng.integers(0, 100, (300, 2))])
-    ids = tok.encode_equations(equations, coverage["max_input_length"])
-    steps = coverage["max_result_length"] + 1
+    ids = tok.encode_equations(equations, coverage.max_input_length)
+    steps = coverage.max_result_length + 1
     tokens, probs = (t.numpy() for t in model.greedy_decode(ids, steps))
     assert tokens.shape == probs.shape == (300, steps)
     decoder_in = np.concatenate([np.full((300, 1), tok.START_ID), tokens[:, :-1]], axis=1)

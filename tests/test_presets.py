@@ -18,7 +18,7 @@ def test_preset_loads_validates_and_has_a_real_threshold(name):
     coverage, d = coverage_of(config), config.task.data
     space = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max, d.num_operands,
                           d.min_operands)
-    assert coverage["min_operands"] <= coverage["num_operands"]
+    assert coverage.min_operands <= coverage.num_operands
     if name not in TEST_ONLY:
         # a bar of 0.9 overall, or a bar on every operator slice the test split holds (a
         # budget that cannot reach 0.9 overall must still not push a model that lost one)
@@ -33,10 +33,10 @@ def test_preset_loads_validates_and_has_a_real_threshold(name):
 def test_full_covers_every_operator_and_two_to_three_operands():
     config = load_config("full")
     coverage = coverage_of(config)
-    assert sorted(coverage["operators"]) == sorted(["+", "-", "*", "/"])
-    assert (coverage["min_operands"], coverage["num_operands"]) == (2, 3)
-    assert coverage["max_input_length"] == len("999*999*999")
-    assert coverage["max_result_length"] >= len("997002999")  # a safe bound (sign room)
+    assert sorted(coverage.operators) == sorted(["+", "-", "*", "/"])
+    assert (coverage.min_operands, coverage.num_operands) == (2, 3)
+    assert coverage.max_input_length == len("999*999*999")
+    assert coverage.max_result_length >= len("997002999")  # a safe bound (sign room)
     assert config.task.data.sampling == "stratified"
     d = config.task.data
     space = EquationSpace(tuple(d.operators), d.operand_min, d.operand_max, d.num_operands,
@@ -52,3 +52,29 @@ def test_per_operator_presets(name, operator):
     d = config.task.data
     size = EquationSpace((operator,), d.operand_min, d.operand_max, 2).size
     assert size <= config.evaluator.exhaustive_max_equations  # judged on every equation too
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_coverage_json_form_round_trips_key_for_key(name):
+    """What the Trainer writes (coverage.json) and the Exporter ships (assets/coverage.json)
+    is ``to_dict()``; read back with ``from_dict`` it gives the same JSON, key for key and in
+    order, so a model's assets do not change on the way through the pipeline."""
+    import json
+
+    from lstm_math.config import Coverage
+
+    coverage = coverage_of(load_config(name))
+    text = json.dumps(coverage.to_dict(), indent=2)
+    again = Coverage.from_dict(json.loads(text))
+    assert again == coverage and json.dumps(again.to_dict(), indent=2) == text
+    assert list(json.loads(text)) == [
+        "operators", "operand_min", "operand_max", "num_operands", "min_operands",
+        "max_input_length", "max_result_length", "reverse_output", "output_format",
+        "answer_format", "pad_operands"]
+    # scripts written against the JSON form read it by key
+    assert coverage["operand_max"] == coverage.operand_max
+    assert coverage["operators"] == list(coverage.operators)
+    assert coverage.get("num_operands", 2) == coverage.num_operands
+    assert coverage.get("no_such_field", "x") == "x"
+    with pytest.raises(KeyError):
+        coverage["no_such_field"]

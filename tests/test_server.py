@@ -392,9 +392,8 @@ def test_predict_cli(server, model_base, capsys):
 # ---------------------------------------------------------------------------------------
 # `trusted`: an exported model's wrong answer below its threshold, over REST and gRPC
 # ---------------------------------------------------------------------------------------
-ORACLE_COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99,
-                   "num_operands": 2, "max_input_length": 5, "max_result_length": 3,
-                   "reverse_output": True}
+ORACLE_COVERAGE = dict(operators=["+", "-"], max_input_length=5, max_result_length=3,
+                       reverse_output=True)
 # As an Evaluator report gives them (confidence.<op>.threshold).
 ORACLE_METRICS = {"exact_match": 0.99, "confidence": {"+": {"threshold": 0.9},
                                                      "-": {"threshold": 0.9}}}
@@ -405,10 +404,11 @@ def oracle_server(tmp_path_factory):
     """The Exporter's SavedModel of an oracle that answers '7 + b' wrong (confidence
     0.6 per character) and everything else right (0.99 per character)."""
     from lstm_math.components.exporter import export_saved_model
-    from tests.helpers import OracleModel
+    from tests.helpers import OracleModel, make_coverage
 
     base = tmp_path_factory.mktemp("oracle_models")
-    export_saved_model(OracleModel(ORACLE_COVERAGE), ORACLE_COVERAGE, ORACLE_METRICS,
+    coverage = make_coverage(**ORACLE_COVERAGE)
+    export_saved_model(OracleModel(coverage), coverage, ORACLE_METRICS,
                        str(base / NAME / "1"))
     with ModelServer(str(base), NAME, rest_port=0, grpc_port=0, poll_seconds=0.2) as srv:
         yield srv, str(base)

@@ -1,5 +1,6 @@
 """The serving function's per-row validation, on an untrained model (validation is model-free)."""
 
+import dataclasses
 import re
 
 import pytest
@@ -10,11 +11,10 @@ from lstm_math.components import equations as eq
 from lstm_math.components import tokenizer
 from lstm_math.components.models import ModelHParams, build_model
 from lstm_math.components.signature import build_serving_function, operator_tags
-from tests.helpers import OracleModel
+from tests.helpers import OracleModel, make_coverage
 
-COVERAGE = {"operators": ["+", "-", "/"], "operand_min": 0, "operand_max": 999,
-            "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
-            "reverse_output": True}
+COVERAGE = make_coverage(operators=["+", "-", "/"], operand_max=999, max_input_length=7,
+                         max_result_length=4, reverse_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +123,11 @@ def covered(text: str) -> bool:
         e = eq.parse(text)
     except eq.EquationError:
         return False
-    if len(e.operands) != COVERAGE["num_operands"]:
+    if len(e.operands) != COVERAGE.num_operands:
         return False
-    if any(op not in COVERAGE["operators"] for op in e.operators):
+    if any(op not in COVERAGE.operators for op in e.operators):
         return False
-    if any(not COVERAGE["operand_min"] <= v <= COVERAGE["operand_max"] for v in e.operands):
+    if any(not COVERAGE.operand_min <= v <= COVERAGE.operand_max for v in e.operands):
         return False
     try:
         e.result
@@ -175,8 +175,8 @@ def test_xla_batches_are_padded_to_few_buckets(rows, bucket):
     assert int(bucket_size(tf.constant(rows))) == bucket
 
 
-MIXED = dict(COVERAGE, operators=["+", "-", "*", "/"], num_operands=3, min_operands=2,
-             max_input_length=11, max_result_length=10)
+MIXED = dataclasses.replace(COVERAGE, operators=("+", "-", "*", "/"), num_operands=3,
+                            min_operands=2, max_input_length=11, max_result_length=10)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_a_model_of_two_to_three_operands_takes_both_and_names_the_range(serve_m
     assert rows[2]["error"] == "too long: this model takes 2 to 3 operands"
     three_only = build_serving_function(
         build_model(ModelHParams(embedding_dim=4, encoder_units=4, decoder_units=4), 11),
-        dict(MIXED, min_operands=3))
+        dataclasses.replace(MIXED, min_operands=3))
     rows = call(three_only, ["7 * 6", "1 + 2 + 3"])
     assert rows[0]["error"] == "too short: this model takes 3 operands" and rows[1]["valid"]
 
@@ -200,9 +200,8 @@ def test_a_model_of_two_to_three_operands_takes_both_and_names_the_range(serve_m
 def test_answers_decode_in_the_models_digit_order(reverse):
     """`reverse_output` false (the division preset: most significant digit first, as long
     division finds them) and true (units first: + - *) both serve the right strings."""
-    coverage = {"operators": ["/", "-"], "operand_min": 0, "operand_max": 999,
-                "num_operands": 2, "max_input_length": 7, "max_result_length": 4,
-                "reverse_output": reverse}
+    coverage = make_coverage(operators=["/", "-"], operand_max=999, max_input_length=7,
+                             max_result_length=4, reverse_output=reverse)
     serve = build_serving_function(OracleModel(coverage, wrong_a=-1), coverage)
     rows = ["932 / 3", "999 / 1", "5 / 7", "100 / 19", "12 - 980", "990 / 9"]
     got = [(r["result"], r["valid"]) for r in call(serve, rows)]

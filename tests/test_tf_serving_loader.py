@@ -9,6 +9,7 @@ a fresh process that imports no project code and in which Keras cannot be import
 compare the answers row for row with the object loader's.
 """
 
+import dataclasses
 import base64
 import json
 import os
@@ -24,11 +25,12 @@ from lstm_math.components import infra_validator, tokenizer
 from lstm_math.components.exporter import export_saved_model
 from lstm_math.components.models import ModelHParams, build_model
 from lstm_math.components.signature import build_serving_function
-from tests.helpers import BLOCK_KERAS, OracleModel
+from tests.helpers import BLOCK_KERAS, OracleModel, make_coverage
 
-COVERAGE = {"operators": ["+", "-"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
-            "max_input_length": 5, "max_result_length": 3, "reverse_output": True}
-SEED_COVERAGE = {**COVERAGE, "reverse_output": False, "output_format": "right_aligned"}
+COVERAGE = make_coverage(operators=["+", "-"], max_input_length=5, max_result_length=3,
+                         reverse_output=True)
+SEED_COVERAGE = dataclasses.replace(COVERAGE, reverse_output=False,
+                                    output_format="right_aligned")
 WARMUP_SIZES = [1, 3]
 TRUST_METRICS = {"exact_match": 0.99, "confidence": {"overall": {"threshold": 0.9},
                                                     "+": {"threshold": 0.9},
@@ -44,7 +46,7 @@ class KerasOracle(keras.Model):
 
     def __init__(self, coverage):
         super().__init__()
-        self.reverse = bool(coverage["reverse_output"])
+        self.reverse = coverage.reverse_output
         self.scale = self.add_weight(shape=(), initializer="zeros", dtype="int64",
                                      trainable=False, name="scale")
         self.scale.assign(1)

@@ -40,10 +40,10 @@ def test_training_dataset_yields_the_shards_tokenized(examples):
     ds = data_lib.training_dataset(examples, "validation", coverage, 50, with_operator=True)
     features = next(iter(data_lib.features_dataset(examples, "validation", 50)))
     (enc, dec_in), targets, ops = next(iter(ds))
-    assert enc.shape == (50, coverage["max_input_length"])
-    assert targets.shape == dec_in.shape == (50, coverage["max_result_length"] + 1)
+    assert enc.shape == (50, coverage.max_input_length)
+    assert targets.shape == dec_in.shape == (50, coverage.max_result_length + 1)
     # same order, same equations: the targets decode back to the stored results
-    decoded = tokenizer.decode_results(targets, coverage["reverse_output"]).numpy()
+    decoded = tokenizer.decode_results(targets, coverage.reverse_output).numpy()
     assert decoded.tolist() == features["result"].numpy().tolist()
     tags = [metrics_lib.OPERATOR_TAGS[i] for i in ops.numpy()]
     assert tags == [t.decode() for t in features["operator"].numpy()]
@@ -124,7 +124,7 @@ def test_inconsistent_config_names_the_field():
         tiny_config("trainer.early_stopping_patience=-1")
     assert str(e.value).startswith("trainer.early_stopping_patience:")
     # a longer field than needed is fine and reaches the coverage (the serving contract)
-    assert coverage_of(tiny_config("trainer.max_result_length=5"))["max_result_length"] == 5
+    assert coverage_of(tiny_config("trainer.max_result_length=5")).max_result_length == 5
 
 
 def _scalars_and_texts(log_dir):
@@ -205,7 +205,7 @@ def test_training_exact_match_is_the_served_exact_match(examples, tmp_path, fami
                          str(tmp_path / family), keep_model=True, **trainer_kwargs(config))
     model = result["model"]
     coverage = model_coverage(coverage_of(config), config.trainer.model)
-    assert coverage["output_format"] == ("right_aligned" if family == "seed" else "left")
+    assert coverage.output_format == ("right_aligned" if family == "seed" else "left")
     # the training split: ~1,400 rows, enough right answers after a few epochs to compare
     features = next(iter(data_lib.features_dataset(examples, "train", 10_000)))
     inputs, targets = data_lib.to_model_inputs(features, coverage)

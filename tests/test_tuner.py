@@ -275,7 +275,7 @@ def test_disabled_tuner_hands_the_configs_hyperparameters_to_the_trainer(tmp_pat
 
     config = load_config("smoke", ["tuner.enabled=false", "trainer.model.encoder_units=24"])
     examples = external_artifact("ExampleGen", str(tmp_path), {
-        "examples_dir": str(tmp_path), "coverage": coverage_of(config)})
+        "examples_dir": str(tmp_path), "coverage": coverage_of(config).to_dict()})
     props = run_component(config, "Tuner", str(tmp_path), {
         "ExampleGen": examples, "DataValidation": external_artifact("DataValidation", "", {})})
     assert props["tuned"] is False and props["trials"] == []

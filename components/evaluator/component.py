@@ -86,7 +86,7 @@ def _write(path: str, data, mode: str = "w") -> None:
         f.write(data)
 
 
-def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str, *,
+def evaluate_model(e, model, coverage: Coverage, examples_dir: str, output_dir: str, *,
                    split_fractions: dict, jit_compile: bool, judged_against: dict) -> dict:
     """Evaluates a trained model object (anything with ``greedy_decode``) under the
     ``evaluator`` section ``e`` and blesses it.
@@ -108,7 +108,7 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
         test_rows["texts"], [bool(v) and a == t for a, t, v in zip(
             test_rows["answers"], test_rows["truths"], test_rows["valid"])], coverage)
 
-    size = Coverage.from_dict(coverage).space().size
+    size = coverage.space().size
     map_rows, map_title = test_rows, "test split"
     if e.exhaustive_max_equations and size <= e.exhaustive_max_equations:
         exhaustive = evaluate_exhaustive(serve, coverage, examples_dir,
@@ -172,7 +172,7 @@ def evaluate_model(e, model, coverage: dict, examples_dir: str, output_dir: str,
     for name, png in pictures.items():
         _write(os.path.join(output_dir, name), png, "wb")
     metrics["pictures"] = sorted(pictures)
-    metrics["coverage"] = dict(coverage)
+    metrics["coverage"] = coverage.to_dict()
     metrics["hardware"] = hardware()
     report = report_markdown(metrics)
     _write(os.path.join(output_dir, "report.md"), report)

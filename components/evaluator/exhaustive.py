@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 
@@ -15,21 +16,21 @@ from lstm_math.config import Coverage
 log = logging.getLogger(__name__)
 
 
-def all_equations(coverage: dict):
+def all_equations(coverage: Coverage):
     """Every equation of the space: (texts, truths, tags), integer arithmetic only.
 
     Two operands: the (a, b) grid of each operator, in order. Otherwise (three operands, or
     a model of several operand counts) the vectorized sampler's exhaustive block.
     """
-    space = Coverage.from_dict(coverage).space()
+    space = coverage.space()
     if list(space.operand_counts) != [2]:
         block = sampling.Sampler(space, seed=0, num_examples=0, exhaustive=True).block(0, space.size)
         return ([t.decode() for t in block.texts()], [r.decode() for r in
                                                       sampling.int_bytes(block.results)],
                 [t.decode() for t in block.tags()])
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    low, high = coverage.operand_min, coverage.operand_max
     texts, truths, tags = [], [], []
-    for op in coverage["operators"]:
+    for op in coverage.operators:
         a, b = np.meshgrid(np.arange(low, high + 1, dtype=np.int64),
                            np.arange(max(low, 1) if op == "/" else low, high + 1, dtype=np.int64),
                            indexing="ij")
@@ -42,7 +43,7 @@ def all_equations(coverage: dict):
     return texts, truths, tags
 
 
-def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fractions,
+def evaluate_exhaustive(serve_fn, coverage: Coverage, examples_dir: str, split_fractions,
                         batch_size: int, num_worst: int = 20,
                         trust_thresholds: dict | None = None) -> dict:
     """Every equation of the space, with exact match for seen and never-seen equations.
@@ -92,16 +93,17 @@ def evaluate_exhaustive(serve_fn, coverage: dict, examples_dir: str, split_fract
 SMALL_OPERAND_BOUND = 10
 
 
-def evaluate_small_operands(serve_fn, coverage: dict, batch_size: int,
+def evaluate_small_operands(serve_fn, coverage: Coverage, batch_size: int,
                             trust_thresholds: dict | None = None, num_worst: int = 20,
                             bound: int = SMALL_OPERAND_BOUND) -> dict | None:
     """Every equation of the space whose operands are all below ``bound`` ('3 + 4', not
     '3 + 40'): exact match overall and per operator, the wrong answers, and what
     ``trusted`` does on them. None when the space has no such equations."""
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    low, high = coverage.operand_min, coverage.operand_max
     if low >= bound:
         return None
-    texts, truths, tags = all_equations({**coverage, "operand_max": min(high, bound - 1)})
+    texts, truths, tags = all_equations(
+        dataclasses.replace(coverage, operand_max=min(high, bound - 1)))
     answers, valid, confidence = predict(serve_fn, texts, batch_size)
     full = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
                      thresholds=trust_thresholds)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import collections
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
 
 def _pyplot():
@@ -25,16 +29,15 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
+def error_map_pngs(rows: dict, coverage: Coverage, title: str) -> dict:
     """{operator: PNG bytes}: the (a, b) plane of each operator, from the two-operand rows
     (a model of 2..3 operands gets a map per operator from its two-operand equations)."""
-    n = int(coverage["num_operands"])
-    if int(coverage.get("min_operands", n)) > 2:
+    if coverage.min_operands > 2:
         return {}
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
 
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    low, high = coverage.operand_min, coverage.operand_max
     width = high - low + 1
     by_op = collections.defaultdict(lambda: ([], [], []))
     for text, answer, truth, ok in zip(rows["texts"], rows["answers"], rows["truths"],
@@ -48,7 +51,7 @@ def error_map_pngs(rows: dict, coverage: dict, title: str) -> dict:
         ys.append(int(b))
         good.append(bool(ok) and answer == truth)
     pngs = {}
-    for op in coverage["operators"]:
+    for op in coverage.operators:
         xs, ys, good = (np.array(v) for v in by_op[op])
         grid = np.zeros([width, width], np.int8)  # 0: not evaluated, 1: right, 2: wrong
         if len(xs):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,9 @@ import tensorflow as tf
 from lstm_math.components import data as data_lib
 from lstm_math.components.equations import OPERATOR_TAGS, operator_tag
 from lstm_math.serving.contract import WORKING_OUTPUT
+
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +335,7 @@ def _stratum_size(operators: tuple, digits: tuple, low: int, high: int) -> int:
     return size
 
 
-def uniform_estimate(texts, right, coverage: dict) -> dict:
+def uniform_estimate(texts, right, coverage: Coverage) -> dict:
     """Exact match as uniform draws over the whole space would measure it.
 
     A stratified test split over-represents small strata ('1 + 2'); here every (operators,
@@ -339,7 +343,7 @@ def uniform_estimate(texts, right, coverage: dict) -> dict:
     stratification), overall and per operator tag. On a uniform sample or the whole space
     this is the plain exact match up to noise.
     """
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
+    low, high = coverage.operand_min, coverage.operand_max
     totals, rights, sizes = collections.Counter(), collections.Counter(), {}
     for text, ok in zip(texts, right):
         parts = text.split(" ")

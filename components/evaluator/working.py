@@ -9,17 +9,21 @@ the running sum of column 2 went wrong there, everything before it was right).
 from __future__ import annotations
 
 import collections
+from typing import TYPE_CHECKING
 
 from lstm_math.components import answer_formats
 from lstm_math.components import equations as eq
 
+if TYPE_CHECKING:
+    from lstm_math.config import Coverage
 
-def working_errors(texts, tags, answers, truths, valid, workings, coverage: dict) -> dict:
+
+def working_errors(texts, tags, answers, truths, valid, workings, coverage: Coverage) -> dict:
     """{operator tag: {"count", "wrong", "working_right_answer_wrong",
     "right_answer_wrong_working", "first_wrong_step": {step name: wrong answers}}} for each
     tag of the coverage whose format has a working."""
     formats = answer_formats.formats_of(coverage)
-    high = int(coverage["operand_max"])
+    high = coverage.operand_max
     out = {}
     for tag, fmt in formats.items():
         steps = collections.Counter()

@@ -15,14 +15,13 @@ from lstm_math.components.models import build_model
 from lstm_math.config import Coverage, ModelHParams, OptimizerConfig
 
 
-def model_coverage(base_coverage: dict, hparams: ModelHParams,
-                   max_result_length: int = 0) -> dict:
+def model_coverage(base_coverage: Coverage, hparams: ModelHParams,
+                   max_result_length: int = 0) -> Coverage:
     """The data's coverage as this model is trained on it (``Coverage.for_model``: how its
     family lays out answers, whether it pads operands; ``max_result_length``, 0 = the
-    data's), in the JSON form."""
-    return Coverage.from_dict(base_coverage).for_model(
-        hparams.family, hparams.reverse_output, max_result_length,
-        hparams.pad_operands).to_dict()
+    data's)."""
+    return base_coverage.for_model(hparams.family, hparams.reverse_output, max_result_length,
+                                   hparams.pad_operands)
 
 
 @keras.saving.register_keras_serializable("lstm_math")
@@ -71,18 +70,18 @@ def build_optimizer(optimizer: OptimizerConfig, family: str,
                                  **clip)
 
 
-def compile_model(hparams: ModelHParams, coverage: dict, total_steps: int,
+def compile_model(hparams: ModelHParams, coverage: Coverage, total_steps: int,
                   optimizer: OptimizerConfig | None = None) -> keras.Model:
     """The model, built and compiled (call inside the strategy's scope)."""
-    model = build_model(hparams, coverage["max_result_length"] + 1)
+    model = build_model(hparams, coverage.max_result_length + 1)
     model.compile(
         optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps),
         loss=loss_fn(from_logits=getattr(model, "from_logits", True)),
         metrics=[ExactMatch(), CharAccuracy()],
     )
     # Build the variables now (inside the strategy scope of the caller).
-    width = coverage["max_result_length"] + 1
-    model((tf.zeros([1, coverage["max_input_length"]], tf.int32), tf.zeros([1, width], tf.int32)))
+    width = coverage.max_result_length + 1
+    model((tf.zeros([1, coverage.max_input_length], tf.int32), tf.zeros([1, width], tf.int32)))
     return model
 
 
@@ -93,9 +92,10 @@ def seed_weights(seed: int | None) -> None:
 
 
 def load_trained(model_dir: str):
-    """(model, coverage) from a Trainer output directory."""
+    """(model, Coverage) from a Trainer output directory (a coverage.json without an
+    ``output_format`` takes the model's own)."""
     model = keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
     with tf.io.gfile.GFile(os.path.join(model_dir, "coverage.json")) as f:
-        coverage = json.loads(f.read())
-    coverage.setdefault("output_format", getattr(model, "output_format", "left"))
-    return model, coverage
+        stored = json.loads(f.read())
+    stored.setdefault("output_format", getattr(model, "output_format", "left"))
+    return model, Coverage.from_dict(stored)

@@ -33,7 +33,7 @@ from lstm_math.components.trainer.model import compile_model, model_coverage, se
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
 from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
                                                    write_hparams, write_scalars)
-from lstm_math.config import ModelHParams, OptimizerConfig, TrainerConfig
+from lstm_math.config import Coverage, ModelHParams, OptimizerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _plan(t: TrainerConfig, examples_dir: str, strategy) -> _Plan:
                  steps_per_loop=max(1, min(t.steps_per_loop, steps_per_epoch)))
 
 
-def _datasets(t: TrainerConfig, examples_dir: str, coverage: dict, batch_size: int,
+def _datasets(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
               shuffle_seed: int):
     train_ds = data_lib.training_dataset(
         examples_dir, "train", coverage, batch_size, shuffle_buffer=t.shuffle_buffer,
@@ -94,17 +94,17 @@ def _resume(checkpoint, state: TrainState, ckpt_dir: str, history_path: str, mod
     return history
 
 
-def _save_outputs(model, output_dir: str, coverage: dict, hparams: ModelHParams,
+def _save_outputs(model, output_dir: str, coverage: Coverage, hparams: ModelHParams,
                   optimizer: OptimizerConfig) -> None:
     model.save(os.path.join(output_dir, "model.keras"))
     with tf.io.gfile.GFile(os.path.join(output_dir, "coverage.json"), "w") as f:
-        f.write(json.dumps(coverage, indent=2))
+        f.write(json.dumps(coverage.to_dict(), indent=2))
     with tf.io.gfile.GFile(os.path.join(output_dir, "hparams.json"), "w") as f:
         f.write(json.dumps({"model": dataclasses.asdict(hparams),
                             "optimizer": dataclasses.asdict(optimizer)}, indent=2))
 
 
-def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: dict,
+def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
                 hparams: ModelHParams, output_dir: str, keep_model: bool = False,
                 optimizer: OptimizerConfig | None = None, *, shuffle_seed: int,
                 strategy: str = "auto") -> dict:

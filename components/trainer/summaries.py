@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from lstm_math.components import data as data_lib
 from lstm_math.components import tokenizer
+from lstm_math.config import Coverage
 
 
 def _first_batch_or_none(ds):
@@ -31,7 +32,7 @@ def _first_batch_or_none(ds):
 class SamplePredictions:
     """A fixed handful of validation equations, decoded greedily as the exported graph does."""
 
-    def __init__(self, examples_dir: str, coverage: dict, count: int):
+    def __init__(self, examples_dir: str, coverage: Coverage, count: int):
         self.coverage = coverage
         batch = _first_batch_or_none(data_lib.features_dataset(examples_dir, "validation",
                                                                max(1, count)))
@@ -43,7 +44,7 @@ class SamplePredictions:
         if int(tf.size(self.equations)) == 0:
             return "(no validation examples)", 0.0
         ids = tokenizer.encode_for_model(self.equations, self.coverage)
-        out_ids, _ = model.greedy_decode(ids, self.coverage["max_result_length"] + 1)
+        out_ids, _ = model.greedy_decode(ids, self.coverage.max_result_length + 1)
         predicted, workings = tokenizer.decode_outputs(tf.convert_to_tensor(out_ids),
                                              tokenizer.compact(self.equations), self.coverage)
         rows = ["| equation | target | prediction | right | working |", "|---|---|---|---|---|"]
@@ -101,13 +102,13 @@ def write_scalars(writer, values: dict, step: int) -> None:
     writer.flush()
 
 
-def trace_graph(model, coverage: dict, writer) -> None:
+def trace_graph(model, coverage: Coverage, writer) -> None:
     """The forward pass's graph in TensorBoard's Graphs tab: the traced function graph
     itself, its ops grouped by layer (embedding, encoder_0, decoder, attention_query,
     logits: Keras suffixes a layer's scope, embedding_1), not a trace of the call, which
     shows one opaque node."""
-    width = coverage["max_result_length"] + 1
-    spec = (tf.TensorSpec([None, coverage["max_input_length"]], tf.int32, name="equation_ids"),
+    width = coverage.max_result_length + 1
+    spec = (tf.TensorSpec([None, coverage.max_input_length], tf.int32, name="equation_ids"),
             tf.TensorSpec([None, width], tf.int32, name="decoder_ids"))
 
     @tf.function(input_signature=[spec])

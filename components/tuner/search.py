@@ -18,6 +18,7 @@ from lstm_math.components.tuner.records import (PROJECT, HyperbandSearchTuner, S
                                       read_executions, write_results)
 from lstm_math.components.tuner.space import Seq2SeqHyperModel, TrialSettings
 from lstm_math.components.tuner.tensorboard import TrialSummaries
+from lstm_math.config import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def make_tuner(tu, hypermodel, output_dir: str, strategy=None):
     return tuner
 
 
-def run_tuner(tu, trial: TrialSettings, examples_dir: str, base_coverage: dict,
+def run_tuner(tu, trial: TrialSettings, examples_dir: str, base_coverage: Coverage,
               output_dir: str, chief_timeout: float = 120.0, strategy: str = "auto") -> dict:
     """Runs (or continues) the search of the ``tuner`` section ``tu``, each trial trained
     with ``trial`` (what it takes of ``trainer``) under ``strategy`` (``runtime.strategy``).

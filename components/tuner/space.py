@@ -11,7 +11,7 @@ import keras_tuner as kt
 from lstm_math.components import data as data_lib
 from lstm_math.components.trainer import compile_model, model_coverage, seed_weights, steps_for
 from lstm_math.components.tuner.tensorboard import OBJECTIVE_TAG  # noqa: F401 - re-exported
-from lstm_math.config import ModelHParams, OptimizerConfig, TunerConfig, searchable_fields
+from lstm_math.config import Coverage, ModelHParams, OptimizerConfig, TunerConfig, searchable_fields
 
 
 def hyperparameter_kinds() -> dict:
@@ -82,7 +82,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
     """Builds and fits one trial with the Trainer's own model, compile step and input."""
 
     def __init__(self, tuner: TunerConfig, trial: TrialSettings, examples_dir: str,
-                 base_coverage: dict):
+                 base_coverage: Coverage):
         super().__init__(name="lstm_math")
         self.tuner = tuner
         self.trial = trial
@@ -103,7 +103,7 @@ class Seq2SeqHyperModel(kt.HyperModel):
             values[sections[name][0]][name] = declare(hp, name, spec, self.kinds[name])
         return Candidate.from_dict(values)
 
-    def coverage_for(self, hparams: ModelHParams) -> dict:
+    def coverage_for(self, hparams: ModelHParams) -> Coverage:
         return model_coverage(self.base_coverage, hparams, self.trial.max_result_length)
 
     def build(self, hp):
