@@ -51,15 +51,15 @@ def load_model(trainer_dir):
     return compile_model(hp, coverage, 10), coverage
 
 
-def sample_equations(coverage, n: int, seed: int = 0) -> list[bytes]:
+def sample_equations(coverage, n: int, seed: int = 0) -> list[bytes]:  # a Coverage
     """``n`` equations of a model's own task: its operators (one per equation, or as many as
     its operand count allows), operands uniform over its range, no division by zero."""
     import random
 
     rng = random.Random(seed)
-    low, high = int(coverage["operand_min"]), int(coverage["operand_max"])
-    operators = list(coverage["operators"])
-    count = int(coverage.get("num_operands", 2))
+    low, high = coverage.operand_min, coverage.operand_max
+    operators = list(coverage.operators)
+    count = coverage.num_operands
     out = []
     for _ in range(n):
         ops = [rng.choice(operators) for _ in range(count - 1)]
@@ -92,7 +92,7 @@ def versus(args) -> int:
             batches[key] = sample_equations(coverage, max(args.batch_sizes))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    names = {key: "/".join(coverage["operators"]) + f" ({coverage.get('num_operands', 2)} "
+    names = {key: "/".join(coverage.operators) + f" ({coverage.num_operands} "
              "operands)" for key, (_, coverage) in models.items()}
     rows = []
     for size in args.batch_sizes:

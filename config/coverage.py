@@ -104,19 +104,6 @@ class Coverage:
             answer_format=dict(d.get("answer_format") or {}),
             pad_operands=bool(d.get("pad_operands", False)))
 
-    # Read access by the JSON form's keys, for scripts written against that form
-    # (``coverage["operand_max"]``, ``coverage.get("num_operands", 2)``).
-    def __getitem__(self, key: str):
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return self.to_dict()[key]
-
-    def get(self, key: str, default=None):
-        return self[key] if key in _FIELDS else default
-
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(Coverage))
-
 
 def coverage_of(config) -> Coverage:
     """What a model trained on this config covers (its configured model family)."""

@@ -239,8 +239,10 @@ def test_signature_benchmark_versus_draws_each_models_own_equations():
     from benchmarks import signature_benchmark
     from lstm_math.components.equations import evaluate, parse
 
-    coverage = {"operators": ["*", "/"], "operand_min": 0, "operand_max": 20,
-                "num_operands": 3}
+    from tests.helpers import make_coverage
+
+    coverage = make_coverage(operators=["*", "/"], operand_max=20, num_operands=3,
+                             min_operands=3)
     rows = signature_benchmark.sample_equations(coverage, 400)
     assert len(rows) == 400 and rows == signature_benchmark.sample_equations(coverage, 400)
     ops_seen = set()

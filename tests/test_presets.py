@@ -71,10 +71,3 @@ def test_coverage_json_form_round_trips_key_for_key(name):
         "operators", "operand_min", "operand_max", "num_operands", "min_operands",
         "max_input_length", "max_result_length", "reverse_output", "output_format",
         "answer_format", "pad_operands"]
-    # scripts written against the JSON form read it by key
-    assert coverage["operand_max"] == coverage.operand_max
-    assert coverage["operators"] == list(coverage.operators)
-    assert coverage.get("num_operands", 2) == coverage.num_operands
-    assert coverage.get("no_such_field", "x") == "x"
-    with pytest.raises(KeyError):
-        coverage["no_such_field"]
