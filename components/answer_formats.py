@@ -23,6 +23,11 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 digit). Each next token needs two operand digits and the sum just written.
                 For 123 * 456: ``810 610 820 410 420 030 110 610 500 0`` (spaces for the
                 eye only) -> 56088.
+  msd_first     the answer, most significant digit first (a minus sign first), whatever
+                the model's ``reverse_output``: so one model can write ``/`` the way long
+                division finds its digits while its other operators run units first.
+  lsd_first     the answer, least significant digit first (a minus sign last), whatever
+                the model's ``reverse_output``.
   reduce_first  three or more operands: the value after each reduction in evaluation order
                 (``*`` and ``/`` left to right, then ``+`` and ``-`` left to right), least
                 significant digit first (a minus sign last), separated by spaces; the last
@@ -37,10 +42,13 @@ if TYPE_CHECKING:  # the config leaf imports this module
     from lstm_math.config import Coverage
 
 DIRECT = "direct"
-FORMATS = ("direct", "column_carry", "running_sums", "reduce_first")
+FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first")
+ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
     "direct": ("+", "-", "*", "/", "mixed"),
+    "msd_first": ("+", "-", "*", "/", "mixed"),
+    "lsd_first": ("+", "-", "*", "/", "mixed"),
     "column_carry": ("*",),
     "running_sums": ("*",),
     "reduce_first": ("mixed",),
@@ -186,6 +194,9 @@ def working(fmt: str, operands: Sequence[int], operators: Sequence[str], high: i
     """The working a format writes for an equation ('' for ``direct``)."""
     if fmt == DIRECT:
         return ""
+    if fmt in ORDERS:
+        value = reduction_values(operands, operators)[-1]
+        return str(value) if fmt == "msd_first" else _write_value(value)
     if fmt in ("column_carry", "running_sums"):
         if list(operators) != ["*"]:
             raise WorkingError(f"{fmt} writes a * b only, not {' '.join(operators)}")
@@ -217,6 +228,8 @@ def answer(fmt: str, text: str, high: int) -> str:
         return _canonical_number("".join(text[p] for p in reversed(answer_positions(fmt, d))))
     if fmt == "reduce_first":
         return _canonical_number(text.split(SEPARATOR)[-1][::-1])
+    if fmt in ORDERS:
+        return _canonical_number(text if fmt == "msd_first" else text[::-1])
     raise WorkingError(f"{fmt!r} has no working to read")
 
 
@@ -237,6 +250,8 @@ def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
     """The steps of a working as (start, stop, name)."""
     if fmt in ("column_carry", "running_sums"):
         return steps_of(fmt, digits_of(high))
+    if fmt in ORDERS:
+        return [(k, k + 1, f"character {k + 1}") for k in range(len(text))]
     spans, start = [], 0
     for n, part in enumerate(text.split(SEPARATOR)):
         spans.append((start, start + len(part), f"value {n + 1}"))
@@ -312,10 +327,13 @@ def answer_tf(fmt: str, text, high: int):
         ok = (tf.strings.length(text) == working_length(fmt, high)) & \
             tf.strings.regex_full_match(joined, r"[0-9]+")
         return tf.where(ok, tf.strings.regex_replace(joined, r"^0+(\d)", r"\1"), "")
-    if fmt == "reduce_first":
-        last = tf.strings.regex_replace(text, r"^.*" + SEPARATOR, "")
-        chars = tf.strings.unicode_split(last, "UTF-8")
-        value = tf.strings.reduce_join(tf.reverse(chars, axis=[1]), axis=1)
+    if fmt in ("reduce_first", "lsd_first", "msd_first"):
+        value = text
+        if fmt == "reduce_first":
+            value = tf.strings.regex_replace(value, r"^.*" + SEPARATOR, "")
+        if fmt != "msd_first":
+            chars = tf.strings.unicode_split(value, "UTF-8")
+            value = tf.strings.reduce_join(tf.reverse(chars, axis=[1]), axis=1)
         value = tf.strings.regex_replace(value, r"^(-?)0+(\d)", r"\1\2")
         ok = tf.strings.regex_full_match(value, r"-?[0-9]+") & (value != "-0")
         return tf.where(ok, value, "")

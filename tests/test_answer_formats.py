@@ -90,6 +90,29 @@ def test_reduce_first_writes_the_higher_precedence_value_first():
     assert af.answer("reduce_first", "72 22-", 999) == "-22"
 
 
+@pytest.mark.parametrize("fmt", af.ORDERS)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_digit_order_formats_write_the_answer_in_their_order_for_any_equation(fmt, data):
+    k = data.draw(st.sampled_from((2, 3)))
+    ops = data.draw(st.lists(st.sampled_from(eq.OPERATORS), min_size=k - 1, max_size=k - 1))
+    values = [data.draw(st.integers(1 if i and ops[i - 1] == "/" else 0, 999))
+              for i in range(k)]
+    truth = str(eq.evaluate(values, ops))
+    w = af.working(fmt, values, ops, 999)
+    assert w == (truth if fmt == "msd_first" else truth[::-1])  # '-22' or '22-'
+    assert af.answer(fmt, w, 999) == truth
+    assert len(w) <= af.working_length(fmt, 999, k, eq.max_result_chars(list(ops), 0, 999, k))
+    assert af.first_wrong_step(fmt, w, w, 999) is None
+
+
+def test_digit_order_formats_name_the_first_wrong_character():
+    assert af.working("msd_first", (999, 4), ("/",), 999) == "249"
+    assert af.first_wrong_step("msd_first", "249", "259", 999) == "character 2"
+    assert af.first_wrong_step("lsd_first", "942", "94", 999) == "character 3"
+    assert af.answer("msd_first", "0249", 999) == "249" and af.answer("lsd_first", "0-", 999) == ""
+
+
 def test_formats_refuse_what_they_cannot_write():
     with pytest.raises(af.WorkingError):
         af.working("running_sums", (3, 4), ("+",), 999)
@@ -111,20 +134,25 @@ def test_first_wrong_step_names_the_step_that_went_wrong():
 # TF reading == Python reading, malformed workings included
 
 
-@pytest.mark.parametrize("fmt", FIXED + ("reduce_first",))
+@pytest.mark.parametrize("fmt", FIXED + ("reduce_first",) + af.ORDERS)
 def test_tf_reading_equals_python_reading(fmt):
     rng = np.random.default_rng(0)
     rows = []
-    for _ in range(300):
-        if fmt == "reduce_first":
+    for n in range(300):
+        if fmt in af.ORDERS:
+            ops = list(rng.choice(list("+-*/"), 1 + n % 2))
+            values = [int(v) for v in rng.integers(1, 1000, len(ops) + 1)]
+            rows.append(af.working(fmt, values, ops, 999))
+        elif fmt == "reduce_first":
             ops = list(rng.choice(list("+-*/"), 2))
             values = [int(v) for v in rng.integers(1, 1000, 3)]
             rows.append(af.working(fmt, values, ops, 999))
         else:
             rows.append(af.working(fmt, tuple(int(v) for v in rng.integers(0, 1000, 2)),
                                    ("*",), 999))
-    # malformed: cut short, too long, a stray token, empty
-    rows += [rows[0][:-1], rows[1] + "7", rows[2][:3] + "-" + rows[2][4:], "", "0"]
+    # malformed: cut short, too long, a stray token, empty, signs and zeros out of place
+    rows += [rows[0][:-1], rows[1] + "7", rows[2][:3] + "-" + rows[2][4:], "", "0",
+             "-0", "0-", "00", "-", "1-2", "12 3", "0012"]
     got = af.answer_tf(fmt, tf.constant(rows), 999).numpy()
     for text, answer in zip(rows, got):
         assert answer.decode() == af.answer(fmt, text, 999), text
@@ -264,6 +292,59 @@ def test_signature_returns_the_final_answer_in_result_and_the_working_beside_it(
         else:
             assert result == truth
             assert working == af.display("running_sums", true_working, 99)
+
+
+class TableOracle(tf.Module):
+    """Answers from a table {padded compact equation: what the model writes}."""
+
+    def __init__(self, table: dict):
+        super().__init__()
+        init = tf.lookup.KeyValueTensorInitializer(list(table), list(table.values()))
+        self.table = tf.lookup.StaticHashTable(init, "")
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        chars = tf.gather(tf.constant([""] * 4 + list(tokenizer.CHARACTERS) + [""]),
+                          encoder_ids)
+        text = self.table.lookup(tf.strings.reduce_join(chars, axis=1))
+        _, ids = tokenizer.encode_results(text, steps - 1, False, "left", text)
+        return ids, tf.ones(tf.shape(ids), tf.float32) * 0.99
+
+
+def test_one_model_writes_each_operator_in_its_own_digit_order():
+    # A model whose answers run units first (reverse_output) but whose '/' is written most
+    # significant digit first: training targets and the served answers both follow the
+    # operator's format, and `result` is the plain number either way.
+    fmt = {"/": "msd_first"}
+    space = sampling.EquationSpace(("-", "/"), 0, 99)
+    block = sampling.Sampler(space, 1, 300).block(0, 300)
+    from lstm_math.components.data import to_model_inputs
+    from lstm_math.components.example_gen import block_workings
+    from lstm_math.components.example_layout import FEATURES
+    from lstm_math.components.example_records import encode_examples
+
+    records = encode_examples(block.texts(), sampling.int_bytes(block.results), block.tags(),
+                              block.operand_digits(), block_workings(block, fmt, 99))
+    coverage = Coverage.from_dict({
+        "operators": ["-", "/"], "operand_min": 0, "operand_max": 99, "num_operands": 2,
+        "min_operands": 2, "max_input_length": 5, "max_result_length": 3,
+        "reverse_output": True, "output_format": "left", "answer_format": fmt})
+    features = tf.io.parse_example(tf.constant(records), FEATURES)
+    _, targets = to_model_inputs(features, coverage)
+    written = tokenizer.decode_results(targets, False).numpy()
+    for equation, text in zip(block.equations(), written):
+        truth = str(equation.result)
+        assert text.decode() == (truth if equation.operators == ("/",) else truth[::-1])
+
+    table = {}
+    for e in map(coverage.space().equation_at, range(coverage.space().size)):
+        truth = str(e.result)
+        compact = f"{e.operands[0]}{e.operators[0]}{e.operands[1]}"
+        table[compact] = truth if e.operators == ("/",) else truth[::-1]
+    serve = build_serving_function(TableOracle(table), coverage)
+    rows = ["99 / 4", "7 / 9", "90 / 1", "3 - 57", "57 - 3", "0 - 0", "5 / 0"]
+    out = serve(tf.constant(rows))
+    assert [r.decode() for r in out["result"].numpy()] == ["24", "0", "90", "-54", "54", "0", ""]
+    assert out["valid"].numpy().tolist() == [True] * 6 + [False]
 
 
 def test_evaluator_reports_where_wrong_answers_went_wrong():
