@@ -6,10 +6,12 @@
 
 Rows, all writing the same equations (same config, seed, splits, shards, compression):
 
-  plain loop          one process, one equation at a time (sampling.sample_block, i.e.
-                      the permutation of the block, then EquationSpace.equation_at),
-                      integer evaluation, split_of, a tf.train.Example per record,
-                      tf.io.TFRecordWriter. The straightforward way; the baseline (1.00x).
+  plain loop          one process, one equation at a time: its place in the sample
+                      (uniform: sampling.sample_block, the block's permutation then
+                      EquationSpace.equation_at; stratified: the Sampler's equations of
+                      the block, the same sample ExampleGen writes), integer evaluation,
+                      split_of, a tf.train.Example per record, tf.io.TFRecordWriter. The
+                      straightforward way; the baseline (1.00x).
   vectorized loop     one process, no Beam: the ExampleGen block writer called directly
                       (numpy block decoding, hand-encoded records). Shows Beam's overhead.
   beam direct x1      the ExampleGen Beam job, DirectRunner in-process.
@@ -47,13 +49,18 @@ def plain_loop(data, out: str) -> None:
     """The fair straightforward loop: one equation, one tf.train.Example at a time."""
     space = data.space()
     permutation = sampling.KeyedPermutation(space.size, data.seed)
+    sampler = example_gen.sampler_of(data)
     fractions = [data.split_fractions[s] for s in sampling.SPLITS]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if data.compression == "GZIP" else "")
     blocks = example_gen.plan_blocks(data)
     for index, start, stop in blocks:
         writers = {s: tf.io.TFRecordWriter(os.path.join(out, example_layout.shard_name(
             s, index, len(blocks), data.compression)), options) for s in sampling.SPLITS}
-        for equation in sampling.sample_block(space, permutation, start, stop):
+        if sampler.sampling == "uniform":
+            equations = sampling.sample_block(space, permutation, start, stop)
+        else:  # a stratum at a time, as ExampleGen samples (no one-by-one form to time)
+            equations = sampler.block(start, stop).equations()
+        for equation in equations:
             result = equation.result
             split = sampling.split_of(equation.text, fractions)
             writers[split].write(example_records.make_example(equation, result))
