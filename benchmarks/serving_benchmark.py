@@ -430,6 +430,41 @@ def _keep_connections(port, count, payload, stop):
         key.fileobj.close()
 
 
+def hold_grpc_calls_without_message(grpc_port, count, ready, stop):
+    """On one HTTP/2 connection, keep ``count`` Predict calls open that never send their
+    request message (one the server ends is opened again), until ``stop``; ``ready`` is set
+    once they are all open. The benchmark's grpc-no-message attack, and a hostile-client
+    test's."""
+    import asyncio
+    import grpc
+
+    async def run():
+        forever = asyncio.Event()
+
+        async def never():
+            await forever.wait()
+            yield b""
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            method = channel.stream_unary("/tensorflow.serving.PredictionService/Predict")
+
+            async def hold():
+                while not stop.is_set():
+                    try:
+                        await method(never(), timeout=60)
+                    except grpc.aio.AioRpcError:
+                        await asyncio.sleep(0.05)
+
+            tasks = [asyncio.ensure_future(hold()) for _ in range(count)]
+            await asyncio.sleep(0.5)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+            for t in tasks:
+                t.cancel()
+    asyncio.run(run())
+
+
 def _attacker(kind, rest_port, grpc_port, model_name, ready, stop):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -463,34 +498,7 @@ def _attacker(kind, rest_port, grpc_port, model_name, ready, stop):
             finally:
                 conn.close()
     elif kind == "grpc-no-message":  # 1,030 Predict calls on one connection, no message
-        import asyncio
-        import grpc
-
-        async def run():
-            forever = asyncio.Event()
-
-            async def never():
-                await forever.wait()
-                yield b""
-
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-                method = channel.stream_unary("/tensorflow.serving.PredictionService/Predict")
-
-                async def hold():
-                    while not stop.is_set():
-                        try:
-                            await method(never(), timeout=60)
-                        except grpc.aio.AioRpcError:
-                            await asyncio.sleep(0.05)
-
-                tasks = [asyncio.ensure_future(hold()) for _ in range(1030)]
-                await asyncio.sleep(0.5)
-                ready.set()
-                while not stop.is_set():
-                    await asyncio.sleep(0.1)
-                for t in tasks:
-                    t.cancel()
-        asyncio.run(run())
+        hold_grpc_calls_without_message(grpc_port, 1030, ready, stop)
     else:
         ready.set()
         stop.wait()

@@ -974,31 +974,6 @@ def test_zero_row_requests_never_run_the_model(limited):
 
 
 # -- gRPC ------------------------------------------------------------------------------
-_GRPC_ATTACK = r"""
-import asyncio, sys
-import grpc
-async def main(port, n):
-    forever = asyncio.Event()
-    async def never():
-        await forever.wait()
-        yield b""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.stream_unary("/tensorflow.serving.PredictionService/Predict")
-        calls = [call(never(), timeout=60) for _ in range(n)]
-        tasks = [asyncio.ensure_future(c) for c in calls]
-        await asyncio.sleep(0.5)
-        print("sent", flush=True)
-        codes = {}
-        for t in tasks:
-            try:
-                await t
-                code = "OK"
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code().name
-            codes[code] = codes.get(code, 0) + 1
-        print(codes, flush=True)
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
-"""
 
 
 def _one_predict(port, equation=b"1 + 1", timeout=10):
@@ -1018,20 +993,27 @@ def test_grpc_calls_without_a_message_do_not_lock_out_others(limited):
     """One HTTP/2 connection opens more Predict calls than the server's concurrency cap and
     never sends their messages: other clients are still served; the calls end at the
     message deadline."""
-    import subprocess
-    import sys
+    import multiprocessing
+
+    from benchmarks.serving_benchmark import hold_grpc_calls_without_message
     before = limited.metrics.counter("timed_out_requests_total", stage="grpc_message")
-    proc = subprocess.Popen([sys.executable, "-c", _GRPC_ATTACK, str(limited.grpc_port),
-                             str(GRPC_CAP + 16)], stdout=subprocess.PIPE, text=True)
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=hold_grpc_calls_without_message,
+                       args=(limited.grpc_port, GRPC_CAP + 16, ready, stop), daemon=True)
+    proc.start()
     try:
-        assert proc.stdout.readline().strip() == "sent"
+        assert ready.wait(60)
         codes = [_one_predict(limited.grpc_port) for _ in range(3)]
         assert codes == ["OK"] * 3, codes
         assert _wait(lambda: limited.metrics.counter("timed_out_requests_total",
                                                      stage="grpc_message") > before, 10)
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(10)
 
 
 def test_grpc_idle_connection_is_closed(limited):
