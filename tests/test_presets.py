@@ -30,6 +30,19 @@ def test_preset_loads_validates_and_has_a_real_threshold(name):
         assert f.readline().startswith("#"), f"{name}: say what the preset is for, first"
 
 
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_a_user_trains_gates_on_every_single_digit_equation_right(name):
+    # What a user of any preset relies on: a model that gets '1 + 9' (or '7 * 6', '1+2*3')
+    # wrong is not pushed. Only the tests' barely trained model has no bar.
+    bar = load_config(name).evaluator.small_operands_threshold
+    assert bar is None if name in TEST_ONLY else bar == 1.0, f"{name}: {bar}"
+
+
+def test_full_draws_its_single_digit_three_operand_equations_again():
+    trainer = load_config("full").trainer
+    assert trainer.short_share > 0 and trainer.short_max_chars >= len("1+2*3")
+
 def test_full_covers_every_operator_and_two_to_three_operands():
     config = load_config("full")
     coverage = coverage_of(config)
