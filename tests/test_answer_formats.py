@@ -218,14 +218,31 @@ def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
 # The serving signature: result is the final answer only
 
 
-class WorkingOracle(tf.Module):
+class WritingOracle(tf.Module):
+    """A model that writes, token for token, what a table holds for each equation, keyed by
+    the equation as its encoder sees it ('012*345' where the model pads its operands).
+    (tests/helpers.TableOracle answers numbers; this one writes workings.)"""
+
+    def __init__(self, table: dict):
+        super().__init__()
+        init = tf.lookup.KeyValueTensorInitializer(list(table), list(table.values()))
+        self.table = tf.lookup.StaticHashTable(init, "")
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        chars = tf.gather(tf.constant([""] * 4 + list(tokenizer.CHARACTERS) + [""]),
+                          encoder_ids)
+        text = self.table.lookup(tf.strings.reduce_join(chars, axis=1))
+        _, ids = tokenizer.encode_results(text, steps - 1, False, "left", text)
+        return ids, tf.ones(tf.shape(ids), tf.float32) * 0.99
+
+
+class WorkingOracle(WritingOracle):
     """Operands 0..99. Writes the true working of every '*' row (for ``a == wrong_a``, with
     the third running sum's units digit changed), the reversed answer of the others."""
 
     def __init__(self, coverage: Coverage, wrong_a: int):
-        super().__init__()
         space = coverage.space()
-        keys, values = [], []
+        table = {}
         high = coverage.operand_max
         for i in range(space.size):
             e = space.equation_at(i)
@@ -237,17 +254,8 @@ class WorkingOracle(tf.Module):
                     w = w[:6] + ("9" if w[6] != "9" else "8") + w[7:]
             else:
                 w = str(e.result)[::-1]
-            keys.append(f"{a:0{len(str(high))}d}{e.operators[0]}{b:0{len(str(high))}d}")
-            values.append(w)
-        init = tf.lookup.KeyValueTensorInitializer(keys, values)
-        self.table = tf.lookup.StaticHashTable(init, "")
-
-    def greedy_decode(self, encoder_ids, steps: int):
-        chars = tf.gather(tf.constant([""] * 4 + list(tokenizer.CHARACTERS) + [""]),
-                          encoder_ids)
-        text = self.table.lookup(tf.strings.reduce_join(chars, axis=1))
-        _, ids = tokenizer.encode_results(text, steps - 1, False, "left", text)
-        return ids, tf.ones(tf.shape(ids), tf.float32) * 0.99
+            table[f"{a:0{len(str(high))}d}{e.operators[0]}{b:0{len(str(high))}d}"] = w
+        super().__init__(table)
 
 
 def _working_coverage(high=99):
@@ -294,22 +302,6 @@ def test_signature_returns_the_final_answer_in_result_and_the_working_beside_it(
             assert working == af.display("running_sums", true_working, 99)
 
 
-class TableOracle(tf.Module):
-    """Answers from a table {padded compact equation: what the model writes}."""
-
-    def __init__(self, table: dict):
-        super().__init__()
-        init = tf.lookup.KeyValueTensorInitializer(list(table), list(table.values()))
-        self.table = tf.lookup.StaticHashTable(init, "")
-
-    def greedy_decode(self, encoder_ids, steps: int):
-        chars = tf.gather(tf.constant([""] * 4 + list(tokenizer.CHARACTERS) + [""]),
-                          encoder_ids)
-        text = self.table.lookup(tf.strings.reduce_join(chars, axis=1))
-        _, ids = tokenizer.encode_results(text, steps - 1, False, "left", text)
-        return ids, tf.ones(tf.shape(ids), tf.float32) * 0.99
-
-
 def test_one_model_writes_each_operator_in_its_own_digit_order():
     # A model whose answers run units first (reverse_output) but whose '/' is written most
     # significant digit first: training targets and the served answers both follow the
@@ -340,7 +332,7 @@ def test_one_model_writes_each_operator_in_its_own_digit_order():
         truth = str(e.result)
         compact = f"{e.operands[0]}{e.operators[0]}{e.operands[1]}"
         table[compact] = truth if e.operators == ("/",) else truth[::-1]
-    serve = build_serving_function(TableOracle(table), coverage)
+    serve = build_serving_function(WritingOracle(table), coverage)
     rows = ["99 / 4", "7 / 9", "90 / 1", "3 - 57", "57 - 3", "0 - 0", "5 / 0"]
     out = serve(tf.constant(rows))
     assert [r.decode() for r in out["result"].numpy()] == ["24", "0", "90", "-54", "54", "0", ""]

@@ -17,7 +17,6 @@ def test_presets_load_and_smoke_inherits_default():
     assert load_config("seed").task.data.sampling == "uniform"
 
 
-
 def test_overrides_are_typed():
     c = load_config("smoke", ["trainer.epochs=3", "task.data.operators=['+', '-']",
                               "evaluator.threshold=0.5", "tuner.enabled=false"])
