@@ -4,7 +4,7 @@ Fails (DataValidationError, whose message names every failed check) on:
 
   * an empty split, or a split whose record count differs from stats.json;
   * a missing shard, or shard corruption (an unreadable or unparsable record);
-  * leakage: an equation in a split its stable hash does not assign it to, or the same
+  * leakage: an equation in a split sampling.split_of does not assign it to, or the same
     equation in two splits; duplicates inside a split;
   * characters outside the tokenizer's vocabulary;
   * an equation longer than the model's input length, or a result longer than its output
@@ -107,7 +107,7 @@ def run_data_validation(examples_dir: str, coverage: Coverage, output_dir: str,
                     assigned = sampling.split_indices(texts, fractions)
                     for i in np.flatnonzero(assigned != si).tolist():
                         problem("leakage", f"leakage: {texts[i].decode()!r} is in {split} but its "
-                                f"stable hash assigns it to {sampling.SPLITS[assigned[i]]}")
+                                f"split function assigns it to {sampling.SPLITS[assigned[i]]}")
                 split_hashes.append(_hash64(texts))
                 for i in range((-n) % every, len(texts), every):
                     recomputed += 1

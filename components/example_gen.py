@@ -11,7 +11,8 @@ Design (no global shuffle, unique by construction, deterministic):
     evaluates (int64 where it cannot overflow, exact Python ints beyond), and the
     tf.train.Example records are encoded in bulk (``example_records.encode_examples``), so
     the per-equation Python left is one hash (the split) and one ``TFRecordWriter.write``;
-  * the split of an equation is a stable hash of its canonical text, so no equation can be
+  * the split of an equation is a stable hash of its canonical text (an equation of
+    single-digit operands always trains: sampling.always_trains), so no equation can be
     in two splits whatever the runner or the number of workers;
   * files are written under a temporary name and renamed, so a retried bundle is harmless.
 

@@ -145,6 +145,26 @@ def test_split_indices_matches_split_of():
     assert [sampling.SPLITS[i] for i in got] == [sampling.split_of(t, fractions) for t in texts]
 
 
+def test_every_single_digit_equation_trains_and_the_rest_split_by_hash():
+    # What the quickstart user types first is never left for the model to guess: every
+    # equation whose operands are all single-digit is in the training split, in every space.
+    space = sampling.EquationSpace(tuple(eq.OPERATORS), 0, 19, 3, 2)
+    texts = [space.equation_at(i).text for i in range(space.size)]
+    fractions = (0.7, 0.1, 0.2)
+    splits = [sampling.SPLITS[i] for i in sampling.split_indices(
+        [t.encode() for t in texts], fractions)]
+    assert splits == [sampling.split_of(t, fractions) for t in texts]
+    single = [s for t, s in zip(texts, splits) if max(map(int, t.split(" ")[::2])) < 10]
+    # two operands: 3 x 100 + 90 ('/' never by 0); three: 9 x 1000 + 6 x 900 + 810
+    assert len(single) == 390 + 15_210 and set(single) == {"train"}
+    # the others keep the hash's split: all three splits, in about the given shares
+    rest = [s for t, s in zip(texts, splits) if max(map(int, t.split(" ")[::2])) >= 10]
+    shares = [rest.count(name) / len(rest) for name in sampling.SPLITS]
+    assert all(abs(got - want) < 0.005 for got, want in zip(shares, fractions)), shares
+    assert sampling.split_of("10 / 2", fractions) == sampling.SPLITS[int(np.searchsorted(
+        np.cumsum(fractions), sampling.stable_hash64("10 / 2") / 2.0**64, side="right"))]
+
+
 def test_exhaustive_sample_is_the_whole_space_including_equal_operands():
     space = sampling.EquationSpace(("+", "/"), 0, 20, 2)
     sampler = sampling.Sampler(space, seed=1, num_examples=5, exhaustive=True)
