@@ -19,12 +19,14 @@ Memory is O(records x 8 bytes) (64-bit hashes for the leakage and duplicate chec
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
 import math
 import os
 import re
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -51,6 +53,19 @@ class DataValidationError(ValueError):
 def _hash64(texts: list[bytes]) -> np.ndarray:
     blake = hashlib.blake2b
     return np.frombuffer(b"".join(blake(t, digest_size=8).digest() for t in texts), dtype=">u8")
+
+
+def _gzip_cut_short(path: str) -> str | None:
+    """Why a GZIP shard is unreadable to its end (None when it is whole). TensorFlow's
+    reader stops quietly at some cut points of a truncated GZIP stream, so the stream is
+    checked to its end-of-stream marker here."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as stream:
+            while stream.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error) as e:
+        return f"the GZIP stream is cut short or damaged ({e})"
+    return None
 
 
 def run_data_validation(examples_dir: str, coverage: Coverage, output_dir: str,
@@ -81,6 +96,10 @@ def run_data_validation(examples_dir: str, coverage: Coverage, output_dir: str,
             name = shard_name(split, i, stats["num_shards"], stats["compression"])
             if name not in names:
                 problem("corruption", f"shard corruption in split {split}: {name} is missing")
+            elif stats["compression"] == "GZIP":
+                cut = _gzip_cut_short(os.path.join(examples_dir, name))
+                if cut:
+                    problem("corruption", f"shard corruption in split {split}: {name}: {cut}")
         every = max(recompute_every, math.ceil((expected_count or 0) / max(1, max_recompute)), 1)
         n = 0
         split_hashes = []
