@@ -37,7 +37,8 @@ import tempfile
 import time
 
 from lstm_math.pipeline import k8s
-from lstm_math.pipeline.step_errors import StepError, WorkerFailed, check_deadlines
+from lstm_math.pipeline.step_errors import (StepError, StepUsageError, WorkerFailed,
+                                            check_deadlines)
 
 log = logging.getLogger("lstm_math.step")
 
@@ -64,6 +65,23 @@ def _last_json(text: str) -> dict:
     return {}
 
 
+def network_resolves_names(inspect_output: str, name: str) -> bool:
+    """Whether ``<engine> network inspect`` describes a network whose containers resolve each
+    other's names: podman says so in ``dns_enabled``; Docker's user-defined networks always
+    do, its default ``bridge`` (and ``host``, ``none``) do not. Output that cannot be read is
+    given the benefit of the doubt."""
+    try:
+        info = json.loads(inspect_output)
+    except ValueError:
+        return True
+    info = info[0] if isinstance(info, list) and info else info
+    if not isinstance(info, dict):
+        return True
+    if "dns_enabled" in info:  # podman
+        return bool(info["dns_enabled"])
+    return info.get("Name", name) not in ("bridge", "host", "none")
+
+
 class Engine:
     """The few container-engine CLI calls the launcher makes (podman or docker)."""
 
@@ -80,11 +98,42 @@ class Engine:
             raise StepError(f"{self.cli} {args[0]} failed: {done.stderr.strip()[-500:]}")
         return done.stdout
 
+    def _inspect_network(self, name: str) -> str | None:
+        try:
+            done = subprocess.run([self.cli, "network", "inspect", name],
+                                  capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise StepError(f"cluster.engine={self.cli}: no such command on PATH") from None
+        return done.stdout if done.returncode == 0 else None
+
     def ensure_network(self, name: str) -> None:
-        if subprocess.run([self.cli, "network", "inspect", name], capture_output=True,
-                          timeout=60).returncode != 0:
+        """The network the workers share, created if missing. Its containers must find each
+        other by name (TF_CONFIG and the tuner's oracle address are container names): a
+        network whose engine gives it no DNS fails here, in one line, not as workers that
+        wait for each other until the step's timeout."""
+        found, created = self._inspect_network(name), False
+        if found is None:
             self._run("network", "create", name)
-            log.info("created container network %s", name)
+            found, created = self._inspect_network(name) or "", True
+        if network_resolves_names(found, name):
+            if created:
+                log.info("created container network %s", name)
+            return
+        if created:  # nothing left behind by a step that cannot run
+            self._run("network", "rm", name, check=False)
+        if os.path.basename(self.cli) != "podman":
+            hint = (f"name a user-defined network ({self.cli} network create NAME): the "
+                    "default bridge has no DNS")
+        else:
+            hint = ("give podman its DNS plugin (with the CNI backend Debian's "
+                    "golang-github-containernetworking-plugin-dnsname, with netavark "
+                    "aardvark-dns)")
+            if not created:
+                hint += (f", then remove the network (podman network rm {name}) so that the "
+                         "step creates it again with DNS")
+        raise StepUsageError(f"cluster.network={name}: the {self.cli} network does not "
+                             "resolve container names, so the workers cannot reach each "
+                             f"other; {hint}")
 
     def start(self, name: str, image: str, args: list, env: dict, network: str,
               mounts: list) -> None:
@@ -182,6 +231,7 @@ class ContainerLauncher:
         import tensorflow as tf
 
         n = self.c.train_workers
+        self.engine.ensure_network(self.c.network)  # first: a network without DNS fails fast
         examples = self._path(ctx.inputs["ExampleGen"].properties["examples_dir"])
         output = self._path(ctx.output_dir)
         self._writable(output)
@@ -196,7 +246,6 @@ class ContainerLauncher:
                            {**self._base_env(), k8s.CLUSTER_ENV: json.dumps(
                                {"worker": addresses}), k8s.INDEX_ENV: str(i)})
                    for i in range(n)]
-        self.engine.ensure_network(self.c.network)
         log.info("Trainer: MultiWorkerMirroredStrategy over %d containers of %s on network "
                  "%s: %s", n, self.c.image, self.c.network, addresses)
         started = self.clock()
@@ -235,6 +284,7 @@ class ContainerLauncher:
         from lstm_math.components.tuner import read_results
 
         n = self.c.tuner_workers
+        self.engine.ensure_network(self.c.network)
         io = ["--examples", self._path(ctx.inputs["ExampleGen"].properties["examples_dir"]),
               "--output", self._path(ctx.output_dir)]
         self._writable(self._path(ctx.output_dir))
@@ -248,7 +298,6 @@ class ContainerLauncher:
             {**self._base_env(), k8s.TUNER_WORKER_ENV: "1", k8s.INDEX_ENV: str(i)},
             restarts=self.c.worker_restarts) for i in range(n)]
         everyone = [chief, *workers]
-        self.engine.ensure_network(self.c.network)
         log.info("Tuner: keras-tuner chief %s:%d + %d worker containers on network %s",
                  chief.name, port, n, self.c.network)
         started = self.clock()

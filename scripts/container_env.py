@@ -3,7 +3,9 @@
 
 What it sets up (each part skipped when already there):
 
-1. podman, runc and debootstrap (``apt-get install``, as root, where missing);
+1. podman, runc and debootstrap (``apt-get install``, as root, where missing), and the
+   network backend's DNS plugin, checked on a fresh network: the workers of a distributed
+   step find each other by container name;
 2. a ``containers.conf`` (runtime ``runc``, ``cgroupfs``, explicit ulimits: podman's
    default ``crun`` fails on hosts with hybrid cgroups), used through ``CONTAINERS_CONF``;
 3. a Python base image built from Debian packages (``debootstrap --variant=minbase`` +
@@ -87,6 +89,18 @@ def _which_all() -> list[str]:
     return [tool for tool in TOOLS if not shutil.which(tool, path=search)]
 
 
+def _apt_install(packages: list) -> None:
+    log.info("installing %s with apt-get", " ".join(packages))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            raise Unavailable(f"apt-get install {' '.join(packages)} failed: {last}")
+
+
 def ensure_tools(install: bool = True) -> None:
     """podman, runc and debootstrap on PATH, installed with apt-get (as root) if missing."""
     missing = _which_all()
@@ -97,19 +111,49 @@ def ensure_tools(install: bool = True) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise Unavailable(f"no {', '.join(missing)} on PATH, and no apt-get as root to "
                           "install them")
-    packages = [TOOLS[t] for t in missing]
-    log.info("installing %s with apt-get", " ".join(packages))
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            raise Unavailable(f"apt-get install {' '.join(packages)} failed: {last}")
+    _apt_install([TOOLS[t] for t in missing])
     still = _which_all()
     if still:
         raise Unavailable(f"{', '.join(still)} still missing after apt-get install")
+
+
+# The workers of one distributed step find each other by container name, which podman
+# resolves only on networks with DNS: that takes its network backend's DNS plugin, a
+# package that ``apt-get install --no-install-recommends podman`` does not bring.
+DNS_PLUGINS = {  # network backend -> (Debian package, where podman looks for it, its binary)
+    "cni": ("golang-github-containernetworking-plugin-dnsname",
+            ["/usr/local/libexec/cni", "/usr/libexec/cni", "/usr/local/lib/cni",
+             "/usr/lib/cni", "/opt/cni/bin"], "dnsname"),
+    "netavark": ("aardvark-dns", ["/usr/local/libexec/podman", "/usr/local/lib/podman",
+                                  "/usr/libexec/podman", "/usr/lib/podman"], "aardvark-dns"),
+}
+DNS_CHECK_NETWORK = "lstm-math-dns-check"
+
+
+def ensure_network_dns(env: dict | None = None, install: bool = True) -> str:
+    """New podman networks resolve container names: the backend's DNS plugin is installed
+    (``apt-get``, as root) where missing, then a network is created, read and removed.
+    Returns the backend's name."""
+    backend = podman(["info", "--format", "{{.Host.NetworkBackend}}"], env=env,
+                     timeout=120).stdout.strip()
+    package, dirs, binary = DNS_PLUGINS.get(backend, (None, [], None))
+    if package and not any(os.path.exists(os.path.join(d, binary)) for d in dirs):
+        if not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise Unavailable(f"podman's {backend} backend has no DNS plugin ({package}) and "
+                              "it cannot be installed here")
+        _apt_install([package])
+    podman(["network", "rm", "-f", DNS_CHECK_NETWORK], env=env, check=False, timeout=120)
+    podman(["network", "create", DNS_CHECK_NETWORK], env=env, timeout=120)
+    try:
+        info = json.loads(podman(["network", "inspect", DNS_CHECK_NETWORK], env=env,
+                                 timeout=120).stdout)[0]
+    finally:
+        podman(["network", "rm", "-f", DNS_CHECK_NETWORK], env=env, check=False, timeout=120)
+    if not info.get("dns_enabled"):
+        raise RuntimeError(f"podman ({backend} backend) creates networks without DNS even "
+                           f"with {package or 'its DNS plugin'}: containers of one step "
+                           "could not find each other by name")
+    return backend
 
 
 def write_conf(state_dir: str = STATE_DIR) -> str:
@@ -341,9 +385,11 @@ def setup(image: str = IMAGE, state_dir: str = STATE_DIR, install: bool = True,
     env = engine_env(state_dir)
     base_seconds = build_base(state_dir, env)
     check_runtime(env)
+    backend = ensure_network_dns(env, install)
     seconds = build_image(image, env, target=target, no_cache=no_cache,
                           quiet_log=build_log or os.path.join(state_dir, "build.log"))
     state = {"image": image, "base": BASE_IMAGE, "conf": conf, "state_dir": state_dir,
+             "network_backend": backend,
              "base_build_s": round(base_seconds, 1), "build_s": round(seconds, 1),
              "size_bytes": image_size(image, env)}
     if service:

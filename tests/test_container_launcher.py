@@ -11,7 +11,7 @@ import pytest
 from lstm_math.pipeline import k8s
 from lstm_math.config import ConfigError, load_config
 from lstm_math.pipeline.container_launcher import ContainerLauncher
-from lstm_math.pipeline.step_errors import StepTimeout, WorkerFailed
+from lstm_math.pipeline.step_errors import StepTimeout, StepUsageError, WorkerFailed
 
 ARGS = ["--config", "smoke"]
 
@@ -157,3 +157,97 @@ def test_a_dead_tuner_chief_fails_the_step(tmp_path):
 def test_bad_container_settings_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field):
         load_config("smoke", [override])
+
+
+# --------------------------------------------------------------------------------------
+# The shared network must resolve container names: the real Engine against a scripted CLI.
+
+FAKE_CLI = r'''#!{python}
+import json, os, sys
+state = os.path.join(os.path.dirname(os.path.abspath(__file__)), "networks.json")
+nets = json.load(open(state)) if os.path.exists(state) else {{}}
+with open(state + ".calls", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\n")
+args = sys.argv[1:]
+if args[:2] == ["network", "inspect"]:
+    if args[2] not in nets:
+        sys.exit(125)
+    print(json.dumps([nets[args[2]]]))
+elif args[:2] == ["network", "create"]:
+    nets[args[2]] = {dns}
+elif args[:2] == ["network", "rm"]:
+    nets.pop(args[2], None)
+else:
+    sys.exit(99)  # the launcher starts nothing before its network is right
+json.dump(nets, open(state, "w"))
+'''
+
+
+def _fake_cli(tmp_path, name="podman", new_network=None, existing=None):
+    """A ``podman``/``docker`` that knows networks only: ``new_network`` is what ``network
+    create`` makes, ``existing`` the networks already there."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    cli = directory / name
+    import sys
+    cli.write_text(FAKE_CLI.format(python=sys.executable, dns=repr(new_network)))
+    cli.chmod(0o755)
+    if existing is not None:
+        (directory / "networks.json").write_text(json.dumps(existing))
+    return cli, lambda: (directory / "networks.json.calls").read_text().splitlines()
+
+
+PODMAN_NO_DNS = {"name": "lm-net", "driver": "bridge", "dns_enabled": False}
+PODMAN_DNS = {"name": "lm-net", "driver": "bridge", "dns_enabled": True}
+
+
+def test_a_podman_network_without_dns_fails_the_step_before_any_container_and_is_removed(
+        tmp_path):
+    from lstm_math.pipeline.container_launcher import Engine
+
+    cli, calls = _fake_cli(tmp_path, new_network=PODMAN_NO_DNS)
+    launcher = _launcher(tmp_path, Engine(str(cli)))
+    with pytest.raises(StepUsageError) as e:
+        launcher.train(Ctx(str(tmp_path), "Trainer"))
+    message = str(e.value)
+    assert message.startswith("cluster.network=lm-net: the ") and "\n" not in message
+    assert "does not resolve container names" in message
+    assert "golang-github-containernetworking-plugin-dnsname" in message
+    assert e.value.exit_code == 2
+    # created, found without DNS, removed again; nothing started
+    assert calls() == ["network inspect lm-net", "network create lm-net",
+                       "network inspect lm-net", "network rm lm-net"]
+
+
+def test_an_existing_podman_network_without_dns_is_named_and_left_alone(tmp_path):
+    from lstm_math.pipeline.container_launcher import Engine
+
+    cli, calls = _fake_cli(tmp_path, existing={"lm-net": PODMAN_NO_DNS})
+    with pytest.raises(StepUsageError, match=r"cluster.network=lm-net: .* then remove the "
+                                             r"network \(podman network rm lm-net\)"):
+        _launcher(tmp_path, Engine(str(cli)), "cluster.tuner_workers=1").tune(
+            Ctx(str(tmp_path), "Tuner"))
+    assert calls() == ["network inspect lm-net"]
+
+
+def test_a_network_with_dns_is_created_once_and_used(tmp_path):
+    from lstm_math.pipeline.container_launcher import Engine
+
+    cli, calls = _fake_cli(tmp_path, new_network=PODMAN_DNS)
+    engine = Engine(str(cli))
+    engine.ensure_network("lm-net")
+    engine.ensure_network("lm-net")
+    assert calls() == ["network inspect lm-net", "network create lm-net",
+                       "network inspect lm-net", "network inspect lm-net"]
+
+
+@pytest.mark.parametrize("inspect, resolves", [
+    ([PODMAN_DNS], True), ([PODMAN_NO_DNS], False),
+    ([{"Name": "lm-net", "Driver": "bridge"}], True),  # Docker: user-defined networks have DNS
+    ([{"Name": "bridge", "Driver": "bridge"}], False),  # its default bridge does not
+    ([{"Name": "host", "Driver": "host"}], False),
+])
+def test_which_networks_resolve_container_names(inspect, resolves):
+    from lstm_math.pipeline.container_launcher import network_resolves_names
+
+    assert network_resolves_names(json.dumps(inspect), "lm-net") is resolves
