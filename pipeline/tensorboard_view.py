@@ -40,10 +40,12 @@ MAX_VALUE_CHARS = 24
 
 
 def _flatten(tree, prefix: str = "") -> dict:
+    """{dotted key: leaf value}; an empty mapping has no leaves (a preset's ``{}`` against a
+    run's ``{"*": "running_sums"}`` differs in ``answer_format.*`` alone)."""
     out = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             out.update(_flatten(value, path + "."))
         else:
             out[path] = value
@@ -70,9 +72,12 @@ def _format_value(value) -> str:
 
 
 def _short_key(path: str, every: set) -> str:
-    """The shortest dotted suffix of ``path`` that no other key ends with."""
+    """The shortest dotted suffix of ``path`` that no other key ends with and that starts
+    with a field's name (``answer_format.+``, not ``+``)."""
     parts = path.split(".")
     for n in range(1, len(parts) + 1):
+        if not parts[-n].isidentifier():
+            continue
         suffix = ".".join(parts[-n:])
         if not any(p != path and (p == suffix or p.endswith("." + suffix)) for p in every):
             return suffix

@@ -220,6 +220,9 @@ def test_run_names_say_what_differs_from_the_closest_preset():
                 "trainer.optimizer.warmup_steps=5")
     assert "operators=+,-" in many and many.endswith("_+2") and "/" not in many
     assert many.count("=") == 4
+    # a mapping set where the preset has none: its entries, not the mapping as null
+    assert name("smoke", 'task.data.answer_format={"+": "msd_first"}') == \
+        "2026-12-02_06.44.12_smoke_answer_format.+=msd_first"
 
 
 def test_a_step_starting_is_linked_before_its_logs_exist_and_old_links_go(tmp_path):
