@@ -116,6 +116,12 @@ class TrainerConfig:
     # the same seed gives the same initial weights (and the same ones for every tuner trial).
     # null = unseeded.
     seed: int | None = None
+    # Warm start: a trained model whose weights this training starts from instead of fresh
+    # ones (a Trainer output directory, or its model.keras; a local path or a URL), e.g. the
+    # `multiplication` model for a model of every operator. The architecture must be the
+    # same (trainer.model, the decoder length); the optimizer and its schedule start anew.
+    # The fingerprint holds the model file's content digest, not where it lives. '' = off.
+    warm_start: str = runtime_field("")
 
     def validate(self, path: str = "trainer") -> None:
         self.model.validate(f"{path}.model")
@@ -132,6 +138,9 @@ class TrainerConfig:
         require(self.sample_predictions >= 0, f"{path}.sample_predictions", "must be >= 0")
         require(self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**32),
                 f"{path}.seed", f"an integer in [0, 2**32) or null (unseeded), got {self.seed!r}")
+        require(isinstance(self.warm_start, str), f"{path}.warm_start",
+                f"a path to a Trainer output or its model.keras ('' = off), got "
+                f"{self.warm_start!r}")
         require(self.max_result_length >= 0, f"{path}.max_result_length",
                 "must be >= 0 (0 = derived)")
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",

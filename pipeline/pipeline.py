@@ -186,8 +186,21 @@ def _trainer(ctx: Context) -> dict:
                          Coverage.from_dict(examples["coverage"]),
                          ModelHParams(**best["model"]), ctx.output_dir,
                          optimizer=OptimizerConfig(**best["optimizer"]),
-                         shuffle_seed=p.shuffle_seed, strategy=p.strategy)
+                         shuffle_seed=p.shuffle_seed, strategy=p.strategy,
+                         warm_start=ctx.resolved.get("warm_start"))
     return {**result, "model_dir": ctx.output_dir}
+
+
+def warm_start_source(path: str) -> dict | None:
+    """The Trainer's warm start: the model file and its content digest (None when off)."""
+    from lstm_math.components.trainer.model import warm_start_source as source
+
+    return source(path)
+
+
+def _digest_only(source: dict | None):
+    """What a training from a warm start depends on: the model's content, not its path."""
+    return source and source["digest"]
 
 
 def served_baseline(serving_base: str, model_name: str) -> dict:
@@ -300,7 +313,10 @@ def create_pipeline(config) -> Pipeline:
                  runtime={"strategy": "runtime.strategy"}),
             Node("Trainer", _trainer, ("ExampleGen", "Tuner"),
                  config={"trainer": "trainer", "shuffle_seed": "task.data.seed"},
-                 runtime={"strategy": "runtime.strategy"}),
+                 runtime={"strategy": "runtime.strategy"},
+                 resolvers={"warm_start": Resolver(warm_start_source,
+                                                   {"path": "trainer.warm_start"},
+                                                   identity=_digest_only)}),
             Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"),
                  config={"evaluator": "evaluator", "jit_compile": "exporter.jit_compile",
                          "split_fractions": "task.data.split_fractions"},

@@ -75,8 +75,11 @@ class LocalRunner:
         if node.resolvers:
             if resolved is None:
                 resolved = self.resolve_inputs(pipeline, name, upstream)
-            payload["resolved"] = {k: node.resolvers[k].identity_of(v)
-                                   for k, v in sorted(resolved.items())}
+            identities = {k: node.resolvers[k].identity_of(v) for k, v in sorted(resolved.items())}
+            # an input that is off (None: no warm start) leaves the fingerprint as it was
+            identities = {k: v for k, v in identities.items() if v is not None}
+            if identities:
+                payload["resolved"] = identities
         return fingerprint_dict(payload)[:16]
 
     def resolve_inputs(self, pipeline: Pipeline, name: str, upstream: dict) -> dict:
@@ -203,6 +206,9 @@ class LocalRunner:
         return artifact, False, time.time() - started
 
     def run(self, pipeline: Pipeline, only: list[str] | None = None, use_cache: bool = True) -> dict:
+        for node in pipeline.nodes:  # a bad outside input (trainer.warm_start) fails before
+            if node.resolvers and (not only or node.name in only):  # anything is written
+                resolve(node, self.config)
         run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         run_dir = store.run_dir(self.root, run_id)
         tf.io.gfile.makedirs(run_dir)

@@ -353,3 +353,51 @@ def test_checkpoints_hold_every_weight_and_optimizer_slot(examples, tmp_path):
         np.testing.assert_array_equal(saved[f"v{i:04d}"], w.numpy())
     slots = [k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer_variables/")]
     assert len(slots) == len(model.optimizer.variables)
+
+
+def test_a_warm_start_begins_from_the_trained_weights_and_a_resume_keeps_its_own(
+        examples, tmp_path, caplog):
+    """trainer.warm_start: a fresh training starts from another Trainer's weights (its first
+    epoch's validation is that model's, not a fresh model's); the optimizer starts anew; a
+    different architecture is refused naming the field, before any weight is assigned."""
+    caplog.set_level("INFO")
+    base = ["trainer.optimizer.learning_rate=0.01", "trainer.optimizer.schedule=constant",
+            "trainer.sample_predictions=0", "trainer.seed=3"]
+    config = tiny_config("trainer.epochs=3", *base)
+    source_dir = str(tmp_path / "source")
+    source = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model,
+                         source_dir, keep_model=True, **trainer_kwargs(config))
+    trained = [w.numpy() for w in source["model"].weights]
+
+    # a tiny learning rate: the warm-started model is the source model, barely moved
+    warm = tiny_config("trainer.epochs=1", "trainer.optimizer.learning_rate=1e-9",
+                       *base[1:], f"trainer.warm_start={source_dir}")
+    out = run_trainer(warm.trainer, examples, coverage_of(warm), warm.trainer.model,
+                      str(tmp_path / "warm"), keep_model=True, **trainer_kwargs(warm))
+    assert "warm start from " + os.path.join(source_dir, "model.keras") in caplog.text
+    assert all(np.allclose(a, w.numpy(), atol=1e-5)
+               for a, w in zip(trained, out["model"].weights))
+    assert int(out["model"].optimizer.iterations.numpy()) > 0  # its own optimizer, stepped
+    # its first validation is about the source's last (same weights, other batches),
+    # well below a fresh model's after one epoch
+    source_history = json.load(open(os.path.join(source_dir, "history.json")))
+    warm_first = json.load(open(str(tmp_path / "warm" / "history.json")))[0]
+    assert warm_first["val_loss"] == pytest.approx(source_history[-1]["val_loss"], rel=0.01)
+    assert warm_first["val_loss"] < source_history[0]["val_loss"] - 0.1
+
+    # a resume restores its own checkpoint, not the warm start's weights
+    caplog.clear()
+    more = tiny_config("trainer.epochs=2", *base, f"trainer.warm_start={source_dir}")
+    run_trainer(more.trainer, examples, coverage_of(more), more.trainer.model,
+                str(tmp_path / "warm"), **trainer_kwargs(more))
+    assert "resumed from" in caplog.text and "warm start from" not in caplog.text
+
+    other = tiny_config("trainer.epochs=1", "trainer.model.decoder_units=24",
+                        f"trainer.warm_start={source_dir}/model.keras")
+    with pytest.raises(ConfigError, match=r"^trainer\.warm_start: weight \d+ .* same architecture"):
+        run_trainer(other.trainer, examples, coverage_of(other), other.trainer.model,
+                    str(tmp_path / "other"), **trainer_kwargs(other))
+    with pytest.raises(ConfigError, match=r"^trainer\.warm_start: no model at "):
+        run_trainer(tiny_config(f"trainer.warm_start={tmp_path}/none").trainer, examples,
+                    coverage_of(config), config.trainer.model, str(tmp_path / "none"),
+                    **trainer_kwargs(config))

@@ -1,9 +1,11 @@
 """Model assembly shared by the Trainer, the Tuner's trials, benchmarks and the Exporter:
 the coverage a model is trained for, its optimizer (``trainer.optimizer``: Adam, schedule,
-warm-up, clipping), seeding, compiling, and loading a trained model back."""
+warm-up, clipping), seeding, compiling, warm-starting from a trained model
+(``trainer.warm_start``), and loading a trained model back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -12,7 +14,9 @@ import tensorflow as tf
 
 from lstm_math.components.metrics import CharAccuracy, ExactMatch, loss_fn
 from lstm_math.components.models import build_model
-from lstm_math.config import Coverage, ModelHParams, OptimizerConfig
+from lstm_math.config import ConfigError, Coverage, ModelHParams, OptimizerConfig
+
+MODEL_FILE = "model.keras"  # a Trainer output's model (components.trainer.run)
 
 
 def model_coverage(base_coverage: Coverage, hparams: ModelHParams,
@@ -94,8 +98,46 @@ def seed_weights(seed: int | None) -> None:
 def load_trained(model_dir: str):
     """(model, Coverage) from a Trainer output directory (a coverage.json without an
     ``output_format`` takes the model's own)."""
-    model = keras.models.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    model = keras.models.load_model(os.path.join(model_dir, MODEL_FILE), compile=False)
     with tf.io.gfile.GFile(os.path.join(model_dir, "coverage.json")) as f:
         stored = json.loads(f.read())
     stored.setdefault("output_format", getattr(model, "output_format", "left"))
     return model, Coverage.from_dict(stored)
+
+
+def warm_start_source(path: str) -> dict | None:
+    """``trainer.warm_start`` resolved: {"path": the model file, "digest": its sha256}; None
+    when off. A Trainer output directory means its model.keras. ConfigError (naming the
+    field) when there is no such model."""
+    if not path:
+        return None
+    file = path if path.endswith(".keras") else os.path.join(path, MODEL_FILE)
+    if "://" not in file:
+        file = os.path.abspath(file)
+    if not tf.io.gfile.exists(file):
+        raise ConfigError(f"trainer.warm_start: no model at {file} (a Trainer output "
+                          f"directory or its {MODEL_FILE})")
+    h = hashlib.sha256()
+    with tf.io.gfile.GFile(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": file, "digest": h.hexdigest()}
+
+
+def warm_start_weights(model: keras.Model, file: str) -> None:
+    """Assigns every weight of the trained model in ``file`` to ``model`` (the same
+    architecture: ConfigError naming ``trainer.warm_start`` and the first weight that
+    differs, before anything is assigned)."""
+    source = keras.models.load_model(file, compile=False)
+    theirs, ours = source.weights, model.weights
+    if len(theirs) != len(ours):
+        raise ConfigError(f"trainer.warm_start: {file} has {len(theirs)} weights, this model "
+                          f"{len(ours)}: it must be the same architecture (trainer.model)")
+    for n, (a, b) in enumerate(zip(theirs, ours)):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ConfigError(
+                f"trainer.warm_start: weight {n} ({b.path}) is {tuple(a.shape)} in {file} and "
+                f"{tuple(b.shape)} here: it must be the same architecture (trainer.model, the "
+                f"decoder length)")
+    for a, b in zip(theirs, ours):
+        b.assign(a.numpy())

@@ -29,7 +29,8 @@ from lstm_math.components import data as data_lib
 from lstm_math.components import metrics as metrics_lib
 from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainState, restore_epoch_weights
 from lstm_math.components.trainer.loop import TrainLoop, steps_for
-from lstm_math.components.trainer.model import compile_model, model_coverage, seed_weights
+from lstm_math.components.trainer.model import (compile_model, model_coverage, seed_weights,
+                                                warm_start_source, warm_start_weights)
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
 from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
                                                    write_hparams, write_scalars)
@@ -107,12 +108,14 @@ def _save_outputs(model, output_dir: str, coverage: Coverage, hparams: ModelHPar
 def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
                 hparams: ModelHParams, output_dir: str, keep_model: bool = False,
                 optimizer: OptimizerConfig | None = None, *, shuffle_seed: int,
-                strategy: str = "auto") -> dict:
+                strategy: str = "auto", warm_start: dict | None = None) -> dict:
     """Trains (or resumes) into ``output_dir`` with the ``trainer`` section ``t``; returns
     times, final and best metrics (and the model itself under ``"model"`` when
     ``keep_model``). ``base_coverage``: the data's (ExampleGen's); ``hparams`` and
     ``optimizer`` (default: ``t.optimizer``) may be a tuner's choice; ``shuffle_seed``
-    shuffles the training examples (``task.data.seed``); ``strategy``: ``runtime.strategy``."""
+    shuffles the training examples (``task.data.seed``); ``strategy``: ``runtime.strategy``;
+    ``warm_start``: ``trainer.warm_start`` resolved (``warm_start_source``; resolved here when
+    not given), whose weights a fresh start begins from (a resume restores its own)."""
     optimizer = optimizer or t.optimizer
     coverage = model_coverage(base_coverage, hparams, t.max_result_length)
     strategy = choose_strategy(strategy)
@@ -137,6 +140,11 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     history_path = os.path.join(output_dir, "history.json")
     history = _resume(checkpoint, state, ckpt_dir, history_path, model)
     start_epoch = int(state.epoch.numpy())
+    if start_epoch == 0 and t.warm_start:
+        source = warm_start or warm_start_source(t.warm_start)
+        warm_start_weights(model, source["path"])
+        log.info("Trainer: warm start from %s (sha256 %s)", source["path"],
+                 source["digest"][:12])
 
     log_dir = os.path.join(output_dir, "logs")
     train_writer = val_writer = root_writer = samples = None
