@@ -71,11 +71,14 @@ class Resolver:
     """A value from outside the pipeline root: ``fn(**config values of params)``.
 
     ``identity``, when given, is what of the value the node's fingerprint holds (what the
-    node's result depends on); the node itself is handed the whole value."""
+    node's result depends on); the node itself is handed the whole value. ``at_start``: also
+    resolved once when a run starts, before it writes anything, so that a bad value (a
+    warm-start model that is not there) fails the run at once rather than steps later."""
 
     fn: Callable[..., object]
     params: Mapping[str, str]  # fn's parameter -> dotted config path
     identity: Callable[[object], object] | None = None
+    at_start: bool = False
 
     def identity_of(self, value):
         return value if self.identity is None else self.identity(value)
@@ -113,10 +116,10 @@ def params_of(node: Node, config) -> Params:
                               for p, path in {**node.config, **node.runtime}.items()})
 
 
-def resolve(node: Node, config) -> dict:
-    """The node's resolved inputs, now."""
+def resolve(node: Node, config, at_start: bool = False) -> dict:
+    """The node's resolved inputs, now (``at_start``: those checked when a run starts)."""
     return {name: r.fn(**{k: config_value(config, path) for k, path in r.params.items()})
-            for name, r in sorted(node.resolvers.items())}
+            for name, r in sorted(node.resolvers.items()) if r.at_start or not at_start}
 
 
 @dataclasses.dataclass
@@ -316,7 +319,7 @@ def create_pipeline(config) -> Pipeline:
                  runtime={"strategy": "runtime.strategy"},
                  resolvers={"warm_start": Resolver(warm_start_source,
                                                    {"path": "trainer.warm_start"},
-                                                   identity=_digest_only)}),
+                                                   identity=_digest_only, at_start=True)}),
             Node("Evaluator", _evaluator, ("ExampleGen", "Trainer"),
                  config={"evaluator": "evaluator", "jit_compile": "exporter.jit_compile",
                          "split_fractions": "task.data.split_fractions"},

@@ -207,8 +207,8 @@ class LocalRunner:
 
     def run(self, pipeline: Pipeline, only: list[str] | None = None, use_cache: bool = True) -> dict:
         for node in pipeline.nodes:  # a bad outside input (trainer.warm_start) fails before
-            if node.resolvers and (not only or node.name in only):  # anything is written
-                resolve(node, self.config)
+            if not only or node.name in only:  # anything is written
+                resolve(node, self.config, at_start=True)
         run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         run_dir = store.run_dir(self.root, run_id)
         tf.io.gfile.makedirs(run_dir)

@@ -90,6 +90,9 @@ MISTAKES = [
     (["predict", "--saved-model", "MISSING", "31 + 87"], "--saved-model MISSING: no such"),
     (["serve", "--model-base", "MISSING"], "--model-base MISSING: no such directory"),
     (["trian"], "no command 'trian'; did you mean train?"),
+    (["run", "--config", "smoke", "--set", "trainer.warm_start=MISSING", "--pipeline-root",
+      "ROOT", "--serving-base", "OUT"],
+     "bad config: trainer.warm_start: no model at MISSING/model.keras"),
 ]
 
 
