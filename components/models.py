@@ -44,6 +44,7 @@ class AttentionSeq2Seq(keras.Model):
         attention_heads=1,
         vocab_size=VOCAB_SIZE,
         step_embedding=0,
+        self_attention=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,6 +58,7 @@ class AttentionSeq2Seq(keras.Model):
             attention_heads=attention_heads,
             vocab_size=vocab_size,
             step_embedding=step_embedding,
+            self_attention=self_attention,
         )
         self.use_attention = attention
         self.heads = attention_heads
@@ -86,6 +88,10 @@ class AttentionSeq2Seq(keras.Model):
             decoder_units, return_sequences=True, return_state=True, name="decoder"
         )
         self.query = layers.Dense(2 * encoder_units, use_bias=False, name="attention_query")
+        # self_attention: each decoder step also attends (causally) over the decoder's own
+        # states so far, and the context joins the features.
+        self.self_query = (layers.Dense(decoder_units, use_bias=False, name="self_query")
+                           if self_attention else None)
         self.combine = layers.Dense(decoder_units, activation="tanh", name="combine")
         self.dropout = layers.Dropout(dropout)
         self.logits = layers.Dense(vocab_size, name="logits")
@@ -118,8 +124,21 @@ class AttentionSeq2Seq(keras.Model):
             features = ops.concatenate([decoder_out, context], axis=-1)
         else:
             features = decoder_out
+        if self.self_query is not None:
+            features = ops.concatenate(
+                [features, self.attend_self(self.self_query(decoder_out), decoder_out)], axis=-1)
         z = self.dropout(self.combine(features), training=training)
         return self.logits(z), [h, c]
+
+    def attend_self(self, query, states, causal=True):
+        """Scaled dot-product attention of decoder queries [b, t, d] over decoder states
+        [b, s, d]; ``causal``: query t sees states 0..t only (teacher forcing, s == t)."""
+        scores = ops.einsum("btd,bsd->bts", query, states) / float(query.shape[-1]) ** 0.5
+        if causal:
+            t = ops.shape(query)[1]
+            seen = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
+            scores = ops.where(seen[None, :, :], scores, -1e9)
+        return ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), states)
 
     def attend(self, query, encoder_out, mask):
         """Dot-product attention of queries [b, t, d] over encoder outputs [b, s, d], in
@@ -147,7 +166,7 @@ class AttentionSeq2Seq(keras.Model):
         encoder_out, mask, (h, c) = self.encode(encoder_ids)
         batch = ops.shape(encoder_ids)[0]
         token = ops.full((batch,), START_ID, dtype="int32")
-        ids, probs = [], []
+        ids, probs, states = [], [], []
         for step in range(steps):
             h, (h, c) = self.decoder.cell(self._decoder_input(token, ops.full_like(token, step)),
                                           [h, c])
@@ -157,6 +176,12 @@ class AttentionSeq2Seq(keras.Model):
                 features = ops.concatenate([h, context], axis=-1)
             else:
                 features = h
+            if self.self_query is not None:
+                states.append(h)
+                own = (h if step == 0 else  # one state so far: all its weight is on it
+                       self.attend_self(ops.expand_dims(self.self_query(h), 1),
+                                        ops.stack(states, axis=1), causal=False)[:, 0, :])
+                features = ops.concatenate([features, own], axis=-1)
             p = ops.softmax(self.logits(self.combine(features)), axis=-1)
             token = ops.cast(ops.argmax(p, axis=-1), "int32")
             ids.append(token)
@@ -212,6 +237,7 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             attention=hparams.attention,
             attention_heads=hparams.attention_heads,
             step_embedding=output_length if hparams.step_embedding else 0,
+            self_attention=hparams.decoder_self_attention,
             name="attention_seq2seq",
         )
     if hparams.family == "seed":

@@ -48,6 +48,10 @@ class ModelHParams:
     # A learned embedding of the decoder step index added to each decoder input: a fixed-
     # layout working (running_sums) knows which digit pair each step needs.
     step_embedding: bool = False
+    # Attention of each decoder step over the decoder's own earlier states (causal, one
+    # head), beside the attention over the encoder: a working that must be re-read (a
+    # reduced sub-expression, a running sum) is in reach without being carried in the state.
+    decoder_self_attention: bool = False
 
     def validate(self, path: str = "trainer.model") -> None:
         require(self.family in MODEL_FAMILIES, f"{path}.family",
@@ -60,6 +64,10 @@ class ModelHParams:
                 f"{path}.attention_heads", f"must divide 2 x encoder_units "
                 f"({2 * self.encoder_units}): each head attends over an equal slice")
         require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
+        require(not (self.decoder_self_attention and self.family != "attention"),
+                f"{path}.decoder_self_attention",
+                f"only the attention family has an autoregressive decoder; the "
+                f"{self.family} family does not")
         require(not (self.family == "seed" and self.reverse_output), f"{path}.reverse_output",
                 "the seed model emits the post's right-aligned answer, not a reversed one; "
                 "set it to false")

@@ -121,7 +121,9 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     [], ["trainer.model.attention=false"], ["trainer.model.encoder_layers=2"],
-    ["trainer.model.attention_heads=4"]])
+    ["trainer.model.attention_heads=4"], ["trainer.model.decoder_self_attention=true"],
+    ["trainer.model.decoder_self_attention=true", "trainer.model.step_embedding=true",
+     "trainer.model.attention_heads=4"]])
 def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
     """The serving decoder (the LSTM cell step by step) computes what the training graph
     (the LSTM layer over the whole sequence) computes: fed its own tokens as decoder
@@ -146,6 +148,42 @@ def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
     assert (p.argmax(-1) == tokens).mean() > 0.99
     chosen = np.take_along_axis(p, tokens[..., None], axis=-1)[..., 0]
     np.testing.assert_allclose(probs, chosen, atol=1e-5)
+
+
+def test_decoder_self_attention_is_causal_and_exports(tmp_path):
+    """With ``decoder_self_attention`` each step also reads the decoder's earlier states:
+    the teacher-forced scores at step t depend on decoder inputs 0..t only (a later token
+    changes nothing before it), the model has the extra weights, it exports and serves, and
+    a family without an autoregressive decoder refuses the field by name."""
+    from lstm_math.components.signature import build_serving_function
+
+    config = load_config("smoke", ["trainer.model.decoder_self_attention=true"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    keras.utils.set_random_seed(3)
+    model = compile_model(hp, coverage, 10)
+    plain = compile_model(dataclasses.replace(hp, decoder_self_attention=False), coverage, 10)
+    ids = tok.encode_equations(tf.constant(["31+87", "7+6"]), coverage.max_input_length)
+    width = coverage.max_result_length + 1
+    rng = np.random.default_rng(0)
+    decoder_in = rng.integers(1, 12, (2, width)).astype(np.int32)
+    later = decoder_in.copy()
+    later[:, -1] = (later[:, -1] % 11) + 1  # a different last input token
+    a = model((ids, tf.constant(decoder_in)), training=False).numpy()
+    b = model((ids, tf.constant(later)), training=False).numpy()
+    np.testing.assert_allclose(a[:, :-1], b[:, :-1], atol=1e-6)
+    assert not np.allclose(a[:, -1], b[:, -1])
+    plain((ids, tf.constant(decoder_in)))
+    assert model.count_params() > plain.count_params()
+    module = tf.Module()
+    module.model = model
+    module.serve = build_serving_function(model, coverage)
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        equation=tf.constant(["31 + 87", "1 + x"]))
+    assert served["valid"].numpy().tolist() == [True, False]
+    with pytest.raises(ConfigError, match="^trainer.model.decoder_self_attention"):
+        load_config("seed", ["trainer.model.decoder_self_attention=true"])
 
 
 def test_family_table_in_the_config_matches_the_model_classes():
