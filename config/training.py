@@ -166,6 +166,14 @@ class TrainerConfig:
                 f"{data.operand_max}: up to {needed} characters"
                 + (", working included" if needed > data.max_result_chars() else "")
                 + "); raise it or use 0 to derive it")
+        fewest = data.min_operands or data.num_operands
+        shortest = fewest * len(str(data.operand_min)) + fewest - 1  # '1+2', '1+2*3'
+        require(self.short_share == 0 or self.short_max_chars >= shortest,
+                f"{path}.short_max_chars",
+                f"{self.short_max_chars} characters admit no equation of task.data (the "
+                f"shortest, {fewest} operands from {data.operand_min}, has {shortest}): the "
+                f"short draws would be empty; raise it to {shortest} or more, or set "
+                f"{path}.short_share to 0")
         worked = {t: f for t, f in data.answer_format.items() if f != answer_formats.DIRECT}
         require(not worked or output_format_of(self.model.family) == "left",
                 "task.data.answer_format",

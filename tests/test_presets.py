@@ -39,8 +39,9 @@ def test_every_preset_a_user_trains_gates_on_every_single_digit_equation_right(n
     assert bar is None if name in TEST_ONLY else bar == 1.0, f"{name}: {bar}"
 
 
-def test_full_draws_its_single_digit_three_operand_equations_again():
-    trainer = load_config("full").trainer
+@pytest.mark.parametrize("name", ["full", "mixed"])
+def test_three_operand_presets_draw_their_single_digit_equations_again(name):
+    trainer = load_config(name).trainer
     assert trainer.short_share > 0 and trainer.short_max_chars >= len("1+2*3")
 
 def test_full_covers_every_operator_and_two_to_three_operands():

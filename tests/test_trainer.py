@@ -82,6 +82,27 @@ def test_short_share_is_validated_naming_the_field():
         tiny_config("trainer.short_max_chars=2")
 
 
+@pytest.mark.parametrize("overrides,shortest", [
+    (["task.data.num_operands=3"], 5),                                  # '1+2*3'
+    (["task.data.operand_min=10", "evaluator.small_operands_threshold=null"], 5),  # '10+10'
+    (["task.data.operand_min=100", "task.data.operand_max=999", "task.data.num_operands=3",
+      "evaluator.small_operands_threshold=null"], 11)])                 # '100+100+100'
+def test_short_draws_that_no_equation_could_fill_fail_fast(overrides, shortest):
+    """Short draws from a pool no equation of the task can enter would silently train on
+    the sample alone: the config names trainer.short_max_chars and the shortest length."""
+    from lstm_math.config import load_config
+
+    base = ["trainer.short_share=0.1", "task.data.operand_max=99"] + overrides
+    with pytest.raises(ConfigError, match=rf"^trainer.short_max_chars: {shortest - 1} .*"
+                                          rf"has {shortest}\)"):
+        load_config("default", base + [f"trainer.short_max_chars={shortest - 1}"])
+    load_config("default", base + [f"trainer.short_max_chars={shortest}"])
+    load_config("default", base + ["trainer.short_share=0", "trainer.short_max_chars=3"])
+    # two to three operands: the two-operand '1+2' fits in 3
+    load_config("default", ["trainer.short_share=0.1", "task.data.num_operands=3",
+                            "task.data.min_operands=2", "trainer.short_max_chars=3"])
+
+
 def test_training_dataset_reads_gfile_urls(examples):
     url = "ram://lstm_math_trainer_test/examples"
     tf.io.gfile.makedirs(url)
