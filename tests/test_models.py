@@ -98,10 +98,22 @@ def test_unknown_family_is_a_clear_error():
         build_model(ModelHParams(family="transformer"), 5)
 
 
-def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
-    """Dropout must not leave training-only resources in the exported serving graph."""
+def _export_and_serve(model, coverage, tmp_path, equations):
+    """Export ``model`` with the project's serving signature, load it back with the TF2
+    loader and return the signature's ``valid`` output for ``equations``."""
     from lstm_math.components.signature import build_serving_function
 
+    module = tf.Module()
+    module.model = model
+    module.serve = build_serving_function(model, coverage)
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        equation=tf.constant(equations))
+    return served["valid"].numpy().tolist()
+
+
+def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
+    """Dropout must not leave training-only resources in the exported serving graph."""
     config = load_config("smoke", ["trainer.model.dropout=0.2"])
     hp = config.trainer.model
     coverage = model_coverage(coverage_of(config), hp)
@@ -110,13 +122,7 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     x = (tf.zeros([2, coverage.max_input_length], tf.int32), tf.zeros([2, width], tf.int32))
     tf.function(lambda inputs: model(inputs, training=True))(x)  # as the training loop does
     assert model.encoder_dropout.rate == 0.2
-    module = tf.Module()
-    module.model = model
-    module.serve = build_serving_function(model, coverage)
-    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
-    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
-        equation=tf.constant(["31 + 87", "1 + x"]))
-    assert served["valid"].numpy().tolist() == [True, False]
+    assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -155,8 +161,6 @@ def test_decoder_self_attention_is_causal_and_exports(tmp_path):
     the teacher-forced scores at step t depend on decoder inputs 0..t only (a later token
     changes nothing before it), the model has the extra weights, it exports and serves, and
     a family without an autoregressive decoder refuses the field by name."""
-    from lstm_math.components.signature import build_serving_function
-
     config = load_config("smoke", ["trainer.model.decoder_self_attention=true"])
     hp = config.trainer.model
     coverage = model_coverage(coverage_of(config), hp)
@@ -175,13 +179,7 @@ def test_decoder_self_attention_is_causal_and_exports(tmp_path):
     assert not np.allclose(a[:, -1], b[:, -1])
     plain((ids, tf.constant(decoder_in)))
     assert model.count_params() > plain.count_params()
-    module = tf.Module()
-    module.model = model
-    module.serve = build_serving_function(model, coverage)
-    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
-    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
-        equation=tf.constant(["31 + 87", "1 + x"]))
-    assert served["valid"].numpy().tolist() == [True, False]
+    assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
     with pytest.raises(ConfigError, match="^trainer.model.decoder_self_attention"):
         load_config("seed", ["trainer.model.decoder_self_attention=true"])
 
