@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import REPO, digest
 OVERRIDES = ["task.data.operators=['+', '-', '*', '/']", "task.data.num_operands=3",
              "task.data.num_examples=6000", "task.data.num_shards=3",
-             "task.data.sampling=stratified"]
+             "task.data.sampling=stratified", "trainer.short_max_chars=5"]
 
 
 @pytest.mark.slow
