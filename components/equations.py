@@ -160,3 +160,8 @@ def result_bounds(operators, low, high, num_operands):
 def max_equation_chars(high: int, num_operands: int) -> int:
     """Length of the longest compact equation (no spaces) in the space."""
     return num_operands * len(str(high)) + (num_operands - 1)
+
+
+def min_equation_chars(low: int, num_operands: int) -> int:
+    """Length of the shortest compact equation: every operand as narrow as ``low``."""
+    return max_equation_chars(low, num_operands)

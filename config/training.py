@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from lstm_math.config.coverage import MODEL_FAMILIES, output_format_of
 from lstm_math.config.fields import is_int, is_number, require, runtime_field
 from lstm_math.components import answer_formats
+from lstm_math.components.equations import min_equation_chars
 
 if TYPE_CHECKING:  # annotations only
     from lstm_math.config.schema import DataConfig
@@ -167,7 +168,7 @@ class TrainerConfig:
                 + (", working included" if needed > data.max_result_chars() else "")
                 + "); raise it or use 0 to derive it")
         fewest = data.min_operands or data.num_operands
-        shortest = fewest * len(str(data.operand_min)) + fewest - 1  # '1+2', '1+2*3'
+        shortest = min_equation_chars(data.operand_min, fewest)  # '1+2', '1+2*3'
         require(self.short_share == 0 or self.short_max_chars >= shortest,
                 f"{path}.short_max_chars",
                 f"{self.short_max_chars} characters admit no equation of task.data (the "
