@@ -6,6 +6,10 @@ or probabilities, see ``from_logits``) for training with teacher forcing, and of
 
 * ``attention`` (default): embeddings, a bidirectional LSTM encoder, an autoregressive LSTM
   decoder with Luong (dot-product) attention over the encoder, trained with teacher forcing.
+* ``transformer``: the same embeddings and bidirectional LSTM encoder, and a Transformer
+  decoder in place of the LSTM one: ``decoder_layers`` pre-norm blocks of causal
+  self-attention over the tokens written so far, multi-head attention over the encoder
+  outputs and a feed-forward layer, on a learned embedding of each token and its step.
 * ``seed``: the 2017 post's model exactly: one-hot input, Bidirectional LSTM(20),
   BatchNormalization, RepeatVector, Bidirectional LSTM(20, return_sequences),
   BatchNormalization, TimeDistributed Dense softmax; not autoregressive (all positions at
@@ -190,6 +194,133 @@ class AttentionSeq2Seq(keras.Model):
 
 
 @keras.saving.register_keras_serializable("lstm_math")
+class TransformerDecoderBlock(layers.Layer):
+    """One pre-norm decoder block: causal self-attention, attention over the encoder
+    outputs, a feed-forward layer (4 x ``units``); each a residual branch."""
+
+    def __init__(self, units, heads, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.config_values = dict(units=units, heads=heads, dropout=dropout)
+        self.self_norm = layers.LayerNormalization(epsilon=1e-5, name="self_norm")
+        self.self_attention = layers.MultiHeadAttention(heads, units // heads,
+                                                        name="self_attention")
+        self.cross_norm = layers.LayerNormalization(epsilon=1e-5, name="cross_norm")
+        self.cross_attention = layers.MultiHeadAttention(heads, units // heads,
+                                                         name="cross_attention")
+        self.feed_forward_norm = layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
+        self.feed_forward_in = layers.Dense(4 * units, activation="gelu", name="ff_in")
+        self.feed_forward_out = layers.Dense(units, name="ff_out")
+        self.dropout = layers.Dropout(dropout)
+
+    def get_config(self):
+        return {**super().get_config(), **self.config_values}
+
+    def call(self, x, encoder_out, encoder_mask, training=False):
+        h = self.self_norm(x)
+        x = x + self.dropout(self.self_attention(h, h, use_causal_mask=True,
+                                                 training=training), training=training)
+        h = self.cross_norm(x)
+        x = x + self.dropout(self.cross_attention(h, encoder_out, value_mask=encoder_mask,
+                                                  training=training), training=training)
+        h = self.feed_forward_norm(x)
+        return x + self.dropout(self.feed_forward_out(self.feed_forward_in(h)),
+                                training=training)
+
+
+@keras.saving.register_keras_serializable("lstm_math")
+class TransformerDecoderSeq2Seq(keras.Model):
+    """The attention family's encoder, a Transformer decoder (``decoder_layers`` blocks of
+    ``decoder_units`` with ``attention_heads`` heads)."""
+
+    from_logits = True
+    output_format = "left"
+
+    def __init__(
+        self,
+        output_length,
+        embedding_dim=32,
+        encoder_units=128,
+        decoder_units=128,
+        encoder_layers=1,
+        decoder_layers=2,
+        attention_heads=4,
+        dropout=0.0,
+        vocab_size=VOCAB_SIZE,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.config_values = dict(
+            output_length=output_length,
+            embedding_dim=embedding_dim,
+            encoder_units=encoder_units,
+            decoder_units=decoder_units,
+            encoder_layers=encoder_layers,
+            decoder_layers=decoder_layers,
+            attention_heads=attention_heads,
+            dropout=dropout,
+            vocab_size=vocab_size,
+        )
+        if decoder_units % attention_heads:
+            raise ValueError(f"trainer.model.attention_heads: {attention_heads} heads do not "
+                             f"divide the {decoder_units} decoder units")
+        self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.encoder_layers = [
+            layers.Bidirectional(layers.LSTM(encoder_units, return_sequences=True),
+                                 name=f"encoder_{i}")
+            for i in range(encoder_layers)
+        ]
+        self.encoder_dropout = layers.Dropout(dropout, name="encoder_dropout")
+        self.token_embedding = layers.Embedding(vocab_size, decoder_units,
+                                                name="decoder_token_embedding")
+        self.step_embedding = layers.Embedding(output_length, decoder_units,
+                                               name="decoder_step_embedding")
+        self.blocks = [TransformerDecoderBlock(decoder_units, attention_heads, dropout,
+                                               name=f"decoder_{i}")
+                       for i in range(decoder_layers)]
+        self.final_norm = layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.logits = layers.Dense(vocab_size, name="logits")
+
+    def get_config(self):
+        return {**super().get_config(), **self.config_values}
+
+    def encode(self, encoder_ids, training=False):
+        mask = ops.not_equal(encoder_ids, PAD_ID)
+        x = self.embedding(encoder_ids)
+        for layer in self.encoder_layers:
+            x = self.encoder_dropout(layer(x, mask=mask, training=training), training=training)
+        return x, mask
+
+    def decode(self, decoder_ids, encoder_out, mask, training=False):
+        steps = ops.arange(ops.shape(decoder_ids)[1])[None, :]
+        x = self.token_embedding(decoder_ids) + self.step_embedding(steps)
+        for block in self.blocks:
+            x = block(x, encoder_out, mask, training=training)
+        return self.logits(self.final_norm(x))
+
+    def call(self, inputs, training=False):
+        encoder_ids, decoder_ids = inputs
+        encoder_out, mask = self.encode(encoder_ids, training=training)
+        return self.decode(decoder_ids, encoder_out, mask, training=training)
+
+    def greedy_decode(self, encoder_ids, steps: int):
+        """Step t runs the decoder over the t + 1 tokens so far (START and the t chosen)
+        and takes the last position's scores: causal attention makes that the teacher-
+        forced computation on the model's own tokens. Fixed shapes at every step."""
+        encoder_out, mask = self.encode(encoder_ids)
+        batch = ops.shape(encoder_ids)[0]
+        tokens = [ops.full((batch,), START_ID, dtype="int32")]
+        ids, probs = [], []
+        for _ in range(steps):
+            logits = self.decode(ops.stack(tokens, axis=1), encoder_out, mask)[:, -1, :]
+            p = ops.softmax(logits, axis=-1)
+            token = ops.cast(ops.argmax(p, axis=-1), "int32")
+            tokens.append(token)
+            ids.append(token)
+            probs.append(ops.max(p, axis=-1))
+        return ops.stack(ids, axis=1), ops.stack(probs, axis=1)
+
+
+@keras.saving.register_keras_serializable("lstm_math")
 class SeedModel(keras.Model):
     """The post's model: one-hot -> BiLSTM(20) -> BN -> RepeatVector -> BiLSTM(20) -> BN -> softmax."""
 
@@ -240,11 +371,24 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             self_attention=hparams.decoder_self_attention,
             name="attention_seq2seq",
         )
+    if hparams.family == "transformer":
+        return TransformerDecoderSeq2Seq(
+            output_length=output_length,
+            embedding_dim=hparams.embedding_dim,
+            encoder_units=hparams.encoder_units,
+            decoder_units=hparams.decoder_units,
+            encoder_layers=hparams.encoder_layers,
+            decoder_layers=hparams.decoder_layers,
+            attention_heads=hparams.attention_heads,
+            dropout=hparams.dropout,
+            name="transformer_seq2seq",
+        )
     if hparams.family == "seed":
         return SeedModel(output_length=output_length, units=hparams.encoder_units, name="seed")
     raise ValueError(f"trainer.model.family: unknown model family {hparams.family!r}; "
-                     "choose 'attention' or 'seed'")
+                     f"choose from {', '.join(MODEL_FAMILIES)}")
 
 
 # The classes of each family (their output_format must match FAMILY_OUTPUT_FORMAT).
-FAMILY_CLASSES = {"attention": AttentionSeq2Seq, "seed": SeedModel}
+FAMILY_CLASSES = {"attention": AttentionSeq2Seq, "transformer": TransformerDecoderSeq2Seq,
+                  "seed": SeedModel}

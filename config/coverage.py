@@ -19,8 +19,8 @@ from lstm_math.components import answer_formats
 from lstm_math.components.equations import max_equation_chars, max_result_chars
 from lstm_math.components.sampling import EquationSpace
 
-MODEL_FAMILIES = ("attention", "seed")
-FAMILY_OUTPUT_FORMAT = {"attention": "left", "seed": "right_aligned"}
+MODEL_FAMILIES = ("attention", "transformer", "seed")
+FAMILY_OUTPUT_FORMAT = {"attention": "left", "transformer": "left", "seed": "right_aligned"}
 
 
 def output_format_of(family: str) -> str:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # annotations only
     from lstm_math.config.schema import DataConfig
 
 # Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
-FAMILY_CLIPNORM = {"attention": 1.0, "seed": None}
+FAMILY_CLIPNORM = {"attention": 1.0, "transformer": 1.0, "seed": None}
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -53,22 +53,34 @@ class ModelHParams:
     # head), beside the attention over the encoder: a working that must be re-read (a
     # reduced sub-expression, a running sum) is in reach without being carried in the state.
     decoder_self_attention: bool = False
+    # Blocks of the transformer family's decoder (the LSTM decoders have one layer).
+    decoder_layers: int = 1
 
     def validate(self, path: str = "trainer.model") -> None:
         require(self.family in MODEL_FAMILIES, f"{path}.family",
                 f"unknown family {self.family!r}; choose from {', '.join(MODEL_FAMILIES)}")
         for name in ("embedding_dim", "encoder_units", "decoder_units", "encoder_layers",
-                     "attention_heads"):
+                     "attention_heads", "decoder_layers"):
             require(getattr(self, name) >= 1, f"{path}.{name}", "must be positive")
         require(self.family != "attention" or not self.attention
                 or (2 * self.encoder_units) % self.attention_heads == 0,
                 f"{path}.attention_heads", f"must divide 2 x encoder_units "
                 f"({2 * self.encoder_units}): each head attends over an equal slice")
+        require(self.family != "transformer" or self.decoder_units % self.attention_heads == 0,
+                f"{path}.attention_heads", f"must divide decoder_units ({self.decoder_units}): "
+                "each head of the transformer decoder works on an equal slice")
+        require(self.family == "transformer" or self.decoder_layers == 1,
+                f"{path}.decoder_layers", f"the {self.family} family's decoder has one layer; "
+                "only the transformer family stacks decoder blocks")
+        require(self.family != "transformer" or self.attention, f"{path}.attention",
+                "the transformer decoder always attends over the encoder; it cannot be off")
         require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
         require(not (self.decoder_self_attention and self.family != "attention"),
                 f"{path}.decoder_self_attention",
-                f"only the attention family has an autoregressive decoder; the "
-                f"{self.family} family does not")
+                "an option of the attention family's LSTM decoder"
+                + ("; the transformer decoder attends over its own tokens always"
+                   if self.family == "transformer"
+                   else f"; the {self.family} family has no autoregressive decoder"))
         require(not (self.family == "seed" and self.reverse_output), f"{path}.reverse_output",
                 "the seed model emits the post's right-aligned answer, not a reversed one; "
                 "set it to false")
@@ -179,7 +191,7 @@ class TrainerConfig:
         require(not worked or output_format_of(self.model.family) == "left",
                 "task.data.answer_format",
                 f"{self.model.family!r} models answer all at once and cannot write a working "
-                f"({worked}); use trainer.model.family 'attention'")
+                f"({worked}); use trainer.model.family 'attention' or 'transformer'")
 
 
 # --------------------------------------------------------------------------------------

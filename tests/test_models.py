@@ -95,7 +95,7 @@ def test_attention_heads_split_the_encoder_outputs():
 
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(ValueError, match="^trainer.model.family"):
-        build_model(ModelHParams(family="transformer"), 5)
+        build_model(ModelHParams(family="gru"), 5)
 
 
 def _export_and_serve(model, coverage, tmp_path, equations):
@@ -129,10 +129,14 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     [], ["trainer.model.attention=false"], ["trainer.model.encoder_layers=2"],
     ["trainer.model.attention_heads=4"], ["trainer.model.decoder_self_attention=true"],
     ["trainer.model.decoder_self_attention=true", "trainer.model.step_embedding=true",
-     "trainer.model.attention_heads=4"]])
+     "trainer.model.attention_heads=4"],
+    ["trainer.model.family=transformer", "trainer.model.attention_heads=4"],
+    ["trainer.model.family=transformer", "trainer.model.attention_heads=2",
+     "trainer.model.decoder_layers=2", "trainer.model.dropout=0.1"]])
 def test_greedy_decode_is_the_teacher_forced_model_on_its_own_tokens(overrides):
-    """The serving decoder (the LSTM cell step by step) computes what the training graph
-    (the LSTM layer over the whole sequence) computes: fed its own tokens as decoder
+    """The serving decoder (the LSTM cell step by step; the transformer decoder over the
+    tokens so far) computes what the training graph (the whole sequence at once) computes:
+    fed its own tokens as decoder
     inputs, the trained call picks the same token at every step with the same probability."""
     config = load_config("smoke", ["trainer.seed=5", "trainer.model.encoder_units=24",
                                    "trainer.model.decoder_units=20"] + overrides)
@@ -218,3 +222,50 @@ def test_optimizer_warms_up_then_follows_its_schedule(schedule):
     assert plain.clipnorm == 1.0
     assert build_optimizer(OptimizerConfig(), "seed", 100).clipnorm is None
     assert build_optimizer(OptimizerConfig(clipnorm=2.0), "seed", 100).clipnorm == 2.0
+
+
+def test_transformer_decoder_is_causal_learns_and_exports(tmp_path):
+    """The transformer family: a BiLSTM encoder and a stack of decoder blocks. The
+    teacher-forced scores at step t depend on decoder inputs 0..t only, the hyperparameters
+    shape the layers, and it exports and serves through the project's signature."""
+    from lstm_math.components.models import TransformerDecoderSeq2Seq
+
+    config = load_config("smoke", ["trainer.model.family=transformer",
+                                   "trainer.model.decoder_units=32",
+                                   "trainer.model.attention_heads=4",
+                                   "trainer.model.decoder_layers=2"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    keras.utils.set_random_seed(3)
+    model = compile_model(hp, coverage, 10)
+    assert isinstance(model, TransformerDecoderSeq2Seq) and len(model.blocks) == 2
+    assert model.blocks[0].self_attention.num_heads == 4
+    assert model.step_embedding.input_dim == coverage.max_result_length + 1
+    assert model.optimizer.clipnorm == 1.0
+    ids = tok.encode_equations(tf.constant(["31+87", "7+6"]), coverage.max_input_length)
+    width = coverage.max_result_length + 1
+    decoder_in = np.random.default_rng(0).integers(1, 12, (2, width)).astype(np.int32)
+    later = decoder_in.copy()
+    later[:, -1] = (later[:, -1] % 11) + 1
+    a = model((ids, tf.constant(decoder_in)), training=False).numpy()
+    b = model((ids, tf.constant(later)), training=False).numpy()
+    np.testing.assert_allclose(a[:, :-1], b[:, :-1], atol=1e-5)
+    assert not np.allclose(a[:, -1], b[:, -1])
+    assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (["trainer.model.family=transformer", "trainer.model.decoder_units=20",
+      "trainer.model.attention_heads=3"], "trainer.model.attention_heads"),
+    (["trainer.model.family=transformer", "trainer.model.decoder_layers=0"],
+     "trainer.model.decoder_layers"),
+    (["trainer.model.decoder_layers=2"], "trainer.model.decoder_layers"),
+    (["trainer.model.family=transformer", "trainer.model.attention=false"],
+     "trainer.model.attention"),
+    (["trainer.model.family=transformer", "trainer.model.decoder_self_attention=true"],
+     "trainer.model.decoder_self_attention"),
+])
+def test_bad_transformer_configs_fail_fast_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError) as info:
+        load_config("smoke", overrides)
+    assert str(info.value).startswith(field)

@@ -69,6 +69,10 @@ def _untrained(family):
     keras.utils.set_random_seed(3)
     if family == "seed":
         model = build_model(ModelHParams(family="seed", encoder_units=8), 4)
+    elif family == "transformer":
+        model = build_model(ModelHParams(family="transformer", embedding_dim=8, encoder_units=16,
+                                         decoder_units=16, attention_heads=2,
+                                         decoder_layers=2), 4)
     else:
         model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16), 4)
     model((tf.zeros([1, 5], tf.int32), tf.zeros([1, 4], tf.int32)))
@@ -79,7 +83,8 @@ def _untrained(family):
 def exports(tmp_path_factory):
     base = tmp_path_factory.mktemp("exports")
     out = {}
-    for family, coverage in (("attention", COVERAGE), ("seed", SEED_COVERAGE)):
+    for family, coverage in (("attention", COVERAGE), ("transformer", COVERAGE),
+                             ("seed", SEED_COVERAGE)):
         model = _untrained(family)
         for jit in (False, True):
             name = f"{family}-{'xla' if jit else 'plain'}"
