@@ -32,8 +32,37 @@ from lstm_math.config import (FAMILY_OUTPUT_FORMAT, MODEL_FAMILIES,  # noqa: F40
                               ModelHParams, output_format_of)
 
 
+class CharacterEncoder:
+    """The encoder of the attention and transformer families: ``self.embedding`` of the
+    characters, then ``encoder_layers`` bidirectional LSTMs (a mixin of a keras.Model, which
+    tracks the layers it sets)."""
+
+    def build_encoder(self, encoder_units, encoder_layers, dropout):
+        """The LSTMs (after ``self.embedding``, which the model sets first: checkpoints key
+        the weights by their order)."""
+        # Dropout on each encoder layer's outputs (a Dropout layer, not LSTM(dropout=...):
+        # a Bidirectional LSTM's own dropout leaves an untracked seed-generator resource in
+        # the exported serving graph, and the SavedModel export then fails).
+        self.encoder_layers = [
+            layers.Bidirectional(
+                layers.LSTM(encoder_units, return_sequences=True),
+                name=f"encoder_{i}",
+            )
+            for i in range(encoder_layers)
+        ]
+        self.encoder_dropout = layers.Dropout(dropout, name="encoder_dropout")
+
+    def encode_characters(self, encoder_ids, training=False):
+        """Encoder outputs [b, s, 2 x encoder_units] and the mask of real characters."""
+        mask = ops.not_equal(encoder_ids, PAD_ID)
+        x = self.embedding(encoder_ids)
+        for layer in self.encoder_layers:
+            x = self.encoder_dropout(layer(x, mask=mask, training=training), training=training)
+        return x, mask
+
+
 @keras.saving.register_keras_serializable("lstm_math")
-class AttentionSeq2Seq(keras.Model):
+class AttentionSeq2Seq(CharacterEncoder, keras.Model):
     from_logits = True
     output_format = "left"
 
@@ -75,17 +104,7 @@ class AttentionSeq2Seq(keras.Model):
         self.step_embedding = (layers.Embedding(step_embedding, embedding_dim,
                                                 name="step_embedding")
                                if step_embedding else None)
-        # Dropout on each encoder layer's outputs (a Dropout layer, not LSTM(dropout=...):
-        # a Bidirectional LSTM's own dropout leaves an untracked seed-generator resource in
-        # the exported serving graph, and the SavedModel export then fails).
-        self.encoder_layers = [
-            layers.Bidirectional(
-                layers.LSTM(encoder_units, return_sequences=True),
-                name=f"encoder_{i}",
-            )
-            for i in range(encoder_layers)
-        ]
-        self.encoder_dropout = layers.Dropout(dropout, name="encoder_dropout")
+        self.build_encoder(encoder_units, encoder_layers, dropout)
         self.bridge_h = layers.Dense(decoder_units, activation="tanh", name="bridge_h")
         self.bridge_c = layers.Dense(decoder_units, name="bridge_c")
         self.decoder = layers.LSTM(
@@ -104,10 +123,7 @@ class AttentionSeq2Seq(keras.Model):
         return {**super().get_config(), **self.config_values}
 
     def encode(self, encoder_ids, training=False):
-        mask = ops.not_equal(encoder_ids, PAD_ID)
-        x = self.embedding(encoder_ids)
-        for layer in self.encoder_layers:
-            x = self.encoder_dropout(layer(x, mask=mask, training=training), training=training)
+        x, mask = self.encode_characters(encoder_ids, training=training)
         weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)
         summary = ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
         state = [self.bridge_h(summary), self.bridge_c(summary)]
@@ -228,7 +244,7 @@ class TransformerDecoderBlock(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("lstm_math")
-class TransformerDecoderSeq2Seq(keras.Model):
+class TransformerDecoderSeq2Seq(CharacterEncoder, keras.Model):
     """The attention family's encoder, a Transformer decoder (``decoder_layers`` blocks of
     ``decoder_units`` with ``attention_heads`` heads)."""
 
@@ -264,12 +280,7 @@ class TransformerDecoderSeq2Seq(keras.Model):
             raise ValueError(f"trainer.model.attention_heads: {attention_heads} heads do not "
                              f"divide the {decoder_units} decoder units")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
-        self.encoder_layers = [
-            layers.Bidirectional(layers.LSTM(encoder_units, return_sequences=True),
-                                 name=f"encoder_{i}")
-            for i in range(encoder_layers)
-        ]
-        self.encoder_dropout = layers.Dropout(dropout, name="encoder_dropout")
+        self.build_encoder(encoder_units, encoder_layers, dropout)
         self.token_embedding = layers.Embedding(vocab_size, decoder_units,
                                                 name="decoder_token_embedding")
         self.step_embedding = layers.Embedding(output_length, decoder_units,
@@ -283,13 +294,6 @@ class TransformerDecoderSeq2Seq(keras.Model):
     def get_config(self):
         return {**super().get_config(), **self.config_values}
 
-    def encode(self, encoder_ids, training=False):
-        mask = ops.not_equal(encoder_ids, PAD_ID)
-        x = self.embedding(encoder_ids)
-        for layer in self.encoder_layers:
-            x = self.encoder_dropout(layer(x, mask=mask, training=training), training=training)
-        return x, mask
-
     def decode(self, decoder_ids, encoder_out, mask, training=False):
         steps = ops.arange(ops.shape(decoder_ids)[1])[None, :]
         x = self.token_embedding(decoder_ids) + self.step_embedding(steps)
@@ -299,14 +303,14 @@ class TransformerDecoderSeq2Seq(keras.Model):
 
     def call(self, inputs, training=False):
         encoder_ids, decoder_ids = inputs
-        encoder_out, mask = self.encode(encoder_ids, training=training)
+        encoder_out, mask = self.encode_characters(encoder_ids, training=training)
         return self.decode(decoder_ids, encoder_out, mask, training=training)
 
     def greedy_decode(self, encoder_ids, steps: int):
         """Step t runs the decoder over the t + 1 tokens so far (START and the t chosen)
         and takes the last position's scores: causal attention makes that the teacher-
         forced computation on the model's own tokens. Fixed shapes at every step."""
-        encoder_out, mask = self.encode(encoder_ids)
+        encoder_out, mask = self.encode_characters(encoder_ids)
         batch = ops.shape(encoder_ids)[0]
         tokens = [ops.full((batch,), START_ID, dtype="int32")]
         ids, probs = [], []
