@@ -61,6 +61,13 @@ def operator_tag(operators: Sequence[str]) -> str:
     return MIXED_TAG
 
 
+def operator_pattern(operators: Sequence[str]) -> str:
+    """The shape of an equation's operators with letters for its operands: ``a + b * c``
+    for ``12 + 34 * 5``. The Evaluator's per-pattern slice of three or more operands."""
+    letters = [chr(ord("a") + i) for i in range(len(operators) + 1)]
+    return canonical_text(letters, operators)
+
+
 def canonical_text(operands: Sequence[int], operators: Sequence[str]) -> str:
     parts = [str(operands[0])]
     for op, value in zip(operators, operands[1:]):

@@ -7,6 +7,7 @@ amount, at a chosen confidence). So every figure the
 Evaluator prints can be checked against a count done here independently.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -328,6 +329,18 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     assert set(m["uniform"]["per_operator"]) == {"+", "-", "*", "/", "mixed"}
     assert m["uniform"]["per_operator"]["+"] == 1.0 and m["uniform"]["exact_match"] < 1.0
 
+    # Per operator pattern of three operands: where the wrong answers are ('5 + b ? c').
+    patterns = collections.Counter(eq.operator_pattern(e.operators) for e, _ in parsed
+                                   if len(e.operands) == 3)
+    wrong_patterns = collections.Counter(eq.operator_pattern(e.operators) for e in wrong_mixed)
+    assert len(patterns) == 16 and set(m["per_pattern"]) == set(patterns)
+    assert list(m["per_pattern"])[:4] == ["a + b + c", "a + b - c", "a + b * c", "a + b / c"]
+    for pattern, cell in m["per_pattern"].items():
+        assert (cell["count"], cell["wrong"]) == (patterns[pattern], wrong_patterns[pattern])
+    assert set(wrong_patterns) <= {"a + b + c", "a + b - c", "a + b * c", "a + b / c"}
+    assert m["uniform"]["per_pattern"]["a * b - c"] == 1.0
+    assert m["uniform"]["per_pattern"]["a + b * c"] < 1.0
+
     # Confidence: '*' is confidently wrong (worse than useless), 'mixed' honestly unsure.
     def conf(e, answer):
         p = mixed_mistake(e)[1] if mixed_mistake(e) else 0.99
@@ -350,11 +363,16 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     assert ex["per_operand_count"]["2"]["count"] == 4 * 13 * 13 - 13
     assert ex["per_operand_count"]["3"]["count"] == 13 * (3 * 13 + 12) ** 2
     assert ex["per_operator"]["*"]["wrong"] == 6 * 13
+    assert ex["per_pattern"]["a + b + c"] == {"exact_match": pytest.approx(12 / 13),
+                                              "count": 13 ** 3, "wrong": 13 * 13}
+    assert ex["per_pattern"]["a + b / c"]["wrong"] == 13 * 12  # c > 0
+    assert ex["per_pattern"]["a / b * c"]["wrong"] == 0
     for name in ("plus", "minus", "times", "divide"):
         png_ok(out / f"error_map_{name}.png")
     report = (out / "report.md").read_text()
     assert "per operand count" in report and "AUROC" in report and "| mixed |" in report
     assert "per operand length, *" in report and "small operands" in report
+    assert "| `a + b * c` | " in report and "per operator pattern" in report
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["confidence"]["*"]["threshold"] > 0 and "CPU" in on_disk["hardware"]
     assert on_disk["coverage"]["min_operands"] == 2

@@ -17,6 +17,21 @@ def _table(title: str, rows: dict, key_name: str) -> list[str]:
     return lines + [""]
 
 
+def pattern_table(m: dict) -> list[str]:
+    """Per operator pattern of three or more operands ('a + b * c'), with the uniform
+    estimate beside the split's own exact match where the report has one."""
+    rows = m.get("per_pattern") or {}
+    if not rows:
+        return []
+    uniform = (m.get("uniform") or {}).get("per_pattern") or {}
+    lines = ["**per operator pattern (three or more operands)**", "",
+             "| pattern | exact match | uniform | count | wrong |", "|---|---|---|---|---|"]
+    for key, v in rows.items():
+        lines.append(f"| `{key}` | {_em(v['exact_match'])} | {_em(uniform.get(key))} | "
+                     f"{v['count']} | {v['wrong']} |")
+    return lines + [""]
+
+
 def _fmt(value, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -86,6 +101,7 @@ def section(name: str, m: dict) -> list[str]:
     if len(per_op) > 1:
         for op, rows in per_op.items():
             lines += _table(f"per operand length, {op}", rows, "digits")
+    lines += pattern_table(m)
     lines += _table("per result length", m["per_result_length"], "characters")
     lines += _table("small operands (every operand below the bound)",
                     m.get("small_operands", {}), "operands")

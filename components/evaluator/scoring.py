@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_math.components import data as data_lib
-from lstm_math.components.equations import OPERATOR_TAGS, operator_tag
+from lstm_math.components.equations import OPERATOR_TAGS, operator_pattern, operator_tag
 from lstm_math.serving.contract import WORKING_OUTPUT
 
 if TYPE_CHECKING:
@@ -186,9 +186,11 @@ _TAG_ORDER = {tag: i for i, tag in enumerate(OPERATOR_TAGS)}
 
 def _sort_key(key: str):
     """Operators as + - * / mixed; '2x10' after '2x3'; '<10' before '<100'; numbers as
-    numbers."""
+    numbers; patterns ('a + b * c') by their operators in + - * / order."""
     if key in _TAG_ORDER:
         return (0, [_TAG_ORDER[key]], key)
+    if key.startswith("a "):
+        return (1, [_TAG_ORDER[op] for op in key.split(" ")[1::2]], key)
     parts = key.replace("<", "").split("x")
     return (len(parts), [int(p) if p.isdigit() else p for p in parts], key)
 
@@ -196,7 +198,8 @@ def _sort_key(key: str):
 def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 20,
               thresholds: dict | None = None) -> dict:
     """Exact match overall and per operator, operand count, operand-length bucket (also per
-    operator), result length and small operands; the error-size histogram, the worst
+    operator), result length, small operands and, for three or more operands, per operator
+    pattern ('a + b * c'); the error-size histogram, the worst
     errors and the confidence quality (overall and per operator).
 
     ``trust``: what ``trusted`` does here with ``thresholds`` (slice tag -> threshold;
@@ -218,6 +221,8 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
                 "result_length/" + str(len(truth))]
         largest = max(int(part) for part in operands)
         keys += [f"small_operands/<{bound}" for bound in SMALL_OPERAND_BOUNDS if largest < bound]
+        if len(operands) >= 3:  # two operands: the pattern is the operator, a slice already
+            keys.append("pattern/" + operator_pattern(text.split(" ")[1::2]))
         for key in keys:
             totals[key] += 1
             right[key] += ok
@@ -282,6 +287,7 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
         "per_operator_operand_digits": {name: table("operator_digits/" + name)
                                         for name in operator_names},
         "per_result_length": table("result_length"),
+        "per_pattern": table("pattern"),
         "small_operands": table("small_operands"),
         "confidence": quality,
         "trust": trust,
@@ -340,7 +346,8 @@ def uniform_estimate(texts, right, coverage: Coverage) -> dict:
 
     A stratified test split over-represents small strata ('1 + 2'); here every (operators,
     operand digit lengths) stratum present counts by its share of the space (post-
-    stratification), overall and per operator tag. On a uniform sample or the whole space
+    stratification), overall, per operator tag and per operator pattern of three or more
+    operands ('a + b * c'). On a uniform sample or the whole space
     this is the plain exact match up to noise.
     """
     low, high = coverage.operand_min, coverage.operand_max
@@ -359,10 +366,14 @@ def uniform_estimate(texts, right, coverage: Coverage) -> dict:
             return None
         return sum(sizes[k] * rights[k] / totals[k] for k in keys) / weight
 
-    by_tag = collections.defaultdict(list)
+    by_tag, by_pattern = collections.defaultdict(list), collections.defaultdict(list)
     for key in totals:
         by_tag[operator_tag(key[0])].append(key)
+        if len(key[0]) >= 2:
+            by_pattern[operator_pattern(key[0])].append(key)
     return {"exact_match": estimate(list(totals)), "strata": len(totals),
             "per_operator": {tag: estimate(keys) for tag, keys in sorted(by_tag.items())},
+            "per_pattern": {p: estimate(by_pattern[p])
+                            for p in sorted(by_pattern, key=_sort_key)},
             "method": "each (operators, operand digit lengths) stratum weighted by its share "
                       "of the operand space"}
