@@ -32,6 +32,13 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 (``*`` and ``/`` left to right, then ``+`` and ``-`` left to right), least
                 significant digit first (a minus sign last), separated by spaces; the last
                 value is the answer. ``12 + 34 * 5`` -> ``071 281`` (170, then 182).
+  reduce_running_sums
+                reduce_first, and a product of two of the equation's own operands is
+                worked before its value: its ``running_sums`` working (operands zero-padded
+                to D digits), a space, then the value. A product whose left operand is an
+                earlier value (``a * b * c``'s second, ``a / b * c``) is written directly.
+                ``12 + 34 * 5`` -> ``0202007101001001000000000000 071 281``: the
+                running sums of 034 * 005, then 170, then 182.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ if TYPE_CHECKING:  # the config leaf imports this module
     from lstm_math.config import Coverage
 
 DIRECT = "direct"
-FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first")
+FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
+           "reduce_running_sums")
+REDUCTIONS = ("reduce_first", "reduce_running_sums")  # a value per reduction, the last the answer
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -52,6 +61,7 @@ FORMAT_TAGS = {
     "column_carry": ("*",),
     "running_sums": ("*",),
     "reduce_first": ("mixed",),
+    "reduce_running_sums": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -158,7 +168,14 @@ def _write_value(value: int) -> str:
 
 def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[int]:
     """The value of each reduction in evaluation order; the last is the answer."""
+    return [value for _, _, _, value, _ in reductions(operands, operators)]
+
+
+def reductions(operands: Sequence[int], operators: Sequence[str]) -> list[tuple]:
+    """(a, operator, b, value, of_operands) of each reduction in evaluation order;
+    ``of_operands``: a and b are both the equation's own operands (no earlier value)."""
     values, ops, out = [int(v) for v in operands], list(operators), []
+    own = [True] * len(values)
     for level in (("*", "/"), ("+", "-")):
         i = 0
         while i < len(ops):
@@ -176,9 +193,10 @@ def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[
                 v = a + b
             else:
                 v = a - b
+            out.append((a, ops[i], b, v, own[i] and own[i + 1]))
             values[i:i + 2] = [v]
+            own[i:i + 2] = [False]
             del ops[i]
-            out.append(v)
     return out
 
 
@@ -202,10 +220,15 @@ def working(fmt: str, operands: Sequence[int], operators: Sequence[str], high: i
             raise WorkingError(f"{fmt} writes a * b only, not {' '.join(operators)}")
         fn = column_carry if fmt == "column_carry" else running_sums
         return fn(int(operands[0]), int(operands[1]), digits_of(high))
-    if fmt == "reduce_first":
+    if fmt in REDUCTIONS:
         if len(operators) < 2:
-            raise WorkingError("reduce_first writes three or more operands")
-        return SEPARATOR.join(_write_value(v) for v in reduction_values(operands, operators))
+            raise WorkingError(f"{fmt} writes three or more operands")
+        parts = []
+        for a, op, b, value, of_operands in reductions(operands, operators):
+            if fmt == "reduce_running_sums" and op == "*" and of_operands:
+                parts.append(running_sums(a, b, digits_of(high)))
+            parts.append(_write_value(value))
+        return SEPARATOR.join(parts)
     raise WorkingError(f"unknown answer format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -226,7 +249,7 @@ def answer(fmt: str, text: str, high: int) -> str:
         if len(text) != working_length(fmt, high):
             return ""
         return _canonical_number("".join(text[p] for p in reversed(answer_positions(fmt, d))))
-    if fmt == "reduce_first":
+    if fmt in REDUCTIONS:
         return _canonical_number(text.split(SEPARATOR)[-1][::-1])
     if fmt in ORDERS:
         return _canonical_number(text if fmt == "msd_first" else text[::-1])
@@ -243,6 +266,9 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         return d * d * sum_width(d) + 1
     if fmt == "reduce_first":
         return (num_operands - 1) * (max_result_chars + 1) - 1
+    if fmt == "reduce_running_sums":  # a worked product takes two of the operands
+        worked = num_operands // 2 * (working_length("running_sums", high) + 1)
+        return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars
 
 
@@ -252,9 +278,15 @@ def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
         return steps_of(fmt, digits_of(high))
     if fmt in ORDERS:
         return [(k, k + 1, f"character {k + 1}") for k in range(len(text))]
-    spans, start = [], 0
-    for n, part in enumerate(text.split(SEPARATOR)):
-        spans.append((start, start + len(part), f"value {n + 1}"))
+    spans, start, n = [], 0, 0
+    product = working_length("running_sums", high)  # longer than any value
+    for part in text.split(SEPARATOR):
+        if fmt == "reduce_running_sums" and len(part) == product:
+            spans += [(start + a, start + b, f"value {n + 1}, worked: {name}")
+                      for a, b, name in steps_of("running_sums", digits_of(high))]
+        else:
+            n += 1
+            spans.append((start, start + len(part), f"value {n}"))
         start += len(part) + 1
     return spans
 
@@ -271,7 +303,7 @@ def first_wrong_step(fmt: str, truth: str, predicted: str, high: int) -> str | N
 
 
 def display(fmt: str, text: str, high: int) -> str:
-    """A working with a space between steps (reduce_first already has them)."""
+    """A working with a space between steps (the reductions already have them)."""
     if fmt in ("column_carry", "running_sums"):
         if len(text) != working_length(fmt, high):
             return text
@@ -327,9 +359,9 @@ def answer_tf(fmt: str, text, high: int):
         ok = (tf.strings.length(text) == working_length(fmt, high)) & \
             tf.strings.regex_full_match(joined, r"[0-9]+")
         return tf.where(ok, tf.strings.regex_replace(joined, r"^0+(\d)", r"\1"), "")
-    if fmt in ("reduce_first", "lsd_first", "msd_first"):
+    if fmt in REDUCTIONS + ORDERS:
         value = text
-        if fmt == "reduce_first":
+        if fmt in REDUCTIONS:
             value = tf.strings.regex_replace(value, r"^.*" + SEPARATOR, "")
         if fmt != "msd_first":
             chars = tf.strings.unicode_split(value, "UTF-8")

@@ -69,19 +69,45 @@ def test_running_sums_is_the_documented_layout():
     assert names[-1] == "column 5: final carry" and len(names) == 10
 
 
+@pytest.mark.parametrize("fmt", af.REDUCTIONS)
 @pytest.mark.parametrize("counts", [(3,), (3, 4)])
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_reduce_first_round_trips_with_precedence(counts, data):
+def test_reductions_round_trip_with_precedence(fmt, counts, data):
     k = data.draw(st.sampled_from(counts))
     ops = data.draw(st.lists(st.sampled_from(eq.OPERATORS), min_size=k - 1, max_size=k - 1))
-    values = [data.draw(st.integers(1 if i and ops[i - 1] == "/" else 0, 999))
-              for i in range(k)]
-    w = af.working("reduce_first", values, ops, 999)
+    digits = data.draw(st.lists(st.integers(1, 3), min_size=k, max_size=k))  # every stratum
+    values = [data.draw(st.integers(max(1 if i and ops[i - 1] == "/" else 0,
+                                        10 ** (d - 1) if d > 1 else 0), 10 ** d - 1))
+              for i, d in enumerate(digits)]
+    w = af.working(fmt, values, ops, 999)
     truth = eq.evaluate(values, ops)
-    assert af.answer("reduce_first", w, 999) == str(truth)
+    assert af.answer(fmt, w, 999) == str(truth)
     longest = eq.max_result_chars(list(eq.OPERATORS), 0, 999, k)
-    assert len(w) <= af.working_length("reduce_first", 999, k, longest)
+    assert len(w) <= af.working_length(fmt, 999, k, longest)
+    assert af.first_wrong_step(fmt, w, w, 999) is None
+    # the values are reduce_first's; a worked product comes before its own value
+    values_only = [p for p in w.split(af.SEPARATOR)
+                   if len(p) != af.working_length("running_sums", 999)]
+    assert af.SEPARATOR.join(values_only) == af.working("reduce_first", values, ops, 999)
+
+
+def test_reduce_running_sums_works_the_products_of_two_operands_only():
+    rs = af.working("running_sums", (34, 5), ("*",), 999)
+    assert af.working("reduce_running_sums", (12, 34, 5), ("+", "*"), 999) == rs + " 071 281"
+    # a * b * c: a * b worked; the product of that value and c written directly
+    w = af.working("reduce_running_sums", (7, 7, 4), ("*", "*"), 999)
+    assert w == af.working("running_sums", (7, 7), ("*",), 999) + " 94 691"
+    # a / b * c: the product's left operand is a quotient, so no working
+    assert af.working("reduce_running_sums", (100, 5, 3), ("/", "*"), 999) == "02 06"
+    assert af.working("reduce_running_sums", (9, 8, 7), ("+", "-"), 999) == "71 01"
+    assert af.working_length("reduce_running_sums", 999, 3, 10) == 29 + 21
+    # where a wrong answer went wrong: inside the worked product, or at a value
+    bad = rs[:3] + ("9" if rs[3] != "9" else "8") + rs[4:] + " 071 281"
+    assert af.first_wrong_step("reduce_running_sums", rs + " 071 281", bad, 999) == \
+        "value 1, worked: column 1: + a0*b1"
+    assert af.first_wrong_step("reduce_running_sums", rs + " 071 281", rs + " 071 291",
+                               999) == "value 2"
 
 
 def test_reduce_first_writes_the_higher_precedence_value_first():
@@ -118,8 +144,9 @@ def test_formats_refuse_what_they_cannot_write():
         af.working("running_sums", (3, 4), ("+",), 999)
     with pytest.raises(af.WorkingError):
         af.working("running_sums", (1000, 4), ("*",), 999)
-    with pytest.raises(af.WorkingError):
-        af.working("reduce_first", (3, 4), ("+",), 999)
+    for fmt in af.REDUCTIONS:
+        with pytest.raises(af.WorkingError):
+            af.working(fmt, (3, 4), ("+",), 999)
 
 
 def test_first_wrong_step_names_the_step_that_went_wrong():
@@ -134,7 +161,7 @@ def test_first_wrong_step_names_the_step_that_went_wrong():
 # TF reading == Python reading, malformed workings included
 
 
-@pytest.mark.parametrize("fmt", FIXED + ("reduce_first",) + af.ORDERS)
+@pytest.mark.parametrize("fmt", FIXED + af.REDUCTIONS + af.ORDERS)
 def test_tf_reading_equals_python_reading(fmt):
     rng = np.random.default_rng(0)
     rows = []
@@ -143,7 +170,7 @@ def test_tf_reading_equals_python_reading(fmt):
             ops = list(rng.choice(list("+-*/"), 1 + n % 2))
             values = [int(v) for v in rng.integers(1, 1000, len(ops) + 1)]
             rows.append(af.working(fmt, values, ops, 999))
-        elif fmt == "reduce_first":
+        elif fmt in af.REDUCTIONS:
             ops = list(rng.choice(list("+-*/"), 2))
             values = [int(v) for v in rng.integers(1, 1000, 3)]
             rows.append(af.working(fmt, values, ops, 999))
@@ -491,6 +518,55 @@ def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(t
         if len(af.raw_working("running_sums", got["working"][row])) == 13:
             assert got["result"][row] == af.answer(
                 "running_sums", af.raw_working("running_sums", got["working"][row]), 99)
+
+
+def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator(tmp_path):
+    """Three operands with their products worked: ExampleGen writes the working, DataValidation
+    recomputes it, the decoder length covers the longest, the signature reads only the final
+    value into ``result``, and a wrong worked product is named as such."""
+    from lstm_math.components.data_validation import run_data_validation
+    from lstm_math.components.evaluator.working import working_errors
+    from lstm_math.components.example_gen import run_example_gen
+
+    fmt = "reduce_running_sums"
+    config = load_config("mixed", ["task.data.operand_max=12", "task.data.num_examples=800",
+                                   "task.data.num_shards=1", "task.data.operators=['+', '*']",
+                                   f'task.data.answer_format={{"mixed": "{fmt}"}}'])
+    coverage = coverage_of(config)
+    assert coverage.max_result_length == af.working_length(fmt, 12, 3, 4)  # '1884' at most
+    out = str(tmp_path / "examples")
+    run_example_gen(config.task.data, out)
+    assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
+
+    space = coverage.space()
+    table, texts, truths, wrong_at = {}, [], [], {}
+    for i in range(space.size):
+        e = space.equation_at(i)
+        w = af.working(fmt, e.operands, e.operators, 12)
+        if e.operators == ("+", "*") and e.operands[1] == 7:  # b * c's first sum off, and
+            parts = w.split(af.SEPARATOR)                    # the answer with it
+            w = af.SEPARATOR.join([("9" if w[0] != "9" else "8") + parts[0][1:], parts[1],
+                                   str(e.result + 10)[::-1]])
+            wrong_at[e.text] = True
+        table[e.text.replace(" ", "")] = w
+        texts.append(e.text)
+        truths.append(str(e.result))
+    serve = build_serving_function(WritingOracle(table), coverage)
+    got = serve(tf.constant(texts))
+    results = [r.decode() for r in got["result"].numpy()]
+    workings = [w.decode() for w in got["working"].numpy()]
+    for text, truth, result, working in zip(texts, truths, results, workings):
+        assert " " not in result and result == af.answer(fmt, working, 12)
+        assert working == table[text.replace(" ", "")]
+        if text not in wrong_at:
+            assert result == truth, text
+        else:
+            assert result == str(eq.parse(text).result + 10)
+    report = working_errors(texts, [eq.MIXED_TAG] * len(texts), results, truths,
+                            got["valid"].numpy(), workings, coverage)["mixed"]
+    assert report["format"] == fmt and report["count"] == len(texts)
+    assert report["wrong"] == len(wrong_at) and report["first_wrong_step"] == {
+        "value 1, worked: column 0: + a0*b0": len(wrong_at)}
 
 
 def test_data_validation_recomputes_the_working(tmp_path):
