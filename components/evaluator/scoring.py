@@ -214,7 +214,8 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
     for i, (text, truth, answer, tag) in enumerate(zip(texts, truths, answers, tags)):
         ok = bool(valid[i]) and answer == truth
         ok_all[i] = ok
-        operands = text.split(" ")[::2]
+        parts = text.split(" ")
+        operands = parts[::2]
         bucket = "x".join(str(len(part)) for part in operands)
         keys = ["overall", "operator/" + tag, "operand_count/" + str(len(operands)),
                 "operand_digits/" + bucket, f"operator_digits/{tag}/{bucket}",
@@ -222,7 +223,7 @@ def summarize(texts, truths, answers, valid, confidence, tags, num_worst: int = 
         largest = max(int(part) for part in operands)
         keys += [f"small_operands/<{bound}" for bound in SMALL_OPERAND_BOUNDS if largest < bound]
         if len(operands) >= 3:  # two operands: the pattern is the operator, a slice already
-            keys.append("pattern/" + operator_pattern(text.split(" ")[1::2]))
+            keys.append("pattern/" + operator_pattern(parts[1::2]))
         for key in keys:
             totals[key] += 1
             right[key] += ok
