@@ -111,7 +111,7 @@ def trace_graph(model, coverage: Coverage, writer) -> None:
     spec = (tf.TensorSpec([None, coverage.max_input_length], tf.int32, name="equation_ids"),
             tf.TensorSpec([None, width], tf.int32, name="decoder_ids"))
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def forward(inputs):  # call(), not __call__: the layers at the top, not in a model box
         return model.call(inputs, training=False)
 
