@@ -82,11 +82,18 @@ def encode_equations(equations: tf.Tensor, max_length: int, pad_digits: int = 0)
     return ids.to_tensor(default_value=PAD_ID, shape=[None, max_length])
 
 
+def model_text(equations: tf.Tensor, coverage: Coverage) -> tf.Tensor:
+    """Equation texts as a model of this coverage reads them: whitespace removed, operands
+    zero-padded where it was trained with ``pad_operands`` ('7 + 45' -> '007+045')."""
+    text = compact(equations)
+    return pad_operands(text, len(str(coverage.operand_max))) if coverage.pad_operands else text
+
+
 def encode_for_model(equations: tf.Tensor, coverage: Coverage) -> tf.Tensor:
     """``encode_equations`` as a model of this coverage was trained (its input length and
     ``pad_operands``): the one call of the input pipeline and the serving signature."""
-    pad = len(str(coverage.operand_max)) if coverage.pad_operands else 0
-    return encode_equations(equations, coverage.max_input_length, pad)
+    ids = _char_ids(model_text(equations, coverage))
+    return ids.to_tensor(default_value=PAD_ID, shape=[None, coverage.max_input_length])
 
 
 def _working_ids(text: tf.Tensor) -> tf.RaggedTensor:

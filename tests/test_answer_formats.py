@@ -246,13 +246,15 @@ def test_example_gen_writes_the_working_and_the_pipeline_trains_on_it():
 
 
 class WritingOracle(tf.Module):
-    """A model that writes, token for token, what a table holds for each equation, keyed by
-    the equation as its encoder sees it ('012*345' where the model pads its operands).
+    """A model of ``coverage`` that writes, token for token, what a table holds for each
+    equation (keyed by its text, '12 * 345'; looked up as the model's encoder reads it,
+    '012*345' where the coverage pads operands).
     (tests/helpers.TableOracle answers numbers; this one writes workings.)"""
 
-    def __init__(self, table: dict):
+    def __init__(self, table: dict, coverage: Coverage):
         super().__init__()
-        init = tf.lookup.KeyValueTensorInitializer(list(table), list(table.values()))
+        keys = tokenizer.model_text(tf.constant(list(table)), coverage)
+        init = tf.lookup.KeyValueTensorInitializer(keys, list(table.values()))
         self.table = tf.lookup.StaticHashTable(init, "")
 
     def greedy_decode(self, encoder_ids, steps: int):
@@ -281,8 +283,8 @@ class WorkingOracle(WritingOracle):
                     w = w[:6] + ("9" if w[6] != "9" else "8") + w[7:]
             else:
                 w = str(e.result)[::-1]
-            table[f"{a:0{len(str(high))}d}{e.operators[0]}{b:0{len(str(high))}d}"] = w
-        super().__init__(table)
+            table[e.text] = w
+        super().__init__(table, coverage)
 
 
 def _working_coverage(high=99):
@@ -357,9 +359,8 @@ def test_one_model_writes_each_operator_in_its_own_digit_order():
     table = {}
     for e in map(coverage.space().equation_at, range(coverage.space().size)):
         truth = str(e.result)
-        compact = f"{e.operands[0]}{e.operators[0]}{e.operands[1]}"
-        table[compact] = truth if e.operators == ("/",) else truth[::-1]
-    serve = build_serving_function(WritingOracle(table), coverage)
+        table[e.text] = truth if e.operators == ("/",) else truth[::-1]
+    serve = build_serving_function(WritingOracle(table, coverage), coverage)
     rows = ["99 / 4", "7 / 9", "90 / 1", "3 - 57", "57 - 3", "0 - 0", "5 / 0"]
     out = serve(tf.constant(rows))
     assert [r.decode() for r in out["result"].numpy()] == ["24", "0", "90", "-54", "54", "0", ""]
@@ -534,10 +535,6 @@ def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator
                                    f'task.data.answer_format={{"mixed": "{fmt}"}}'])
     coverage = coverage_of(config)
     assert coverage.max_result_length == af.working_length(fmt, 12, 3, 4)  # '1884' at most
-    digits = len(str(coverage.operand_max)) if coverage.pad_operands else 1
-
-    def seen(text):  # the equation as the model's encoder sees it ('01+07*12' when padded)
-        return re.sub(r"\d+", lambda m: m.group().zfill(digits), text.replace(" ", ""))
     out = str(tmp_path / "examples")
     run_example_gen(config.task.data, out)
     assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
@@ -552,16 +549,16 @@ def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator
             w = af.SEPARATOR.join([("9" if w[0] != "9" else "8") + parts[0][1:], parts[1],
                                    str(e.result + 10)[::-1]])
             wrong_at[e.text] = True
-        table[seen(e.text)] = w
+        table[e.text] = w
         texts.append(e.text)
         truths.append(str(e.result))
-    serve = build_serving_function(WritingOracle(table), coverage)
+    serve = build_serving_function(WritingOracle(table, coverage), coverage)
     got = serve(tf.constant(texts))
     results = [r.decode() for r in got["result"].numpy()]
     workings = [w.decode() for w in got["working"].numpy()]
     for text, truth, result, working in zip(texts, truths, results, workings):
         assert " " not in result and result == af.answer(fmt, working, 12)
-        assert working == table[seen(text)]
+        assert working == table[text]
         if text not in wrong_at:
             assert result == truth, text
         else:
