@@ -90,8 +90,8 @@ def model_text(equations: tf.Tensor, coverage: Coverage) -> tf.Tensor:
 
 
 def encode_for_model(equations: tf.Tensor, coverage: Coverage) -> tf.Tensor:
-    """``encode_equations`` as a model of this coverage was trained (its input length and
-    ``pad_operands``): the one call of the input pipeline and the serving signature."""
+    """Ids [batch, max_input_length] of ``model_text``, as a model of this coverage was
+    trained: the one call of the input pipeline and the serving signature."""
     ids = _char_ids(model_text(equations, coverage))
     return ids.to_tensor(default_value=PAD_ID, shape=[None, coverage.max_input_length])
 
