@@ -196,7 +196,10 @@ def build_serving_function(model, coverage: Coverage, jit_compile: bool = False,
         out_ids, probs = model.greedy_decode(ids, steps)
         return tf.convert_to_tensor(out_ids), tf.cast(tf.convert_to_tensor(probs), tf.float32)
 
-    decode_compiled = tf.function(decode_plain, jit_compile=True, reduce_retracing=True)
+    # No AutoGraph here or in ``serve``: nothing branches on a tensor in Python, and
+    # converting the model's decoder costs about 2 s of every process's first call.
+    decode_compiled = tf.function(decode_plain, jit_compile=True, reduce_retracing=True,
+                                  autograph=False)
 
     def decode_bucketed(ids):
         """The XLA version: rows padded up to their bucket, padding cut off again."""
@@ -208,7 +211,8 @@ def build_serving_function(model, coverage: Coverage, jit_compile: bool = False,
 
     decode = decode_bucketed if jit_compile else decode_plain
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="equation")],
+                 autograph=False)
     def serve(equation):
         valid, error, canonical = validate(equation, coverage)
         model_input = tf.where(valid, canonical, placeholder)
