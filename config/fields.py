@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
 
@@ -33,7 +34,15 @@ def fingerprint_value(value):
 
 
 class ConfigError(ValueError):
-    """A config value that is missing, of the wrong type or inconsistent; names the field."""
+    """A config value that is missing, of the wrong type or inconsistent; names the field.
+
+    Always one line (the CLI prints it as ``bad config: <message>``): a line break that
+    reaches it from a value or a file name is written as ``\\n``."""
+
+    def __init__(self, message="", *args):
+        if isinstance(message, str):
+            message = message.replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(message, *args)
 
 
 def require(condition: bool, field: str, message: str) -> None:
@@ -47,6 +56,24 @@ def is_int(v) -> bool:
 
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_finite(v) -> bool:
+    """A number that is neither NaN nor infinite."""
+    return is_number(v) and (is_int(v) or math.isfinite(v))
+
+
+def show(value, limit: int = 60) -> str:
+    """A value as a message shows it: its repr, cut to ``limit`` characters, so that a long
+    list or string keeps the message on one short line and an integer of thousands of
+    digits (which Python refuses to print) is described instead of printed."""
+    if is_int(value) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # a huge integer inside a list or mapping
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def fingerprint_dict(data: Any) -> str:

@@ -1,6 +1,12 @@
 """Loading a config: a preset or YAML file (``base:`` inherits), ``--set key=value``
 overrides with dotted keys, then typed building and validation.
 
+``base:`` names a preset or a YAML file (a relative path is looked for first beside the
+file that names it). Whatever is wrong fails as one ConfigError line naming the file or the
+field: YAML that does not parse (the problem and its line and column, not PyYAML's
+multi-line excerpt), a key given twice, a directory or a file that is not UTF-8 text, a
+``base:`` that is not a name or that leads back to a file already read.
+
 A field moved by a rename is refused with a message that names the new key
 (``trainer.model.learning_rate`` -> ``trainer.optimizer.learning_rate``).
 """
@@ -16,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from lstm_math.config.fields import ConfigError
+from lstm_math.config.fields import ConfigError, is_finite, show
 from lstm_math.config.schema import PipelineConfig
 
 # The presets ship with the CLI as package data of lstm_math.pipeline (pipeline/configs/):
@@ -51,10 +57,43 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 def _hex_or_decimal(loader, node):
     text = loader.construct_scalar(node).replace("_", "")
-    return int(text, 16) if text.lstrip("+-").startswith("0x") else int(text)
+    hexadecimal = text.lstrip("+-").startswith("0x")
+    # No field holds more than 64 bits. A longer literal is refused before int() converts
+    # it (thousands of digits are slow to convert and cannot even be printed in a message).
+    significant = text.lstrip("+-")[2 if hexadecimal else 0:].lstrip("0")
+    value = None
+    if len(significant) <= (16 if hexadecimal else 20):
+        value = int(text, 16 if hexadecimal else 10)
+    if value is None or abs(value) >= 2**64:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer {show(text, 24)} out of range (at most 64 bits)",
+            node.start_mark)
+    return value
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    """A mapping in which a key appears once: a second ``trainer:`` section would silently
+    replace the first. (Keys merged in with ``<<: *anchor`` may still be overridden.)"""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: construct_mapping says so
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _hex_or_decimal)
+_Loader.construct_mapping = _mapping_without_duplicates
 
 
 def yaml_load(text_or_stream):
@@ -86,15 +125,23 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             return int(value)  # 1e6 examples
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {show(value)}")
+        if abs(value) >= 2**63:  # no field holds more than 64 bits
+            raise ConfigError(f"{path}: {show(value)} is out of range (at most 2**63 - 1)")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {show(value)}")
+        # NaN passes every comparison a check could make and inf is no setting of any
+        # field: every float field is a finite number.
+        if not is_finite(value) or (isinstance(value, int) and abs(value) >= 2**64):
+            raise ConfigError(f"{path}: expected a finite number, got {show(value)}")
         return float(value)
     expected = next((text for kind, text in _PLAIN_TYPES if annotation is kind), None)
     if expected and not isinstance(value, annotation):
-        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+        raise ConfigError(f"{path}: expected {expected}, got {show(value)}")
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"{path}: a NUL character in {show(value)}")
     return value
 
 
@@ -144,42 +191,111 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def yaml_problem(e: Exception, lines: bool = True) -> str:
+    """One line for a YAML error: the problem and where (PyYAML's own message spans several
+    lines, with the offending text and a caret). ``lines``: name the line as well as the
+    column (a file; an override's value is one line)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, yaml.reader.ReaderError):
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        if e.encoding != "unicode":  # a byte that does not decode
+            return f"not {e.encoding} text: byte 0x{code:02x} at offset {e.position}"
+        return f"unacceptable character #x{code:04x} at offset {e.position}: {e.reason}"
+    if isinstance(e, yaml.MarkedYAMLError) and (e.problem or e.context):
+        text = f"{e.context}: {e.problem}" if e.context and e.problem else (e.problem or e.context)
+        mark = e.problem_mark or e.context_mark
+        if mark is not None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if lines else (
+                f"column {mark.column + 1}")
+            text = f"{text} at {where}"
+        return " ".join(text.split())
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. trainer.epochs=3")
+        raise ConfigError(f"--set {show(text)}: expected key=value, e.g. trainer.epochs=3")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"--set {show(text)}: empty key")
+    multiline = "\n" in raw
     try:
         value = yaml_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{key}: cannot parse value {raw!r}: {e}") from e
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{key}: cannot parse value {show(raw)}: "
+                          f"{yaml_problem(e, lines=multiline)}") from None
     return key, value
 
 
-def _load_yaml(name_or_path: str) -> dict:
-    if os.path.exists(name_or_path):
-        path = name_or_path
-    else:
-        path = os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
-        if not os.path.exists(path):
-            presets = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
-            raise ConfigError(
-                f"--config {name_or_path!r}: no such file and no such preset; "
-                f"presets: {', '.join(presets)}"
-            )
-    with open(path) as f:
-        try:
-            data = yaml_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+# A config file is a few kilobytes; anything past this is not one (``--config /dev/zero``).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _find(name_or_path: str, referrer: str = "") -> str:
+    """The file a ``--config`` or ``base:`` names: a path as given (a ``base:`` first beside
+    the file that names it), else a preset (also when a directory of the preset's name is
+    in the way)."""
+    preset = os.path.join(CONFIG_DIR, f"{name_or_path}.yaml")
+    beside = os.path.join(os.path.dirname(referrer), name_or_path) if referrer else ""
+    if beside and os.path.isfile(beside):
+        return beside
+    if os.path.exists(name_or_path) and not (os.path.isdir(name_or_path)
+                                             and os.path.isfile(preset)):
+        return name_or_path
+    if os.path.exists(preset) and "/" not in name_or_path and os.sep not in name_or_path:
+        return preset
+    return ""
+
+
+def _presets() -> str:
+    return ", ".join(sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")))
+
+
+def _load_yaml(name_or_path: str, chain: tuple = (), referrer: str = "") -> dict:
+    """The mapping of a preset or file, its ``base:`` chain merged under it. ``chain``: the
+    files that led here (a ``base:`` cycle is refused); ``referrer``: the file whose
+    ``base:`` names this one ('' for ``--config``), which every error then names."""
+    what = f"{referrer}: base {show(name_or_path)}" if referrer else (
+        f"--config {show(name_or_path)}")
+    if "\0" in name_or_path:
+        raise ConfigError(f"{what}: a path cannot contain a NUL character")
+    path = _find(name_or_path, referrer)
+    if not path:
+        raise ConfigError(f"{what}: no such file and no such preset; presets: {_presets()}")
+    if os.path.isdir(path):
+        raise ConfigError(f"{what}: a directory, not a YAML file")
+    real = os.path.realpath(path)
+    if real in chain:
+        names = [os.path.basename(p) for p in chain + (real,)]
+        raise ConfigError(f"{what}: a base cycle ({' -> '.join(names)})")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read it: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES >> 20} MiB; not a config file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: byte "
+                          f"0x{raw[e.start]:02x} at offset {e.start})") from None
+    try:
+        data = yaml_load(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = data.pop("base", None)
-    if base:
-        data = _deep_merge(_load_yaml(base), data)
-    return data
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: base: a preset name or a YAML file path, got {show(base)}")
+    return _deep_merge(_load_yaml(base, chain + (real,), path), data)
 
 
 def load_config(name_or_path: str = "default", overrides: list[str] | None = None) -> PipelineConfig:

@@ -6,11 +6,15 @@ optimizer, the training loop, and the tuner's budget and search space over the f
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
+import os
 import typing
 from typing import TYPE_CHECKING
 
 from lstm_math.config.coverage import MODEL_FAMILIES, output_format_of
-from lstm_math.config.fields import is_int, is_number, require, runtime_field
+from lstm_math.config.fields import (ConfigError, is_finite, is_int, is_number, require,
+                                     runtime_field, show)
 from lstm_math.components import answer_formats
 from lstm_math.components.equations import min_equation_chars
 
@@ -20,6 +24,10 @@ if TYPE_CHECKING:  # annotations only
 # Gradient clipping of each model family when ``trainer.optimizer.clipnorm`` is null.
 FAMILY_CLIPNORM = {"attention": 1.0, "transformer": 1.0, "seed": None}
 LR_SCHEDULES = ("cosine", "constant")
+# The largest batch any step takes (trainer, evaluator): a fixed cap far above what this
+# task needs (512 is the largest preset's), so that 1e12 is refused as the typo it is. A
+# batch larger than the data is not refused: the training input repeats before batching.
+MAX_BATCH_SIZE = 65536
 
 
 # --------------------------------------------------------------------------------------
@@ -111,6 +119,17 @@ class OptimizerConfig:
         return self.clipnorm or None
 
 
+# What a Trainer output directory holds its model in (components.trainer.run writes it).
+MODEL_FILE = "model.keras"
+
+
+def warm_start_file(path: str) -> str:
+    """The model file ``trainer.warm_start`` names: the path itself when it ends in
+    ``.keras``, else the Trainer output directory's model.keras (made absolute when local)."""
+    file = path if path.endswith(".keras") else path.rstrip("/") + "/" + MODEL_FILE
+    return file if "://" in file else os.path.abspath(file)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     model: ModelHParams = dataclasses.field(default_factory=ModelHParams)
@@ -148,7 +167,8 @@ class TrainerConfig:
         self.model.validate(f"{path}.model")
         self.optimizer.validate(f"{path}.optimizer")
         require(self.epochs >= 1, f"{path}.epochs", "must be positive")
-        require(self.batch_size >= 1, f"{path}.batch_size", "must be positive")
+        require(1 <= self.batch_size <= MAX_BATCH_SIZE, f"{path}.batch_size",
+                f"must be from 1 to {MAX_BATCH_SIZE}, got {self.batch_size}")
         require(self.steps_per_epoch >= 0, f"{path}.steps_per_epoch", "must be >= 0")
         require(self.validation_steps >= 0, f"{path}.validation_steps", "must be >= 0")
         require(self.shuffle_buffer >= 0, f"{path}.shuffle_buffer",
@@ -157,18 +177,23 @@ class TrainerConfig:
                 "must be >= 0 (0 = off)")
         require(self.steps_per_loop >= 1, f"{path}.steps_per_loop", "must be positive")
         require(self.sample_predictions >= 0, f"{path}.sample_predictions", "must be >= 0")
+        require(is_finite(self.progress_every_s) and self.progress_every_s >= 0,
+                f"{path}.progress_every_s",
+                f"a number of seconds >= 0 (0 = every step), got {show(self.progress_every_s)}")
         require(self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**32),
-                f"{path}.seed", f"an integer in [0, 2**32) or null (unseeded), got {self.seed!r}")
+                f"{path}.seed",
+                f"an integer in [0, 2**32) or null (unseeded), got {show(self.seed)}")
         require(isinstance(self.warm_start, str), f"{path}.warm_start",
                 f"a path to a Trainer output or its model.keras ('' = off), got "
-                f"{self.warm_start!r}")
+                f"{show(self.warm_start)}")
         require(self.max_result_length >= 0, f"{path}.max_result_length",
                 "must be >= 0 (0 = derived)")
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
-                f"a fraction in [0, 1) (0 = off), got {self.short_share!r}")
+                f"a fraction in [0, 1) (0 = off), got {show(self.short_share)}")
         require(is_int(self.short_max_chars) and self.short_max_chars >= 3,
                 f"{path}.short_max_chars",
-                f"an integer >= 3 (the shortest equation, '1+2'), got {self.short_max_chars!r}")
+                f"an integer >= 3 (the shortest equation, '1+2'), got "
+                f"{show(self.short_max_chars)}")
 
     def validate_against(self, data: DataConfig, path: str = "trainer") -> None:
         needed = data.max_target_chars()
@@ -220,7 +245,7 @@ def _validate_search_entry(field: str, name: str, spec, kind) -> None:
     ok, what = _SEARCH_CHECKS.get(name, (lambda v: v >= 1, "must be at least 1"))
 
     def is_kind(v):
-        return is_number(v) if kind is float else is_int(v)
+        return is_finite(v) if kind is float else is_int(v)
 
     if isinstance(spec, dict):
         require(kind is not bool, field, "a range needs a numeric hyperparameter; "
@@ -228,23 +253,63 @@ def _validate_search_entry(field: str, name: str, spec, kind) -> None:
         require(set(spec) <= {"min", "max", "step", "sampling"} and {"min", "max"} <= set(spec),
                 field, "a range is {min, max, step?, sampling?}")
         lo, hi = spec["min"], spec["max"]
-        require(is_kind(lo) and is_kind(hi), field, f"min and max must be {kind.__name__}s")
+        require(is_kind(lo) and is_kind(hi), field,
+                f"min and max must be {'finite numbers' if kind is float else 'integers'}")
         require(ok(lo) and ok(hi), field, f"values {what}")
         require(lo < hi, field, "min must be less than max")
-        require(spec.get("sampling", "linear") in ("linear", "log", "reverse_log"), field,
+        sampling = spec.get("sampling", "linear")
+        require(sampling in ("linear", "log", "reverse_log"), field,
                 "sampling: linear, log or reverse_log")
-        require(spec.get("step") is None or (is_kind(spec["step"]) and spec["step"] > 0), field,
+        step = spec.get("step")
+        require(step is None or (is_kind(step) and step > 0), field,
                 "step must be a positive number")
+        if sampling != "linear":  # keras-tuner's rules for a logarithmic range
+            require(lo > 0, field, f"{sampling} sampling needs min > 0")
+            require(step is None or step > 1, field,
+                    f"with {sampling} sampling the step multiplies: it must be > 1")
         return
     require(isinstance(spec, list) and len(spec) > 0, field,
             "must be a non-empty list of choices or a range {min, max}")
     for v in spec:
         if kind is bool:
-            require(isinstance(v, bool), field, f"choices must be true or false, got {v!r}")
+            require(isinstance(v, bool), field, f"choices must be true or false, got {show(v)}")
         else:
-            require(is_kind(v), field, f"choices must be {kind.__name__}s, got {v!r}")
+            require(is_kind(v), field, f"choices must be "
+                    f"{'finite numbers' if kind is float else 'integers'}, got {show(v)}")
             require(ok(v), field, f"choice {v!r} {what}")
     require(len(set(spec)) == len(spec), field, "duplicate choices")
+
+
+# The fields of trainer.model that ModelHParams.validate checks against one another (heads
+# divide the encoder's features or the transformer's decoder units). Every other rule
+# bounds one field, given the model family (which no search varies), so a search space's
+# other fields are checked value by value; these, in every combination a trial can draw.
+INTERACTING = (("attention", "attention_heads", "encoder_units"),
+               ("attention_heads", "decoder_units"))
+# Combinations of a search space checked against trainer.model's rules, at most.
+MAX_COMBINATIONS = 10_000
+
+
+def trial_values(spec, kind, every: bool):
+    """The values a trial can draw from one search-space entry, as keras-tuner draws them
+    (components.tuner.space.declare): a list's choices; an integer range's values by its
+    step (only its first and last when not ``every``); a float range's bounds (it is
+    continuous, and every rule of a float field is a bound). Validated entries only."""
+    if not isinstance(spec, dict):
+        return [float(v) for v in spec] if kind is float else list(spec)
+    lo, hi, step = spec["min"], spec["max"], spec.get("step")
+    sampling = spec.get("sampling", "linear")
+    if kind is float:
+        return [lo, hi]
+    if sampling == "linear":
+        values = range(lo, hi + 1, step or 1)
+    elif step is None:  # continuous on a log scale, truncated to int: any integer between
+        values = range(lo, hi + 1)
+    else:
+        n = int(math.log(hi / lo, step) + 1e-8) + 1
+        values = ([int(lo * math.pow(step, i)) for i in range(n)] if sampling == "log" else
+                  [int(hi + lo - lo * math.pow(step, i)) for i in range(n)])
+    return values if every else sorted({values[0], values[-1]})
 
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
@@ -276,6 +341,8 @@ class TunerConfig:
             return  # a disabled tuner's budget does not matter
         require(self.max_trials >= 1, f"{path}.max_trials", "budget must be at least one trial")
         require(self.epochs >= 1, f"{path}.epochs", "budget must be at least one epoch")
+        require(0 <= self.seed < 2**32, f"{path}.seed",
+                f"an integer in [0, 2**32) (the oracle's random seed), got {self.seed}")
         require(self.steps_per_trial_epoch >= 1, f"{path}.steps_per_trial_epoch",
                 "must be positive")
         require(self.validation_steps >= 0, f"{path}.validation_steps", "must be >= 0 (0 = all)")
@@ -296,3 +363,59 @@ class TunerConfig:
             require(name in fields, field,
                     f"unknown hyperparameter; known: {', '.join(sorted(fields))}")
             _validate_search_entry(field, name, spec, fields[name][1])
+
+    def validate_against(self, trainer: TrainerConfig, path: str = "tuner") -> None:
+        """Every trial the search space can make is a valid ``trainer`` model and optimizer:
+        each combination of its values in place of the trainer's own, checked by the rules
+        ``trainer.model`` and ``trainer.optimizer`` are checked by. (Call after validate.)"""
+        if not self.enabled:
+            return
+        fields = searchable_fields()
+        interacting = {name for group in INTERACTING for name in group}
+        values = {name: trial_values(spec, fields[name][1], name in interacting)
+                  for name, spec in self.search_space.items()}
+        if math.prod(len(v) for v in values.values()) <= MAX_COMBINATIONS:
+            groups = [list(values)]  # every combination
+        else:  # each field's values alone; the fields that interact, in every combination
+            groups = [[name] for name in values]
+            for group in INTERACTING:
+                searched = [name for name in group if name in values]
+                count = math.prod(len(values[name]) for name in searched)
+                require(count <= MAX_COMBINATIONS, f"{path}.search_space",
+                        f"{count} combinations of {', '.join(searched)} to check against "
+                        f"trainer.model's rules, more than {MAX_COMBINATIONS}; list fewer "
+                        "choices or give the ranges a larger step")
+                groups.append(searched)
+        for group in groups:
+            for combo in itertools.product(*(values[name] for name in group)):
+                trial = dict(zip(group, combo))
+                if _trial_error(trainer, trial, fields) is not None:
+                    self._refuse(trainer, trial, fields, path)
+
+    def _refuse(self, trainer: TrainerConfig, trial: dict, fields: dict, path: str) -> None:
+        """Raises for a failing trial, naming the fewest of its values that still fail."""
+        trial = {name: trial[name] for name in self.search_space if name in trial}
+        for name in list(trial):
+            fewer = {k: v for k, v in trial.items() if k != name}
+            if fewer and _trial_error(trainer, fewer, fields) is not None:
+                trial = fewer
+        error = _trial_error(trainer, trial, fields)
+        named = str(error).split(":", 1)[0].rsplit(".", 1)[-1]
+        key = named if named in trial else next(iter(trial))
+        shown = ", ".join(f"{k}={v!r}" for k, v in trial.items())
+        raise ConfigError(f"{path}.search_space.{key}: a trial with {shown} fails {error}")
+
+
+def _trial_error(trainer: TrainerConfig, trial: dict, fields: dict) -> ConfigError | None:
+    """The ConfigError of the trainer's model and optimizer with a trial's values in place
+    (as components.tuner.space makes a trial), or None."""
+    sections = {"model": {}, "optimizer": {}}
+    for name, value in trial.items():
+        sections[fields[name][0]][name] = value
+    try:
+        dataclasses.replace(trainer.model, **sections["model"]).validate("trainer.model")
+        dataclasses.replace(trainer.optimizer, **sections["optimizer"]).validate(
+            "trainer.optimizer")
+    except ConfigError as e:
+        return e
+    return None

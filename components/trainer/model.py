@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from lstm_math.components.metrics import CharAccuracy, ExactMatch, loss_fn
 from lstm_math.components.models import build_model
-from lstm_math.config import ConfigError, Coverage, ModelHParams, OptimizerConfig
+from lstm_math.config import (MODEL_FILE, ConfigError, Coverage, ModelHParams,
+                              OptimizerConfig, warm_start_file)
 
-MODEL_FILE = "model.keras"  # a Trainer output's model (components.trainer.run)
 
 
 def model_coverage(base_coverage: Coverage, hparams: ModelHParams,
@@ -111,9 +111,7 @@ def warm_start_source(path: str) -> dict | None:
     field) when there is no such model."""
     if not path:
         return None
-    file = path if path.endswith(".keras") else os.path.join(path, MODEL_FILE)
-    if "://" not in file:
-        file = os.path.abspath(file)
+    file = warm_start_file(path)
     if not tf.io.gfile.exists(file):
         raise ConfigError(f"trainer.warm_start: no model at {file} (a Trainer output "
                           f"directory or its {MODEL_FILE})")

@@ -34,7 +34,7 @@ from lstm_math.components.trainer.model import (compile_model, model_coverage, s
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
 from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
                                                    write_hparams, write_scalars)
-from lstm_math.config import Coverage, ModelHParams, OptimizerConfig, TrainerConfig
+from lstm_math.config import MODEL_FILE, Coverage, ModelHParams, OptimizerConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _resume(checkpoint, state: TrainState, ckpt_dir: str, history_path: str, mod
 
 def _save_outputs(model, output_dir: str, coverage: Coverage, hparams: ModelHParams,
                   optimizer: OptimizerConfig) -> None:
-    model.save(os.path.join(output_dir, "model.keras"))
+    model.save(os.path.join(output_dir, MODEL_FILE))
     with tf.io.gfile.GFile(os.path.join(output_dir, "coverage.json"), "w") as f:
         f.write(json.dumps(coverage.to_dict(), indent=2))
     with tf.io.gfile.GFile(os.path.join(output_dir, "hparams.json"), "w") as f:
