@@ -12,13 +12,52 @@ import os
 import socket
 import sys
 
-from lstm_math.pipeline.usage import COMPONENTS, PROG, UsageError, check_path, is_local, tool
+from lstm_math.pipeline.usage import (COMPONENTS, PROG, UsageError, check_input_dir,
+                                      check_output_dir, check_path, is_local,
+                                      read_local_hparams, tool)
 
 
 def _load(args):
+    """The config the arguments ask for (no TensorFlow): ConfigError names the field."""
     from lstm_math.config import config_from_args
 
     return config_from_args(args)
+
+
+def check_roots(args, config, serving: bool = True) -> None:
+    """The pipeline root (and, ``serving``: the serving base, for the commands that push)
+    are directories, or can be created."""
+    check_output_dir("--pipeline-root" if getattr(args, "pipeline_root", None)
+                     else "runtime.pipeline_root", config.runtime.pipeline_root)
+    if serving:
+        check_output_dir("--serving-base" if getattr(args, "serving_base", None)
+                         else "pusher.serving_base", config.pusher.serving_base)
+
+
+def check_warm_start(config) -> None:
+    """``trainer.warm_start`` (a local one) names a Keras model archive (a zip holding
+    config.json), or a Trainer output directory holding one: checked before anything is
+    written (the Trainer finds out only when it loads it)."""
+    import zipfile
+
+    from lstm_math.config import MODEL_FILE, ConfigError, warm_start_file
+
+    path = config.trainer.warm_start
+    if not path or not is_local(path):
+        return
+    file = warm_start_file(path)
+    where = f"(a Trainer output directory or its {MODEL_FILE})"
+    if not os.path.isfile(file):
+        raise ConfigError(f"trainer.warm_start: no model at {file} {where}")
+    try:
+        with zipfile.ZipFile(file) as z:
+            ok = "config.json" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        ok = False
+    if not ok:
+        raise ConfigError(f"trainer.warm_start: {file} is not a Keras model archive (a zip "
+                          f"holding config.json); give a Trainer output directory or its "
+                          f"{MODEL_FILE}")
 
 
 def _server_down(host: str, port: int) -> bool:
@@ -29,13 +68,41 @@ def _server_down(host: str, port: int) -> bool:
         return True
 
 
+def holds_saved_model(path: str, model_name: str) -> bool:
+    """Whether ``lstm-math predict --saved-model`` finds a model at a local ``path``: what
+    ``lstm_math.serving.client.resolve_saved_model`` accepts (saved_model.pb or .pbtxt in it;
+    else a complete numeric version under ``path/<model_name>`` or ``path``), without its
+    warnings about names that are not versions."""
+    from lstm_math.serving.contract import SAVED_MODEL_FILE, parse_version
+
+    if any(os.path.isfile(os.path.join(path, name))
+           for name in (SAVED_MODEL_FILE, "saved_model.pbtxt")):
+        return True
+    for candidate in (os.path.join(path, model_name), path):
+        if os.path.isdir(candidate) and any(
+                parse_version(name) is not None
+                and os.path.exists(os.path.join(candidate, name, SAVED_MODEL_FILE))
+                for name in os.listdir(candidate)):
+            return True
+    return False
+
+
 def check_predict(args) -> None:
+    for flag, port in (("--rest-port", args.rest_port), ("--grpc-port", args.grpc_port)):
+        if not 1 <= port <= 65535:
+            raise UsageError(f"{flag} {port}: not a port (1..65535)")
     via = args.via or ("saved-model" if getattr(args, "saved_model", None) else "rest")
     if via == "saved-model":
         if not args.saved_model:
             raise UsageError("--via saved-model needs --saved-model DIR (a model base such as "
                              "serving_models, or one version's directory)")
         check_path("--saved-model", args.saved_model, "SavedModel or model base")
+        if is_local(args.saved_model) and not holds_saved_model(args.saved_model,
+                                                                 args.model_name):
+            raise UsageError(f"--saved-model {args.saved_model}: no SavedModel there (looked "
+                             f"for saved_model.pb, <version>/saved_model.pb and "
+                             f"{args.model_name}/<version>/saved_model.pb; `make run` pushes "
+                             f"to serving_models)")
         return
     port = args.rest_port if via == "rest" else args.grpc_port
     if _server_down(args.host, port):
@@ -77,7 +144,9 @@ def _summary(manifest: dict, config) -> str:
         lines.append(f"TensorBoard run:    {manifest['tensorboard_run']} (beside the root's "
                      "earlier runs)")
     if "Trainer" in comps:
-        lines.append(f"Model (Keras):      {comps['Trainer']['uri']}/model.keras")
+        from lstm_math.config import MODEL_FILE
+
+        lines.append(f"Model (Keras):      {comps['Trainer']['uri']}/{MODEL_FILE}")
     if "Exporter" in comps:
         lines.append(f"SavedModel:         {comps['Exporter']['properties']['saved_model']}")
     if ev:
@@ -112,10 +181,12 @@ def _summary(manifest: dict, config) -> str:
 
 
 def cmd_run(args) -> int:
+    config = _load(args)
+    check_roots(args, config)
+    check_warm_start(config)
     from lstm_math.pipeline.pipeline import create_pipeline
     from lstm_math.pipeline.runner import LocalRunner
 
-    config = _load(args)
     manifest = LocalRunner(config).run(create_pipeline(config), use_cache=not args.no_cache)
     print(_summary(manifest, config), flush=True)
     return 0
@@ -161,14 +232,18 @@ def cmd_component(args) -> int:
             difflib.get_close_matches(name, COMPONENTS, n=1, cutoff=0.5))
         raise UsageError(f"no component {name!r}" + (f"; did you mean {guess}?" if guess else "")
                          + f" (components: {', '.join(COMPONENTS)})")
+    check_output_dir("--pipeline-root", args.pipeline_root)  # not a file, nor under one
     if name != COMPONENTS[0] and args.pipeline_root and is_local(args.pipeline_root) \
             and not os.path.isdir(args.pipeline_root):
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so {name} "
                          f"has no inputs; " + _run_first(COMPONENTS[0], args.pipeline_root))
+    config = _load(args)
+    check_roots(args, config, serving=name == "Pusher")
+    if name == "Trainer":
+        check_warm_start(config)
     from lstm_math.pipeline.pipeline import create_pipeline
     from lstm_math.pipeline.runner import LocalRunner
 
-    config = _load(args)
     runner, pipeline = LocalRunner(config), create_pipeline(config)
     root = config.runtime.pipeline_root
     if name != COMPONENTS[0]:
@@ -187,29 +262,51 @@ def cmd_component(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    config = _load(args)
+    check_output_dir("--output", args.output)
     from lstm_math.pipeline import commands
 
-    return commands.generate(_load(args), args.output)
+    return commands.generate(config, args.output)
 
 
 def cmd_train(args) -> int:
-    check_path("--examples", args.examples, "directory")
+    check_input_dir("--examples", args.examples)
     check_path("--hparams", args.hparams, "file")
+    config = _load(args)
+    check_warm_start(config)
+    check_output_dir("--output", args.output)
+    read_local_hparams(args.hparams, config)
     from lstm_math.pipeline import commands
 
-    return commands.train(args)
+    return commands.train(args, config)
 
 
 def cmd_tune(args) -> int:
-    check_path("--examples", args.examples, "directory")
+    check_input_dir("--examples", args.examples)
     if not args.examples and args.pipeline_root and is_local(args.pipeline_root) \
             and not os.path.isdir(args.pipeline_root):
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no such directory, so no "
                          f"ExampleGen output to tune on; pass --examples DIR, or "
                          + _run_first(COMPONENTS[0], args.pipeline_root))
+    config = _load(args)
+    if not config.tuner.enabled:
+        raise UsageError("tuner.enabled is false: nothing to tune (the Trainer uses "
+                         "trainer.model)")
+    if args.output:
+        check_output_dir("--output", args.output)
+    else:
+        check_roots(args, config, serving=False)
+    if not args.chief_timeout > 0:
+        raise UsageError(f"--chief-timeout {args.chief_timeout:g}: must be a positive number "
+                         "of seconds")
+    from lstm_math.components.tuner import configure_role
     from lstm_math.pipeline import commands
 
-    return commands.tune(args, _load(args))
+    try:  # the role's addresses and id (commands.tune sets them again, the same way)
+        configure_role(args.role, args.oracle, args.tuner_id)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return commands.tune(args, config)
 
 
 def cmd_serve(args) -> int:

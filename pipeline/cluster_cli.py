@@ -16,6 +16,9 @@ import logging
 import os
 import sys
 
+from lstm_math.pipeline.usage import (PROG, UsageError, check_output_dir, check_output_file,
+                                      int_range)
+
 log = logging.getLogger("lstm_math")
 
 COMMANDS = {
@@ -60,29 +63,47 @@ def _parse_pairs(pairs: list, flag: str, allowed=None) -> dict:
     return out
 
 
+def _step_error(name: str, message: str) -> None:
+    message = message if message.startswith(name) else f"{name}: {message}"
+    sys.stderr.write(f"{PROG} step: error: {message}\n")
+    sys.stderr.flush()
+
+
 def cmd_step(args) -> int:
     from lstm_math.config import ConfigError, config_from_args
+
+    config = config_from_args(args)  # a bad config: exit 2 (cli.main), before any import
+    from lstm_math.pipeline.cli_commands import check_roots
+
+    check_roots(args, config, serving=args.name == "Pusher")
+    if args.name == "Trainer":
+        from lstm_math.pipeline.cli_commands import check_warm_start
+
+        check_warm_start(config)
+    check_output_file("--outputs-json", args.outputs_json)
+    check_output_dir("--log-dir", args.log_dir)
     from lstm_math.pipeline.step_errors import StepError
     from lstm_math.pipeline.steps import OUTPUT_PARAMS, run_step, step_outputs, write_outputs
 
     try:
         params = _parse_pairs(args.output_params, "--output-param", OUTPUT_PARAMS)
+        for key, path in params.items():
+            check_output_file(f"--output-param {key}", path)
         inputs = _parse_pairs(args.inputs, "--input")
-        config = config_from_args(args)
         artifact, cached, seconds = run_step(config, args.name, inputs, config_args_of(args),
                                              use_cache=not args.no_cache, log_dir=args.log_dir)
         outputs = step_outputs(artifact, cached, seconds)
         write_outputs(outputs, args.outputs_json, params)
     except StepError as e:
-        log.error("step %s: %s", args.name, e)
+        _step_error(args.name, str(e))
         return e.exit_code
-    except ConfigError:
+    except (ConfigError, UsageError):
         raise  # exit 2, from cli.main
     except Exception as e:  # noqa: BLE001 - an orchestrator wants a status and the reason
         from lstm_math.components.errors import StepFailed
 
         if isinstance(e, StepFailed):  # e.g. a refused push: its one line says it all
-            log.error("step %s failed: %s", args.name, e)
+            _step_error(args.name, f"{args.name} failed: {e}")
         else:
             log.exception("step %s failed: %s", args.name, e)
         return 1
@@ -98,13 +119,11 @@ def cmd_pod(args) -> int:
 
     rest = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
     if not rest:
-        log.error("pod: give the command after --, e.g. lstm-math pod -- train ...")
-        return 2
+        raise UsageError("give the command after --, e.g. lstm-math pod -- train ...")
     try:
         extra = pod_environment(os.environ)
     except ValueError as e:
-        log.error("pod: %s", e)
-        return 2
+        raise UsageError(str(e)) from None
     os.environ.update(extra)
     for key, value in extra.items():
         log.info("pod: %s=%s", key, value)
@@ -114,9 +133,13 @@ def cmd_pod(args) -> int:
 
 def cmd_k8s_specs(args) -> int:
     from lstm_math.config import config_from_args
-    from lstm_math.pipeline.k8s import write_specs
+    from lstm_math.pipeline.k8s import key_problem, write_specs
 
     config = config_from_args(args)
+    problem = key_problem(config.cluster, args.key)
+    if problem:
+        raise UsageError(f"--key {args.key!r}: {problem}")
+    check_output_dir("--out", args.out)
     for path in write_specs(config, args.out, key=args.key, examples=args.examples,
                             trainer_output=args.trainer_output, tuner_output=args.tuner_output,
                             config_args=config_args_of(args)):
@@ -126,15 +149,18 @@ def cmd_k8s_specs(args) -> int:
 
 def cmd_compile_kfp(args) -> int:
     from lstm_math.config import config_from_args
-    from lstm_math.pipeline.kfp_pipeline import compile_pipeline
 
     config = config_from_args(args)  # validates the config before anything is written
+    if not args.output.endswith((".yaml", ".yml")):
+        raise UsageError(f"OUTPUT {args.output}: the spec is YAML; give a file name ending "
+                         "in .yaml, e.g. lstm_math.yaml")
+    check_output_file("OUTPUT", args.output, make_parents=False)
     try:
-        compile_pipeline(args.output, config_name=args.config, overrides=args.overrides,
-                         config=config)
+        from lstm_math.pipeline.kfp_pipeline import compile_pipeline
     except ImportError as e:
-        log.error("compile-kfp needs the kfp SDK: pip install '.[kfp]' (%s)", e)
-        return 2
+        raise UsageError(f"compile-kfp needs the kfp SDK: pip install '.[kfp]' ({e})") from None
+    compile_pipeline(args.output, config_name=args.config, overrides=args.overrides,
+                     config=config)
     log.info("wrote the Kubeflow Pipelines spec %s", args.output)
     print(args.output)
     return 0
@@ -142,9 +168,14 @@ def cmd_compile_kfp(args) -> int:
 
 def cmd_rehearse(args) -> int:
     from lstm_math.config import config_from_args
-    from lstm_math.pipeline.cluster_local import rehearse
 
     config = config_from_args(args)
+    from lstm_math.pipeline.cli_commands import check_roots, check_warm_start
+
+    check_roots(args, config)
+    check_warm_start(config)
+    from lstm_math.pipeline.cluster_local import rehearse
+
     manifest = rehearse(config, config_args_of(args), train_workers=args.train_workers,
                         tuner_workers=args.tuner_workers, beam=args.beam_runner,
                         use_cache=not args.no_cache, extra_beam_args=list(args.beam_args))
@@ -193,10 +224,11 @@ def add_subparsers(sub, add_config_arguments, add_beam_argument) -> None:
 
     p = sub.add_parser("rehearse", help=COMMANDS["rehearse"], description=COMMANDS["rehearse"])
     add_config_arguments(p)
-    p.add_argument("--train-workers", type=int, default=2,
-                   help="MultiWorkerMirroredStrategy worker processes for the Trainer")
-    p.add_argument("--tuner-workers", type=int, default=2,
-                   help="keras-tuner worker processes beside the chief")
+    p.add_argument("--train-workers", type=int_range(1, 256), default=2,
+                   help="MultiWorkerMirroredStrategy worker processes for the Trainer "
+                        "(1..256)")
+    p.add_argument("--tuner-workers", type=int_range(0, 256), default=2,
+                   help="keras-tuner worker processes beside the chief (0..256)")
     p.add_argument("--beam-runner", choices=("portable", "direct"), default="portable",
                    help="portable: a Beam job service + external worker pool (default)")
     p.add_argument("--no-cache", action="store_true", help="rerun every step")

@@ -11,9 +11,10 @@ import sys
 
 import tensorflow as tf
 
-from lstm_math.config import Coverage, ModelHParams, PipelineConfig, coverage_of, load_config
+from lstm_math.config import MODEL_FILE, Coverage, PipelineConfig, coverage_of, load_config
 from lstm_math.pipeline.pipeline import create_pipeline
 from lstm_math.pipeline.runner import LocalRunner, NotReady, external_artifact, run_component
+from lstm_math.pipeline.usage import PROG, UsageError, hparams_from_json
 
 log = logging.getLogger("lstm_math")
 
@@ -26,31 +27,32 @@ def generate(config: PipelineConfig, output_dir: str) -> int:
 
 
 def read_hparams_file(path: str, config: PipelineConfig) -> dict:
-    """A best_hyperparameters.json as {"model": ..., "optimizer": ...}. The older flat form
-    (the model's fields, learning_rate among them) is read too."""
-    with tf.io.gfile.GFile(path) as f:
-        data = json.loads(f.read())
-    if "model" in data:
-        return data
-    model_fields = {f.name for f in dataclasses.fields(ModelHParams)}
-    optimizer = dataclasses.asdict(config.trainer.optimizer)
-    if "learning_rate" in data:
-        optimizer["learning_rate"] = data["learning_rate"]
-    return {"model": {k: v for k, v in data.items() if k in model_fields},
-            "optimizer": optimizer}
+    """A best_hyperparameters.json as {"model": ..., "optimizer": ...}, validated against
+    the config (UsageError naming the file and the field). The older flat form (the model's
+    fields, learning_rate among them) is read too."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            text = f.read()
+    except (OSError, tf.errors.OpError, UnicodeDecodeError) as e:
+        raise UsageError(f"--hparams {path}: cannot read it ({e})") from None
+    return hparams_from_json(text, path, config)
 
 
-def train(args) -> int:
-    """`lstm-math train`: the Trainer node on --examples into --output (resumable)."""
+def _check_examples(examples_dir: str) -> None:
+    """UsageError (one line) unless ``examples_dir`` holds ExampleGen's training shards."""
     from lstm_math.components.example_layout import NoShardsError, shard_files
 
-    config = load_config(args.config, list(args.overrides))
     try:
-        shard_files(args.examples, "train")
+        shard_files(examples_dir, "train")
     except NoShardsError as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--examples: {e}") from None
+
+
+def train(args, config: PipelineConfig | None = None) -> int:
+    """`lstm-math train`: the Trainer node on --examples into --output (resumable). A
+    mistake in the arguments raises UsageError before anything is written."""
+    config = config or load_config(args.config, list(args.overrides))
+    _check_examples(args.examples)
     t = config.trainer
     best = (read_hparams_file(args.hparams, config) if args.hparams else
             {"model": dataclasses.asdict(t.model), "optimizer": dataclasses.asdict(t.optimizer)})
@@ -65,7 +67,7 @@ def train(args) -> int:
                       "train_seconds": round(result["train_seconds"], 1),
                       "exact_match": final.get("exact_match"),
                       "val_exact_match": final.get("val_exact_match"),
-                      "model": os.path.join(args.output, "model.keras")}), flush=True)
+                      "model": os.path.join(args.output, MODEL_FILE)}), flush=True)
     return 0
 
 
@@ -98,13 +100,15 @@ def _tuner_place(config: PipelineConfig, runner: LocalRunner):
 
 
 def tune(args, config: PipelineConfig) -> int:
-    """`lstm-math tune`: returns the exit status (0 done, 2 usage, 3 worker lost the chief)."""
+    """`lstm-math tune`: returns the exit status (0 done, 2 usage, 3 worker lost the chief);
+    a mistake in the arguments or the config raises UsageError before the search starts
+    (a role that cannot be set returns 2, logged, as it did)."""
     from lstm_math.components.tuner import (BEST_FILE, LOST_CHIEF_EXIT, OBJECTIVE, LostChief,
                                             TrialSettings, configure_role, run_tuner)
 
     if not config.tuner.enabled:
-        log.error("tuner.enabled is false: nothing to tune (the Trainer uses trainer.model)")
-        return 2
+        raise UsageError("tuner.enabled is false: nothing to tune (the Trainer uses "
+                         "trainer.model)")
     try:
         role = configure_role(args.role, args.oracle, args.tuner_id)
     except ValueError as e:
@@ -113,13 +117,13 @@ def tune(args, config: PipelineConfig) -> int:
     runner = LocalRunner(config)
     place = None
     if args.examples:
+        _check_examples(args.examples)
         examples_dir, coverage = args.examples, coverage_of(config)
     else:
         try:
             examples, place = _tuner_place(config, runner)
         except FileNotFoundError as e:
-            log.error("%s", e)
-            return 2
+            raise UsageError(str(e)) from None
         examples_dir, coverage = (examples.properties["examples_dir"],
                                   Coverage.from_dict(examples.properties["coverage"]))
     node = create_pipeline(config).node("Tuner")
@@ -132,7 +136,7 @@ def tune(args, config: PipelineConfig) -> int:
                            coverage, output_dir, chief_timeout=args.chief_timeout,
                            strategy=config.runtime.strategy)
     except LostChief as e:
-        log.error("Tuner worker: %s; exiting", e)
+        print(f"{PROG} tune: error: Tuner worker: {e}; exiting", file=sys.stderr, flush=True)
         return LOST_CHIEF_EXIT
     if role == "worker":
         print(json.dumps(result), flush=True)

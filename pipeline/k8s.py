@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 INDEX_ENV = "JOB_COMPLETION_INDEX"
 CLUSTER_ENV = "LSTM_MATH_TF_CLUSTER"  # JSON {"worker": [host:port, ...]}
@@ -35,6 +36,30 @@ def names(cluster, key: str) -> dict:
     return {"train_job": f"{base}-train", "train_service": f"{base}-train",
             "tuner_chief_job": f"{base}-tuner-chief", "tuner_service": f"{base}-oracle",
             "tuner_workers_job": f"{base}-tuner-workers"}
+
+
+# A Kubernetes object name here is a DNS-1123 label (at most 63 characters); an Indexed Job's
+# pods are named and addressed `<job>-<index>`, so every name keeps room for that suffix.
+MAX_NAME = 63
+INDEX_ROOM = 6  # "-" and up to five digits
+_KEY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def key_problem(cluster, key: str) -> str | None:
+    """Why ``key`` cannot tell a launch apart in object names (None when it can): the names
+    are ``<cluster.name_prefix>-<key>-<suffix>``, each a DNS-1123 label with room left for a
+    pod's index, and the key is a label value too."""
+    if not _KEY.match(key):
+        return ("Kubernetes names take lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit")
+    longest = max(names(cluster, "").values(), key=len)  # the prefix, the longest suffix
+    room = MAX_NAME - INDEX_ROOM - len(longest) - 1
+    if len(key) > room:
+        name = f"{cluster.name_prefix}-{key}{longest[len(cluster.name_prefix):]}"
+        return (f"too long: {name!r} would have {len(name)} characters; object names are "
+                f"DNS labels of at most {MAX_NAME}, less a pod's '-<index>' (so at most "
+                f"{room} characters of key with cluster.name_prefix {cluster.name_prefix!r})")
+    return None
 
 
 def worker_addresses(cluster, key: str) -> list[str]:

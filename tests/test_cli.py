@@ -122,6 +122,171 @@ def test_ordinary_mistakes_say_what_to_do_in_one_line_and_create_nothing(argv, e
         assert "--via saved-model --saved-model serving_models" in lines[0]
 
 
+# Mistakes that need something on disk first. Setup entries, relative to the command's
+# working directory: "name/" a directory, "name" an empty file, "name=TEXT" a file.
+BAD_KEY = "k" * 34  # with the default prefix: lstm-math-<key>-tuner-workers + "-<index>" > 63
+ON_DISK_MISTAKES = [
+    # R5: the pipeline root / serving base is a file, under a file, or cannot be created
+    (["afile"], ["run", "--config", "smoke", "--pipeline-root", "afile"],
+     "lstm-math run: error: --pipeline-root afile: exists and is not a directory"),
+    (["afile"], ["run", "--config", "smoke", "--pipeline-root", "afile/sub/root"],
+     "--pipeline-root afile/sub/root: cannot be created: "),
+    ([], ["run", "--config", "smoke", "--pipeline-root", "/proc/nope"],
+     "--pipeline-root /proc/nope: cannot be created: no directory can be made in /proc"),
+    (["afile"], ["run", "--config", "smoke", "--serving-base", "afile"],
+     "--serving-base afile: exists and is not a directory"),
+    (["afile"], ["component", "ExampleGen", "--config", "smoke", "--pipeline-root", "afile"],
+     "--pipeline-root afile: exists and is not a directory"),
+    # R6: the Beam runner, checked as Beam resolves it
+    ([], ["run", "--config", "smoke", "--beam", "--runner=NoSuchRunner"],
+     "Beam option --runner=NoSuchRunner: no such runner"),
+    ([], ["run", "--config", "smoke",
+          "--beam-arg=--runner=apache_beam.runners.direct.direct_runner.NoRunner"],
+     "apache_beam.runners.direct.direct_runner has no class NoRunner"),
+    # R7: output paths
+    (["f"], ["generate", "--config", "smoke", "--output", "f"],
+     "lstm-math generate: error: --output f: exists and is not a directory"),
+    (["ex/", "f"], ["train", "--config", "smoke", "--examples", "ex", "--output", "f"],
+     "lstm-math train: error: --output f: exists and is not a directory"),
+    (["ex/", "f"], ["tune", "--config", "smoke", "--examples", "ex", "--output", "f"],
+     "lstm-math tune: error: --output f: exists and is not a directory"),
+    (["f"], ["k8s-specs", "--config", "smoke", "--out", "f"],
+     "lstm-math k8s-specs: error: --out f: exists and is not a directory"),
+    ([], ["compile-kfp", "--config", "smoke", "missing/out.yaml"],
+     "lstm-math compile-kfp: error: OUTPUT missing/out.yaml: no such directory missing"),
+    (["d/"], ["compile-kfp", "--config", "smoke", "d"],
+     "OUTPUT d: the spec is YAML; give a file name ending in .yaml"),
+    (["d.yaml/"], ["compile-kfp", "--config", "smoke", "d.yaml"],
+     "OUTPUT d.yaml: is a directory"),
+    (["f"], ["step", "ExampleGen", "--config", "smoke", "--pipeline-root", "root",
+             "--outputs-json", "f/out.json"], "--outputs-json f: exists and is not a directory"),
+    # R8: --hparams read and validated as the config's trainer.model / trainer.optimizer
+    (["ex/", "h/"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o",
+                     "--hparams", "h"], "lstm-math train: error: --hparams h: is a directory"),
+    (["ex/", "h=not json"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o",
+                             "--hparams", "h"], "--hparams h: not JSON"),
+    (["ex/", "h=[1]"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o",
+                        "--hparams", "h"], "--hparams h: expected a JSON object"),
+    (["ex/", 'h={"model": {"encoder_units": -1}}'],
+     ["train", "--config", "smoke", "--examples", "ex", "--output", "o", "--hparams", "h"],
+     "--hparams h: model.encoder_units: must be positive"),
+    (["ex/", 'h={"model": {}, "optimizer": {"learning_rate": "fast"}}'],
+     ["train", "--config", "smoke", "--examples", "ex", "--output", "o", "--hparams", "h"],
+     "--hparams h: optimizer.learning_rate: expected a number"),
+    (["ex/", "bad.keras=not a model"],
+     ["train", "--config", "smoke", "--examples", "ex", "--output", "o",
+      "--set", "trainer.warm_start=bad.keras"],
+     "bad config: trainer.warm_start: CWD/bad.keras is not a Keras model archive"),
+    (["bad.keras=not a model"],
+     ["run", "--config", "smoke", "--set", "trainer.warm_start=bad.keras"],
+     "lstm-math run: error: bad config: trainer.warm_start: CWD/bad.keras is not a Keras"),
+    # R9, R10: --examples without ExampleGen output: one line, train and tune alike
+    (["ex/"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o"],
+     "lstm-math train: error: --examples: no ExampleGen output under ex: stats.json is missing"),
+    (["ex"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o"],
+     "lstm-math train: error: --examples ex: not a directory"),
+    (["ex/"], ["tune", "--config", "smoke", "--examples", "ex"],
+     "lstm-math tune: error: --examples: no ExampleGen output under ex: stats.json is missing"),
+    # R11: worker counts, by argparse
+    ([], ["rehearse", "--config", "smoke", "--train-workers", "0"],
+     "lstm-math rehearse: error: argument --train-workers: must be in 1..256, got 0"),
+    ([], ["rehearse", "--config", "smoke", "--tuner-workers", "-1"],
+     "argument --tuner-workers: must be in 0..256, got -1"),
+    # R12: --key makes Kubernetes names
+    ([], ["k8s-specs", "--config", "smoke", "--out", "o", "--key", "BAD KEY!"],
+     "lstm-math k8s-specs: error: --key 'BAD KEY!': Kubernetes names take lowercase letters"),
+    ([], ["k8s-specs", "--config", "smoke", "--out", "o", "--key", BAD_KEY],
+     f"--key '{BAD_KEY}': too long: 'lstm-math-{BAD_KEY}-tuner-workers' would have 58"),
+    # R14: predict's SavedModel and ports
+    (["f"], ["predict", "--via", "saved-model", "--saved-model", "f", "1 + 2"],
+     "lstm-math predict: error: --saved-model f: no SavedModel there"),
+    (["m/"], ["predict", "--via", "saved-model", "--saved-model", "m", "1 + 2"],
+     "lstm-math predict: error: --saved-model m: no SavedModel there"),
+    (["m/lstm_math/1/"], ["predict", "--saved-model", "m/lstm_math/1", "1 + 2"],
+     "--saved-model m/lstm_math/1: no SavedModel there"),
+    ([], ["predict", "--rest-port", "70000", "1 + 2"],
+     "lstm-math predict: error: --rest-port 70000: not a port (1..65535)"),
+    ([], ["predict", "--via", "grpc", "--grpc-port", "-1", "1 + 2"],
+     "--grpc-port -1: not a port (1..65535)"),
+    # tune, step and pod report mistakes as every command does (not as log lines)
+    (["ex/"], ["tune", "--config", "smoke", "--examples", "ex", "--role", "worker"],
+     "lstm-math tune: error: --role worker needs the chief's address: --oracle HOST:PORT"),
+    (["ex/"], ["tune", "--config", "smoke", "--examples", "ex", "--set",
+               "tuner.enabled=false"], "lstm-math tune: error: tuner.enabled is false"),
+    ([], ["step", "Trainer", "--config", "smoke", "--pipeline-root", "root"],
+     "lstm-math step: error: Trainer needs --input ExampleGen=URI"),
+    ([], ["pod"], "lstm-math pod: error: give the command after --"),
+]
+
+
+@pytest.mark.parametrize("setup,argv,expected", ON_DISK_MISTAKES,
+                         ids=[" ".join(m[1][:2] + m[1][-2:]) for m in ON_DISK_MISTAKES])
+def test_bad_paths_and_values_fail_fast_in_one_line_and_create_nothing(setup, argv, expected,
+                                                                       tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    for entry in setup:
+        name, _, text = entry.partition("=")
+        path = work / name
+        if name.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    before = _tree(tmp_path)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KERASTUNER_", "LSTM_MATH_", "JOB_COMPLETION"))}
+    proc = _cli(argv, cwd=work, env=dict(env, PYTHONPATH=REPO))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert expected.replace("CWD", str(work)) in lines[0], lines[0]
+    assert lines[0].startswith(f"lstm-math {argv[0]}: error: "), lines[0]
+    assert proc.stdout == ""
+    assert _tree(tmp_path) == before  # no artifacts/, no output, no probe left behind
+
+
+EARLY_MISTAKES = [
+    ([], ["run", "--config", "smoke", "--set", "trainer.epochs=0"]),
+    ([], ["component", "Trainer", "--config", "smoke", "--set", "trainer.epochs=0"]),
+    ([], ["generate", "--config", "smoke", "--set", "trainer.epochs=0", "--output", "o"]),
+    (["ex/"], ["train", "--config", "smoke", "--set", "trainer.epochs=0", "--examples", "ex",
+               "--output", "o"]),
+    ([], ["tune", "--config", "smoke", "--set", "trainer.epochs=0", "--examples", "."]),
+    (["afile"], ["run", "--config", "smoke", "--pipeline-root", "afile"]),
+    (["ex/", "h=[]"], ["train", "--config", "smoke", "--examples", "ex", "--output", "o",
+                       "--hparams", "h"]),
+    (["m/"], ["predict", "--saved-model", "m", "1 + 2"]),
+]
+
+
+@pytest.mark.parametrize("setup,argv", EARLY_MISTAKES,
+                         ids=[" ".join(m[1][:2] + m[1][-2:]) for m in EARLY_MISTAKES])
+def test_config_and_path_mistakes_are_found_before_tensorflow_is_imported(setup, argv, tmp_path):
+    for entry in setup:
+        name, _, text = entry.partition("=")
+        (tmp_path / name).mkdir() if name.endswith("/") else (tmp_path / name).write_text(text)
+    code = ("import sys\nfrom lstm_math.pipeline.cli import main\n"
+            "rc = main(sys.argv[1:])\n"
+            f"print('RC', rc, 'HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip().endswith("RC 2 HEAVY []"), proc.stdout + proc.stderr[-3000:]
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_beam_runner_names_resolve_as_beam_resolves_them():
+    for name in ("DirectRunner", "direct", "portable", "PortableRunner", "prismrunner",
+                 "apache_beam.runners.direct.direct_runner.DirectRunner"):
+        usage.check_beam_runner(name)
+    for name, message in (("Direkt", "no such runner"), ("no_such.module.Runner",
+                                                          "cannot import no_such.module"),
+                          ("apache_beam.runners.direct.direct_runner.Nope", "has no class")):
+        with pytest.raises(usage.UsageError, match=message):
+            usage.check_beam_runner(name)
+
+
 def test_missing_upstream_step_is_one_line_and_creates_no_run(tmp_path):
     """A pipeline root that exists but holds no ExampleGen output for this config."""
     root = tmp_path / "root"
