@@ -670,7 +670,7 @@ def test_fair_batches_unit():
 # The limits below are server arguments; _limited_kwargs drops the ones an older server
 # does not take, so this file also runs against it (the before/after record).
 LIMIT_ARGS = dict(header_timeout=1.0, body_timeout=2.0, body_min_rate=1000,
-                  body_rate_grace=1.0, max_pending_body_bytes=4 * 1024 * 1024,
+                  body_rate_grace=1.0, write_timeout=2.0, max_pending_body_bytes=4 * 1024 * 1024,
                   grpc_max_streams_per_connection=8, grpc_message_timeout=2.0,
                   grpc_max_connection_idle=1.0)
 CAP = 16  # REST connections; the attacks below open more
@@ -787,6 +787,101 @@ def test_slow_headers_are_closed(limited):
         assert time.monotonic() - start < 4
     finally:
         sock.close()
+
+
+def test_pipelined_partial_request_gets_the_header_deadline(limited):
+    """A complete request and the start of a second one in one packet, then silence: the
+    first is answered, the second is answered 408 at the header deadline (1 s here) and
+    the connection closed, not held until the keep-alive timeout; also when the first is
+    still running at the deadline (the 408 follows its answer). An empty line after a
+    request is no request."""
+    partial = b"GET /v1/models/lstm_math HTTP/1.1\r\nX-Pad: "
+    body = json.dumps({"instances": ["1 + 1"]}).encode()
+    for first, slow in ((STATUS_REQUEST, 0.0), (_predict_head(len(body)) + body, 1.5)):
+        sock = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+        try:
+            with SlowModel(limited, slow):
+                start = time.monotonic()
+                sock.sendall(first + partial)
+                out, closed = _read_until_closed(sock, 6)
+            assert closed and statuses(out) == [200, 408], out[:400]
+            assert time.monotonic() - start < slow + 3
+        finally:
+            sock.close()
+    # an empty line after a request (some clients send one) starts no request
+    sock = socket.create_connection(("127.0.0.1", limited.rest_port), timeout=5)
+    try:
+        sock.sendall(STATUS_REQUEST + b"\r\n")
+        out, closed = _read_until_closed(sock, 2.5)
+        assert not closed and statuses(out) == [200], out[:400]
+        sock.sendall(STATUS_REQUEST)
+        out, closed = _read_until_closed(sock, 1)
+        assert not closed and statuses(out) == [200], out[:400]
+    finally:
+        sock.close()
+
+
+def _never_reading(port, request, seconds=3.0, most=48):
+    """A connection with a 4 KiB receive buffer that pipelines ``request`` until sending
+    blocks (at most ``most`` times or ``seconds``), and never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(0.5)
+    deadline = time.monotonic() + seconds
+    for _ in range(most):
+        if time.monotonic() > deadline:
+            break
+        try:
+            sock.sendall(request)
+        except socket.timeout:
+            break
+    return sock
+
+
+def _server_closed(sock, seconds):
+    """Whether the server closes ``sock`` within ``seconds`` (reading what it sent)."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(1 << 20):
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def test_clients_that_never_read_do_not_lock_out_rest(model_base):
+    """Clients that pipeline large predicts and never read the answers, one connection each
+    up to the cap: a new client is served at once (a connection whose answers are not read
+    counts as without progress), and each of them is closed at the write deadline."""
+    write_timeout = LIMIT_ARGS["write_timeout"]
+    rows = json.dumps({"instances": ["1 + 1"] * 2000}).encode()
+    request = _predict_head(len(rows)) + rows
+    # (big batches: the answers the socket buffers take before writing blocks come fast)
+    with ModelServer(model_base, NAME, rest_port=0, grpc_port=None, poll_seconds=30,
+                     max_request_rows=ROW_LIMIT, max_connections=4,
+                     **_limited_kwargs(**LIMIT_ARGS)) as srv:
+        abusers = [_never_reading(srv.rest_port, request) for _ in range(4)]
+        try:
+            connections = srv._site._runner.server._connections
+            assert _wait(lambda: sum(getattr(h, "write_paused_since", None) is not None
+                                     for h in connections) == 4, 20), "no write paused"
+            start = time.monotonic()
+            code, answer = _try_predict(srv.rest_port, timeout=write_timeout + 5)
+            assert code == 200 and answer[0]["result"] == "2", code
+            assert time.monotonic() - start < write_timeout + 1
+            assert _wait(lambda: not connections, write_timeout + 2), len(connections)
+            assert all(_server_closed(s, 2) for s in abusers)
+        finally:
+            for s in abusers:
+                s.close()
+        assert srv.metrics.counter("timed_out_requests_total", stage="write") >= 1
+        code, _ = _try_predict(srv.rest_port)
+        assert code == 200
 
 
 def test_stalled_bodies_memory_is_bounded(limited):
@@ -1051,6 +1146,25 @@ def test_grpc_duplicate_output_filter_is_invalid_argument(limited):
                                                                                timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "result" in info.value.details()
+
+
+@pytest.mark.parametrize("dtype", [999, -1])
+def test_grpc_undefined_dtype_is_invalid_argument(limited, caplog, dtype):
+    """A dtype number DataType does not define is the client's mistake: INVALID_ARGUMENT
+    naming the number, no traceback."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    tensor = request.inputs["equation"]
+    tensor.dtype = dtype
+    tensor.tensor_shape.dim.add(size=2)
+    tensor.int_val.extend([1, 2])
+    with grpc.insecure_channel(f"127.0.0.1:{limited.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request,
+                                                                               timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+    assert str(dtype) in info.value.details()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 _GRPC_BURST = r"""

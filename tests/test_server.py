@@ -727,6 +727,94 @@ def test_bad_grpc_event_loop_fails_before_anything_starts(model_base):
     assert "--grpc-event-loop: invalid choice: 'libuv'" in proc.stderr
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (flags after --rest-port 0 --grpc-port 0, the flag named); PORT: a free port, BUSY: a port
+# being listened on, MISSING: a path under the temporary directory that does not exist.
+BAD_SERVE_FLAGS = [
+    (["--rest-port", "70000"], "--rest-port"),
+    (["--grpc-port", "-2"], "--grpc-port"),
+    (["--rest-port", "PORT", "--grpc-port", "PORT"], "--grpc-port"),
+    (["--rest-port", "-1", "--grpc-port", "-1"], "--grpc-port"),
+    (["--rest-port", "BUSY"], "--rest-port"),
+    (["--grpc-port", "BUSY"], "--grpc-port"),
+    (["--host", "999.1.1.1"], "--host"),
+    (["--host", ""], "--host"),
+    (["--max-batch-size", "0"], "--max-batch-size"),
+    (["--num-versions", "0"], "--num-versions"),
+    (["--poll-seconds", "-1"], "--poll-seconds"),
+    (["--poll-seconds", "0"], "--poll-seconds"),
+    (["--log-level", "BOGUS"], "--log-level"),
+    (["--model-name", "../x"], "--model-name"),
+    (["--model-name", ".."], "--model-name"),
+    (["--port-file", "MISSING/pf"], "--port-file"),
+    (["--max-connections", "0"], "--max-connections"),
+    (["--max-request-bytes", "-5"], "--max-request-bytes"),
+    (["--max-enqueued-batches", "0"], "--max-enqueued-batches"),
+    (["--num-batch-threads", "100000"], "--num-batch-threads"),
+    (["--batch-timeout-micros", "-1"], "--batch-timeout-micros"),
+    (["--header-timeout-seconds", "inf"], "--header-timeout-seconds"),
+    (["--write-timeout-seconds", "-1"], "--write-timeout-seconds"),
+    (["--body-min-rate", "nan"], "--body-min-rate"),
+    (["--grpc-max-concurrent-rpcs", "0"], "--grpc-max-concurrent-rpcs"),
+    (["--grpc-keepalive-seconds", "1e300"], "--grpc-keepalive-seconds"),
+    (["--grace-seconds", "-1"], "--grace-seconds"),
+]
+
+
+@pytest.mark.parametrize("flags,flag", BAD_SERVE_FLAGS,
+                         ids=[" ".join(f) for f, _ in BAD_SERVE_FLAGS])
+def test_bad_serve_flag_is_one_line_exit_2_and_creates_nothing(model_base, tmp_path, flags,
+                                                               flag):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    names = {"PORT": str(free), "BUSY": str(busy.getsockname()[1]),
+             "MISSING": str(tmp_path / "missing")}
+    work = tmp_path / "cwd"
+    work.mkdir()
+    argv = ["serve", "--model-base", model_base, "--rest-port", "0", "--grpc-port", "0"]
+    argv += [names.get(f, f.replace("MISSING", names["MISSING"])) for f in flags]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lstm_math.pipeline.cli", *argv],
+                              cwd=work, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=REPO))
+    finally:
+        busy.close()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"lstm-math serve: error: {flag}: "), lines[0]
+    assert proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cwd"]  # no port file, no logs
+
+
+def test_bad_serve_flag_of_the_module_entry_point_is_one_line(model_base, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lstm_math.serving.server", "--model-base",
+                           model_base, "--port-file", str(tmp_path / "no" / "pf")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"python -m lstm_math.serving.server: error: --port-file: {tmp_path}/no/pf: no such "
+        f"directory {tmp_path}/no"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_flags_are_checked_before_tensorflow_is_imported():
+    code = ("import sys\nfrom lstm_math.pipeline.cli import main\n"
+            "try:\n    main(['serve', '--model-base', '.', '--rest-port', '70000'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.stdout.strip().endswith("HEAVY []"), proc.stdout + proc.stderr
+    assert "--rest-port: expected a port" in proc.stderr
+
+
 def test_auto_event_loop_falls_back_to_asyncio_without_uvloop(monkeypatch):
     import importlib.util
 

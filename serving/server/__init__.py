@@ -27,20 +27,44 @@ The modules, along the server's seams (none imports ``pipeline`` or ``components
   on each call's request message;
 * :mod:`~lstm_math.serving.server.app` - ``ModelServer``: each front end on its own event loop (gRPC's
   on uvloop where installed), start-up and graceful shutdown;
-* :mod:`~lstm_math.serving.server.command` - ``lstm-math serve`` / ``python -m lstm_math.serving.server``.
+* :mod:`~lstm_math.serving.server.command` - ``lstm-math serve`` / ``python -m lstm_math.serving.server``;
+* :mod:`~lstm_math.serving.server.defaults` - the defaults and ranges of the settings, without
+  TensorFlow (the command line checks its flags before loading it).
 """
 
-from lstm_math.serving.server.app import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
-                                DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
-                                DEFAULT_MAX_ENQUEUED_BATCHES, DEFAULT_MAX_REQUEST_BYTES,
-                                DEFAULT_MAX_REQUEST_ROWS, DEFAULT_REST_PORT, ModelServer)
-from lstm_math.serving.server.codecs import format_predict_json, parse_predict_json
-from lstm_math.serving.server.command import add_serve_arguments, main, run_serve, server_from_args
-from lstm_math.serving.server.errors import (Cancelled, DeadlineExceeded, FailedPrecondition,
-                                   InvalidArgument, NotFound, ResourceExhausted, ServingError,
-                                   Unavailable)
-from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
-from lstm_math.serving.server.servable import DEFAULT_SIGNATURE, Servable
+import importlib
+
+# Importing the package loads nothing heavy: ``lstm-math serve`` declares and checks its flags
+# (command.py, defaults.py) before TensorFlow is imported; each name below is imported from
+# its module on first use.
+_EXPORTS = {
+    "DEFAULT_BATCH_TIMEOUT_MICROS": "defaults", "DEFAULT_GRPC_PORT": "defaults",
+    "DEFAULT_MAX_BATCH_SIZE": "defaults", "DEFAULT_MAX_CONNECTIONS": "defaults",
+    "DEFAULT_MAX_ENQUEUED_BATCHES": "defaults", "DEFAULT_MAX_REQUEST_BYTES": "defaults",
+    "DEFAULT_MAX_REQUEST_ROWS": "defaults", "DEFAULT_POLL_SECONDS": "defaults",
+    "DEFAULT_REST_PORT": "defaults", "ModelServer": "app",
+    "format_predict_json": "codecs", "parse_predict_json": "codecs",
+    "add_serve_arguments": "command", "main": "command", "run_serve": "command",
+    "server_from_args": "command",
+    "Cancelled": "errors", "DeadlineExceeded": "errors", "FailedPrecondition": "errors",
+    "InvalidArgument": "errors", "NotFound": "errors", "ResourceExhausted": "errors",
+    "ServingError": "errors", "Unavailable": "errors",
+    "ModelManager": "models", "DEFAULT_SIGNATURE": "servable", "Servable": "servable",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "DEFAULT_BATCH_TIMEOUT_MICROS", "DEFAULT_GRPC_PORT", "DEFAULT_MAX_BATCH_SIZE",

@@ -22,41 +22,34 @@ from typing import Optional
 import grpc
 from aiohttp import web
 
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME, LARGEST_BUCKET
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 from lstm_math.serving.metrics import BATCH_SIZE_BUCKETS, Metrics
 from lstm_math.serving.server.grpc_api import MessageDeadline, add_services
 from lstm_math.serving.server.models import DEFAULT_POLL_SECONDS, ModelManager
 from lstm_math.serving.server.connections import LimitedTCPSite
-from lstm_math.serving.server.rest_api import (  # noqa: F401 - the defaults are re-exported
-    DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS,
-    DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES, Limits, RestApi)
+from lstm_math.serving.server.rest_api import Limits, RestApi
+# the defaults live in a module without TensorFlow (the command line reads them); re-exported
+from lstm_math.serving.server.defaults import (  # noqa: F401
+    DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS,
+    DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_GRPC_KEEPALIVE_SECONDS,
+    DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECONDS, DEFAULT_GRPC_MAX_CONCURRENT_RPCS,
+    DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS, DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS,
+    DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS, DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION,
+    DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS, DEFAULT_GRPC_PORT, DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_ENQUEUED_BATCHES,
+    DEFAULT_MAX_PENDING_BODY_BYTES, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_ROWS,
+    DEFAULT_REST_PORT, DEFAULT_WRITE_TIMEOUT_SECONDS, EVENT_LOOPS, GRPC_BACKSTOP_FACTOR)
 
 logger = logging.getLogger("lstm_math.serving")
 
-DEFAULT_REST_PORT = 8501
-DEFAULT_GRPC_PORT = 8500
-DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
-DEFAULT_MAX_BATCH_SIZE = LARGEST_BUCKET  # the largest XLA bucket of the exported decoder
-DEFAULT_BATCH_TIMEOUT_MICROS = 1000
-# Most rows in one request: 16 full batches. Larger requests are refused (400 /
-# INVALID_ARGUMENT) instead of holding the model for seconds.
-DEFAULT_MAX_REQUEST_ROWS = 16 * DEFAULT_MAX_BATCH_SIZE
-DEFAULT_MAX_ENQUEUED_BATCHES = 100
-DEFAULT_MAX_CONNECTIONS = 1024  # REST connections open at once
-DEFAULT_GRPC_MAX_CONCURRENT_RPCS = 1024  # gRPC calls in progress; more: RESOURCE_EXHAUSTED
-# calls grpc itself admits (waiting for their message included), as a multiple of the above
-GRPC_BACKSTOP_FACTOR = 16
-# gRPC connection limits (grpc core channel arguments; 0 = grpc's default)
-DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION = 1024  # grpc.max_concurrent_streams
-DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS = 10.0  # a call's headers -> its request message
-DEFAULT_GRPC_MAX_CONNECTION_IDLE_SECONDS = 300.0  # grpc.max_connection_idle_ms
-DEFAULT_GRPC_MAX_CONNECTION_AGE_SECONDS = 3600.0  # grpc.max_connection_age_ms
-DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0  # grpc.max_connection_age_grace_ms
-DEFAULT_GRPC_KEEPALIVE_SECONDS = 60.0  # grpc.keepalive_time_ms: ping an idle connection
-DEFAULT_GRPC_KEEPALIVE_TIMEOUT_SECONDS = 20.0  # grpc.keepalive_timeout_ms: then close it
 
+class BindError(OSError):
+    """A front end could not listen: ``front_end`` is ``"rest"`` or ``"grpc"``."""
 
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+    def __init__(self, front_end: str, message: str, errno: Optional[int] = None):
+        super().__init__(message)
+        self.front_end = front_end
+        self.bind_errno = errno  # the socket's error number, where known
 
 
 def resolve_event_loop(kind: str = "auto") -> str:
@@ -143,6 +136,7 @@ class ModelServer:
                  body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
                  body_min_rate: float = DEFAULT_BODY_MIN_RATE,
                  body_rate_grace: float = DEFAULT_BODY_RATE_GRACE_SECONDS,
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT_SECONDS,
                  max_pending_body_bytes: int = DEFAULT_MAX_PENDING_BODY_BYTES,
                  grpc_max_streams_per_connection: int = DEFAULT_GRPC_MAX_STREAMS_PER_CONNECTION,
                  grpc_message_timeout: float = DEFAULT_GRPC_MESSAGE_TIMEOUT_SECONDS,
@@ -157,6 +151,7 @@ class ModelServer:
                              body_timeout=float(body_timeout),
                              body_min_rate=float(body_min_rate),
                              body_rate_grace=float(body_rate_grace),
+                             write_timeout=float(write_timeout),
                              max_pending_body_bytes=int(max_pending_body_bytes))
         self.grpc_max_streams_per_connection = int(grpc_max_streams_per_connection)
         self.grpc_message_timeout = float(grpc_message_timeout)
@@ -216,10 +211,12 @@ class ModelServer:
         m.describe("refused_connections_total", "REST connections refused: too many open, "
                                                 "all busy.")
         m.describe("evicted_connections_total", "REST connections without progress (idle, "
-                                                "or stalled in their headers or body) closed "
-                                                "to make room for a new one.")
+                                                "stalled in their headers or body, or not "
+                                                "reading their response) closed to make "
+                                                "room for a new one.")
         m.describe("timed_out_requests_total", "Requests closed at a deadline, by stage: "
-                                               "headers, body (REST), grpc_message.")
+                                               "headers, body, write (REST), "
+                                               "grpc_message.")
         m.describe("refused_bodies_total", "REST request bodies refused (503) because the "
                                            "bodies being read at once held too many bytes.")
         m.describe("model_load_total", "Version loads by status.")
@@ -291,9 +288,9 @@ class ModelServer:
         try:
             port = self._grpc.add_insecure_port(address)
         except RuntimeError as exc:  # grpcio raises when the port cannot be bound
-            raise OSError(f"could not bind gRPC to {address}: {exc}") from exc
+            raise BindError("grpc", f"could not bind gRPC to {address}: {exc}") from exc
         if not port:
-            raise OSError(f"could not bind gRPC to {address}")
+            raise BindError("grpc", f"could not bind gRPC to {address}")
         self.grpc_port = port
         await self._grpc.start()
         logger.info("gRPC listening on %s (%s event loop)", self._grpc_address(self.host, port),
@@ -310,8 +307,16 @@ class ModelServer:
             header_timeout=self.limits.header_timeout,
             on_header_timeout=lambda: self.metrics.inc("timed_out_requests_total",
                                                        stage="headers"),
+            write_timeout=self.limits.write_timeout,
+            on_write_timeout=lambda: self.metrics.inc("timed_out_requests_total",
+                                                      stage="write"),
             backlog=128, reuse_address=True)
-        await self._site.start()
+        try:
+            await self._site.start()
+        except OSError as exc:
+            raise BindError("rest", f"could not bind REST to {self.host}:"
+                                    f"{self._rest_port_req}: {exc.strerror or exc}",
+                            exc.errno) from exc
         self.rest_port = self._site.port
         logger.info("REST listening on http://%s:%d (%s event loop)",
                     f"[{self.host}]" if ":" in self.host else self.host, self.rest_port,

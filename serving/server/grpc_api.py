@@ -40,6 +40,13 @@ logger = logging.getLogger("lstm_math.serving")
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
 
 
+def dtype_name(number: int) -> str:
+    """A client's ``DataType`` as text: its name, or the number when it names no type
+    (``DataType.Name`` raises ValueError on a number the enum does not define)."""
+    value = types_pb2.DataType.DESCRIPTOR.values_by_number.get(number)
+    return value.name if value is not None else f"undefined DataType {number}"
+
+
 def model_spec_version(spec) -> Optional[int]:
     if spec.HasField("version"):
         return int(spec.version.value)
@@ -100,7 +107,7 @@ class PredictionServicer:
             if tensor.dtype != types_pb2.DT_STRING:
                 raise InvalidArgument(
                     f"Expects arg[0] ('{key}') to be string but "
-                    f"{types_pb2.DataType.Name(tensor.dtype)} is provided")
+                    f"{dtype_name(tensor.dtype)} is provided")
             dims = [d.size for d in tensor.tensor_shape.dim]
             count = len(tensor.string_val)
             if len(dims) != 1 or dims[0] != count:

@@ -24,11 +24,11 @@ import tensorflow as tf
 from lstm_math.serving import contract
 from lstm_math.serving.contract import DEFAULT_MODEL_NAME
 from lstm_math.serving.metrics import Metrics
+from lstm_math.serving.server.defaults import DEFAULT_POLL_SECONDS  # noqa: F401 - re-exported
 from lstm_math.serving.server.errors import NotFound
 from lstm_math.serving.server.servable import Servable
 
 logger = logging.getLogger("lstm_math.serving")
-DEFAULT_POLL_SECONDS = 1.0
 _MAX_LOAD_ATTEMPTS = 3  # loads of one version with unchanged files
 _MAX_FINGERPRINT_FILES = 10_000
 

@@ -9,16 +9,19 @@ is a 400 and closes the connection; a body that a handler does not read is disca
 aiohttp before the next request on the connection (or the connection is closed), so a
 body cannot be taken for the next request. Header lines and the number of headers are
 bounded, and so is the number of open connections
-(:class:`lstm_math.serving.server.connections.LimitedTCPSite`): at the cap a
-new connection evicts the one that made no progress for longest (idle, still sending its
-headers, or stalled in its body), and gets a 503 only when all are busy. A handler whose
-client disconnects is cancelled (``handler_cancellation``), which drops the request's rows
-that did not run yet.
+(:class:`lstm_math.serving.server.connections.LimitedTCPSite`): at the cap a new connection
+evicts the one that made no progress for longest (idle, still sending its headers, stalled
+in its body, or not reading its response), and gets a 503 only when all are busy. A handler
+whose client disconnects is cancelled (``handler_cancellation``), which drops the request's
+rows that did not run yet. aiohttp queues at most 32 pipelined requests per connection,
+then stops reading it.
 
 Every stage a client controls has a deadline (:class:`Limits`): the headers (from their
-first byte), the body (in total, and a minimum average rate after a grace period); a body
-is read before the request takes a model version, and the bytes of bodies being read are
-bounded server-wide. aiohttp's automatic decompression is off: ``Content-Encoding`` gzip /
+first byte, a pipelined request's too), the body (in total, and a minimum average rate
+after a grace period), and the response (a client that stops reading it: the connection is
+closed once the response could not be written for the write deadline); a body is read
+before the request takes a model version, and the bytes of bodies being read are bounded
+server-wide. aiohttp's automatic decompression is off: ``Content-Encoding`` gzip /
 deflate is decoded here, bounded by the body limit, and a bad encoding is a 400.
 """
 
@@ -38,6 +41,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from lstm_math.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lstm_math.serving.server.connections import ConnectionHandler
+from lstm_math.serving.server.defaults import (  # noqa: F401 - re-exported
+    DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_RATE_GRACE_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_MAX_PENDING_BODY_BYTES,
+    DEFAULT_WRITE_TIMEOUT_SECONDS)
 from lstm_math.serving.server.codecs import format_predict_json, parse_predict_json, signature_defs_json, \
     status_json
 from lstm_math.serving.server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
@@ -60,11 +67,6 @@ MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 8190
 MAX_HEADERS = 64
 KEEPALIVE_SECONDS = 120.0
-DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
-DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
-DEFAULT_BODY_MIN_RATE = 1024  # bytes per second, on average, once the grace period is over
-DEFAULT_BODY_RATE_GRACE_SECONDS = 5.0
-DEFAULT_MAX_PENDING_BODY_BYTES = 128 * 1024 * 1024
 # Each request body may hold this much without drawing on the server-wide budget: aiohttp
 # buffers about as much per connection anyway before it stops reading the socket.
 FREE_BODY_BYTES = 64 * 1024
@@ -79,6 +81,7 @@ class Limits:
     body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS
     body_min_rate: float = DEFAULT_BODY_MIN_RATE
     body_rate_grace: float = DEFAULT_BODY_RATE_GRACE_SECONDS
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT_SECONDS
     max_pending_body_bytes: int = DEFAULT_MAX_PENDING_BODY_BYTES
 
 
