@@ -29,7 +29,7 @@ run: install
 	$(VENV)/bin/lstm-math run --config default $(ARGS)
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-slow: install
 	$(PY) -m pytest -m "slow and not containers" $(PYTEST_ARGS)
