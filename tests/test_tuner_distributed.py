@@ -77,13 +77,13 @@ def _executions(out_dir):
     return read_executions(str(out_dir))
 
 
-def test_worker_without_a_chief_exits_with_a_clear_message(procs, tmp_path):
+def test_worker_without_a_chief_exits_with_a_clear_message(procs, tmp_path, examples_for):
     port = free_port()  # nothing listens there
-    (tmp_path / "examples").mkdir()  # (a missing one is refused before anything else)
+    examples = examples_for("smoke")  # (examples without shards are refused before anything)
     started = time.time()
     p = procs.start("worker", "tune", "--config", "smoke", "--role", "worker",
                     "--oracle", f"127.0.0.1:{port}", "--tuner-id", "w1", "--chief-timeout", "3",
-                    "--examples", str(tmp_path / "examples"), "--output", str(tmp_path / "out"))
+                    "--examples", str(examples), "--output", str(tmp_path / "out"))
     assert procs.wait(p, timeout=180) == 3
     _, err = procs.output("worker")
     assert f"lost the oracle chief at 127.0.0.1:{port}" in err
