@@ -108,7 +108,11 @@ class EquationSpace:
             sizes.append(int(np.prod(np.array(r, dtype=object))))
         object.__setattr__(self, "_combos", combos)
         object.__setattr__(self, "_radices", radices)
-        object.__setattr__(self, "_offsets", np.cumsum([0] + sizes))
+        # exact for any size (Python ints); int64, the faster search, where the space fits
+        offsets = np.cumsum(np.array([0] + sizes, dtype=object))
+        if offsets[-1] < 2**63:
+            offsets = offsets.astype(np.int64)
+        object.__setattr__(self, "_offsets", offsets)
 
     @property
     def size(self) -> int:

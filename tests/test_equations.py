@@ -90,6 +90,17 @@ def test_space_enumerates_every_equation_once_and_never_divides_by_zero():
         t.result  # never raises: no division by zero in the space
 
 
+
+def test_a_space_larger_than_int64_is_counted_and_indexed_exactly():
+    # 8 operands of 0..99 over + - * /: 100 * 399**7 equations, more than 2**63
+    space = sampling.EquationSpace(("+", "-", "*", "/"), 0, 99, 8)
+    assert space.size == 100 * 399**7 > 2**63
+    assert space.equation_at(0).text == " + ".join(["0"] * 8)
+    last = space.equation_at(space.size - 1)
+    assert last.operands == (99,) * 8 and last.operators == ("/",) * 7
+    middle = space.equation_at(space.size // 2)
+    assert len(middle.operands) == 8 and all(0 <= v <= 99 for v in middle.operands)
+
 def test_max_result_chars_covers_the_space():
     for ops in (("+",), ("-",), ("*",), ("/",), ("+", "-", "*", "/")):
         space = sampling.EquationSpace(ops, 0, 99, 2)
