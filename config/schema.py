@@ -25,7 +25,7 @@ from lstm_math.components.equations import (OPERATOR_TAGS, OPERATORS, max_equati
                                             max_result_chars)
 from lstm_math.components.sampling import (MAX_EXHAUSTIVE, SAMPLING_SCHEMES, SPLITS,
                                            EquationSpace, Sampler, split_indices)
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, MODEL_NAME_RULE, is_model_name
 
 # What the product can serve bounds every task: the model server answers "too long" to an
 # equation of more than components.signature.MAX_INPUT_BYTES characters (the config, a
@@ -302,12 +302,6 @@ class ExporterConfig:
             f"{show(self.warmup_batch_sizes)}")
 
 
-# A TF Serving model name: the REST API's /v1/models/<name> takes anything but '/' and ':';
-# here also a directory <serving_base>/<name>, and a word a shell, a URL and a Kubernetes
-# manifest take as it is.
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
-
-
 @dataclasses.dataclass(frozen=True)
 class PusherConfig:
     model_name: str = DEFAULT_MODEL_NAME
@@ -318,10 +312,9 @@ class PusherConfig:
 
     def validate(self, path: str = "pusher") -> None:
         name = self.model_name
-        require(bool(MODEL_NAME.fullmatch(name)) and name not in (".", ".."),
-                f"{path}.model_name", "letters, digits, '_', '-' and '.', not '.' or '..', "
-                f"at most 255 (the URL /v1/models/<name> and a directory under serving_base), "
-                f"got {show(name)}")
+        require(is_model_name(name), f"{path}.model_name",
+                f"{MODEL_NAME_RULE} (the URL /v1/models/<name> and a directory under "
+                f"serving_base), got {show(name)}")
         require(bool(self.serving_base.strip()), f"{path}.serving_base",
                 f"a directory (or gs://... URL) to push to, got {show(self.serving_base)}")
         require(self.keep_versions >= 1, f"{path}.keep_versions", "must be at least 1")

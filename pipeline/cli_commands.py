@@ -69,22 +69,16 @@ def _server_down(host: str, port: int) -> bool:
 
 
 def holds_saved_model(path: str, model_name: str) -> bool:
-    """Whether ``lstm-math predict --saved-model`` finds a model at a local ``path``: what
-    ``lstm_math.serving.client.resolve_saved_model`` accepts (saved_model.pb or .pbtxt in it;
-    else a complete numeric version under ``path/<model_name>`` or ``path``), without its
-    warnings about names that are not versions."""
-    from lstm_math.serving.contract import SAVED_MODEL_FILE, parse_version
+    """Whether ``lstm-math predict --saved-model`` finds a model at a local ``path`` (what
+    ``resolve_saved_model`` accepts), without its warnings about names that are not
+    versions."""
+    from lstm_math.serving.client import resolve_saved_model
 
-    if any(os.path.isfile(os.path.join(path, name))
-           for name in (SAVED_MODEL_FILE, "saved_model.pbtxt")):
-        return True
-    for candidate in (os.path.join(path, model_name), path):
-        if os.path.isdir(candidate) and any(
-                parse_version(name) is not None
-                and os.path.exists(os.path.join(candidate, name, SAVED_MODEL_FILE))
-                for name in os.listdir(candidate)):
-            return True
-    return False
+    try:
+        resolve_saved_model(path, model_name, quiet=True)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def check_predict(args) -> None:

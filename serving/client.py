@@ -271,8 +271,10 @@ def predict_grpc(equations: Sequence[str], host: str = "127.0.0.1", port: int = 
 # ---------------------------------------------------------------------------------------
 # In process (no server)
 # ---------------------------------------------------------------------------------------
-def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
-    """A version directory, from a version dir, a model dir, or a model base."""
+def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME,
+                        quiet: bool = False) -> str:
+    """A version directory, from a version dir, a model dir, or a model base
+    (``quiet``: without warnings about names that are not versions)."""
     def has_pb(d: str) -> bool:
         return (os.path.isfile(os.path.join(d, "saved_model.pb"))
                 or os.path.isfile(os.path.join(d, "saved_model.pbtxt")))
@@ -284,7 +286,7 @@ def resolve_saved_model(path: str, model_name: str = DEFAULT_MODEL_NAME) -> str:
     for candidate in (os.path.join(path, model_name), path):
         if not os.path.isdir(candidate):
             continue
-        version = latest_version(candidate)
+        version = latest_version(candidate, quiet=quiet)
         if version is not None:
             return os.path.join(candidate, str(version))
     raise FileNotFoundError(f"no SavedModel under {path} (looked for saved_model.pb, "

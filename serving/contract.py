@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "lstm_math"
+# A model name: TF Serving's REST API takes anything but '/' and ':' in /v1/models/<name>;
+# here it is also a directory <serving_base>/<name>, and a word a shell, a URL and a
+# Kubernetes manifest take as it is.
+MODEL_NAME_RULE = "letters, digits, '_', '-' and '.', not '.' or '..', at most 255"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+
+
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` follows MODEL_NAME_RULE."""
+    return bool(_MODEL_NAME.fullmatch(name)) and name not in (".", "..")
 SIGNATURE_NAME = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
 INPUT_KEY = "equation"
@@ -75,12 +86,13 @@ _warned: set = set()
 
 
 def versions(model_dir: str, listdir: Callable[[str], Iterable[str]] | None = None,
-             complete_only: bool = False) -> list[int]:
+             complete_only: bool = False, quiet: bool = False) -> list[int]:
     """The version numbers under ``<serving_base>/<model_name>``, ascending.
 
     Names that are not versions (staging directories, '²', numbers beyond int64) are
     skipped, with one warning per name and process rather than one per call.
-    ``complete_only``: only versions whose ``saved_model.pb`` is there.
+    ``complete_only``: only versions whose ``saved_model.pb`` is there. ``quiet``: no
+    warnings (a check that only asks whether there is a version).
     """
     entries = list((listdir or _listdir)(model_dir))
     found = []
@@ -88,7 +100,7 @@ def versions(model_dir: str, listdir: Callable[[str], Iterable[str]] | None = No
         name = entry.rstrip("/")
         number = parse_version(name)
         if number is None:
-            if not name.startswith(".") and (model_dir, name) not in _warned:
+            if not (quiet or name.startswith(".")) and (model_dir, name) not in _warned:
                 _warned.add((model_dir, name))
                 log.warning("%s: ignoring %r, which is not a version number (a positive "
                             "ASCII decimal integer within int64)", model_dir, name)
@@ -107,9 +119,9 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
-def latest_version(model_dir: str) -> int | None:
-    """The highest complete version, or None."""
-    found = versions(model_dir, complete_only=True)
+def latest_version(model_dir: str, quiet: bool = False) -> int | None:
+    """The highest complete version, or None (``quiet``: see ``versions``)."""
+    found = versions(model_dir, complete_only=True, quiet=quiet)
     return found[-1] if found else None
 
 

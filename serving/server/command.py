@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 # Only light modules here: the flags are declared and checked before TensorFlow is imported
 # (app, which imports it, is imported once they are all good).
-from lstm_math.serving.contract import DEFAULT_MODEL_NAME
+from lstm_math.serving.contract import DEFAULT_MODEL_NAME, MODEL_NAME_RULE, is_model_name
 from lstm_math.serving.server import defaults
 from lstm_math.serving.server.defaults import (DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_GRPC_PORT,
                                                DEFAULT_MAX_BATCH_SIZE,
@@ -33,7 +33,6 @@ logger = logging.getLogger("lstm_math.serving")
 PROG = "lstm-math serve"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_BATCH_THREADS = 1024
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 
 
 # --------------------------------------------------------------------------------------
@@ -102,10 +101,8 @@ def _rpcs(text: str) -> int:
 
 
 def _model_name(text: str) -> str:
-    if not MODEL_NAME.fullmatch(text) or text in (".", ".."):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a model name: letters, digits, '_', '-' and '.' only (not "
-            f"'.' or '..'), at most 255")
+    if not is_model_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name: {MODEL_NAME_RULE}")
     return text
 
 
