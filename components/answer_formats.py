@@ -39,6 +39,18 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 earlier value (``a * b * c``'s second, ``a / b * c``) is written directly.
                 ``12 + 34 * 5`` -> ``0202007101001001000000000000 071 281``: the
                 running sums of 034 * 005, then 170, then 182.
+  reduce_worked reduce_first, and every product and every quotient of an earlier value is
+                worked before its value, so no step writes a product or a quotient of
+                more than one digit at once. A product x * y (y is always one of the
+                equation's operands: products and quotients reduce left to right) is written
+                as running sums with x zero-padded to the digits its bound can have (D for
+                an operand, the sum of both for a product, the dividend's for a quotient)
+                and y to D digits. A quotient x / y of an earlier value is written as long
+                division, most significant digit of x first: for each digit, the quotient
+                digit, then the remainder as D digits, least significant first. A quotient
+                of two operands is written directly (the ``division`` preset's measurements
+                learn it). ``7 * 7 * 4``: the running sums of 007 * 007, ``94`` (49), the
+                running sums of 000049 * 004, ``691`` (196).
 """
 
 from __future__ import annotations
@@ -50,8 +62,9 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums")
-REDUCTIONS = ("reduce_first", "reduce_running_sums")  # a value per reduction, the last the answer
+           "reduce_running_sums", "reduce_worked")
+# a value per reduction, the last the answer
+REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_worked")
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -62,6 +75,7 @@ FORMAT_TAGS = {
     "running_sums": ("*",),
     "reduce_first": ("mixed",),
     "reduce_running_sums": ("mixed",),
+    "reduce_worked": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -79,9 +93,11 @@ def digits_of(high: int) -> int:
     return len(str(int(high)))
 
 
-def pairs_of_column(k: int, d: int) -> list[tuple[int, int]]:
-    """Digit pairs (i, j) with i + j = k and 0 <= i, j < d, i ascending."""
-    return [(i, k - i) for i in range(max(0, k - d + 1), min(k, d - 1) + 1)]
+def pairs_of_column(k: int, d: int, dy: int | None = None) -> list[tuple[int, int]]:
+    """Digit pairs (i, j) with i + j = k, 0 <= i < d and 0 <= j < dy (default d), i
+    ascending."""
+    dy = d if dy is None else dy
+    return [(i, k - i) for i in range(max(0, k - dy + 1), min(k, d - 1) + 1)]
 
 
 def sum_width(d: int) -> int:
@@ -115,17 +131,51 @@ def column_carry(a: int, b: int, d: int) -> str:
     return "".join(out)
 
 
-def running_sums(a: int, b: int, d: int) -> str:
-    ad, bd = _operand_digits(a, d), _operand_digits(b, d)
-    out, carry, w = [], 0, sum_width(d)
-    for k in range(2 * d - 1):
+def running_sums(a: int, b: int, d: int, db: int | None = None) -> str:
+    """a * b as running sums, a zero-padded to d digits and b to db (default d)."""
+    db = d if db is None else db
+    ad, bd = _operand_digits(a, d), _operand_digits(b, db)
+    out, carry, w = [], 0, sum_width(min(d, db))  # a column holds at most min(d, db) pairs
+    for k in range(d + db - 1):
         s = carry
-        for i, j in pairs_of_column(k, d):
+        for i, j in pairs_of_column(k, d, db):
             s += ad[i] * bd[j]
             out.append(_lsb(s, w))
         carry = s // 10
-    out.append(str(carry))  # < 10: a product of two D-digit numbers has at most 2D digits
+    out.append(str(carry))  # < 10: a d-digit times a db-digit number has at most d + db digits
     return "".join(out)
+
+
+def running_sums_steps(d: int, db: int | None = None) -> list[tuple[int, int, str]]:
+    """(start, stop, name) of each step of ``running_sums(., ., d, db)``."""
+    db = d if db is None else db
+    w, out, n = sum_width(min(d, db)), [], 0
+    for k in range(d + db - 1):
+        for i, j in pairs_of_column(k, d, db):
+            out.append((n * w, (n + 1) * w, f"column {k}: + a{i}*b{j}"))
+            n += 1
+    out.append((n * w, n * w + 1, f"column {d + db - 1}: final carry"))
+    return out
+
+
+def long_division(a: int, b: int, d: int, db: int) -> str:
+    """a // b as long division: a zero-padded to d digits, most significant first; for each
+    digit the quotient digit, then the remainder as db digits, least significant first."""
+    if b <= 0:
+        raise WorkingError("division by zero" if b == 0 else f"divisor {b} is negative")
+    _operand_digits(b, db)
+    out, remainder = [], 0
+    for digit in reversed(_operand_digits(a, d)):
+        remainder = remainder * 10 + digit
+        q, remainder = divmod(remainder, b)
+        out.append(str(q) + _lsb(remainder, db))  # q < 10: remainder * 10 + digit < 10 b
+    return "".join(out)
+
+
+def long_division_steps(d: int, db: int) -> list[tuple[int, int, str]]:
+    w = 1 + db
+    return [(n * w, (n + 1) * w, f"digit {n + 1} of {d}: quotient digit and remainder")
+            for n in range(d)]
 
 
 def steps_of(fmt: str, d: int) -> list[tuple[int, int, str]]:
@@ -134,13 +184,7 @@ def steps_of(fmt: str, d: int) -> list[tuple[int, int, str]]:
         w = 1 + carry_width(d)
         return [(k * w, (k + 1) * w, f"column {k}: digit and carry") for k in range(2 * d)]
     if fmt == "running_sums":
-        w, out, n = sum_width(d), [], 0
-        for k in range(2 * d - 1):
-            for i, j in pairs_of_column(k, d):
-                out.append((n * w, (n + 1) * w, f"column {k}: + a{i}*b{j}"))
-                n += 1
-        out.append((n * w, n * w + 1, f"column {2 * d - 1}: final carry"))
-        return out
+        return running_sums_steps(d)
     raise WorkingError(f"{fmt!r} has no fixed layout")
 
 
@@ -168,14 +212,19 @@ def _write_value(value: int) -> str:
 
 def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[int]:
     """The value of each reduction in evaluation order; the last is the answer."""
-    return [value for _, _, _, value, _ in reductions(operands, operators)]
+    return [r[3] for r in reductions(operands, operators)]
 
 
-def reductions(operands: Sequence[int], operators: Sequence[str]) -> list[tuple]:
-    """(a, operator, b, value, of_operands) of each reduction in evaluation order;
-    ``of_operands``: a and b are both the equation's own operands (no earlier value)."""
+def reductions(operands: Sequence[int], operators: Sequence[str],
+               d: int = 0) -> list[tuple]:
+    """(a, operator, b, value, of_operands, a_digits) of each reduction in evaluation order;
+    ``of_operands``: a and b are both the equation's own operands (no earlier value);
+    ``a_digits``: the digits a can have whatever the operands' values, when each operand
+    has at most ``d`` (d for an operand, a product's sum of both, a quotient's dividend's;
+    only products and quotients are tracked, as only they are worked)."""
     values, ops, out = [int(v) for v in operands], list(operators), []
     own = [True] * len(values)
+    digits = [d] * len(values)
     for level in (("*", "/"), ("+", "-")):
         i = 0
         while i < len(ops):
@@ -193,9 +242,11 @@ def reductions(operands: Sequence[int], operators: Sequence[str]) -> list[tuple]
                 v = a + b
             else:
                 v = a - b
-            out.append((a, ops[i], b, v, own[i] and own[i + 1]))
+            out.append((a, ops[i], b, v, own[i] and own[i + 1], digits[i]))
+            bound = digits[i] + digits[i + 1] if ops[i] == "*" else digits[i]
             values[i:i + 2] = [v]
             own[i:i + 2] = [False]
+            digits[i:i + 2] = [bound]
             del ops[i]
     return out
 
@@ -221,15 +272,44 @@ def working(fmt: str, operands: Sequence[int], operators: Sequence[str], high: i
         fn = column_carry if fmt == "column_carry" else running_sums
         return fn(int(operands[0]), int(operands[1]), digits_of(high))
     if fmt in REDUCTIONS:
-        if len(operators) < 2:
-            raise WorkingError(f"{fmt} writes three or more operands")
-        parts = []
-        for a, op, b, value, of_operands in reductions(operands, operators):
-            if fmt == "reduce_running_sums" and op == "*" and of_operands:
-                parts.append(running_sums(a, b, digits_of(high)))
-            parts.append(_write_value(value))
-        return SEPARATOR.join(parts)
+        return SEPARATOR.join(text for text, _ in reduction_parts(fmt, operands, operators,
+                                                                  high))
     raise WorkingError(f"unknown answer format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
+                    high: int) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """The space-separated parts of a reduction format's working, each with its steps
+    ((start, stop, name), relative to the part): the values and any worked reductions."""
+    if len(operators) < 2:
+        raise WorkingError(f"{fmt} writes three or more operands")
+    d, parts = digits_of(high), []
+    for n, (a, op, b, value, of_operands, da) in enumerate(
+            reductions(operands, operators, d), start=1):
+        worked = None
+        if op == "*" and (fmt == "reduce_worked" or
+                          (fmt == "reduce_running_sums" and of_operands)):
+            worked = (running_sums(a, b, da, d), running_sums_steps(da, d))
+        elif op == "/" and fmt == "reduce_worked" and not of_operands:
+            worked = (long_division(a, b, da, d), long_division_steps(da, d))
+        if worked is not None:
+            parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
+                                      for start, stop, name in worked[1]]))
+        text = _write_value(value)
+        parts.append((text, [(0, len(text), f"value {n}")]))
+    return parts
+
+
+def working_spans(fmt: str, operands: Sequence[int], operators: Sequence[str],
+                  high: int) -> list[tuple[int, int, str]]:
+    """The steps (start, stop, name) of the working of an equation, for any format."""
+    if fmt not in REDUCTIONS:
+        return step_spans(fmt, working(fmt, operands, operators, high), high)
+    spans, start = [], 0
+    for text, steps in reduction_parts(fmt, operands, operators, high):
+        spans += [(start + a, start + b, name) for a, b, name in steps]
+        start += len(text) + len(SEPARATOR)
+    return spans
 
 
 def _canonical_number(text: str) -> str:
@@ -269,11 +349,21 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
     if fmt == "reduce_running_sums":  # a worked product takes two of the operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
+    if fmt == "reduce_worked":
+        # The longest is a chain of products, a * b * c ...: the k-th multiplies a value of
+        # k D digits by an operand (a long division is shorter than a product of the same
+        # dividend, and sums and differences are not worked).
+        worked = sum(len(running_sums(0, 0, k * d, d)) + 1 for k in range(1, num_operands))
+        return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars
 
 
 def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
-    """The steps of a working as (start, stop, name)."""
+    """The steps of a working as (start, stop, name), read from the working alone
+    (``working_spans`` reads them from the equation: the only way for ``reduce_worked``,
+    whose worked parts have lengths that values can have too)."""
+    if fmt == "reduce_worked":
+        raise WorkingError("reduce_worked's steps follow from the equation: use working_spans")
     if fmt in ("column_carry", "running_sums"):
         return steps_of(fmt, digits_of(high))
     if fmt in ORDERS:
@@ -291,12 +381,14 @@ def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
     return spans
 
 
-def first_wrong_step(fmt: str, truth: str, predicted: str, high: int) -> str | None:
+def first_wrong_step(fmt: str, truth: str, predicted: str, high: int,
+                     spans: list[tuple[int, int, str]] | None = None) -> str | None:
     """The name of the first step of ``predicted`` that differs from the true working
-    (None when the whole working is right)."""
+    (None when the whole working is right); ``spans``: the true working's steps
+    (``working_spans``), read from the working when not given."""
     if truth == predicted:
         return None
-    for start, stop, name in step_spans(fmt, truth, high):
+    for start, stop, name in spans if spans is not None else step_spans(fmt, truth, high):
         if predicted[start:stop] != truth[start:stop]:
             return name
     return "after the last step"  # right steps, then extra tokens

@@ -73,7 +73,8 @@ class DataConfig:
     # direct, the answer itself), components.answer_formats: e.g. {"*": "running_sums"}
     # (a * b's digit-pair products summed column by column, then the answer read from
     # them), {"mixed": "reduce_first"} (each reduction's value, then the answer),
-    # {"mixed": "reduce_running_sums"} (the same, a product of two operands worked first).
+    # {"mixed": "reduce_running_sums"} (the same, a product of two operands worked first),
+    # {"mixed": "reduce_worked"} (every product and every quotient of a value worked).
     answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:

@@ -86,10 +86,17 @@ def test_reductions_round_trip_with_precedence(fmt, counts, data):
     longest = eq.max_result_chars(list(eq.OPERATORS), 0, 999, k)
     assert len(w) <= af.working_length(fmt, 999, k, longest)
     assert af.first_wrong_step(fmt, w, w, 999) is None
-    # the values are reduce_first's; a worked product comes before its own value
-    values_only = [p for p in w.split(af.SEPARATOR)
-                   if len(p) != af.working_length("running_sums", 999)]
+    # the values are reduce_first's; a worked reduction comes before its own value
+    parts = af.reduction_parts(fmt, values, ops, 999)
+    values_only = [text for text, steps in parts if steps[0][2].startswith("value")
+                   and "worked" not in steps[0][2]]
     assert af.SEPARATOR.join(values_only) == af.working("reduce_first", values, ops, 999)
+    # every step of the working is named, in order, and the steps cover every character
+    spans = af.working_spans(fmt, values, ops, 999)
+    assert "".join(w[a:b] for a, b, _ in spans) == w.replace(af.SEPARATOR, "")
+    for a, b, name in spans:  # a wrong character is named by the step that holds it
+        bad = w[:a] + ("9" if w[a] != "9" else "8") + w[a + 1:]
+        assert af.first_wrong_step(fmt, w, bad, 999, spans) == name
 
 
 def test_reduce_running_sums_works_the_products_of_two_operands_only():
@@ -108,6 +115,74 @@ def test_reduce_running_sums_works_the_products_of_two_operands_only():
         "value 1, worked: column 1: + a0*b1"
     assert af.first_wrong_step("reduce_running_sums", rs + " 071 281", rs + " 071 291",
                                999) == "value 2"
+
+
+def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
+    # a * b * c: both products as running sums, the second's left operand padded to the
+    # six digits a product of two operands can have
+    w = af.working("reduce_worked", (7, 7, 4), ("*", "*"), 999)
+    assert w == " ".join([af.running_sums(7, 7, 3), "94", af.running_sums(49, 4, 6, 3), "691"])
+    assert af.display("reduce_worked", w, 999) == w and af.answer("reduce_worked", w, 999) == "196"
+    # a * b / c: the quotient of the product as long division, most significant digit first
+    # (quotient digit, then the remainder least significant first): 998001 // 7 = 142571 r 4
+    w = af.working("reduce_worked", (999, 999, 7), ("*", "/"), 999)
+    division = w.split(af.SEPARATOR)[2]
+    assert [division[k:k + 4] for k in range(0, 24, 4)] == [
+        "1200", "4100", "2400", "5500", "7100", "1400"]  # 9 = 1*7 + 2, 29 = 4*7 + 1, ...
+    assert af.answer("reduce_worked", w, 999) == "142571"
+    # a quotient of two operands is written directly; of a value, worked
+    assert af.working("reduce_worked", (100, 5, 3), ("/", "*"), 999) == \
+        "02 " + af.running_sums(20, 3, 3) + " 06"
+    assert af.working("reduce_worked", (100, 5, 3), ("/", "/"), 999) == \
+        "02 " + af.long_division(20, 3, 3, 3) + " 6"
+    assert af.working("reduce_worked", (9, 8, 7), ("+", "-"), 999) == "71 01"
+    # the longest working of three operands is a * b * c: 28 + 6 + 55 + 9 and 3 spaces
+    longest = max(len(af.working("reduce_worked", (999, 999, 999), ops, 999))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2))
+    assert longest == 101 <= af.working_length("reduce_worked", 999, 3, 10)
+    # where it went wrong: named from the equation (a value can be as long as a step)
+    truth = af.working("reduce_worked", (9, 9, 5), ("*", "*"), 999)
+    spans = af.working_spans("reduce_worked", (9, 9, 5), ("*", "*"), 999)
+    start = truth.index(" ", truth.index(" ") + 1) + 1 + 3  # second product's 2nd sum
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_worked", truth, bad, 999, spans) == \
+        "value 2, worked: column 1: + a0*b1"
+    with pytest.raises(af.WorkingError, match="working_spans"):
+        af.step_spans("reduce_worked", truth, 999)
+
+
+@pytest.mark.parametrize("high", [9, 99, 999])
+def test_long_division_and_rectangular_running_sums_read_back_exactly(high):
+    rng = np.random.default_rng(high)
+    d = af.digits_of(high)
+    for _ in range(3000):
+        y = int(rng.integers(1, high + 1))
+        x = int(rng.integers(0, (high + 1) ** 2))
+        division = af.long_division(x, y, 2 * d, d)
+        assert len(division) == 2 * d * (1 + d)
+        assert int("".join(division[k] for k in range(0, len(division), 1 + d))) == x // y
+        assert int(division[-d:][::-1]) == x % y
+        product = af.running_sums(x, y, 2 * d, d)
+        assert len(product) == len(af.running_sums(0, 0, 2 * d, d))
+        last = {}  # the units digit of each column's last sum is that digit of the product
+        for a, _, name in af.running_sums_steps(2 * d, d):
+            last[name.split(":")[0]] = product[a]
+        assert int("".join(reversed(list(last.values())))) == x * y  # the carry on top
+
+
+@pytest.mark.parametrize("fmt", af.REDUCTIONS)
+def test_reductions_are_right_on_every_single_digit_equation(fmt):
+    count = 0
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        for values in itertools.product(range(10), repeat=3):
+            if any(op == "/" and v == 0 for op, v in zip(ops, values[1:])):
+                continue
+            w = af.working(fmt, values, ops, 9)
+            assert af.answer(fmt, w, 9) == str(eq.evaluate(values, ops)), (values, ops, w)
+            assert len(w) <= af.working_length(fmt, 9, 3, eq.max_result_chars(
+                list(eq.OPERATORS), 0, 9, 3))
+            count += 1
+    assert count == 10 * 39 * 39  # 15,210: a divisor of zero is no equation
 
 
 def test_reduce_first_writes_the_higher_precedence_value_first():
@@ -397,6 +472,7 @@ def test_evaluator_reports_where_wrong_answers_went_wrong():
      "task.data.answer_format.*"),
     ("full", 'task.data.answer_format={"+": "running_sums"}', "task.data.answer_format.+"),
     ("full", 'task.data.answer_format={"*": "reduce_first"}', "task.data.answer_format.*"),
+    ("full", 'task.data.answer_format={"/": "reduce_worked"}', "task.data.answer_format./"),
     ("multiplication", 'task.data.answer_format={"/": "direct"}', "task.data.answer_format"),
     ("multiplication", 'task.data.answer_format=["running_sums"]', "task.data.answer_format"),
     ("multiplication", "trainer.max_result_length=7", "trainer.max_result_length"),
@@ -568,6 +644,53 @@ def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator
     assert report["format"] == fmt and report["count"] == len(texts)
     assert report["wrong"] == len(wrong_at) and report["first_wrong_step"] == {
         "value 1, worked: column 0: + a0*b0": len(wrong_at)}
+
+
+def test_reduce_worked_from_example_gen_to_the_signature_and_the_evaluator(tmp_path):
+    """Every product and every quotient of a value worked: ExampleGen writes it, DataValidation
+    recomputes it, the decoder length covers a * b * c's, the signature reads only the final
+    value into ``result``, and a wrong step of the second product is named as such."""
+    from lstm_math.components.data_validation import run_data_validation
+    from lstm_math.components.evaluator.working import working_errors
+    from lstm_math.components.example_gen import run_example_gen
+
+    fmt = "reduce_worked"
+    config = load_config("mixed", ["task.data.operand_max=12", "task.data.num_examples=800",
+                                   "task.data.num_shards=1", "task.data.operators=['*', '/']",
+                                   f'task.data.answer_format={{"mixed": "{fmt}"}}'])
+    coverage = coverage_of(config)
+    assert coverage.max_result_length == af.working_length(fmt, 12, 3, 4)  # '1728' at most
+    out = str(tmp_path / "examples")
+    run_example_gen(config.task.data, out)
+    assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
+
+    space = coverage.space()
+    table, texts, truths, wrong_at = {}, [], [], {}
+    for i in range(space.size):
+        e = space.equation_at(i)
+        w = af.working(fmt, e.operands, e.operators, 12)
+        assert len(w) <= coverage.max_result_length
+        if e.operators == ("*", "*") and e.operands[1] == 7:  # the second product's first
+            parts = w.split(af.SEPARATOR)                    # sum off, and the answer
+            parts[2] = ("9" if parts[2][0] != "9" else "8") + parts[2][1:]
+            parts[3] = str(e.result + 10)[::-1]
+            w = af.SEPARATOR.join(parts)
+            wrong_at[e.text] = True
+        table[e.text] = w
+        texts.append(e.text)
+        truths.append(str(e.result))
+    serve = build_serving_function(WritingOracle(table, coverage), coverage)
+    got = serve(tf.constant(texts))
+    results = [r.decode() for r in got["result"].numpy()]
+    workings = [w.decode() for w in got["working"].numpy()]
+    for text, truth, result, working in zip(texts, truths, results, workings):
+        assert " " not in result and working == table[text]
+        assert result == (str(eq.parse(text).result + 10) if text in wrong_at else truth), text
+    report = working_errors(texts, [eq.MIXED_TAG] * len(texts), results, truths,
+                            got["valid"].numpy(), workings, coverage)["mixed"]
+    assert report["format"] == fmt and report["count"] == len(texts)
+    assert report["wrong"] == len(wrong_at) == 13 * 13  # a * 7 * c, a and c in 0..12
+    assert report["first_wrong_step"] == {"value 2, worked: column 0: + a0*b0": len(wrong_at)}
 
 
 def test_data_validation_recomputes_the_working(tmp_path):
