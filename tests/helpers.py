@@ -48,6 +48,31 @@ def lstm_math(*args, cwd=None, timeout=600, check=True):
     return proc
 
 
+HEAVY_MODULES = ("tensorflow", "keras", "apache_beam")
+
+
+def cli_in_fresh_python(argv, cwd=None, env=None, timeout=120):
+    """Runs ``lstm_math.pipeline.cli.main(argv)`` in a fresh Python (PYTHONPATH this
+    checkout unless ``env`` is given). Returns (the finished process, main's exit status,
+    the heavy modules of HEAVY_MODULES it had imported by then); the process's stdout is
+    what main printed."""
+    import ast
+
+    code = ("import sys\nfrom lstm_math.pipeline.cli import main\n"
+            "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as stop:\n"
+            "    rc = stop.code if isinstance(stop.code, int) else int(stop.code is not None)\n"
+            f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+            "print('\\nEXIT', rc or 0, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout,
+                          env=env if env is not None else dict(os.environ, PYTHONPATH=REPO))
+    printed, _, last = proc.stdout.rstrip().rpartition("\n")
+    word, rc, heavy = (last.split(" ", 2) + ["", ""])[:3]
+    assert word == "EXIT", proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc.stdout = printed
+    return proc, int(rc), ast.literal_eval(heavy)
+
+
 def digest(directory) -> dict:
     """File name -> sha256 of every file directly in ``directory``."""
     out = {}

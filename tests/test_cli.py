@@ -15,8 +15,7 @@ import pytest
 
 from lstm_math.pipeline import cli, terminal, usage
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAVY = ("tensorflow", "keras", "apache_beam")
+from tests.helpers import REPO, cli_in_fresh_python
 
 
 def _cli(args, cwd, env=None):
@@ -34,16 +33,12 @@ def _tree(path):
                                   ["generate", "--help"], ["train", "--help"],
                                   ["tune", "--help"]])
 def test_help_is_fast_quiet_and_imports_nothing_heavy(argv, tmp_path):
-    code = ("import sys\nfrom lstm_math.pipeline.cli import main\ntry:\n    main(sys.argv[1:])\n"
-            "except SystemExit:\n    pass\n"
-            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc, rc, heavy = cli_in_fresh_python(argv, cwd=tmp_path, env=env, timeout=60)
+    assert rc == 0 and proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no absl, oneDNN, CUDA or apitools lines
-    assert proc.stdout.strip().endswith("HEAVY []")
+    assert heavy == []
     assert "``" not in proc.stdout
     if argv[0] in ("run", "component", "generate", "train", "tune"):
         assert "presets" in proc.stdout and "smoke" in proc.stdout
@@ -266,13 +261,8 @@ def test_config_and_path_mistakes_are_found_before_tensorflow_is_imported(setup,
     for entry in setup:
         name, _, text = entry.partition("=")
         (tmp_path / name).mkdir() if name.endswith("/") else (tmp_path / name).write_text(text)
-    code = ("import sys\nfrom lstm_math.pipeline.cli import main\n"
-            "rc = main(sys.argv[1:])\n"
-            f"print('RC', rc, 'HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
-    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path,
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.stdout.strip().endswith("RC 2 HEAVY []"), proc.stdout + proc.stderr[-3000:]
+    proc, rc, heavy = cli_in_fresh_python(argv, cwd=tmp_path)
+    assert (rc, heavy) == (2, []), proc.stdout + proc.stderr[-3000:]
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 

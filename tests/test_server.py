@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from lstm_math.serving.batching import Batcher
 from lstm_math.serving.client import GrpcClient, RestClient, predict_grpc, predict_rest
 from lstm_math.serving.server import ModelServer
+from tests.helpers import cli_in_fresh_python
 
 try:
     from serving_fixtures import copy_version, push_version
@@ -805,13 +806,9 @@ def test_bad_serve_flag_of_the_module_entry_point_is_one_line(model_base, tmp_pa
 
 
 def test_serve_flags_are_checked_before_tensorflow_is_imported():
-    code = ("import sys\nfrom lstm_math.pipeline.cli import main\n"
-            "try:\n    main(['serve', '--model-base', '.', '--rest-port', '70000'])\n"
-            "except SystemExit:\n    pass\n"
-            "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
-    assert proc.stdout.strip().endswith("HEAVY []"), proc.stdout + proc.stderr
+    proc, rc, heavy = cli_in_fresh_python(["serve", "--model-base", ".", "--rest-port",
+                                           "70000"])
+    assert (rc, heavy) == (2, []), proc.stdout + proc.stderr
     assert "--rest-port: expected a port" in proc.stderr
 
 
