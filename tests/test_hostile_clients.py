@@ -308,6 +308,28 @@ def test_lenient_framing_is_refused_and_closes(server, framing, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize("codings,status", [
+    (b"gzip, chunked", 501), (b"deflate,chunked", 501), (b"x-rot13, chunked", 501),
+    (b"gzip\r\nTransfer-Encoding: chunked", 400),  # two header lines: aiohttp's own 400
+])
+def test_transfer_codings_other_than_chunked_are_refused_not_misread(server, codings, status,
+                                                                     caplog):
+    import gzip
+
+    payload = gzip.compress(b'{"instances":["1+1"]}')
+    chunked = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
+    raw, closed = exchange(server.rest_port, b"POST /v1/models/lstm_math:predict HTTP/1.1\r\n"
+                           b"Host: x\r\nTransfer-Encoding: " + codings + b"\r\n\r\n" + chunked)
+    assert statuses(raw) == [status] and closed, raw
+    assert status == 400 or b"Unsupported Transfer-Encoding" in raw
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # the coding clients should use is still served
+    raw, _ = exchange(server.rest_port, b"POST /v1/models/lstm_math:predict HTTP/1.1\r\n"
+                      b"Host: x\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
+                      b"Connection: close\r\n\r\n" % len(payload) + payload)
+    assert statuses(raw) == [200], raw
+
+
 # ---------------------------------------------------------------------------------------
 # 3. header memory and connections are bounded
 # ---------------------------------------------------------------------------------------

@@ -233,6 +233,14 @@ class RestApi:
                                  f"{limit} bytes", close=True)
         if not request.body_exists:
             return b""
+        # aiohttp frames a body whose last transfer coding is chunked and ignores the codings
+        # before it ('gzip, chunked'): refuse them rather than read coded bytes as JSON.
+        codings = [c.strip().lower() for te in request.headers.getall("Transfer-Encoding", ())
+                   for c in te.split(",")]
+        if codings and codings != ["chunked"]:
+            shown = ", ".join(codings)[:60]
+            raise HttpError(501, f"Unsupported Transfer-Encoding: {shown} (only chunked; "
+                                 f"compress with Content-Encoding)", close=True)
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ENCODINGS:
             raise HttpError(415, f"Unsupported Content-Encoding: {encoding[:40]} (use gzip, "
