@@ -146,6 +146,11 @@ def running_sums(a: int, b: int, d: int, db: int | None = None) -> str:
     return "".join(out)
 
 
+def running_sums_length(d: int, db: int) -> int:
+    """Characters of ``running_sums(., ., d, db)``: a sum per digit pair, the final carry."""
+    return d * db * sum_width(min(d, db)) + 1
+
+
 def running_sums_steps(d: int, db: int | None = None) -> list[tuple[int, int, str]]:
     """(start, stop, name) of each step of ``running_sums(., ., d, db)``."""
     db = d if db is None else db
@@ -353,7 +358,7 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         # The longest is a chain of products, a * b * c ...: the k-th multiplies a value of
         # k D digits by an operand (a long division is shorter than a product of the same
         # dividend, and sums and differences are not worked).
-        worked = sum(len(running_sums(0, 0, k * d, d)) + 1 for k in range(1, num_operands))
+        worked = sum(running_sums_length(k * d, d) + 1 for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars
 
