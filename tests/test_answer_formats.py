@@ -597,34 +597,57 @@ def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(t
                 "running_sums", af.raw_working("running_sums", got["working"][row]), 99)
 
 
-def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator(tmp_path):
-    """Three operands with their products worked: ExampleGen writes the working, DataValidation
-    recomputes it, the decoder length covers the longest, the signature reads only the final
-    value into ``result``, and a wrong worked product is named as such."""
+def _first_sum_of_part_off(part: int, parts: list) -> list:
+    """The working with the first running sum of its ``part``-th part off by one digit."""
+    parts = list(parts)
+    parts[part] = ("9" if parts[part][0] != "9" else "8") + parts[part][1:]
+    return parts
+
+
+# (format, operators, the equations given a wrong working, which part is made wrong,
+#  the step the Evaluator must name, how many equations of 0..12 that is)
+REDUCTION_CASES = [
+    # b * c of 'a + b * c' worked, its first sum off where b == 7
+    ("reduce_running_sums", ("+", "*"), lambda e: e.operators == ("+", "*") and
+     e.operands[1] == 7, 0, "value 1, worked: column 0: + a0*b0", 13 * 13),
+    # the second product of 'a * b * c' (a value times c) worked, its first sum off
+    ("reduce_worked", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+     2, "value 2, worked: column 0: + a0*b0", 13 * 13),
+]
+
+
+@pytest.mark.parametrize("fmt,operators,made_wrong,part,step,wrong",
+                         REDUCTION_CASES, ids=[c[0] for c in REDUCTION_CASES])
+def test_reductions_from_example_gen_to_the_signature_and_the_evaluator(
+        tmp_path, fmt, operators, made_wrong, part, step, wrong):
+    """Three operands with their working: ExampleGen writes it, DataValidation recomputes
+    it, the decoder length covers the longest, the signature reads only the final value
+    into ``result``, and a wrong step inside a worked reduction is named as such."""
     from lstm_math.components.data_validation import run_data_validation
     from lstm_math.components.evaluator.working import working_errors
     from lstm_math.components.example_gen import run_example_gen
 
-    fmt = "reduce_running_sums"
     config = load_config("mixed", ["task.data.operand_max=12", "task.data.num_examples=800",
-                                   "task.data.num_shards=1", "task.data.operators=['+', '*']",
+                                   "task.data.num_shards=1",
+                                   f"task.data.operators={list(operators)}",
                                    f'task.data.answer_format={{"mixed": "{fmt}"}}'])
     coverage = coverage_of(config)
-    assert coverage.max_result_length == af.working_length(fmt, 12, 3, 4)  # '1884' at most
+    longest = eq.max_result_chars(list(operators), 0, 12, 3)  # '1884' / '1728'
+    assert coverage.max_result_length == af.working_length(fmt, 12, 3, longest)
     out = str(tmp_path / "examples")
     run_example_gen(config.task.data, out)
     assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
 
     space = coverage.space()
-    table, texts, truths, wrong_at = {}, [], [], {}
+    table, texts, truths, wrong_at = {}, [], [], set()
     for i in range(space.size):
         e = space.equation_at(i)
         w = af.working(fmt, e.operands, e.operators, 12)
-        if e.operators == ("+", "*") and e.operands[1] == 7:  # b * c's first sum off, and
-            parts = w.split(af.SEPARATOR)                    # the answer with it
-            w = af.SEPARATOR.join([("9" if w[0] != "9" else "8") + parts[0][1:], parts[1],
-                                   str(e.result + 10)[::-1]])
-            wrong_at[e.text] = True
+        assert len(w) <= coverage.max_result_length
+        if made_wrong(e):  # a wrong step, and the answer 10 off with it
+            parts = _first_sum_of_part_off(part, w.split(af.SEPARATOR))
+            w = af.SEPARATOR.join(parts[:-1] + [str(e.result + 10)[::-1]])
+            wrong_at.add(e.text)
         table[e.text] = w
         texts.append(e.text)
         truths.append(str(e.result))
@@ -635,62 +658,12 @@ def test_reduce_running_sums_from_example_gen_to_the_signature_and_the_evaluator
     for text, truth, result, working in zip(texts, truths, results, workings):
         assert " " not in result and result == af.answer(fmt, working, 12)
         assert working == table[text]
-        if text not in wrong_at:
-            assert result == truth, text
-        else:
-            assert result == str(eq.parse(text).result + 10)
-    report = working_errors(texts, [eq.MIXED_TAG] * len(texts), results, truths,
-                            got["valid"].numpy(), workings, coverage)["mixed"]
-    assert report["format"] == fmt and report["count"] == len(texts)
-    assert report["wrong"] == len(wrong_at) and report["first_wrong_step"] == {
-        "value 1, worked: column 0: + a0*b0": len(wrong_at)}
-
-
-def test_reduce_worked_from_example_gen_to_the_signature_and_the_evaluator(tmp_path):
-    """Every product and every quotient of a value worked: ExampleGen writes it, DataValidation
-    recomputes it, the decoder length covers a * b * c's, the signature reads only the final
-    value into ``result``, and a wrong step of the second product is named as such."""
-    from lstm_math.components.data_validation import run_data_validation
-    from lstm_math.components.evaluator.working import working_errors
-    from lstm_math.components.example_gen import run_example_gen
-
-    fmt = "reduce_worked"
-    config = load_config("mixed", ["task.data.operand_max=12", "task.data.num_examples=800",
-                                   "task.data.num_shards=1", "task.data.operators=['*', '/']",
-                                   f'task.data.answer_format={{"mixed": "{fmt}"}}'])
-    coverage = coverage_of(config)
-    assert coverage.max_result_length == af.working_length(fmt, 12, 3, 4)  # '1728' at most
-    out = str(tmp_path / "examples")
-    run_example_gen(config.task.data, out)
-    assert run_data_validation(out, coverage, str(tmp_path / "dv"))["passed"]
-
-    space = coverage.space()
-    table, texts, truths, wrong_at = {}, [], [], {}
-    for i in range(space.size):
-        e = space.equation_at(i)
-        w = af.working(fmt, e.operands, e.operators, 12)
-        assert len(w) <= coverage.max_result_length
-        if e.operators == ("*", "*") and e.operands[1] == 7:  # the second product's first
-            parts = w.split(af.SEPARATOR)                    # sum off, and the answer
-            parts[2] = ("9" if parts[2][0] != "9" else "8") + parts[2][1:]
-            parts[3] = str(e.result + 10)[::-1]
-            w = af.SEPARATOR.join(parts)
-            wrong_at[e.text] = True
-        table[e.text] = w
-        texts.append(e.text)
-        truths.append(str(e.result))
-    serve = build_serving_function(WritingOracle(table, coverage), coverage)
-    got = serve(tf.constant(texts))
-    results = [r.decode() for r in got["result"].numpy()]
-    workings = [w.decode() for w in got["working"].numpy()]
-    for text, truth, result, working in zip(texts, truths, results, workings):
-        assert " " not in result and working == table[text]
         assert result == (str(eq.parse(text).result + 10) if text in wrong_at else truth), text
     report = working_errors(texts, [eq.MIXED_TAG] * len(texts), results, truths,
                             got["valid"].numpy(), workings, coverage)["mixed"]
     assert report["format"] == fmt and report["count"] == len(texts)
-    assert report["wrong"] == len(wrong_at) == 13 * 13  # a * 7 * c, a and c in 0..12
-    assert report["first_wrong_step"] == {"value 2, worked: column 0: + a0*b0": len(wrong_at)}
+    assert report["wrong"] == len(wrong_at) == wrong
+    assert report["first_wrong_step"] == {step: wrong}
 
 
 def test_data_validation_recomputes_the_working(tmp_path):
