@@ -503,3 +503,12 @@ def test_a_long_evaluation_logs_its_progress(monkeypatch, caplog):
     assert answers == ["1"] * 10
     progress = [r.getMessage() for r in caplog.records if "answered" in r.getMessage()]
     assert progress and progress[-1].startswith("Evaluator: the test split: 8 of 10 answered")
+
+
+@pytest.mark.parametrize("cores,words", [({0}, "1 CPU core ("), ({0, 1}, "2 CPU cores (")])
+def test_hardware_names_the_cores_the_run_could_use(monkeypatch, cores, words):
+    from lstm_math.components.evaluator.component import hardware
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    described = hardware()
+    assert described.startswith(words) and described.endswith(("no GPU", "GPU(s)")), described

@@ -77,7 +77,7 @@ def hardware() -> str:
     except OSError:
         pass
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return (f"{cores} CPU cores ({model}), "
+    return (f"{cores} CPU {'core' if cores == 1 else 'cores'} ({model}), "
             + (f"{len(gpus)} GPU(s)" if gpus else "no GPU"))
 
 
