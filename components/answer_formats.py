@@ -40,8 +40,8 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 ``12 + 34 * 5`` -> ``0202007101001001000000000000 071 281``: the
                 running sums of 034 * 005, then 170, then 182.
   reduce_worked reduce_first, and every product and every quotient of an earlier value is
-                worked before its value, so no step writes a product or a quotient of
-                more than one digit at once. A product x * y (y is always one of the
+                worked before its value: no step multiplies or divides a value the model
+                wrote itself in one go. A product x * y (y is always one of the
                 equation's operands: products and quotients reduce left to right) is written
                 as running sums with x zero-padded to the digits its bound can have (D for
                 an operand, the sum of both for a product, the dividend's for a quotient)
