@@ -55,6 +55,7 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # the config leaf imports this module
@@ -151,7 +152,8 @@ def running_sums_length(d: int, db: int) -> int:
     return d * db * sum_width(min(d, db)) + 1
 
 
-def running_sums_steps(d: int, db: int | None = None) -> list[tuple[int, int, str]]:
+@functools.lru_cache(maxsize=None)
+def running_sums_steps(d: int, db: int | None = None) -> tuple[tuple[int, int, str], ...]:
     """(start, stop, name) of each step of ``running_sums(., ., d, db)``."""
     db = d if db is None else db
     w, out, n = sum_width(min(d, db)), [], 0
@@ -160,7 +162,7 @@ def running_sums_steps(d: int, db: int | None = None) -> list[tuple[int, int, st
             out.append((n * w, (n + 1) * w, f"column {k}: + a{i}*b{j}"))
             n += 1
     out.append((n * w, n * w + 1, f"column {d + db - 1}: final carry"))
-    return out
+    return tuple(out)
 
 
 def long_division(a: int, b: int, d: int, db: int) -> str:
@@ -177,17 +179,20 @@ def long_division(a: int, b: int, d: int, db: int) -> str:
     return "".join(out)
 
 
-def long_division_steps(d: int, db: int) -> list[tuple[int, int, str]]:
+@functools.lru_cache(maxsize=None)
+def long_division_steps(d: int, db: int) -> tuple[tuple[int, int, str], ...]:
     w = 1 + db
-    return [(n * w, (n + 1) * w, f"digit {n + 1} of {d}: quotient digit and remainder")
-            for n in range(d)]
+    return tuple((n * w, (n + 1) * w, f"digit {n + 1} of {d}: quotient digit and remainder")
+                 for n in range(d))
 
 
-def steps_of(fmt: str, d: int) -> list[tuple[int, int, str]]:
+@functools.lru_cache(maxsize=None)
+def steps_of(fmt: str, d: int) -> tuple[tuple[int, int, str], ...]:
     """The steps of a fixed-layout working: (start, stop, name), in order."""
     if fmt == "column_carry":
         w = 1 + carry_width(d)
-        return [(k * w, (k + 1) * w, f"column {k}: digit and carry") for k in range(2 * d)]
+        return tuple((k * w, (k + 1) * w, f"column {k}: digit and carry")
+                     for k in range(2 * d))
     if fmt == "running_sums":
         return running_sums_steps(d)
     raise WorkingError(f"{fmt!r} has no fixed layout")
@@ -277,8 +282,7 @@ def working(fmt: str, operands: Sequence[int], operators: Sequence[str], high: i
         fn = column_carry if fmt == "column_carry" else running_sums
         return fn(int(operands[0]), int(operands[1]), digits_of(high))
     if fmt in REDUCTIONS:
-        return SEPARATOR.join(text for text, _ in reduction_parts(fmt, operands, operators,
-                                                                  high))
+        return working_and_steps(fmt, operands, operators, high)[0]
     raise WorkingError(f"unknown answer format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -305,16 +309,19 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
     return parts
 
 
-def working_spans(fmt: str, operands: Sequence[int], operators: Sequence[str],
-                  high: int) -> list[tuple[int, int, str]]:
-    """The steps (start, stop, name) of the working of an equation, for any format."""
+def working_and_steps(fmt: str, operands: Sequence[int], operators: Sequence[str],
+                      high: int) -> tuple[str, list[tuple[int, int, str]]]:
+    """The working of an equation and its steps (start, stop, name), built once, for any
+    format with a working."""
     if fmt not in REDUCTIONS:
-        return step_spans(fmt, working(fmt, operands, operators, high), high)
-    spans, start = [], 0
+        text = working(fmt, operands, operators, high)
+        return text, step_spans(fmt, text, high)
+    texts, spans, start = [], [], 0
     for text, steps in reduction_parts(fmt, operands, operators, high):
+        texts.append(text)
         spans += [(start + a, start + b, name) for a, b, name in steps]
         start += len(text) + len(SEPARATOR)
-    return spans
+    return SEPARATOR.join(texts), spans
 
 
 def _canonical_number(text: str) -> str:
@@ -364,33 +371,23 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
 
 
 def step_spans(fmt: str, text: str, high: int) -> list[tuple[int, int, str]]:
-    """The steps of a working as (start, stop, name), read from the working alone
-    (``working_spans`` reads them from the equation: the only way for ``reduce_worked``,
-    whose worked parts have lengths that values can have too)."""
-    if fmt == "reduce_worked":
-        raise WorkingError("reduce_worked's steps follow from the equation: use working_spans")
+    """The steps of a working as (start, stop, name), for the formats whose layout the
+    working alone gives (the digit columns, the answer orders). A reduction's steps follow
+    from its equation (a value can be as long as a worked step): ``working_and_steps``."""
+    if fmt in REDUCTIONS:
+        raise WorkingError(f"{fmt}'s steps follow from the equation: use working_and_steps")
     if fmt in ("column_carry", "running_sums"):
-        return steps_of(fmt, digits_of(high))
+        return list(steps_of(fmt, digits_of(high)))
     if fmt in ORDERS:
         return [(k, k + 1, f"character {k + 1}") for k in range(len(text))]
-    spans, start, n = [], 0, 0
-    product = working_length("running_sums", high)  # longer than any value
-    for part in text.split(SEPARATOR):
-        if fmt == "reduce_running_sums" and len(part) == product:
-            spans += [(start + a, start + b, f"value {n + 1}, worked: {name}")
-                      for a, b, name in steps_of("running_sums", digits_of(high))]
-        else:
-            n += 1
-            spans.append((start, start + len(part), f"value {n}"))
-        start += len(part) + 1
-    return spans
+    raise WorkingError(f"{fmt!r} has no working to read")
 
 
 def first_wrong_step(fmt: str, truth: str, predicted: str, high: int,
                      spans: list[tuple[int, int, str]] | None = None) -> str | None:
     """The name of the first step of ``predicted`` that differs from the true working
     (None when the whole working is right); ``spans``: the true working's steps
-    (``working_spans``), read from the working when not given."""
+    (``working_and_steps``), read from the working when not given (``step_spans``)."""
     if truth == predicted:
         return None
     for start, stop, name in spans if spans is not None else step_spans(fmt, truth, high):

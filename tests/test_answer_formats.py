@@ -92,7 +92,8 @@ def test_reductions_round_trip_with_precedence(fmt, counts, data):
                    and "worked" not in steps[0][2]]
     assert af.SEPARATOR.join(values_only) == af.working("reduce_first", values, ops, 999)
     # every step of the working is named, in order, and the steps cover every character
-    spans = af.working_spans(fmt, values, ops, 999)
+    text, spans = af.working_and_steps(fmt, values, ops, 999)
+    assert text == w
     assert "".join(w[a:b] for a, b, _ in spans) == w.replace(af.SEPARATOR, "")
     for a, b, name in spans:  # a wrong character is named by the step that holds it
         bad = w[:a] + ("9" if w[a] != "9" else "8") + w[a + 1:]
@@ -110,11 +111,12 @@ def test_reduce_running_sums_works_the_products_of_two_operands_only():
     assert af.working("reduce_running_sums", (9, 8, 7), ("+", "-"), 999) == "71 01"
     assert af.working_length("reduce_running_sums", 999, 3, 10) == 29 + 21
     # where a wrong answer went wrong: inside the worked product, or at a value
+    truth, spans = af.working_and_steps("reduce_running_sums", (12, 34, 5), ("+", "*"), 999)
     bad = rs[:3] + ("9" if rs[3] != "9" else "8") + rs[4:] + " 071 281"
-    assert af.first_wrong_step("reduce_running_sums", rs + " 071 281", bad, 999) == \
+    assert af.first_wrong_step("reduce_running_sums", truth, bad, 999, spans) == \
         "value 1, worked: column 1: + a0*b1"
-    assert af.first_wrong_step("reduce_running_sums", rs + " 071 281", rs + " 071 291",
-                               999) == "value 2"
+    assert af.first_wrong_step("reduce_running_sums", truth, rs + " 071 291", 999,
+                               spans) == "value 2"
 
 
 def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
@@ -141,14 +143,14 @@ def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
                   for ops in itertools.product(eq.OPERATORS, repeat=2))
     assert longest == 101 <= af.working_length("reduce_worked", 999, 3, 10)
     # where it went wrong: named from the equation (a value can be as long as a step)
-    truth = af.working("reduce_worked", (9, 9, 5), ("*", "*"), 999)
-    spans = af.working_spans("reduce_worked", (9, 9, 5), ("*", "*"), 999)
+    truth, spans = af.working_and_steps("reduce_worked", (9, 9, 5), ("*", "*"), 999)
     start = truth.index(" ", truth.index(" ") + 1) + 1 + 3  # second product's 2nd sum
     bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
     assert af.first_wrong_step("reduce_worked", truth, bad, 999, spans) == \
         "value 2, worked: column 1: + a0*b1"
-    with pytest.raises(af.WorkingError, match="working_spans"):
-        af.step_spans("reduce_worked", truth, 999)
+    for fmt in af.REDUCTIONS:  # the working alone cannot say where its steps are
+        with pytest.raises(af.WorkingError, match="working_and_steps"):
+            af.step_spans(fmt, truth, 999)
 
 
 @pytest.mark.parametrize("high", [9, 99, 999])

@@ -34,15 +34,10 @@ def working_errors(texts, tags, answers, truths, valid, workings, coverage: Cove
                 continue
             count += 1
             equation = eq.parse(text)
-            truth_working = answer_formats.working(fmt, equation.operands, equation.operators,
-                                                   high)
+            truth_working, spans = answer_formats.working_and_steps(
+                fmt, equation.operands, equation.operators, high)
             predicted = answer_formats.raw_working(fmt, shown)
-            step = None
-            if predicted != truth_working:  # name its first wrong step, from the equation
-                spans = answer_formats.working_spans(fmt, equation.operands,
-                                                     equation.operators, high)
-                step = answer_formats.first_wrong_step(fmt, truth_working, predicted, high,
-                                                       spans)
+            step = answer_formats.first_wrong_step(fmt, truth_working, predicted, high, spans)
             if answer != truth:
                 wrong += 1
                 if step is None:
