@@ -247,6 +247,16 @@ def _trust_cells(metrics: dict, key: str) -> tuple[str, str]:
     return _trusted(test, shown), _trusted(every)
 
 
+def train_time_cell(trainer: dict) -> str:
+    """The Trainer's time and epochs; a resumed training's time counts every leg's epochs."""
+    if trainer.get("train_seconds") is None:
+        return "-"
+    epochs, resumed = trainer.get("epochs_run"), trainer.get("resumed_after_epoch")
+    detail = (f" ({epochs} epochs" + (f", resumed after epoch {resumed}" if resumed else "")
+              + ")") if epochs else ""
+    return f"{trainer['train_seconds'] / 60:.1f} min{detail}"
+
+
 def rows_for(label: str | None, path: str) -> list[list[str]]:
     where = locate(path)
     metrics = _load(where["metrics"])
@@ -256,9 +266,7 @@ def rows_for(label: str | None, path: str) -> list[list[str]]:
         "properties", {}).get("coverage", {})
     counts = comps.get("ExampleGen", {}).get("properties", {}).get("counts", {})
     trainer = comps.get("Trainer", {}).get("properties", {})
-    train_s = trainer.get("train_seconds")
-    wall = "-" if train_s is None else (f"{train_s / 60:.1f} min" + (
-        f" ({trainer['epochs_run']} epochs)" if trainer.get("epochs_run") else ""))
+    wall = train_time_cell(trainer)
     config = config_label(where["run_dir"])
     if label:
         config = f"{label}: {config}" if config not in (label, "unknown") else label

@@ -89,6 +89,15 @@ def test_results_table_names_the_fields_that_differ_from_the_closest_preset(tmp_
         "default + trainer.epochs=14, trainer.model.learning_rate=0.005")
 
 
+def test_results_table_says_when_a_training_was_resumed():
+    assert results_table.train_time_cell({"train_seconds": 600.0, "epochs_run": 9,
+                                          "resumed_after_epoch": 0}) == "10.0 min (9 epochs)"
+    assert results_table.train_time_cell({"train_seconds": 8829.0, "epochs_run": 45,
+                                          "resumed_after_epoch": 18}) == \
+        "147.2 min (45 epochs, resumed after epoch 18)"
+    assert results_table.train_time_cell({}) == "-"
+
+
 def test_medians_count_never_and_the_ratio_says_so():
     inf = math.inf
     assert time_to_accuracy.median_text([10.0, inf, 30.0]) == "30.0s"

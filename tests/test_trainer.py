@@ -208,6 +208,10 @@ def test_training_learns_logs_tensorboard_and_resumes(examples, tmp_path, caplog
     assert [h["epoch"] for h in json.load(open(os.path.join(out, "history.json")))] == [1, 2, 3]
     steps = -(-data_lib.read_stats(examples)["splits"]["train"]["count"] // 64)
     assert int(second["model"].optimizer.iterations.numpy()) == 3 * steps
+    # its training time counts the first two epochs too, not only this run's one
+    assert second["resumed_after_epoch"] == 2 and first["resumed_after_epoch"] == 0
+    earlier = sum(h["seconds"] for h in history)
+    assert second["train_seconds"] == pytest.approx(earlier + second["train_seconds_this_run"])
 
 
 @pytest.mark.parametrize("family", ["attention", "transformer", "seed"])

@@ -213,7 +213,10 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     log.info("Trainer: done in %.1fs (%d epochs this run%s)", elapsed,
              len(history) - start_epoch if history else 0,
              ", stopped early" if stopped_early else "")
-    result = {"train_seconds": elapsed, "final_metrics": final, "log_dir": log_dir,
+    # a resumed training's time is its epochs' time before the resume plus this run's
+    earlier = sum(float(h.get("seconds", 0.0)) for h in history[:start_epoch])
+    result = {"train_seconds": earlier + elapsed, "train_seconds_this_run": elapsed,
+              "resumed_after_epoch": start_epoch, "final_metrics": final, "log_dir": log_dir,
               "epochs_run": len(history), "best_epoch": best_epoch,
               "best_val_exact_match": float(state.best.numpy()), "stopped_early": stopped_early,
               "strategy": strategy_name(strategy), "replicas": plan.replicas}
