@@ -251,10 +251,13 @@ def train_time_cell(trainer: dict) -> str:
     """The Trainer's time and epochs; a resumed training's time counts every leg's epochs."""
     if trainer.get("train_seconds") is None:
         return "-"
+    cell = f"{trainer['train_seconds'] / 60:.1f} min"
     epochs, resumed = trainer.get("epochs_run"), trainer.get("resumed_after_epoch")
-    detail = (f" ({epochs} epochs" + (f", resumed after epoch {resumed}" if resumed else "")
-              + ")") if epochs else ""
-    return f"{trainer['train_seconds'] / 60:.1f} min{detail}"
+    if not epochs:
+        return cell
+    if resumed:
+        return f"{cell} ({epochs} epochs, resumed after epoch {resumed})"
+    return f"{cell} ({epochs} epochs)"
 
 
 def rows_for(label: str | None, path: str) -> list[list[str]]:
