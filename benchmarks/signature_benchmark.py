@@ -2,7 +2,7 @@
 
     python benchmarks/signature_benchmark.py --trainer-dir artifacts/Trainer/<fingerprint>
     python benchmarks/signature_benchmark.py        # an untrained default-size model
-    python benchmarks/signature_benchmark.py --trainer-dir <+ Trainer> --versus <* Trainer>
+    python benchmarks/signature_benchmark.py --trainer-dir <+ Trainer> --versus <* Trainer> ...
 
 The model is exported twice by the Exporter (``exporter.jit_compile`` false / true), and
 each export is called through both loaders: the TF2 object loader (``tf.saved_model.load``,
@@ -73,12 +73,14 @@ def sample_equations(coverage, n: int, seed: int = 0) -> list[bytes]:  # a Cover
 
 
 def versus(args) -> int:
-    """Two trained models side by side, each on equations of its own task: ms per call under
+    """Trained models side by side, each on equations of its own task: ms per call under
     both loaders of the exported signature (``exporter.jit_compile`` as exported by default),
-    cells alternating, and the cost of a row of the second relative to the first."""
+    cells alternating, and the cost of a row of each of the others relative to the first."""
     from lstm_math.components.exporter import export_saved_model
 
-    models = {"A": load_model(args.trainer_dir), "B": load_model(args.versus)}
+    dirs = {"A": args.trainer_dir}
+    dirs.update({chr(ord("B") + i): path for i, path in enumerate(args.versus)})
+    models = {key: load_model(path) for key, path in dirs.items()}
     workdir = tempfile.mkdtemp(prefix="signature-benchmark-")
     functions, batches = {}, {}
     try:
@@ -92,8 +94,6 @@ def versus(args) -> int:
             batches[key] = sample_equations(coverage, max(args.batch_sizes))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    names = {key: "/".join(coverage.operators) + f" ({coverage.num_operands} "
-             "operands)" for key, (_, coverage) in models.items()}
     rows = []
     for size in args.batch_sizes:
         for (key, _), fn in functions.items():
@@ -104,15 +104,25 @@ def versus(args) -> int:
                 times[(key, loader)].append(time_calls(fn, batches[key][:size], args.seconds))
             log.info("batch %d: round %d/%d done", size, r + 1, args.rounds)
         rows.append((size, {n: statistics.median(t) for n, t in times.items()}))
-    print(f"\nA: {names['A']} ({args.trainer_dir}); B: {names['B']} ({args.versus})")
-    print("| batch | A object ms | B object ms | B/A object | A session ms | B session ms "
-          "| B/A session |")
-    print("|------:|---:|---:|---:|---:|---:|---:|")
+    print()
+    for key, (_, coverage) in models.items():
+        print(f"{key}: {'/'.join(coverage.operators)} ({coverage.num_operands} operands) "
+              f"({dirs[key]})")
+    others = [key for key in models if key != "A"]
+    header, rule = "| batch |", "|------:|"
+    for loader in ("object", "session"):
+        header += f" A {loader} ms |" + "".join(
+            f" {k} {loader} ms | {k}/A {loader} |" for k in others)
+        rule += "---:|" * (1 + 2 * len(others))
+    print(header)
+    print(rule)
     for size, t in rows:
-        print(f"| {size} | {t[('A', 'object')] * 1e3:.2f} | {t[('B', 'object')] * 1e3:.2f} | "
-              f"{t[('B', 'object')] / t[('A', 'object')]:.2f}x | "
-              f"{t[('A', 'session')] * 1e3:.2f} | {t[('B', 'session')] * 1e3:.2f} | "
-              f"{t[('B', 'session')] / t[('A', 'session')]:.2f}x |")
+        cells = ""
+        for loader in ("object", "session"):
+            base = t[("A", loader)]
+            cells += f" {base * 1e3:.2f} |" + "".join(
+                f" {t[(k, loader)] * 1e3:.2f} | {t[(k, loader)] / base:.2f}x |" for k in others)
+        print(f"| {size} |{cells}")
     return 0
 
 
@@ -145,10 +155,10 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     parser.add_argument("--seconds", type=float, default=1.0, help="per cell and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--versus", metavar="TRAINER_DIR",
-                        help="a second Trainer output directory: both models side by side, "
-                             "each on its own task's equations, and the second's cost per "
-                             "call relative to the first (--trainer-dir)")
+    parser.add_argument("--versus", metavar="TRAINER_DIR", nargs="+",
+                        help="one or more other Trainer output directories: the models side "
+                             "by side, each on its own task's equations, and each one's cost "
+                             "per call relative to the first (--trainer-dir)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     if args.versus:
