@@ -78,6 +78,7 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         vocab_size=VOCAB_SIZE,
         step_embedding=0,
         self_attention=False,
+        tokens_per_step=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,7 +93,13 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
             vocab_size=vocab_size,
             step_embedding=step_embedding,
             self_attention=self_attention,
+            tokens_per_step=tokens_per_step,
         )
+        # tokens_per_step k > 1: each decoder step writes k tokens (k output heads, chosen
+        # independently from the same state) and is fed the k it wrote at the step before
+        # (step 0: START, then PAD), so an answer of T tokens takes ceil(T / k) steps.
+        self.tokens_per_step = tokens_per_step
+        self.vocab_size = vocab_size
         self.use_attention = attention
         self.heads = attention_heads
         if attention and (2 * encoder_units) % attention_heads:
@@ -101,7 +108,8 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
         # step_embedding > 0: a learned embedding of the decoder step index (that many
         # steps) added to each decoder input, for answers with a fixed layout.
-        self.step_embedding = (layers.Embedding(step_embedding, embedding_dim,
+        self.step_embedding = (layers.Embedding(step_embedding,
+                                                embedding_dim * tokens_per_step,
                                                 name="step_embedding")
                                if step_embedding else None)
         self.build_encoder(encoder_units, encoder_layers, dropout)
@@ -117,7 +125,7 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
                            if self_attention else None)
         self.combine = layers.Dense(decoder_units, activation="tanh", name="combine")
         self.dropout = layers.Dropout(dropout)
-        self.logits = layers.Dense(vocab_size, name="logits")
+        self.logits = layers.Dense(vocab_size * tokens_per_step, name="logits")
 
     def get_config(self):
         return {**super().get_config(), **self.config_values}
@@ -130,13 +138,40 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         return x, mask, state
 
     def _decoder_input(self, ids, step):
-        """Embedded decoder tokens ([b, t] with ``step`` a [t] range, or [b] at one step)."""
+        """Embedded decoder tokens ([b, t] with ``step`` a [t] range, or [b] at one step;
+        with k tokens per step [b, t, k] or [b, k], their embeddings concatenated)."""
         y = self.embedding(ids)
+        if self.tokens_per_step > 1:
+            y = ops.reshape(y, (*ops.shape(y)[:-2], self.tokens_per_step * y.shape[-1]))
         if self.step_embedding is not None:
             y = y + self.step_embedding(step)
         return y
 
+    def _grouped(self, decoder_ids):
+        """Teacher forcing with k tokens per step: decoder inputs [b, t] (START, then the
+        target shifted by one) -> [b, ceil(t / k), k], step s fed the k target tokens of
+        step s - 1 and step 0 START, then PAD."""
+        k, t = self.tokens_per_step, decoder_ids.shape[1]
+        steps = -(-t // k)
+        written = decoder_ids[:, 1:1 + (steps - 1) * k]
+        pad = ops.full((ops.shape(decoder_ids)[0], steps * k - 1 - written.shape[1]), PAD_ID,
+                       dtype=decoder_ids.dtype)
+        grouped = ops.concatenate([decoder_ids[:, :1], pad[:, :k - 1], written,
+                                   pad[:, k - 1:]], axis=1)
+        return ops.reshape(grouped, (-1, steps, k))
+
+    def _scores(self, features):
+        """Logits of the features of each step: [..., vocab], or [..., k, vocab]."""
+        logits = self.logits(features)
+        if self.tokens_per_step > 1:
+            logits = ops.reshape(logits, (*ops.shape(logits)[:-1], self.tokens_per_step,
+                                          self.vocab_size))
+        return logits
+
     def decode(self, decoder_ids, encoder_out, mask, state, training=False):
+        width = decoder_ids.shape[1]
+        if self.tokens_per_step > 1:
+            decoder_ids = self._grouped(decoder_ids)
         y = self._decoder_input(decoder_ids, ops.arange(ops.shape(decoder_ids)[1])[None, :])
         decoder_out, h, c = self.decoder(y, initial_state=state, training=training)
         if self.use_attention:
@@ -148,7 +183,11 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
             features = ops.concatenate(
                 [features, self.attend_self(self.self_query(decoder_out), decoder_out)], axis=-1)
         z = self.dropout(self.combine(features), training=training)
-        return self.logits(z), [h, c]
+        logits = self._scores(z)
+        if self.tokens_per_step > 1:  # [b, steps, k, vocab] -> [b, width, vocab]
+            logits = ops.reshape(logits, (ops.shape(logits)[0], -1, self.vocab_size))
+            logits = logits[:, :width, :]
+        return logits, [h, c]
 
     def attend_self(self, query, states, causal=True):
         """Scaled dot-product attention of decoder queries [b, t, d] over decoder states
@@ -182,14 +221,18 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         """The same computation as ``decode`` one token at a time, but each step calls the
         decoder's LSTM *cell* (two matmuls and the gates) instead of the LSTM layer, whose
         per-call sequence loop costs more than the step itself: ~40% less latency at
-        batch 1, identical tokens."""
+        batch 1, identical tokens. With k tokens per step, ceil(steps / k) cell steps."""
         encoder_out, mask, (h, c) = self.encode(encoder_ids)
         batch = ops.shape(encoder_ids)[0]
+        k = self.tokens_per_step
         token = ops.full((batch,), START_ID, dtype="int32")
+        if k > 1:
+            token = ops.concatenate([token[:, None], ops.full((batch, k - 1), PAD_ID,
+                                                              dtype="int32")], axis=1)
         ids, probs, states = [], [], []
-        for step in range(steps):
-            h, (h, c) = self.decoder.cell(self._decoder_input(token, ops.full_like(token, step)),
-                                          [h, c])
+        for step in range(-(-steps // k)):
+            h, (h, c) = self.decoder.cell(
+                self._decoder_input(token, ops.full((batch,), step, dtype="int32")), [h, c])
             if self.use_attention:
                 query = ops.expand_dims(self.query(h), 1)
                 context = self.attend(query, encoder_out, mask)[:, 0, :]
@@ -202,11 +245,14 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
                        self.attend_self(ops.expand_dims(self.self_query(h), 1),
                                         ops.stack(states, axis=1), causal=False)[:, 0, :])
                 features = ops.concatenate([features, own], axis=-1)
-            p = ops.softmax(self.logits(self.combine(features)), axis=-1)
+            p = ops.softmax(self._scores(self.combine(features)), axis=-1)
             token = ops.cast(ops.argmax(p, axis=-1), "int32")
             ids.append(token)
             probs.append(ops.max(p, axis=-1))
-        return ops.stack(ids, axis=1), ops.stack(probs, axis=1)
+        if k == 1:
+            return ops.stack(ids, axis=1), ops.stack(probs, axis=1)
+        return (ops.concatenate(ids, axis=1)[:, :steps],
+                ops.concatenate(probs, axis=1)[:, :steps])
 
 
 @keras.saving.register_keras_serializable("lstm_math")
@@ -371,8 +417,10 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             dropout=hparams.dropout,
             attention=hparams.attention,
             attention_heads=hparams.attention_heads,
-            step_embedding=output_length if hparams.step_embedding else 0,
+            step_embedding=(-(-output_length // hparams.tokens_per_step)
+                            if hparams.step_embedding else 0),
             self_attention=hparams.decoder_self_attention,
+            tokens_per_step=hparams.tokens_per_step,
             name="attention_seq2seq",
         )
     if hparams.family == "transformer":

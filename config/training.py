@@ -61,6 +61,11 @@ class ModelHParams:
     # head), beside the attention over the encoder: a working that must be re-read (a
     # reduced sub-expression, a running sum) is in reach without being carried in the state.
     decoder_self_attention: bool = False
+    # Tokens the attention family's LSTM decoder writes per step (k output heads, fed back
+    # the k it wrote): an answer of T tokens takes ceil(T / k) decoder steps. A fixed-layout
+    # working whose steps are k tokens (running_sums' three-digit sums: 3) gets one decoder
+    # step per step of the working.
+    tokens_per_step: int = 1
     # Blocks of the transformer family's decoder (the LSTM decoders have one layer).
     decoder_layers: int = 1
 
@@ -89,6 +94,10 @@ class ModelHParams:
                 + ("; the transformer decoder attends over its own tokens always"
                    if self.family == "transformer"
                    else f"; the {self.family} family has no autoregressive decoder"))
+        require(self.tokens_per_step >= 1, f"{path}.tokens_per_step", "must be positive")
+        require(self.tokens_per_step == 1 or self.family == "attention",
+                f"{path}.tokens_per_step", "an option of the attention family's LSTM decoder; "
+                f"the {self.family} family writes one token per step")
         require(not (self.family == "seed" and self.reverse_output), f"{path}.reverse_output",
                 "the seed model emits the post's right-aligned answer, not a reversed one; "
                 "set it to false")

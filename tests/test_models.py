@@ -130,6 +130,8 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
     ["trainer.model.attention_heads=4"], ["trainer.model.decoder_self_attention=true"],
     ["trainer.model.decoder_self_attention=true", "trainer.model.step_embedding=true",
      "trainer.model.attention_heads=4"],
+    ["trainer.model.tokens_per_step=3", "trainer.model.step_embedding=true"],
+    ["trainer.model.tokens_per_step=2", "trainer.model.decoder_self_attention=true"],
     ["trainer.model.family=transformer", "trainer.model.attention_heads=4"],
     ["trainer.model.family=transformer", "trainer.model.attention_heads=2",
      "trainer.model.decoder_layers=2", "trainer.model.dropout=0.1"]])
@@ -186,6 +188,35 @@ def test_decoder_self_attention_is_causal_and_exports(tmp_path):
     assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
     with pytest.raises(ConfigError, match="^trainer.model.decoder_self_attention"):
         load_config("seed", ["trainer.model.decoder_self_attention=true"])
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_tokens_per_step_writes_k_tokens_a_step_causally_and_exports(tmp_path, k):
+    """With ``tokens_per_step`` k the decoder takes ceil(width / k) steps: the teacher-
+    forced scores of step s (positions sk .. sk + k - 1) depend only on the tokens written
+    before sk (decoder inputs 0 .. sk), a later one changes nothing before its step, and
+    the model exports and serves through the project's signature."""
+    config = load_config("smoke", [f"trainer.model.tokens_per_step={k}",
+                                   "trainer.model.step_embedding=true"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    keras.utils.set_random_seed(3)
+    model = compile_model(hp, coverage, 10)
+    width = coverage.max_result_length + 1
+    assert model.step_embedding.input_dim == -(-width // k)
+    ids = tok.encode_equations(tf.constant(["31+87", "7+6"]), coverage.max_input_length)
+    decoder_in = np.random.default_rng(0).integers(1, 12, (2, width)).astype(np.int32)
+    a = model((ids, tf.constant(decoder_in)), training=False).numpy()
+    assert a.shape == (2, width, tok.VOCAB_SIZE)
+    for j in range(1, width):  # decoder input j is the token written at position j - 1
+        changed = decoder_in.copy()
+        changed[:, j] = (changed[:, j] % 11) + 1
+        b = model((ids, tf.constant(changed)), training=False).numpy()
+        first_reader = ((j - 1) // k + 1) * k  # the first position of the next step
+        np.testing.assert_allclose(a[:, :first_reader], b[:, :first_reader], atol=1e-6)
+        if first_reader < width:
+            assert not np.allclose(a[:, first_reader:], b[:, first_reader:])
+    assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
 
 
 def test_family_table_in_the_config_matches_the_model_classes():
@@ -264,6 +295,9 @@ def test_transformer_decoder_is_causal_learns_and_exports(tmp_path):
      "trainer.model.attention"),
     (["trainer.model.family=transformer", "trainer.model.decoder_self_attention=true"],
      "trainer.model.decoder_self_attention"),
+    (["trainer.model.tokens_per_step=0"], "trainer.model.tokens_per_step"),
+    (["trainer.model.family=transformer", "trainer.model.tokens_per_step=2"],
+     "trainer.model.tokens_per_step"),
 ])
 def test_bad_transformer_configs_fail_fast_naming_the_field(overrides, field):
     with pytest.raises(ConfigError) as info:
