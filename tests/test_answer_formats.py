@@ -511,15 +511,17 @@ def test_multiplication_preset_writes_running_sums():
     coverage = coverage_of(config)
     assert coverage.answer_format == {"*": "running_sums"}
     assert coverage.max_result_length == af.working_length("running_sums", 999) == 28
+    assert config.trainer.model.tokens_per_step == 3  # a running sum a decoder step
 
 
 # --------------------------------------------------------------------------------------
 # A model trained on working: TF Serving's loader and the serving contract
 
 
-def _trained_working_model(coverage, steps: int = 30):
-    """The project's attention model with a step embedding, fitted for a few steps on
-    working targets (the input pipeline's own encoding)."""
+def _trained_working_model(coverage, steps: int = 30, tokens_per_step: int = 1):
+    """The project's attention model with a step embedding (writing ``tokens_per_step``
+    tokens a decoder step), fitted for a few steps on working targets (the input
+    pipeline's own encoding)."""
     import keras
 
     from lstm_math.components.data import to_model_inputs
@@ -529,7 +531,8 @@ def _trained_working_model(coverage, steps: int = 30):
     width = coverage.max_result_length + 1
     model = build_model(ModelHParams(embedding_dim=8, encoder_units=16, decoder_units=16,
                                      attention_heads=2, step_embedding=True,
-                                     pad_operands=True), width)
+                                     pad_operands=True, tokens_per_step=tokens_per_step),
+                        width)
     optimizer = keras.optimizers.Adam(0.01)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     rng = np.random.default_rng(0)
@@ -566,12 +569,14 @@ print(json.dumps({
 """
 
 
-def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(tmp_path):
+@pytest.mark.parametrize("tokens_per_step", [1, 3])  # 3: the multiplication preset's
+def test_a_model_trained_on_working_passes_the_session_loader_and_the_contract(
+        tmp_path, tokens_per_step):
     from lstm_math.components import infra_validator
     from lstm_math.components.exporter import export_saved_model
 
     coverage = _working_coverage()
-    model = _trained_working_model(coverage)
+    model = _trained_working_model(coverage, tokens_per_step=tokens_per_step)
     path = export_saved_model(model, coverage, {"exact_match": 0.0}, str(tmp_path / "m"),
                               warmup_batch_sizes=[1, 3])
     out = infra_validator.run_infra_validator(path, coverage, 0.0, str(tmp_path / "iv"),
