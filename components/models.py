@@ -5,7 +5,8 @@ or probabilities, see ``from_logits``) for training with teacher forcing, and of
 (ids [B, steps], probabilities of the chosen ids [B, steps]) for the exported graph.
 
 * ``attention`` (default): embeddings, a bidirectional LSTM encoder, an autoregressive LSTM
-  decoder with Luong (dot-product) attention over the encoder, trained with teacher forcing.
+  decoder with Luong (dot-product) attention over the encoder, trained with teacher forcing;
+  it can write several tokens a step (``tokens_per_step``).
 * ``transformer``: the same embeddings and bidirectional LSTM encoder, and a Transformer
   decoder in place of the LSTM one: ``decoder_layers`` pre-norm blocks of causal
   self-attention over the tokens written so far, multi-head attention over the encoder
