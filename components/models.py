@@ -162,7 +162,7 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         return ops.reshape(grouped, (-1, steps, k))
 
     def _scores(self, features):
-        """Logits of the features of each step: [..., vocab], or [..., k, vocab]."""
+        """Logits of one decoder step's features: [b, vocab], or [b, k, vocab]."""
         logits = self.logits(features)
         if self.tokens_per_step > 1:
             logits = ops.reshape(logits, (*ops.shape(logits)[:-1], self.tokens_per_step,
@@ -183,9 +183,8 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         if self.self_query is not None:
             features = ops.concatenate(
                 [features, self.attend_self(self.self_query(decoder_out), decoder_out)], axis=-1)
-        z = self.dropout(self.combine(features), training=training)
-        logits = self._scores(z)
-        if self.tokens_per_step > 1:  # [b, steps, k, vocab] -> [b, width, vocab]
+        logits = self.logits(self.dropout(self.combine(features), training=training))
+        if self.tokens_per_step > 1:  # [b, steps, k * vocab] -> [b, width, vocab]
             logits = ops.reshape(logits, (ops.shape(logits)[0], -1, self.vocab_size))
             logits = logits[:, :width, :]
         return logits, [h, c]
