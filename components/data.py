@@ -1,11 +1,12 @@
 """tf.data input: TFRecord shards -> batched, tokenized (encoder ids, decoder ids) -> targets.
 
 list files (``tf.io.gfile``: local paths, ``gs://``, ...) -> shuffle files -> parallel
-interleave of TFRecord readers -> optional cache -> repeat -> shuffle -> batch -> batched
-``parse_example`` + the in-graph tokenizer (components.tokenizer, the same functions the
-serving signature uses) -> prefetch, all AUTOTUNEd. Batching before parsing matters:
-per-example parsing is ~25x slower on a 2-core machine and would starve training
-(benchmarks/trainer_benchmark.py measures the input rate against training's).
+interleave of TFRecord readers -> optional cache -> repeat -> shuffle -> batch (any short
+draws appended to each batch) -> batched ``parse_example`` + the in-graph tokenizer
+(components.tokenizer, the same functions the serving signature uses) -> prefetch, all
+AUTOTUNEd. Batching before parsing matters: per-example parsing is ~25x slower on a 2-core
+machine and would starve training (benchmarks/trainer_benchmark.py measures the input rate
+against training's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tensorflow as tf
 from lstm_math.components import answer_formats, tokenizer
 from lstm_math.components.example_layout import (FEATURES, NoShardsError, read_stats,  # noqa: F401
                                        shard_files)
+from lstm_math.config.training import short_draws
 
 if TYPE_CHECKING:
     from lstm_math.config import Coverage
@@ -77,8 +79,9 @@ def training_dataset(
     ``batch_size`` is the global batch (a tf.distribute strategy splits it over replicas);
     ``cache`` keeps the serialized records in memory after the first pass (small datasets);
     ``with_operator`` adds each example's operator index for per-operator metrics;
-    ``short_share`` > 0 (with ``repeat``): that share of the records is drawn again from the
-    split's equations of at most ``short_max_chars`` characters (whitespace removed).
+    ``short_share`` > 0 (with ``repeat``): ``short_draws(short_share, batch_size)`` records
+    of every batch (that share, rounded, at least one) are drawn again from the split's
+    equations of at most ``short_max_chars`` characters (whitespace removed), after the rest.
     """
     ds = raw_dataset(examples_dir, split, shuffle_files=shuffle_buffer > 0, seed=seed)
     if cache:
@@ -90,11 +93,21 @@ def training_dataset(
     if short_share > 0:
         if not repeat:
             raise ValueError("short_share needs repeat=True (the short records are repeated)")
+        n_short = short_draws(short_share, batch_size)
+        if n_short >= batch_size:
+            raise ValueError(f"short_share {short_share} leaves no record of the split in a "
+                             f"batch of {batch_size}")
         short = short_records(examples_dir, split, short_max_chars)
-        short = short.cache().repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-        ds = tf.data.Dataset.sample_from_datasets(
-            [ds, short], weights=[1.0 - short_share, short_share], seed=seed)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        # Shuffled, then repeated: every pass over the short equations draws each once.
+        short = short.cache().shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
+        # Composed batch by batch, not record by record (sample_from_datasets): a fixed
+        # count per batch, and the input pipeline no slower than without short draws
+        # (per-record sampling cost 3x the pipeline's time on one core).
+        ds = tf.data.Dataset.zip((ds.batch(batch_size - n_short, drop_remainder=True),
+                                  short.batch(n_short, drop_remainder=True)))
+        ds = ds.map(lambda rest, drawn: tf.concat([rest, drawn], axis=0))
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     # Not converted by AutoGraph (no tensor-dependent Python control flow): seconds saved
     # at the start of every training and evaluation.
     to_inputs = tf.autograph.experimental.do_not_convert(

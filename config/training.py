@@ -139,6 +139,12 @@ def warm_start_file(path: str) -> str:
     return file if "://" in file else os.path.abspath(file)
 
 
+def short_draws(short_share: float, batch_size: int) -> int:
+    """How many records of each training batch ``trainer.short_share`` draws again from the
+    short equations: that share of the batch, rounded, at least one (0 when off)."""
+    return max(1, round(short_share * batch_size)) if short_share > 0 else 0
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     model: ModelHParams = dataclasses.field(default_factory=ModelHParams)
@@ -158,7 +164,8 @@ class TrainerConfig:
     # Share of each training batch drawn again (with repetition) from the training
     # equations of at most short_max_chars characters, whitespace removed ('4+9' is 3):
     # short operands are a sliver of any sample (the 100 single-digit sums of 0..999 are
-    # 0.01% of the space) and the model sees them too rarely to learn them. 0 = off.
+    # 0.01% of the space) and the model sees them too rarely to learn them. Every batch
+    # holds short_draws(short_share, batch_size) of them (rounded, at least one). 0 = off.
     short_share: float = 0.0
     short_max_chars: int = 5
     # Seeds Python, NumPy and TF (keras.utils.set_random_seed) before the model is built:
@@ -199,6 +206,11 @@ class TrainerConfig:
                 "must be >= 0 (0 = derived)")
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
                 f"a fraction in [0, 1) (0 = off), got {show(self.short_share)}")
+        require(self.short_share == 0 or short_draws(self.short_share, self.batch_size)
+                < self.batch_size, f"{path}.short_share",
+                f"{show(self.short_share)} of a batch of {self.batch_size} is "
+                f"{short_draws(self.short_share, self.batch_size)} short draws: no record of "
+                f"the split would be left; lower it or raise {path}.batch_size")
         require(is_int(self.short_max_chars) and self.short_max_chars >= 3,
                 f"{path}.short_max_chars",
                 f"an integer >= 3 (the shortest equation, '1+2'), got "

@@ -54,10 +54,10 @@ def test_training_dataset_yields_the_shards_tokenized(examples):
     assert count == data_lib.read_stats(examples)["splits"]["validation"]["count"]
 
 
-def test_short_share_draws_that_share_of_records_from_short_equations(examples):
-    """trainer.short_share: about that share of the training records are drawn again from
-    the split's short equations (at most short_max_chars characters, whitespace removed);
-    the rest is the split as before."""
+def test_short_share_draws_that_share_of_every_batch_from_short_equations(examples):
+    """trainer.short_share: that share of every training batch (rounded) is drawn again
+    from the split's short equations (at most short_max_chars characters, whitespace
+    removed), each one once a pass over them; the rest of the batch is the split as before."""
     coverage = coverage_of(tiny_config())
     features = data_lib.features_dataset(examples, "train", 512)
     lengths = np.concatenate([tf.strings.length(tokenizer.compact(f["equation"])).numpy()
@@ -66,18 +66,39 @@ def test_short_share_draws_that_share_of_records_from_short_equations(examples):
     assert 0 < natural < 0.2
     short = [e.numpy() for e in data_lib.short_records(examples, "train", 3)]
     assert len(short) == int(np.sum(lengths <= 3))  # every short record, once
-    batches = data_lib.training_dataset(examples, "train", coverage, 64, shuffle_buffer=500,
-                                        repeat=True, seed=3, short_share=0.5,
-                                        short_max_chars=3).take(40)
-    inputs = np.concatenate([b[0][0].numpy() for b in batches])
-    share = float(np.mean(np.sum(inputs != tokenizer.PAD_ID, axis=1) <= 3))
-    expected = 0.5 + 0.5 * natural
-    assert abs(share - expected) < 0.06, (share, expected)
+    batches = list(data_lib.training_dataset(examples, "train", coverage, 64,
+                                             shuffle_buffer=500, repeat=True, seed=3,
+                                             short_share=0.3, short_max_chars=3).take(40))
+    short_rows = [np.sum(b[0][0].numpy() != tokenizer.PAD_ID, axis=1) <= 3 for b in batches]
+    assert all(len(rows) == 64 for rows in short_rows)
+    assert all(rows[-19:].all() for rows in short_rows)  # round(0.3 x 64) drawn again
+    rest = np.concatenate([rows[:-19] for rows in short_rows])
+    assert abs(float(np.mean(rest)) - natural) < 0.06, (np.mean(rest), natural)
+    drawn = np.concatenate([b[0][0].numpy()[-19:] for b in batches])
+    short_equations = {tf.io.parse_single_example(e, {"equation": data_lib.FEATURES[
+        "equation"]})["equation"].numpy() for e in short}
+    # 760 draws in order: three whole passes over the 200 short equations, each one once
+    assert len(short_equations) == 200
+    for start in (0, 200, 400):
+        assert len({row.tobytes() for row in drawn[start:start + 200]}) == 200
+
+
+@pytest.mark.parametrize("share,batch,draws", [(0.1, 256, 26), (0.3, 64, 19), (0.5, 8, 4),
+                                               (0.01, 8, 1), (0.0, 256, 0)])
+def test_short_draws_per_batch(share, batch, draws):
+    from lstm_math.config.training import short_draws
+
+    assert short_draws(share, batch) == draws
 
 
 def test_short_share_is_validated_naming_the_field():
     with pytest.raises(ConfigError, match="trainer.short_share"):
         tiny_config("trainer.short_share=1.0")
+    # a batch the short draws would fill: named, with the batch size to raise
+    with pytest.raises(ConfigError, match=r"^trainer.short_share: 0.9 of a batch of 4 is 4 "
+                                          r"short draws.*trainer.batch_size"):
+        tiny_config("trainer.short_share=0.9", "trainer.batch_size=4")
+    tiny_config("trainer.short_share=0.9", "trainer.batch_size=8")
     with pytest.raises(ConfigError, match="trainer.short_max_chars"):
         tiny_config("trainer.short_max_chars=2")
 
