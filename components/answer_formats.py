@@ -39,6 +39,13 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 earlier value (``a * b * c``'s second, ``a / b * c``) is written directly.
                 ``12 + 34 * 5`` -> ``0202007101001001000000000000 071 281``: the
                 running sums of 034 * 005, then 170, then 182.
+  reduce_unsigned
+                reduce_running_sums with the sums and differences reordered so that no value
+                before the answer is negative: the terms added are summed first, left to
+                right, then the terms subtracted, then one subtraction. ``9 - 8 + 7`` ->
+                ``61 8`` (16, then 8); ``9 - 8 - 7`` -> ``51 6-`` (8 + 7, then 9 - 15);
+                ``a + b - c`` and every equation with at most one ``+``/``-`` reduction as
+                in reduce_running_sums.
   reduce_worked reduce_first, and every product and every quotient of an earlier value is
                 worked before its value: no step multiplies or divides a value the model
                 wrote itself in one go. A product x * y (y is always one of the
@@ -63,9 +70,9 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums", "reduce_worked")
+           "reduce_running_sums", "reduce_unsigned", "reduce_worked")
 # a value per reduction, the last the answer
-REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_worked")
+REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked")
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -76,6 +83,7 @@ FORMAT_TAGS = {
     "running_sums": ("*",),
     "reduce_first": ("mixed",),
     "reduce_running_sums": ("mixed",),
+    "reduce_unsigned": ("mixed",),
     "reduce_worked": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
@@ -225,17 +233,43 @@ def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[
     return [r[3] for r in reductions(operands, operators)]
 
 
+def _unsigned_sums(values: list[int], ops: list[str], own: list[bool]) -> list[tuple]:
+    """The ``+``/``-`` reductions of ``v0 op1 v1 op2 v2 ...`` with no negative value before
+    the last: the added terms summed left to right, then the subtracted ones, then one
+    subtraction."""
+    plus = [(values[0], own[0])] + [(v, o) for v, o, op in zip(values[1:], own[1:], ops)
+                                    if op == "+"]
+    minus = [(v, o) for v, o, op in zip(values[1:], own[1:], ops) if op == "-"]
+    out, totals = [], []
+    for terms in (plus, minus):
+        if not terms:
+            continue
+        (total, total_own), rest = terms[0], terms[1:]
+        for v, o in rest:
+            out.append((total, "+", v, total + v, total_own and o, 0))
+            total, total_own = total + v, False
+        totals.append((total, total_own))
+    if len(totals) == 2:
+        (p, p_own), (n, n_own) = totals
+        out.append((p, "-", n, p - n, p_own and n_own, 0))
+    return out
+
+
 def reductions(operands: Sequence[int], operators: Sequence[str],
-               d: int = 0) -> list[tuple]:
+               d: int = 0, unsigned: bool = False) -> list[tuple]:
     """(a, operator, b, value, of_operands, a_digits) of each reduction in evaluation order;
     ``of_operands``: a and b are both the equation's own operands (no earlier value);
     ``a_digits``: the digits a can have whatever the operands' values, when each operand
     has at most ``d`` (d for an operand, a product's sum of both, a quotient's dividend's;
-    only products and quotients are tracked, as only they are worked)."""
+    only products and quotients are tracked, as only they are worked); ``unsigned``: the
+    sums and differences in ``_unsigned_sums``' order (reduce_unsigned), not left to
+    right."""
     values, ops, out = [int(v) for v in operands], list(operators), []
     own = [True] * len(values)
     digits = [d] * len(values)
     for level in (("*", "/"), ("+", "-")):
+        if level == ("+", "-") and unsigned and ops:
+            return out + _unsigned_sums(values, ops, own)
         i = 0
         while i < len(ops):
             if ops[i] not in level:
@@ -294,10 +328,10 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
         raise WorkingError(f"{fmt} writes three or more operands")
     d, parts = digits_of(high), []
     for n, (a, op, b, value, of_operands, da) in enumerate(
-            reductions(operands, operators, d), start=1):
+            reductions(operands, operators, d, unsigned=fmt == "reduce_unsigned"), start=1):
         worked = None
         if op == "*" and (fmt == "reduce_worked" or
-                          (fmt == "reduce_running_sums" and of_operands)):
+                          (fmt in ("reduce_running_sums", "reduce_unsigned") and of_operands)):
             worked = (running_sums(a, b, da, d), running_sums_steps(da, d))
         elif op == "/" and fmt == "reduce_worked" and not of_operands:
             worked = (long_division(a, b, da, d), long_division_steps(da, d))
@@ -358,7 +392,7 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         return d * d * sum_width(d) + 1
     if fmt == "reduce_first":
         return (num_operands - 1) * (max_result_chars + 1) - 1
-    if fmt == "reduce_running_sums":  # a worked product takes two of the operands
+    if fmt in ("reduce_running_sums", "reduce_unsigned"):  # a worked product: two operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt == "reduce_worked":

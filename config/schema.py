@@ -74,6 +74,8 @@ class DataConfig:
     # (a * b's digit-pair products summed column by column, then the answer read from
     # them), {"mixed": "reduce_first"} (each reduction's value, then the answer),
     # {"mixed": "reduce_running_sums"} (the same, a product of two operands worked first),
+    # {"mixed": "reduce_unsigned"} (the same, sums and differences ordered so that no value
+    # before the answer is negative),
     # {"mixed": "reduce_worked"} (every product and every quotient of a value worked).
     answer_format: dict = dataclasses.field(default_factory=dict)
 

@@ -86,11 +86,18 @@ def test_reductions_round_trip_with_precedence(fmt, counts, data):
     longest = eq.max_result_chars(list(eq.OPERATORS), 0, 999, k)
     assert len(w) <= af.working_length(fmt, 999, k, longest)
     assert af.first_wrong_step(fmt, w, w, 999) is None
-    # the values are reduce_first's; a worked reduction comes before its own value
+    # the values are reduce_first's (reduce_unsigned: its own order of sums and
+    # differences); a worked reduction comes before its own value
     parts = af.reduction_parts(fmt, values, ops, 999)
     values_only = [text for text, steps in parts if steps[0][2].startswith("value")
                    and "worked" not in steps[0][2]]
-    assert af.SEPARATOR.join(values_only) == af.working("reduce_first", values, ops, 999)
+    if fmt == "reduce_unsigned":
+        written = [v[::-1] for v in values_only]
+        assert all(not v.startswith("-") for v in written[:-1])  # no signed value but the last
+        assert [int(v) for v in written] == [
+            r[3] for r in af.reductions(values, ops, unsigned=True)]
+    else:
+        assert af.SEPARATOR.join(values_only) == af.working("reduce_first", values, ops, 999)
     # every step of the working is named, in order, and the steps cover every character
     text, spans = af.working_and_steps(fmt, values, ops, 999)
     assert text == w
@@ -117,6 +124,30 @@ def test_reduce_running_sums_works_the_products_of_two_operands_only():
         "value 1, worked: column 1: + a0*b1"
     assert af.first_wrong_step("reduce_running_sums", truth, rs + " 071 291", 999,
                                spans) == "value 2"
+
+
+def test_reduce_unsigned_writes_no_negative_value_before_the_answer():
+    # a - b + c: a + c first, then minus b; a - b - c: b + c first, then a minus that sum
+    assert af.working("reduce_unsigned", (9, 8, 7), ("-", "+"), 999) == "61 8"
+    assert af.working("reduce_unsigned", (2, 13, 1), ("-", "-"), 999) == "41 21-"
+    assert af.working("reduce_unsigned", (1, 2, 3, 4), ("-", "+", "-"), 999) == "4 6 2-"
+    # a + b - c, and one sum or difference after the products: reduce_running_sums' working
+    for values, ops in [((9, 8, 7), ("+", "-")), ((12, 34, 5), ("-", "*")),
+                        ((12, 34, 5), ("*", "-")), ((100, 5, 3), ("/", "-")),
+                        ((7, 7, 4), ("*", "*")), ((9, 8, 7), ("+", "+"))]:
+        assert af.working("reduce_unsigned", values, ops, 999) == \
+            af.working("reduce_running_sums", values, ops, 999)
+    assert af.working_length("reduce_unsigned", 999, 3, 10) == \
+        af.working_length("reduce_running_sums", 999, 3, 10)
+    # every single-digit equation: only the answer may be negative
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        for values in itertools.product(range(1, 10), repeat=3):
+            reduced = af.reductions(values, ops, unsigned=True)
+            assert all(r[3] >= 0 for r in reduced[:-1]), (values, ops, reduced)
+    # where it went wrong: the sum of the subtracted terms is value 1
+    truth, spans = af.working_and_steps("reduce_unsigned", (2, 13, 1), ("-", "-"), 999)
+    assert af.first_wrong_step("reduce_unsigned", truth, "31 21-", 999, spans) == "value 1"
+    assert af.first_wrong_step("reduce_unsigned", truth, "41 11-", 999, spans) == "value 2"
 
 
 def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
