@@ -73,6 +73,8 @@ FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "
            "reduce_running_sums", "reduce_unsigned", "reduce_worked")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked")
+# the reductions that work a product of two of the equation's operands, and only those
+WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -331,7 +333,7 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
             reductions(operands, operators, d, unsigned=fmt == "reduce_unsigned"), start=1):
         worked = None
         if op == "*" and (fmt == "reduce_worked" or
-                          (fmt in ("reduce_running_sums", "reduce_unsigned") and of_operands)):
+                          (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
             worked = (running_sums(a, b, da, d), running_sums_steps(da, d))
         elif op == "/" and fmt == "reduce_worked" and not of_operands:
             worked = (long_division(a, b, da, d), long_division_steps(da, d))
@@ -392,7 +394,7 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         return d * d * sum_width(d) + 1
     if fmt == "reduce_first":
         return (num_operands - 1) * (max_result_chars + 1) - 1
-    if fmt in ("reduce_running_sums", "reduce_unsigned"):  # a worked product: two operands
+    if fmt in WORK_PRODUCTS_OF_OPERANDS:  # each worked product takes two operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt == "reduce_worked":
