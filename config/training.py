@@ -146,6 +146,28 @@ def short_draws(short_share: float, batch_size: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinishConfig:
+    """A last stage of training: ``epochs`` more epochs after ``trainer.epochs``, each batch
+    drawing ``short_share`` of its records from the short equations (as
+    ``trainer.short_share``), at a learning rate that starts again from ``learning_rate`` and
+    decays by the same cosine over the stage. The weights and Adam's moments carry on from
+    the last main epoch; the data mix and the rate change. For the short equations a uniform
+    sample rarely holds, once the rest is learned ('9 * 9 * 9' in a space of 10^9)."""
+
+    epochs: int = 0  # 0 = no finishing stage
+    short_share: float = 0.5
+    learning_rate: float = 5e-4
+
+    def validate(self, path: str = "trainer.finish") -> None:
+        require(is_int(self.epochs) and self.epochs >= 0, f"{path}.epochs",
+                f"an integer >= 0 (0 = off), got {show(self.epochs)}")
+        require(is_number(self.short_share) and 0.0 <= self.short_share < 1.0,
+                f"{path}.short_share", f"a fraction in [0, 1), got {show(self.short_share)}")
+        require(is_finite(self.learning_rate) and self.learning_rate > 0,
+                f"{path}.learning_rate", f"must be positive, got {show(self.learning_rate)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainerConfig:
     model: ModelHParams = dataclasses.field(default_factory=ModelHParams)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -178,10 +200,14 @@ class TrainerConfig:
     # same (trainer.model, the decoder length); the optimizer and its schedule start anew.
     # The fingerprint holds the model file's content digest, not where it lives. '' = off.
     warm_start: str = runtime_field("")
+    # A finishing stage after the epochs above (FinishConfig): more epochs with another share
+    # of short draws and the learning rate started again. Off by default.
+    finish: FinishConfig = dataclasses.field(default_factory=FinishConfig)
 
     def validate(self, path: str = "trainer") -> None:
         self.model.validate(f"{path}.model")
         self.optimizer.validate(f"{path}.optimizer")
+        self.finish.validate(f"{path}.finish")
         require(self.epochs >= 1, f"{path}.epochs", "must be positive")
         require(1 <= self.batch_size <= MAX_BATCH_SIZE, f"{path}.batch_size",
                 f"must be from 1 to {MAX_BATCH_SIZE}, got {self.batch_size}")
@@ -211,6 +237,11 @@ class TrainerConfig:
                 f"{show(self.short_share)} of a batch of {self.batch_size} is "
                 f"{short_draws(self.short_share, self.batch_size)} short draws: no record of "
                 f"the split would be left; lower it or raise {path}.batch_size")
+        require(self.finish.epochs == 0 or self.finish.short_share == 0
+                or short_draws(self.finish.short_share, self.batch_size) < self.batch_size,
+                f"{path}.finish.short_share",
+                f"{show(self.finish.short_share)} of a batch of {self.batch_size} leaves no "
+                f"record of the split; lower it or raise {path}.batch_size")
         require(is_int(self.short_max_chars) and self.short_max_chars >= 3,
                 f"{path}.short_max_chars",
                 f"an integer >= 3 (the shortest equation, '1+2'), got "
@@ -227,12 +258,14 @@ class TrainerConfig:
                 + "); raise it or use 0 to derive it")
         fewest = data.min_operands or data.num_operands
         shortest = min_equation_chars(data.operand_min, fewest)  # '1+2', '1+2*3'
-        require(self.short_share == 0 or self.short_max_chars >= shortest,
+        draws_short = self.short_share > 0 or (self.finish.epochs > 0
+                                                and self.finish.short_share > 0)
+        require(not draws_short or self.short_max_chars >= shortest,
                 f"{path}.short_max_chars",
                 f"{self.short_max_chars} characters admit no equation of task.data (the "
                 f"shortest, {fewest} operands from {data.operand_min}, has {shortest}): the "
                 f"short draws would be empty; raise it to {shortest} or more, or set "
-                f"{path}.short_share to 0")
+                f"{path}.short_share (and {path}.finish.short_share) to 0")
         worked = {t: f for t, f in data.answer_format.items() if f != answer_formats.DIRECT}
         require(not worked or output_format_of(self.model.family) == "left",
                 "task.data.answer_format",

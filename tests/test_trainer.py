@@ -449,3 +449,95 @@ def test_a_warm_start_begins_from_the_trained_weights_and_a_resume_keeps_its_own
         run_trainer(tiny_config(f"trainer.warm_start={tmp_path}/none").trainer, examples,
                     coverage_of(config), config.trainer.model, str(tmp_path / "none"),
                     **trainer_kwargs(config))
+
+
+def test_a_finishing_stage_trains_more_epochs_on_its_own_mix_and_rate(
+        examples, tmp_path, caplog, monkeypatch):
+    """trainer.finish: after trainer.epochs, finish.epochs more, each batch drawing
+    finish.short_share from the short equations, the rate started again from
+    finish.learning_rate and decaying; the weights carry on (no new optimizer); a resume in
+    the stage stays in it."""
+    caplog.set_level("INFO")
+    shares = []
+    real = data_lib.training_dataset
+
+    def recording(*args, **kwargs):
+        if args[1] == "train":
+            shares.append(kwargs.get("short_share", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_lib, "training_dataset", recording)
+    base = ["trainer.optimizer.learning_rate=0.01", "trainer.optimizer.schedule=constant",
+            "trainer.sample_predictions=0", "trainer.short_share=0.05",
+            "trainer.finish.short_share=0.3", "trainer.finish.learning_rate=0.004"]
+    config = tiny_config("trainer.epochs=1", "trainer.finish.epochs=2", *base)
+    out = str(tmp_path / "trainer")
+    first = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model,
+                        out, keep_model=True, **trainer_kwargs(config))
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert [h["epoch"] for h in history] == [1, 2, 3] and first["epochs_run"] == 3
+    assert shares == [0.05, 0.3]  # the main stage's draws, then the stage's own
+    assert "finishing stage, epochs 2..3: 30% of each batch short equations" in caplog.text
+    assert "epoch 3/3" in caplog.text
+    steps = -(-data_lib.read_stats(examples)["splits"]["train"]["count"] // 64)
+    assert int(first["model"].optimizer.iterations.numpy()) == 3 * steps  # one optimizer
+    # the rate after each epoch (the next step's): the stage's start, half-way through its
+    # cosine (from 0.004 to 2% of it), its end
+    rates = [h["learning_rate"] for h in history]
+    assert rates == pytest.approx([0.004, 0.004 * (0.02 + 0.98 * 0.5), 0.004 * 0.02], rel=0.02)
+
+    # one more epoch of the stage: resumes after epoch 3 and stays in the stage
+    caplog.clear()
+    shares.clear()
+    more = tiny_config("trainer.epochs=1", "trainer.finish.epochs=3", *base)
+    run_trainer(more.trainer, examples, coverage_of(more), more.trainer.model, out,
+                **trainer_kwargs(more))
+    assert "after epoch 3" in caplog.text and "epoch 4/4" in caplog.text
+    assert shares[-1] == 0.3 and "finishing stage, epochs 2..4" in caplog.text
+    assert [h["epoch"] for h in json.load(open(os.path.join(out, "history.json")))] == [
+        1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("field,value", [("epochs", -1), ("epochs", 1.5),
+                                         ("short_share", 1.0), ("short_share", -0.1),
+                                         ("learning_rate", 0), ("learning_rate", "fast")])
+def test_a_bad_finishing_stage_fails_fast_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=rf"^trainer\.finish\.{field}: "):
+        tiny_config(f"trainer.finish.{field}={value}")
+
+
+def test_a_finishing_stage_that_leaves_no_record_of_the_batch_is_refused():
+    with pytest.raises(ConfigError, match=r"^trainer\.finish\.short_share: 0.9 of a batch of 4"):
+        tiny_config("trainer.finish.epochs=1", "trainer.finish.short_share=0.9",
+                    "trainer.batch_size=4")
+    tiny_config("trainer.finish.epochs=0", "trainer.finish.short_share=0.9",
+                "trainer.batch_size=4")  # off: not checked
+
+
+def test_the_finishing_schedule_is_saved_and_loaded_with_the_model(tmp_path):
+    """The Trainer's model.keras holds its optimizer: a model compiled with a finishing stage
+    loads back with the same rate at every step."""
+    import keras
+
+    from lstm_math.components.trainer import compile_model, model_coverage
+    from lstm_math.components.trainer.model import FinishStage
+
+    config = tiny_config("trainer.finish.epochs=2")
+    hp = config.trainer.model
+    model = compile_model(hp, model_coverage(coverage_of(config), hp), 100,
+                          config.trainer.optimizer, config.trainer.finish, 40)
+    schedule = model.optimizer.learning_rate_schedule if hasattr(
+        model.optimizer, "learning_rate_schedule") else model.optimizer._learning_rate
+    assert isinstance(schedule, FinishStage)
+    peak = config.trainer.optimizer.learning_rate
+    assert float(schedule(0)) == pytest.approx(peak)
+    assert float(schedule(99)) < 0.05 * peak  # the main cosine near its end
+    assert float(schedule(100)) == pytest.approx(config.trainer.finish.learning_rate)
+    assert float(schedule(140)) == pytest.approx(0.02 * config.trainer.finish.learning_rate)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    again = loaded.optimizer._learning_rate
+    assert isinstance(again, FinishStage)
+    for step in (0, 50, 99, 100, 120, 140):
+        assert float(again(step)) == pytest.approx(float(schedule(step)))

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from lstm_math.components.metrics import CharAccuracy, ExactMatch, loss_fn
 from lstm_math.components.models import build_model
-from lstm_math.config import (MODEL_FILE, ConfigError, Coverage, ModelHParams,
-                              OptimizerConfig, warm_start_file)
+from lstm_math.config import (MODEL_FILE, ConfigError, Coverage, FinishConfig,
+                              ModelHParams, OptimizerConfig, warm_start_file)
 
 
 
@@ -45,12 +45,52 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
-def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int):
-    """The rate (a float or a schedule of the optimizer step) over a run of ``total_steps``.
+@keras.saving.register_keras_serializable("lstm_math")
+class FinishStage(keras.optimizers.schedules.LearningRateSchedule):
+    """``main`` (a schedule or a constant rate) for the first ``main_steps`` steps, then a
+    cosine decay from ``learning_rate`` to 2% of it over ``steps`` more
+    (``trainer.finish``)."""
+
+    def __init__(self, main, main_steps: int, learning_rate: float, steps: int):
+        if isinstance(main, dict):
+            main = keras.optimizers.schedules.deserialize(main)
+        self.main = main
+        self.main_steps = int(main_steps)
+        self.learning_rate = float(learning_rate)
+        self.steps = int(steps)
+        self._finish = keras.optimizers.schedules.CosineDecay(
+            self.learning_rate, decay_steps=max(1, self.steps), alpha=0.02)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        main = self.main(step) if callable(self.main) else self.main
+        finish = self._finish(keras.ops.maximum(step - float(self.main_steps), 0.0))
+        return keras.ops.where(step < float(self.main_steps),
+                               keras.ops.cast(main, "float32"), finish)
+
+    def get_config(self):
+        main = (keras.optimizers.schedules.serialize(self.main) if callable(self.main)
+                else float(self.main))
+        return {"main": main, "main_steps": self.main_steps,
+                "learning_rate": self.learning_rate, "steps": self.steps}
+
+
+def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int,
+                           finish: FinishConfig | None = None, finish_steps: int = 0):
+    """The rate (a float or a schedule of the optimizer step) over a run of ``total_steps``,
+    then ``finish_steps`` of the finishing stage when ``finish`` has epochs
+    (``FinishStage``).
 
     cosine: decays to 2% of the rate at ``total_steps``; with ``warmup_steps`` it first
     rises linearly from 0 and decays over the rest. constant: the rate (after warm-up).
     """
+    main = _main_schedule(optimizer, total_steps)
+    if finish is None or not finish.epochs or finish_steps <= 0:
+        return main
+    return FinishStage(main, total_steps, finish.learning_rate, finish_steps)
+
+
+def _main_schedule(optimizer: OptimizerConfig, total_steps: int):
     rate, warmup = optimizer.learning_rate, optimizer.warmup_steps
     if optimizer.schedule == "cosine":
         if not warmup:
@@ -64,22 +104,28 @@ def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int):
     return LinearWarmup(rate, warmup)
 
 
-def build_optimizer(optimizer: OptimizerConfig, family: str,
-                    total_steps: int) -> keras.optimizers.Optimizer:
-    """Adam with the configured schedule; gradients clipped to ``optimizer.clipnorm`` (null:
-    the family's default, FAMILY_CLIPNORM: the seed model gets the post's plain Adam)."""
+def build_optimizer(optimizer: OptimizerConfig, family: str, total_steps: int,
+                    finish: FinishConfig | None = None,
+                    finish_steps: int = 0) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule (and finishing stage); gradients clipped to
+    ``optimizer.clipnorm`` (null: the family's default, FAMILY_CLIPNORM: the seed model gets
+    the post's plain Adam)."""
     clipnorm = optimizer.clipnorm_for(family)
     clip = {"clipnorm": clipnorm} if clipnorm else {}
-    return keras.optimizers.Adam(learning_rate=learning_rate_schedule(optimizer, total_steps),
-                                 **clip)
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate_schedule(optimizer, total_steps, finish, finish_steps),
+        **clip)
 
 
 def compile_model(hparams: ModelHParams, coverage: Coverage, total_steps: int,
-                  optimizer: OptimizerConfig | None = None) -> keras.Model:
-    """The model, built and compiled (call inside the strategy's scope)."""
+                  optimizer: OptimizerConfig | None = None,
+                  finish: FinishConfig | None = None, finish_steps: int = 0) -> keras.Model:
+    """The model, built and compiled (call inside the strategy's scope): ``total_steps`` of
+    the optimizer's schedule, then ``finish_steps`` of ``finish``'s."""
     model = build_model(hparams, coverage.max_result_length + 1)
     model.compile(
-        optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps),
+        optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps,
+                                  finish, finish_steps),
         loss=loss_fn(from_logits=getattr(model, "from_logits", True)),
         metrics=[ExactMatch(), CharAccuracy()],
     )

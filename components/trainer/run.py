@@ -68,12 +68,18 @@ def _plan(t: TrainerConfig, examples_dir: str, strategy) -> _Plan:
                  steps_per_loop=max(1, min(t.steps_per_loop, steps_per_epoch)))
 
 
-def _datasets(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
-              shuffle_seed: int):
-    train_ds = data_lib.training_dataset(
+def _train_dataset(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
+                   shuffle_seed: int, short_share: float):
+    return data_lib.training_dataset(
         examples_dir, "train", coverage, batch_size, shuffle_buffer=t.shuffle_buffer,
         cache=t.cache_dataset, repeat=True, seed=shuffle_seed, drop_remainder=True,
-        with_operator=True, short_share=t.short_share, short_max_chars=t.short_max_chars)
+        with_operator=True, short_share=short_share, short_max_chars=t.short_max_chars)
+
+
+def _datasets(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
+              shuffle_seed: int):
+    train_ds = _train_dataset(t, examples_dir, coverage, batch_size, shuffle_seed,
+                              t.short_share)
     val_ds = data_lib.training_dataset(
         examples_dir, "validation", coverage, batch_size, cache=t.cache_dataset, repeat=True,
         drop_remainder=True, with_operator=True)
@@ -127,7 +133,8 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
 
     seed_weights(t.seed)
     with strategy.scope():
-        model = compile_model(hparams, coverage, plan.steps_per_epoch * t.epochs, optimizer)
+        model = compile_model(hparams, coverage, plan.steps_per_epoch * t.epochs, optimizer,
+                              t.finish, plan.steps_per_epoch * t.finish.epochs)
         model.optimizer.build(model.trainable_variables)
     loop = TrainLoop(model, strategy)
 
@@ -160,15 +167,25 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
             trace_graph(model, coverage, train_writer)
         samples = SamplePredictions(examples_dir, coverage, t.sample_predictions)
 
-    train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
+    total_epochs = t.epochs + t.finish.epochs
+    train_iter = (iter(strategy.experimental_distribute_dataset(train_ds))
+                  if start_epoch < t.epochs else None)
     val_iter = iter(strategy.experimental_distribute_dataset(val_ds))
     log.info("Trainer: %s, %s; %d examples; epochs %d..%d of %d steps x %d (global batch) on "
              "%d replica(s), %s", hparams, optimizer, plan.train_count, start_epoch + 1,
-             t.epochs, plan.steps_per_epoch, plan.batch_size, plan.replicas,
+             total_epochs, plan.steps_per_epoch, plan.batch_size, plan.replicas,
              strategy_name(strategy))
     started = time.time()
     stopped_early = False
-    for epoch in range(start_epoch + 1, t.epochs + 1):
+    for epoch in range(start_epoch + 1, total_epochs + 1):
+        if epoch == t.epochs + 1 or (epoch > t.epochs and train_iter is None):
+            # the finishing stage: its own share of short draws (the rate is the schedule's)
+            log.info("Trainer: finishing stage, epochs %d..%d: %.0f%% of each batch short "
+                     "equations, learning rate from %.2e", t.epochs + 1, total_epochs,
+                     100 * t.finish.short_share, t.finish.learning_rate)
+            train_iter = iter(strategy.experimental_distribute_dataset(_train_dataset(
+                t, examples_dir, coverage, plan.batch_size, shuffle_seed + 1,
+                t.finish.short_share)))
         record = _run_epoch(epoch, loop, train_iter, val_iter, plan, t.progress_every_s)
         sample_note = ""
         if samples is not None:
@@ -188,7 +205,7 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
         train_m, val_m = record["train"], record["val"]
         log.info("epoch %d/%d: %.1fs, loss %.4f, exact_match %.4f, val_loss %.4f, "
                  "val_exact_match %.4f, lr %.2e, %.0f examples/s%s; checkpoint %s", epoch,
-                 t.epochs, record["history"]["seconds"], train_m["loss"],
+                 total_epochs, record["history"]["seconds"], train_m["loss"],
                  train_m["exact_match"], val_m["loss"], val_m["exact_match"],
                  train_m["learning_rate"], train_m["examples_per_second"], sample_note, path)
         if patience and int(state.wait.numpy()) >= patience:
