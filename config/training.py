@@ -237,6 +237,11 @@ class TrainerConfig:
                 f"{show(self.short_share)} of a batch of {self.batch_size} is "
                 f"{short_draws(self.short_share, self.batch_size)} short draws: no record of "
                 f"the split would be left; lower it or raise {path}.batch_size")
+        require(self.finish.epochs == 0 or self.early_stopping_patience == 0,
+                f"{path}.finish.epochs",
+                f"a finishing stage follows every main epoch, and early stopping "
+                f"({path}.early_stopping_patience {self.early_stopping_patience}) would skip "
+                f"it or keep an epoch before it: set one of them to 0")
         require(self.finish.epochs == 0 or self.finish.short_share == 0
                 or short_draws(self.finish.short_share, self.batch_size) < self.batch_size,
                 f"{path}.finish.short_share",

@@ -512,6 +512,9 @@ def test_a_finishing_stage_that_leaves_no_record_of_the_batch_is_refused():
                     "trainer.batch_size=4")
     tiny_config("trainer.finish.epochs=0", "trainer.finish.short_share=0.9",
                 "trainer.batch_size=4")  # off: not checked
+    # early stopping would end the run before the stage, or keep an epoch before it
+    with pytest.raises(ConfigError, match=r"^trainer\.finish\.epochs: .*early_stopping_patience 3"):
+        tiny_config("trainer.finish.epochs=2", "trainer.early_stopping_patience=3")
 
 
 def test_the_finishing_schedule_is_saved_and_loaded_with_the_model(tmp_path):
