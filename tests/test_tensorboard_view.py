@@ -99,7 +99,7 @@ def test_two_runs_stay_visible_under_readable_names_with_cached_steps_linked(tmp
     # readable: time, preset, the values that differ from the preset (short key)
     assert all(NAME.match(n) for n in names), names
     assert first["tensorboard_run"].endswith("_smoke")
-    assert second["tensorboard_run"].endswith("_smoke_learning_rate=0.01")
+    assert second["tensorboard_run"].endswith("_smoke_optimizer.learning_rate=0.01")
     for manifest in (first, second):
         run = view / manifest["tensorboard_run"]
         assert sorted(os.listdir(run)) == ["evaluator", "trainer", "tuner"]
@@ -208,10 +208,11 @@ def test_run_names_say_what_differs_from_the_closest_preset():
     # where things live is not what was trained: not in the name
     assert name("smoke", "runtime.pipeline_root=/elsewhere",
                 "pusher.serving_base=/srv") == "2026-12-02_06.44.12_smoke"
-    # a key shown by its shortest unambiguous suffix (`seed` and `epochs` are in two sections)
+    # a key shown by its shortest unambiguous suffix (`seed`, `epochs` and `learning_rate` are
+    # in two sections)
     assert name("smoke", "trainer.seed=12345", "trainer.optimizer.learning_rate=0.003",
                 "trainer.epochs=4") == ("2026-12-02_06.44.12_smoke_trainer.epochs=4_"
-                                        "learning_rate=0.003_trainer.seed=12345")
+                                        "optimizer.learning_rate=0.003_trainer.seed=12345")
     assert name("smoke", "trainer.optimizer.schedule=constant") == \
         "2026-12-02_06.44.12_smoke_schedule=constant"
     # lists joined, no path separators, long names capped with +N
