@@ -232,21 +232,20 @@ class TrainerConfig:
                 "must be >= 0 (0 = derived)")
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
                 f"a fraction in [0, 1) (0 = off), got {show(self.short_share)}")
-        require(self.short_share == 0 or short_draws(self.short_share, self.batch_size)
-                < self.batch_size, f"{path}.short_share",
-                f"{show(self.short_share)} of a batch of {self.batch_size} is "
-                f"{short_draws(self.short_share, self.batch_size)} short draws: no record of "
-                f"the split would be left; lower it or raise {path}.batch_size")
+        shares = {"short_share": self.short_share}
+        if self.finish.epochs:
+            shares["finish.short_share"] = self.finish.short_share
+        for field, share in shares.items():
+            draws = short_draws(share, self.batch_size)
+            require(draws < self.batch_size, f"{path}.{field}",
+                    f"{show(share)} of a batch of {self.batch_size} is {draws} short draws: "
+                    f"no record of the split would be left; lower it or raise "
+                    f"{path}.batch_size")
         require(self.finish.epochs == 0 or self.early_stopping_patience == 0,
                 f"{path}.finish.epochs",
                 f"a finishing stage follows every main epoch, and early stopping "
                 f"({path}.early_stopping_patience {self.early_stopping_patience}) would skip "
                 f"it or keep an epoch before it: set one of them to 0")
-        require(self.finish.epochs == 0 or self.finish.short_share == 0
-                or short_draws(self.finish.short_share, self.batch_size) < self.batch_size,
-                f"{path}.finish.short_share",
-                f"{show(self.finish.short_share)} of a batch of {self.batch_size} leaves no "
-                f"record of the split; lower it or raise {path}.batch_size")
         require(is_int(self.short_max_chars) and self.short_max_chars >= 3,
                 f"{path}.short_max_chars",
                 f"an integer >= 3 (the shortest equation, '1+2'), got "

@@ -85,7 +85,7 @@ def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int,
     rises linearly from 0 and decays over the rest. constant: the rate (after warm-up).
     """
     main = _main_schedule(optimizer, total_steps)
-    if finish is None or not finish.epochs or finish_steps <= 0:
+    if finish is None or finish_steps <= 0:
         return main
     return FinishStage(main, total_steps, finish.learning_rate, finish_steps)
 

@@ -168,6 +168,8 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
         samples = SamplePredictions(examples_dir, coverage, t.sample_predictions)
 
     total_epochs = t.epochs + t.finish.epochs
+    # the finishing stage's data from its first epoch in this run (a resume may start there)
+    first_finishing_epoch = max(start_epoch, t.epochs) + 1
     train_iter = (iter(strategy.experimental_distribute_dataset(train_ds))
                   if start_epoch < t.epochs else None)
     val_iter = iter(strategy.experimental_distribute_dataset(val_ds))
@@ -178,8 +180,8 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     started = time.time()
     stopped_early = False
     for epoch in range(start_epoch + 1, total_epochs + 1):
-        if epoch == t.epochs + 1 or (epoch > t.epochs and train_iter is None):
-            # the finishing stage: its own share of short draws (the rate is the schedule's)
+        if epoch == first_finishing_epoch:
+            # its own share of short draws (the rate is the schedule's)
             log.info("Trainer: finishing stage, epochs %d..%d: %.0f%% of each batch short "
                      "equations, learning rate from %.2e", t.epochs + 1, total_epochs,
                      100 * t.finish.short_share, t.finish.learning_rate)
