@@ -58,6 +58,14 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 of two operands is written directly (the ``division`` preset's measurements
                 learn it). ``7 * 7 * 4``: the running sums of 007 * 007, ``94`` (49), the
                 running sums of 000049 * 004, ``691`` (196).
+  reduce_aligned
+                reduce_worked in reduce_unsigned's order, every value before the answer
+                written as the digits it can have, zero-padded (least significant first:
+                a product of two operands 2D digits, a sum one more than the longer of its
+                terms): each part of the working starts at the same decoder step in every
+                equation of one operator pattern, so a step that re-reads a value's digit
+                finds it at a fixed step. ``7 * 7 * 4``: the running sums of 007 * 007,
+                ``940000`` (49), the running sums of 000049 * 004, ``691`` (196).
 """
 
 from __future__ import annotations
@@ -70,11 +78,16 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums", "reduce_unsigned", "reduce_worked")
+           "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned")
 # a value per reduction, the last the answer
-REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked")
+REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
+              "reduce_aligned")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
+# the reductions that work every product, and every quotient of an earlier value
+WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned")
+UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
+ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -87,6 +100,7 @@ FORMAT_TAGS = {
     "reduce_running_sums": ("mixed",),
     "reduce_unsigned": ("mixed",),
     "reduce_worked": ("mixed",),
+    "reduce_aligned": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -235,64 +249,67 @@ def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[
     return [r[3] for r in reductions(operands, operators)]
 
 
-def _unsigned_sums(values: list[int], ops: list[str], own: list[bool]) -> list[tuple]:
+def _unsigned_sums(values: list[int], ops: list[str], own: list[bool],
+                   widths: list[int]) -> list[tuple]:
     """The ``+``/``-`` reductions of ``v0 op1 v1 op2 v2 ...`` with no negative value before
     the last: the added terms summed left to right, then the subtracted ones, then one
     subtraction."""
-    plus = [(values[0], own[0])] + [(v, o) for v, o, op in zip(values[1:], own[1:], ops)
-                                    if op == "+"]
-    minus = [(v, o) for v, o, op in zip(values[1:], own[1:], ops) if op == "-"]
+    plus = [(values[0], own[0], widths[0])] + [
+        (v, o, w) for v, o, w, op in zip(values[1:], own[1:], widths[1:], ops) if op == "+"]
+    minus = [(v, o, w) for v, o, w, op in zip(values[1:], own[1:], widths[1:], ops)
+             if op == "-"]
     out, totals = [], []
     for terms in (plus, minus):
         if not terms:
             continue
-        (total, total_own), rest = terms[0], terms[1:]
-        for v, o in rest:
-            out.append((total, "+", v, total + v, total_own and o, 0))
-            total, total_own = total + v, False
-        totals.append((total, total_own))
+        (total, total_own, total_w), rest = terms[0], terms[1:]
+        for v, o, w in rest:
+            width = max(total_w, w) + 1
+            out.append((total, "+", v, total + v, total_own and o, total_w, width))
+            total, total_own, total_w = total + v, False, width
+        totals.append((total, total_own, total_w))
     if len(totals) == 2:
-        (p, p_own), (n, n_own) = totals
-        out.append((p, "-", n, p - n, p_own and n_own, 0))
+        (p, p_own, p_w), (n, n_own, n_w) = totals
+        out.append((p, "-", n, p - n, p_own and n_own, p_w, max(p_w, n_w)))
     return out
 
 
 def reductions(operands: Sequence[int], operators: Sequence[str],
                d: int = 0, unsigned: bool = False) -> list[tuple]:
-    """(a, operator, b, value, of_operands, a_digits) of each reduction in evaluation order;
-    ``of_operands``: a and b are both the equation's own operands (no earlier value);
-    ``a_digits``: the digits a can have whatever the operands' values, when each operand
-    has at most ``d`` (d for an operand, a product's sum of both, a quotient's dividend's;
-    only products and quotients are tracked, as only they are worked); ``unsigned``: the
-    sums and differences in ``_unsigned_sums``' order (reduce_unsigned), not left to
-    right."""
+    """(a, operator, b, value, of_operands, a_digits, digits) of each reduction in
+    evaluation order; ``of_operands``: a and b are both the equation's own operands (no
+    earlier value); ``a_digits`` and ``digits``: the digits a and the value can have
+    whatever the operands' values, when each operand has at most ``d`` (a product: the sum
+    of both; a quotient: the dividend's; a sum: the longer's and one; a difference: the
+    longer's); ``unsigned``: the sums and differences in ``_unsigned_sums``' order
+    (reduce_unsigned, reduce_aligned), not left to right."""
     values, ops, out = [int(v) for v in operands], list(operators), []
     own = [True] * len(values)
     digits = [d] * len(values)
     for level in (("*", "/"), ("+", "-")):
         if level == ("+", "-") and unsigned and ops:
-            return out + _unsigned_sums(values, ops, own)
+            return out + _unsigned_sums(values, ops, own, digits)
         i = 0
         while i < len(ops):
             if ops[i] not in level:
                 i += 1
                 continue
             a, b = values[i], values[i + 1]
+            da, db = digits[i], digits[i + 1]
             if ops[i] == "*":
-                v = a * b
+                v, width = a * b, da + db
             elif ops[i] == "/":
                 if b == 0:
                     raise WorkingError("division by zero")
-                v = a // b
+                v, width = a // b, da
             elif ops[i] == "+":
-                v = a + b
+                v, width = a + b, max(da, db) + 1
             else:
-                v = a - b
-            out.append((a, ops[i], b, v, own[i] and own[i + 1], digits[i]))
-            bound = digits[i] + digits[i + 1] if ops[i] == "*" else digits[i]
+                v, width = a - b, max(da, db)
+            out.append((a, ops[i], b, v, own[i] and own[i + 1], da, width))
             values[i:i + 2] = [v]
             own[i:i + 2] = [False]
-            digits[i:i + 2] = [bound]
+            digits[i:i + 2] = [width]
             del ops[i]
     return out
 
@@ -329,18 +346,21 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
     if len(operators) < 2:
         raise WorkingError(f"{fmt} writes three or more operands")
     d, parts = digits_of(high), []
-    for n, (a, op, b, value, of_operands, da) in enumerate(
-            reductions(operands, operators, d, unsigned=fmt == "reduce_unsigned"), start=1):
+    reduced = reductions(operands, operators, d, unsigned=fmt in UNSIGNED)
+    for n, (a, op, b, value, of_operands, da, width) in enumerate(reduced, start=1):
         worked = None
-        if op == "*" and (fmt == "reduce_worked" or
+        if op == "*" and (fmt in WORK_EVERY_PRODUCT or
                           (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
             worked = (running_sums(a, b, da, d), running_sums_steps(da, d))
-        elif op == "/" and fmt == "reduce_worked" and not of_operands:
+        elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
             worked = (long_division(a, b, da, d), long_division_steps(da, d))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))
-        text = _write_value(value)
+        if fmt in ALIGNED and n < len(reduced):  # never negative before the answer
+            text = _lsb(value, width)
+        else:
+            text = _write_value(value)
         parts.append((text, [(0, len(text), f"value {n}")]))
     return parts
 
@@ -397,7 +417,7 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
     if fmt in WORK_PRODUCTS_OF_OPERANDS:  # each worked product takes two operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
-    if fmt == "reduce_worked":
+    if fmt in WORK_EVERY_PRODUCT:
         # The longest is a chain of products, a * b * c ...: the k-th multiplies a value of
         # k D digits by an operand (a long division is shorter than a product of the same
         # dividend, and sums and differences are not worked).

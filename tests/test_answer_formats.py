@@ -91,7 +91,7 @@ def test_reductions_round_trip_with_precedence(fmt, counts, data):
     parts = af.reduction_parts(fmt, values, ops, 999)
     values_only = [text for text, steps in parts if steps[0][2].startswith("value")
                    and "worked" not in steps[0][2]]
-    if fmt == "reduce_unsigned":
+    if fmt in af.UNSIGNED:
         written = [v[::-1] for v in values_only]
         assert all(not v.startswith("-") for v in written[:-1])  # no signed value but the last
         assert [int(v) for v in written] == [
@@ -182,6 +182,35 @@ def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
     for fmt in af.REDUCTIONS:  # the working alone cannot say where its steps are
         with pytest.raises(af.WorkingError, match="working_and_steps"):
             af.step_spans(fmt, truth, 999)
+
+
+def test_reduce_aligned_writes_every_step_where_it_starts_in_every_equation_of_its_pattern():
+    # a * b * c: reduce_worked's working with the first product's value written as the six
+    # digits a product of two operands can have
+    w = af.working("reduce_aligned", (7, 7, 4), ("*", "*"), 999)
+    assert w == " ".join([af.running_sums(7, 7, 3), "940000", af.running_sums(49, 4, 6, 3),
+                          "691"])
+    assert af.answer("reduce_aligned", w, 999) == "196"
+    # sums and differences in reduce_unsigned's order, each value before the answer padded
+    # (a sum of two operands: four digits), the answer not: 9 - (8 + 7) = -6
+    assert af.working("reduce_aligned", (9, 8, 7), ("-", "-"), 999) == "5100 6-"
+    assert af.working("reduce_aligned", (12, 34, 5), ("+", "*"), 999) == \
+        af.running_sums(34, 5, 3) + " 071000 281"
+    # in every equation of one operator pattern each part but the answer has one length:
+    # a step re-reads the digits of a value from the same decoder positions every time
+    rng = np.random.default_rng(7)
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        lengths = set()
+        for _ in range(300):
+            values = [int(rng.integers(0, 10 ** int(rng.integers(1, 4)))) for _ in range(3)]
+            values = [v or 1 if i and ops[i - 1] == "/" else v for i, v in enumerate(values)]
+            parts = af.working("reduce_aligned", values, ops, 999).split(af.SEPARATOR)
+            lengths.add(tuple(len(p) for p in parts[:-1]))
+            assert af.answer("reduce_aligned", af.SEPARATOR.join(parts), 999) == \
+                str(eq.evaluate(values, ops))
+        assert len(lengths) == 1, (ops, lengths)
+    assert af.working_length("reduce_aligned", 999, 3, 10) == \
+        af.working_length("reduce_worked", 999, 3, 10)
 
 
 @pytest.mark.parametrize("high", [9, 99, 999])
@@ -650,6 +679,9 @@ REDUCTION_CASES = [
      e.operands[1] == 7, 0, "value 1, worked: column 0: + a0*b0", 13 * 13),
     # the second product of 'a * b * c' (a value times c) worked, its first sum off
     ("reduce_worked", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+     2, "value 2, worked: column 0: + a0*b0", 13 * 13),
+    # the same with the first product's value padded: the steps are where they were
+    ("reduce_aligned", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
 ]
 
