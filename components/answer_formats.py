@@ -249,6 +249,12 @@ def reduction_values(operands: Sequence[int], operators: Sequence[str]) -> list[
     return [r[3] for r in reductions(operands, operators)]
 
 
+def _value_digits(op: str, da: int, db: int) -> int:
+    """The digits ``a op b`` can have when a has at most ``da`` and b ``db`` (a difference:
+    as written in the order that keeps it non-negative)."""
+    return {"*": da + db, "/": da, "+": max(da, db) + 1, "-": max(da, db)}[op]
+
+
 def _unsigned_sums(values: list[int], ops: list[str], own: list[bool],
                    widths: list[int]) -> list[tuple]:
     """The ``+``/``-`` reductions of ``v0 op1 v1 op2 v2 ...`` with no negative value before
@@ -264,13 +270,13 @@ def _unsigned_sums(values: list[int], ops: list[str], own: list[bool],
             continue
         (total, total_own, total_w), rest = terms[0], terms[1:]
         for v, o, w in rest:
-            width = max(total_w, w) + 1
+            width = _value_digits("+", total_w, w)
             out.append((total, "+", v, total + v, total_own and o, total_w, width))
             total, total_own, total_w = total + v, False, width
         totals.append((total, total_own, total_w))
     if len(totals) == 2:
         (p, p_own, p_w), (n, n_own, n_w) = totals
-        out.append((p, "-", n, p - n, p_own and n_own, p_w, max(p_w, n_w)))
+        out.append((p, "-", n, p - n, p_own and n_own, p_w, _value_digits("-", p_w, n_w)))
     return out
 
 
@@ -295,18 +301,18 @@ def reductions(operands: Sequence[int], operators: Sequence[str],
                 i += 1
                 continue
             a, b = values[i], values[i + 1]
-            da, db = digits[i], digits[i + 1]
             if ops[i] == "*":
-                v, width = a * b, da + db
+                v = a * b
             elif ops[i] == "/":
                 if b == 0:
                     raise WorkingError("division by zero")
-                v, width = a // b, da
+                v = a // b
             elif ops[i] == "+":
-                v, width = a + b, max(da, db) + 1
+                v = a + b
             else:
-                v, width = a - b, max(da, db)
-            out.append((a, ops[i], b, v, own[i] and own[i + 1], da, width))
+                v = a - b
+            width = _value_digits(ops[i], digits[i], digits[i + 1])
+            out.append((a, ops[i], b, v, own[i] and own[i + 1], digits[i], width))
             values[i:i + 2] = [v]
             own[i:i + 2] = [False]
             digits[i:i + 2] = [width]
