@@ -5,7 +5,7 @@ equation, an answer the model does not vouch for (``trusted`` false: its confide
 the model's trust threshold for that operator) marked unsure::
 
     31 + 87 = 118
-    1 + 9 = 11?  (unsure: confidence 0.947 < 0.984)
+    263 + 109 = 373?  (unsure: confidence 0.703 < 0.989)
     31 + x  invalid: unknown character 'x'
 
 and exits with status 3 when any answer is unsure (0 when every answer is trusted or the
