@@ -130,6 +130,10 @@ class DataConfig:
             require(is_number(v) and 0 < v < 1, f"{path}.split_fractions.{k}",
                     f"must be a number in (0, 1), got {show(v)}")
         require(abs(sum(fr.values()) - 1.0) < 1e-6, f"{path}.split_fractions", "must sum to 1")
+        # Single-digit equations always train (components.sampling.always_trains).
+        require(d.operand_max >= 10, f"{path}.operand_max",
+                f"operands up to {d.operand_max} make only single-digit equations, which "
+                "always train: the validation and test splits would be empty; use at least 10")
         space = d.space()
         count = size if d.exhaustive else min(d.num_examples, size)  # sample_size()
         require(d.num_shards <= count, f"{path}.num_shards",
@@ -156,9 +160,6 @@ class DataConfig:
         (components.sampling.always_trains); where a held-out split could come out empty,
         the splits of the sample's first equations (all of them, up to SPLIT_CHECK) are
         computed as ExampleGen computes them."""
-        require(self.operand_max >= 10, f"{path}.operand_max",
-                f"operands up to {self.operand_max} make only single-digit equations, which "
-                "always train: the validation and test splits would be empty; use at least 10")
         fractions = [self.split_fractions[s] for s in SPLITS]
         # At least this many of the draws go to a split by their hash: those that are not
         # single-digit equations.

@@ -362,6 +362,9 @@ def test_huge_numbers_fail_naming_the_field_in_files_and_built_configs():
     # single-digit equations always train: nothing is ever held out
     (["task.data.operand_max=9", "task.data.exhaustive=true"], "task.data.operand_max",
      "only single-digit equations, which always train"),
+    # a one-equation space: named by the field the user set, not by the shards it leaves
+    (["task.data.operand_max=0"], "task.data.operand_max",
+     "only single-digit equations, which always train"),
     # the whole space drawn, and still too small a share to hold out
     (["task.data.split_fractions={train: 0.99998, validation: 0.00001, test: 0.00001}",
       "task.data.num_examples=100_000"], "task.data.split_fractions.validation",
