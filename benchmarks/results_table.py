@@ -152,7 +152,15 @@ def config_label(run_dir: str | None) -> str:
         return name
     if len(diff) > 4:
         return f"custom (closest: {name}, {len(diff)} fields differ)"
-    return name + " + " + ", ".join(f"{k}={json.dumps(run.get(k))}" for k in diff)
+    return name + " + " + ", ".join(f"{k}={json.dumps(_portable(run.get(k)))}" for k in diff)
+
+
+def _portable(value):
+    """A path on the machine that ran (``trainer.warm_start``) as its last two parts, the
+    artifact it names (``.../Trainer/<fingerprint>``): the rest says nothing to a reader."""
+    if isinstance(value, str) and os.path.isabs(value) and value.count("/") > 2:
+        return ".../" + "/".join(value.rstrip("/").split("/")[-2:])
+    return value
 
 
 # --------------------------------------------------------------------------------------

@@ -79,6 +79,12 @@ def test_results_table_names_the_fields_that_differ_from_the_closest_preset(tmp_
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     assert results_table.config_label(str(run)) == "default + trainer.epochs=14"
+    # a path of the machine that ran shows as the artifact it names
+    started = load_config("default", ["trainer.epochs=14",
+                                      "trainer.warm_start=/home/me/runs/a/Trainer/556f9e49"])
+    (run / "config.yaml").write_text(yaml.safe_dump(started.to_dict()))
+    assert results_table.config_label(str(run)) == (
+        'default + trainer.epochs=14, trainer.warm_start=".../Trainer/556f9e49"')
     # a config of an older schema (a field since renamed) is compared as written: the fields
     # it does not have yet are not counted as differences
     old = config.to_dict()
