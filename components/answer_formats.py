@@ -66,6 +66,13 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 equation of one operator pattern, so a step that re-reads a value's digit
                 finds it at a fixed step. ``7 * 7 * 4``: the running sums of 007 * 007,
                 ``940000`` (49), the running sums of 000049 * 004, ``691`` (196).
+  reduce_digit_products
+                reduce_worked with each worked product's digit-pair product a_i * b_j
+                written (two digits, least significant first) before the running sum it
+                is added to: a step looks up one product of two digits, the next adds the
+                product it just wrote to the carry or the sum before it. ``7 * 7 * 4``:
+                ``94`` ``940`` (7 * 7 = 49, sum 49) ... per digit pair of 007 * 007, then
+                ``94``, the same for 000049 * 004, then ``691`` (196).
 """
 
 from __future__ import annotations
@@ -78,16 +85,19 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned")
+           "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned",
+           "reduce_digit_products")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
-              "reduce_aligned")
+              "reduce_aligned", "reduce_digit_products")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product, and every quotient of an earlier value
-WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned")
+WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products")
 UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
+# each digit-pair product of a worked product written before the running sum it joins
+DIGIT_PRODUCTS = ("reduce_digit_products",)
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -101,6 +111,7 @@ FORMAT_TAGS = {
     "reduce_unsigned": ("mixed",),
     "reduce_worked": ("mixed",),
     "reduce_aligned": ("mixed",),
+    "reduce_digit_products": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -156,8 +167,11 @@ def column_carry(a: int, b: int, d: int) -> str:
     return "".join(out)
 
 
-def running_sums(a: int, b: int, d: int, db: int | None = None) -> str:
-    """a * b as running sums, a zero-padded to d digits and b to db (default d)."""
+def running_sums(a: int, b: int, d: int, db: int | None = None,
+                 products: bool = False) -> str:
+    """a * b as running sums, a zero-padded to d digits and b to db (default d);
+    ``products``: each digit-pair product written (two digits, least significant first)
+    before the running sum it is added to."""
     db = d if db is None else db
     ad, bd = _operand_digits(a, d), _operand_digits(b, db)
     out, carry, w = [], 0, sum_width(min(d, db))  # a column holds at most min(d, db) pairs
@@ -165,27 +179,32 @@ def running_sums(a: int, b: int, d: int, db: int | None = None) -> str:
         s = carry
         for i, j in pairs_of_column(k, d, db):
             s += ad[i] * bd[j]
-            out.append(_lsb(s, w))
+            out.append((_lsb(ad[i] * bd[j], 2) if products else "") + _lsb(s, w))
         carry = s // 10
     out.append(str(carry))  # < 10: a d-digit times a db-digit number has at most d + db digits
     return "".join(out)
 
 
-def running_sums_length(d: int, db: int) -> int:
-    """Characters of ``running_sums(., ., d, db)``: a sum per digit pair, the final carry."""
-    return d * db * sum_width(min(d, db)) + 1
+def running_sums_length(d: int, db: int, products: bool = False) -> int:
+    """Characters of ``running_sums(., ., d, db, products)``: a sum (and a product) per
+    digit pair, the final carry."""
+    return d * db * (sum_width(min(d, db)) + (2 if products else 0)) + 1
 
 
 @functools.lru_cache(maxsize=None)
-def running_sums_steps(d: int, db: int | None = None) -> tuple[tuple[int, int, str], ...]:
-    """(start, stop, name) of each step of ``running_sums(., ., d, db)``."""
+def running_sums_steps(d: int, db: int | None = None,
+                       products: bool = False) -> tuple[tuple[int, int, str], ...]:
+    """(start, stop, name) of each step of ``running_sums(., ., d, db, products)``."""
     db = d if db is None else db
     w, out, n = sum_width(min(d, db)), [], 0
     for k in range(d + db - 1):
         for i, j in pairs_of_column(k, d, db):
-            out.append((n * w, (n + 1) * w, f"column {k}: + a{i}*b{j}"))
-            n += 1
-    out.append((n * w, n * w + 1, f"column {d + db - 1}: final carry"))
+            if products:
+                out.append((n, n + 2, f"column {k}: a{i}*b{j}"))
+                n += 2
+            out.append((n, n + w, f"column {k}: + a{i}*b{j}"))
+            n += w
+    out.append((n, n + 1, f"column {d + db - 1}: final carry"))
     return tuple(out)
 
 
@@ -357,7 +376,8 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
         worked = None
         if op == "*" and (fmt in WORK_EVERY_PRODUCT or
                           (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
-            worked = (running_sums(a, b, da, d), running_sums_steps(da, d))
+            fine = fmt in DIGIT_PRODUCTS
+            worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
             worked = (long_division(a, b, da, d), long_division_steps(da, d))
         if worked is not None:
@@ -427,7 +447,8 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         # The longest is a chain of products, a * b * c ...: the k-th multiplies a value of
         # k D digits by an operand (a long division is shorter than a product of the same
         # dividend, and sums and differences are not worked).
-        worked = sum(running_sums_length(k * d, d) + 1 for k in range(1, num_operands))
+        fine = fmt in DIGIT_PRODUCTS
+        worked = sum(running_sums_length(k * d, d, fine) + 1 for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars
 

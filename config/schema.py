@@ -78,7 +78,9 @@ class DataConfig:
     # before the answer is negative),
     # {"mixed": "reduce_worked"} (every product and every quotient of a value worked),
     # {"mixed": "reduce_aligned"} (reduce_worked in reduce_unsigned's order, every value
-    # before the answer zero-padded to the digits it can have).
+    # before the answer zero-padded to the digits it can have),
+    # {"mixed": "reduce_digit_products"} (reduce_worked with each digit-pair product
+    # written before the running sum it joins).
     answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:

@@ -184,6 +184,41 @@ def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
             af.step_spans(fmt, truth, 999)
 
 
+def test_reduce_digit_products_writes_each_digit_product_before_the_sum_it_joins():
+    # 7 * 7 * 4: per digit pair of 007 * 007 the product (two digits) then the running sum
+    # (three), least significant first: 7 * 7 = 49 -> '94', sum 49 -> '940'; the column 1
+    # pairs multiply a zero: '00', and the carry 4 -> '400'
+    w = af.working("reduce_digit_products", (7, 7, 4), ("*", "*"), 999)
+    parts = w.split(af.SEPARATOR)
+    assert parts[0][:15] == "94" "940" "00" "400" "00" "400"
+    assert parts[1] == "94" and parts[3] == "691"
+    assert af.answer("reduce_digit_products", w, 999) == "196"
+    # the running sums are reduce_worked's, each after its product; the values the same
+    worked = af.working("reduce_worked", (7, 7, 4), ("*", "*"), 999).split(af.SEPARATOR)
+    for fine, plain, (da, db) in ((parts[0], worked[0], (3, 3)), (parts[2], worked[2], (6, 3))):
+        w_sum = af.sum_width(min(da, db))
+        steps = af.running_sums_steps(da, db, products=True)
+        assert "".join(fine[a:b] for a, b, name in steps if "+" in name or "carry" in name) \
+            == plain
+        products = [fine[a:b][::-1] for a, b, name in steps if "*" in name and "+" not in name]
+        assert len(products) == da * db and all(len(p) == 2 for p in products)
+        assert len(fine) == af.running_sums_length(da, db, products=True) == \
+            da * db * (2 + w_sum) + 1
+    # where it went wrong: a product looked up wrong is named apart from the sum after it
+    truth, spans = af.working_and_steps("reduce_digit_products", (9, 9, 5), ("*", "*"), 999)
+    start = truth.index(" ", truth.index(" ") + 1) + 1  # the second product's first product
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_digit_products", truth, bad, 999, spans) == \
+        "value 2, worked: column 0: a0*b0"
+    assert af.first_wrong_step("reduce_digit_products", truth,
+                               bad[:start] + truth[start:start + 2] + "?" + truth[start + 3:],
+                               999, spans) == "value 2, worked: column 0: + a0*b0"
+    # the decoder holds the longest, a * b * c's: 18 + 90 + 6 + 9 more than reduce_worked's
+    longest = max(len(af.working("reduce_digit_products", (999, 999, 999), ops, 999))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2))
+    assert longest == 101 + 2 * (9 + 18) <= af.working_length("reduce_digit_products", 999, 3, 10)
+
+
 def test_reduce_aligned_writes_every_step_where_it_starts_in_every_equation_of_its_pattern():
     # a * b * c: reduce_worked's working with the first product's value written as the six
     # digits a product of two operands can have
@@ -683,6 +718,10 @@ REDUCTION_CASES = [
     # the same with the first product's value padded: the steps are where they were
     ("reduce_aligned", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
+    # the same with each digit product written: the first character is a product's
+    ("reduce_digit_products", ("*", "/"),
+     lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+     2, "value 2, worked: column 0: a0*b0", 13 * 13),
 ]
 
 
