@@ -387,7 +387,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.epilog = ("An answer the model does not vouch for (its confidence is below the "
                      "model's trust threshold for that operator) is printed with '?' and "
                      f"'unsure'; the exit status is then {EXIT_UNSURE} (0: every answer "
-                     "trusted or the row invalid; 1: the model could not be asked).")
+                     "trusted or the row invalid; 1: the model was reached but the call "
+                     "failed; 2: a mistake in the command, or no server or SavedModel where "
+                     "it points).")
     return parser
 
 
