@@ -224,9 +224,14 @@ def long_division(a: int, b: int, d: int, db: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def long_division_steps(d: int, db: int) -> tuple[tuple[int, int, str], ...]:
-    w = 1 + db
-    return tuple((n * w, (n + 1) * w, f"digit {n + 1} of {d}: quotient digit and remainder")
-                 for n in range(d))
+    """(start, stop, name) of each step of ``long_division(., ., d, db)``: per digit of the
+    dividend its quotient digit, then the remainder (named apart: which of the two goes
+    wrong first)."""
+    w, out = 1 + db, []
+    for n in range(d):
+        out.append((n * w, n * w + 1, f"digit {n + 1} of {d}: quotient digit"))
+        out.append((n * w + 1, (n + 1) * w, f"digit {n + 1} of {d}: remainder"))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=None)

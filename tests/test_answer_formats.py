@@ -163,6 +163,14 @@ def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
     assert [division[k:k + 4] for k in range(0, 24, 4)] == [
         "1200", "4100", "2400", "5500", "7100", "1400"]  # 9 = 1*7 + 2, 29 = 4*7 + 1, ...
     assert af.answer("reduce_worked", w, 999) == "142571"
+    # a wrong quotient digit and a wrong remainder are named apart
+    truth, spans = af.working_and_steps("reduce_worked", (999, 999, 7), ("*", "/"), 999)
+    at = len(" ".join(truth.split(af.SEPARATOR)[:2])) + 1 + 2 * 4  # the third digit's
+    assert af.first_wrong_step("reduce_worked", truth, truth[:at] + "9" + truth[at + 1:], 999,
+                               spans) == "value 2, worked: digit 3 of 6: quotient digit"
+    assert af.first_wrong_step("reduce_worked", truth,
+                               truth[:at + 1] + "9" + truth[at + 2:], 999, spans) == \
+        "value 2, worked: digit 3 of 6: remainder"
     # a quotient of two operands is written directly; of a value, worked
     assert af.working("reduce_worked", (100, 5, 3), ("/", "*"), 999) == \
         "02 " + af.running_sums(20, 3, 3) + " 06"
