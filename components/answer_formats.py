@@ -141,6 +141,9 @@ def sum_width(d: int) -> int:
     return len(str(90 * d))
 
 
+PRODUCT_WIDTH = 2  # digits of a digit-pair product as written (at most 81)
+
+
 def carry_width(d: int) -> int:
     """Digits of the largest carry out of a column (< 9 d)."""
     return len(str(9 * d))
@@ -178,8 +181,9 @@ def running_sums(a: int, b: int, d: int, db: int | None = None,
     for k in range(d + db - 1):
         s = carry
         for i, j in pairs_of_column(k, d, db):
-            s += ad[i] * bd[j]
-            out.append((_lsb(ad[i] * bd[j], 2) if products else "") + _lsb(s, w))
+            product = ad[i] * bd[j]
+            s += product
+            out.append((_lsb(product, PRODUCT_WIDTH) if products else "") + _lsb(s, w))
         carry = s // 10
     out.append(str(carry))  # < 10: a d-digit times a db-digit number has at most d + db digits
     return "".join(out)
@@ -188,7 +192,7 @@ def running_sums(a: int, b: int, d: int, db: int | None = None,
 def running_sums_length(d: int, db: int, products: bool = False) -> int:
     """Characters of ``running_sums(., ., d, db, products)``: a sum (and a product) per
     digit pair, the final carry."""
-    return d * db * (sum_width(min(d, db)) + (2 if products else 0)) + 1
+    return d * db * (sum_width(min(d, db)) + (PRODUCT_WIDTH if products else 0)) + 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,8 +204,8 @@ def running_sums_steps(d: int, db: int | None = None,
     for k in range(d + db - 1):
         for i, j in pairs_of_column(k, d, db):
             if products:
-                out.append((n, n + 2, f"column {k}: a{i}*b{j}"))
-                n += 2
+                out.append((n, n + PRODUCT_WIDTH, f"column {k}: a{i}*b{j}"))
+                n += PRODUCT_WIDTH
             out.append((n, n + w, f"column {k}: + a{i}*b{j}"))
             n += w
     out.append((n, n + 1, f"column {d + db - 1}: final carry"))
