@@ -73,6 +73,16 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 product it just wrote to the carry or the sum before it. ``7 * 7 * 4``:
                 ``94`` ``940`` (7 * 7 = 49, sum 49) ... per digit pair of 007 * 007, then
                 ``94``, the same for 000049 * 004, then ``691`` (196).
+  reduce_long_division
+                reduce_digit_products with each step of a long division written out, all
+                least significant first: the number brought down (the remainder so far
+                times ten plus the dividend's next digit, D + 1 digits), the quotient
+                digit, the quotient digit times the divisor (D + 1 digits), then the
+                remainder (D digits): a step subtracts two numbers written just before it.
+                ``7 * 2 / 2``: the digit products and sums of 007 * 002, ``41`` (14), the
+                long division of 000014 by 002: ``0000 0 0000 000`` for each zero, then
+                for the 1 ``1000 0 0000 100`` (1, quotient digit 0, 0, remainder 1), for
+                the 4 ``4100 7 4100 000`` (14, 7, 14, 0); then ``7``.
 """
 
 from __future__ import annotations
@@ -86,18 +96,22 @@ if TYPE_CHECKING:  # the config leaf imports this module
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
            "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned",
-           "reduce_digit_products")
+           "reduce_digit_products", "reduce_long_division")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
-              "reduce_aligned", "reduce_digit_products")
+              "reduce_aligned", "reduce_digit_products", "reduce_long_division")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product, and every quotient of an earlier value
-WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products")
+WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
+                      "reduce_long_division")
 UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
-DIGIT_PRODUCTS = ("reduce_digit_products",)
+DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division")
+# each long division step written out: the number brought down, the quotient digit, its
+# product with the divisor, the remainder
+DIVISION_SHOWN = ("reduce_long_division",)
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -112,6 +126,7 @@ FORMAT_TAGS = {
     "reduce_worked": ("mixed",),
     "reduce_aligned": ("mixed",),
     "reduce_digit_products": ("mixed",),
+    "reduce_long_division": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -212,29 +227,46 @@ def running_sums_steps(d: int, db: int | None = None,
     return tuple(out)
 
 
-def long_division(a: int, b: int, d: int, db: int) -> str:
+def long_division(a: int, b: int, d: int, db: int, shown: bool = False) -> str:
     """a // b as long division: a zero-padded to d digits, most significant first; for each
-    digit the quotient digit, then the remainder as db digits, least significant first."""
+    digit the quotient digit, then the remainder as db digits, least significant first.
+    ``shown``: each digit's step written out, all least significant first: the number
+    brought down (the remainder so far times ten plus the digit, db + 1 digits), the
+    quotient digit, its product with b (db + 1 digits), then the remainder."""
     if b <= 0:
         raise WorkingError("division by zero" if b == 0 else f"divisor {b} is negative")
     _operand_digits(b, db)
     out, remainder = [], 0
     for digit in reversed(_operand_digits(a, d)):
-        remainder = remainder * 10 + digit
-        q, remainder = divmod(remainder, b)
-        out.append(str(q) + _lsb(remainder, db))  # q < 10: remainder * 10 + digit < 10 b
+        brought_down = remainder * 10 + digit  # < 10 b: at most db + 1 digits
+        q, remainder = divmod(brought_down, b)  # q < 10
+        if shown:
+            out.append(_lsb(brought_down, db + 1) + str(q) + _lsb(q * b, db + 1))
+        else:
+            out.append(str(q))
+        out.append(_lsb(remainder, db))
     return "".join(out)
 
 
+def long_division_length(d: int, db: int, shown: bool = False) -> int:
+    """Characters of ``long_division(., ., d, db, shown)``."""
+    return d * ((1 + db) + (2 * (db + 1) if shown else 0))
+
+
 @functools.lru_cache(maxsize=None)
-def long_division_steps(d: int, db: int) -> tuple[tuple[int, int, str], ...]:
-    """(start, stop, name) of each step of ``long_division(., ., d, db)``: per digit of the
-    dividend its quotient digit, then the remainder (named apart: which of the two goes
-    wrong first)."""
-    w, out = 1 + db, []
-    for n in range(d):
-        out.append((n * w, n * w + 1, f"digit {n + 1} of {d}: quotient digit"))
-        out.append((n * w + 1, (n + 1) * w, f"digit {n + 1} of {d}: remainder"))
+def long_division_steps(d: int, db: int,
+                        shown: bool = False) -> tuple[tuple[int, int, str], ...]:
+    """(start, stop, name) of each step of ``long_division(., ., d, db, shown)``: per digit
+    of the dividend its quotient digit, then the remainder (named apart: which of the two
+    goes wrong first); ``shown``: the number brought down before the quotient digit and
+    the quotient digit times the divisor after it."""
+    widths = ((("brought down", db + 1),) if shown else ()) + (("quotient digit", 1),) + \
+        ((("quotient digit * divisor", db + 1),) if shown else ()) + (("remainder", db),)
+    out, n = [], 0
+    for digit in range(1, d + 1):
+        for name, width in widths:
+            out.append((n, n + width, f"digit {digit} of {d}: {name}"))
+            n += width
     return tuple(out)
 
 
@@ -388,7 +420,8 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
-            worked = (long_division(a, b, da, d), long_division_steps(da, d))
+            shown = fmt in DIVISION_SHOWN
+            worked = (long_division(a, b, da, d, shown), long_division_steps(da, d, shown))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))
@@ -453,11 +486,13 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt in WORK_EVERY_PRODUCT:
-        # The longest is a chain of products, a * b * c ...: the k-th multiplies a value of
-        # k D digits by an operand (a long division is shorter than a product of the same
-        # dividend, and sums and differences are not worked).
-        fine = fmt in DIGIT_PRODUCTS
-        worked = sum(running_sums_length(k * d, d, fine) + 1 for k in range(1, num_operands))
+        # The longest is a chain of products or quotients, a * b * c ... or a * b / c ...:
+        # the k-th multiplies or divides a value of k D digits by an operand (sums and
+        # differences are not worked).
+        fine, shown = fmt in DIGIT_PRODUCTS, fmt in DIVISION_SHOWN
+        worked = sum(max(running_sums_length(k * d, d, fine),
+                         long_division_length(k * d, d, shown)) + 1
+                     for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars
 
