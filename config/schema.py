@@ -80,7 +80,10 @@ class DataConfig:
     # {"mixed": "reduce_aligned"} (reduce_worked in reduce_unsigned's order, every value
     # before the answer zero-padded to the digits it can have),
     # {"mixed": "reduce_digit_products"} (reduce_worked with each digit-pair product
-    # written before the running sum it joins).
+    # written before the running sum it joins),
+    # {"mixed": "reduce_long_division"} (reduce_digit_products with each long division
+    # step written out: the number brought down, the quotient digit, its product with the
+    # divisor, the remainder).
     answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:

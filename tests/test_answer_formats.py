@@ -227,6 +227,68 @@ def test_reduce_digit_products_writes_each_digit_product_before_the_sum_it_joins
     assert longest == 101 + 2 * (9 + 18) <= af.working_length("reduce_digit_products", 999, 3, 10)
 
 
+def _division_steps(fmt, operands, operators, high):
+    """{(digit, step name): the integer it writes} of the long division in a working."""
+    text, spans = af.working_and_steps(fmt, operands, operators, high)
+    out = {}
+    for start, stop, name in spans:
+        if "worked: digit" in name:
+            digit, step = name.split("worked: digit ")[1].split(": ")
+            out[int(digit.split(" of ")[0]), step] = int(text[start:stop][::-1])
+    return out
+
+
+@pytest.mark.parametrize("high", [9, 99, 999])
+def test_reduce_long_division_writes_each_long_division_step_out(high):
+    # 7 * 2 / 2 on 0..999: the long division of 000014 by 002, per digit the number
+    # brought down (four digits), the quotient digit, its product with 2 (four), the
+    # remainder (three), least significant first
+    if high == 999:
+        parts = af.working("reduce_long_division", (7, 2, 2), ("*", "/"), 999).split(" ")
+        assert parts[1:] == ["41", ("0000" "0" "0000" "000") * 4
+                             + "1000" "0" "0000" "100" "4100" "7" "4100" "000", "7"]
+    rng = np.random.default_rng(high)
+    d = af.digits_of(high)
+    for _ in range(500):
+        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
+        c = max(c, 1)
+        steps = _division_steps("reduce_long_division", (a, b, c), ("*", "/"), high)
+        plain = _division_steps("reduce_digit_products", (a, b, c), ("*", "/"), high)
+        # each step is the arithmetic its name says; the quotient digits and remainders are
+        # reduce_digit_products', so the answer is the same
+        assert {k: v for k, v in steps.items() if k[1] in ("quotient digit", "remainder")} \
+            == plain and len(steps) == 2 * len(plain) == 4 * 2 * d
+        remainder, dividend = 0, str(a * b).zfill(2 * d)
+        for n in range(1, 2 * d + 1):
+            brought = steps[n, "brought down"]
+            assert brought == remainder * 10 + int(dividend[n - 1])
+            assert steps[n, "quotient digit"] == brought // c
+            assert steps[n, "quotient digit * divisor"] == steps[n, "quotient digit"] * c
+            remainder = steps[n, "remainder"]
+            assert remainder == brought - steps[n, "quotient digit * divisor"] < c
+        w = af.working("reduce_long_division", (a, b, c), ("*", "/"), high)
+        assert af.answer("reduce_long_division", w, high) == str(a * b // c)
+    # a product of two operands' quotient is written directly, as in reduce_digit_products
+    assert af.working("reduce_long_division", (8, 3, 5), ("/", "+"), high) == \
+        af.working("reduce_digit_products", (8, 3, 5), ("/", "+"), high)
+    # the decoder holds the longest working of any pattern (on one digit a long division
+    # of a product is longer than the product's working: 27 characters against 23)
+    longest = max(len(af.working("reduce_long_division", (high, high, v), ops, high))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2) for v in (1, high))
+    longest_chars = eq.max_result_chars(list(eq.OPERATORS), 0, high, 3)
+    assert longest <= af.working_length("reduce_long_division", high, 3, longest_chars)
+    if high == 9:
+        assert af.long_division_length(2, 1, shown=True) == 12 > \
+            af.running_sums_length(2, 1, products=True) == 9
+    # where it went wrong: the product written wrong is named apart from the remainder
+    truth, spans = af.working_and_steps("reduce_long_division", (high, high, 7), ("*", "/"),
+                                        high)
+    start, stop, name = [s for s in spans if s[2].endswith(
+        f"digit {2 * d} of {2 * d}: quotient digit * divisor")][0]
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_long_division", truth, bad, high, spans) == name
+
+
 def test_reduce_aligned_writes_every_step_where_it_starts_in_every_equation_of_its_pattern():
     # a * b * c: reduce_worked's working with the first product's value written as the six
     # digits a product of two operands can have
@@ -730,6 +792,11 @@ REDUCTION_CASES = [
     ("reduce_digit_products", ("*", "/"),
      lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
      2, "value 2, worked: column 0: a0*b0", 13 * 13),
+    # the long division of 'a * b / c' with each step written: its first character is the
+    # first number brought down (a zero: the product is zero-padded to four digits)
+    ("reduce_long_division", ("*", "/"),
+     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+     2, "value 2, worked: digit 1 of 4: brought down", 13 * 12),
 ]
 
 
