@@ -206,8 +206,8 @@ def running_sums(a: int, b: int, d: int, db: int | None = None,
 
 def running_sums_length(d: int, db: int, products: bool = False) -> int:
     """Characters of ``running_sums(., ., d, db, products)``: a sum (and a product) per
-    digit pair, the final carry."""
-    return d * db * (sum_width(min(d, db)) + (PRODUCT_WIDTH if products else 0)) + 1
+    digit pair, the final carry: where its last step ends."""
+    return running_sums_steps(d, db, products)[-1][1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -249,8 +249,9 @@ def long_division(a: int, b: int, d: int, db: int, shown: bool = False) -> str:
 
 
 def long_division_length(d: int, db: int, shown: bool = False) -> int:
-    """Characters of ``long_division(., ., d, db, shown)``."""
-    return d * ((1 + db) + (2 * (db + 1) if shown else 0))
+    """Characters of ``long_division(., ., d, db, shown)``: where its last step ends."""
+    steps = long_division_steps(d, db, shown)
+    return steps[-1][1] if steps else 0
 
 
 @functools.lru_cache(maxsize=None)
