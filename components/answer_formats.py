@@ -83,6 +83,14 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 long division of 000014 by 002: ``0000 0 0000 000`` for each zero, then
                 for the 1 ``1000 0 0000 100`` (1, quotient digit 0, 0, remainder 1), for
                 the 4 ``4100 7 4100 000`` (14, 7, 14, 0); then ``7``.
+  reduce_division_table
+                reduce_long_division with the divisor's multiples written before each long
+                division of a value: 1, 2, .. 9 times the divisor (D + 1 digits each, least
+                significant first; each is the one before plus the divisor), then the steps
+                as in reduce_long_division. The quotient digit is how many of the written
+                multiples the number brought down reaches, and its product with the divisor
+                is a copy of one of them. ``7 * 2 / 2``: ``2000 4000 .. 8100`` (2, 4, .. 18),
+                then reduce_long_division's steps.
 """
 
 from __future__ import annotations
@@ -96,22 +104,26 @@ if TYPE_CHECKING:  # the config leaf imports this module
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
            "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned",
-           "reduce_digit_products", "reduce_long_division")
+           "reduce_digit_products", "reduce_long_division", "reduce_division_table")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
-              "reduce_aligned", "reduce_digit_products", "reduce_long_division")
+              "reduce_aligned", "reduce_digit_products", "reduce_long_division",
+              "reduce_division_table")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product, and every quotient of an earlier value
 WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
-                      "reduce_long_division")
+                      "reduce_long_division", "reduce_division_table")
 UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
-DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division")
+DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table")
 # each long division step written out: the number brought down, the quotient digit, its
 # product with the divisor, the remainder
-DIVISION_SHOWN = ("reduce_long_division",)
+DIVISION_SHOWN = ("reduce_long_division", "reduce_division_table")
+# the divisor's multiples 1..9 written before its long division: a quotient digit is a
+# comparison with numbers written before it, its product with the divisor a copy of one
+DIVISION_TABLE = ("reduce_division_table",)
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -127,6 +139,7 @@ FORMAT_TAGS = {
     "reduce_aligned": ("mixed",),
     "reduce_digit_products": ("mixed",),
     "reduce_long_division": ("mixed",),
+    "reduce_division_table": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -227,16 +240,19 @@ def running_sums_steps(d: int, db: int | None = None,
     return tuple(out)
 
 
-def long_division(a: int, b: int, d: int, db: int, shown: bool = False) -> str:
+def long_division(a: int, b: int, d: int, db: int, shown: bool = False,
+                  table: bool = False) -> str:
     """a // b as long division: a zero-padded to d digits, most significant first; for each
     digit the quotient digit, then the remainder as db digits, least significant first.
     ``shown``: each digit's step written out, all least significant first: the number
     brought down (the remainder so far times ten plus the digit, db + 1 digits), the
-    quotient digit, its product with b (db + 1 digits), then the remainder."""
+    quotient digit, its product with b (db + 1 digits), then the remainder. ``table``: b's
+    multiples 1 .. 9 first (db + 1 digits each, least significant first)."""
     if b <= 0:
         raise WorkingError("division by zero" if b == 0 else f"divisor {b} is negative")
     _operand_digits(b, db)
-    out, remainder = [], 0
+    out = [_lsb(k * b, db + 1) for k in range(1, 10)] if table else []
+    remainder = 0
     for digit in reversed(_operand_digits(a, d)):
         brought_down = remainder * 10 + digit  # < 10 b: at most db + 1 digits
         q, remainder = divmod(brought_down, b)  # q < 10
@@ -248,22 +264,28 @@ def long_division(a: int, b: int, d: int, db: int, shown: bool = False) -> str:
     return "".join(out)
 
 
-def long_division_length(d: int, db: int, shown: bool = False) -> int:
-    """Characters of ``long_division(., ., d, db, shown)``: where its last step ends."""
-    steps = long_division_steps(d, db, shown)
+def long_division_length(d: int, db: int, shown: bool = False, table: bool = False) -> int:
+    """Characters of ``long_division(., ., d, db, shown, table)``: where its last step
+    ends."""
+    steps = long_division_steps(d, db, shown, table)
     return steps[-1][1] if steps else 0
 
 
 @functools.lru_cache(maxsize=None)
-def long_division_steps(d: int, db: int,
-                        shown: bool = False) -> tuple[tuple[int, int, str], ...]:
-    """(start, stop, name) of each step of ``long_division(., ., d, db, shown)``: per digit
-    of the dividend its quotient digit, then the remainder (named apart: which of the two
-    goes wrong first); ``shown``: the number brought down before the quotient digit and
-    the quotient digit times the divisor after it."""
+def long_division_steps(d: int, db: int, shown: bool = False,
+                        table: bool = False) -> tuple[tuple[int, int, str], ...]:
+    """(start, stop, name) of each step of ``long_division(., ., d, db, shown, table)``:
+    per digit of the dividend its quotient digit, then the remainder (named apart: which of
+    the two goes wrong first); ``shown``: the number brought down before the quotient digit
+    and the quotient digit times the divisor after it; ``table``: first each multiple of
+    the divisor (``divisor table: k * divisor``)."""
     widths = ((("brought down", db + 1),) if shown else ()) + (("quotient digit", 1),) + \
         ((("quotient digit * divisor", db + 1),) if shown else ()) + (("remainder", db),)
     out, n = [], 0
+    if table:
+        for k in range(1, 10):
+            out.append((n, n + db + 1, f"divisor table: {k} * divisor"))
+            n += db + 1
     for digit in range(1, d + 1):
         for name, width in widths:
             out.append((n, n + width, f"digit {digit} of {d}: {name}"))
@@ -421,8 +443,9 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
-            shown = fmt in DIVISION_SHOWN
-            worked = (long_division(a, b, da, d, shown), long_division_steps(da, d, shown))
+            shown, table = fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE
+            worked = (long_division(a, b, da, d, shown, table),
+                      long_division_steps(da, d, shown, table))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))
@@ -489,10 +512,11 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
     if fmt in WORK_EVERY_PRODUCT:
         # The longest is a chain of products or quotients, a * b * c ... or a * b / c ...:
         # the k-th multiplies or divides a value of k D digits by an operand (sums and
-        # differences are not worked).
-        fine, shown = fmt in DIGIT_PRODUCTS, fmt in DIVISION_SHOWN
+        # differences are not worked); the first is of two operands, so never a worked
+        # quotient (a quotient of two operands is written directly).
+        fine, shown, table = fmt in DIGIT_PRODUCTS, fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE
         worked = sum(max(running_sums_length(k * d, d, fine),
-                         long_division_length(k * d, d, shown)) + 1
+                         long_division_length(k * d, d, shown, table) if k > 1 else 0) + 1
                      for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars

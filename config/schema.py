@@ -83,7 +83,9 @@ class DataConfig:
     # written before the running sum it joins),
     # {"mixed": "reduce_long_division"} (reduce_digit_products with each long division
     # step written out: the number brought down, the quotient digit, its product with the
-    # divisor, the remainder).
+    # divisor, the remainder),
+    # {"mixed": "reduce_division_table"} (reduce_long_division with the divisor's multiples
+    # 1..9 written before each long division of a value).
     answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:

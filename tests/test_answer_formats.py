@@ -289,6 +289,66 @@ def test_reduce_long_division_writes_each_long_division_step_out(high):
     assert af.first_wrong_step("reduce_long_division", truth, bad, high, spans) == name
 
 
+@pytest.mark.parametrize("high", [9, 99, 999])
+def test_reduce_division_table_writes_the_divisors_multiples_before_its_long_division(high):
+    # 7 * 2 / 2 on 0..999: 2, 4, .. 18 (four digits each, least significant first), then
+    # reduce_long_division's steps of 000014 / 002
+    if high == 999:
+        parts = af.working("reduce_division_table", (7, 2, 2), ("*", "/"), 999).split(" ")
+        shown = af.working("reduce_long_division", (7, 2, 2), ("*", "/"), 999).split(" ")
+        assert parts[2] == "2000" "4000" "6000" "8000" "0100" "2100" "4100" "6100" "8100" \
+            + shown[2] and parts[3:] == shown[3:] == ["7"]
+    rng = np.random.default_rng(high + 1)
+    d = af.digits_of(high)
+    for _ in range(500):
+        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
+        c = max(c, 1)
+        text, spans = af.working_and_steps("reduce_division_table", (a, b, c), ("*", "/"),
+                                           high)
+        written = {name.split("worked: ")[1]: int(text[start:stop][::-1])
+                   for start, stop, name in spans if "worked: divisor table" in name}
+        multiples = [written[f"divisor table: {k} * divisor"] for k in range(1, 10)]
+        assert multiples == [k * c for k in range(1, 10)]
+        steps = _division_steps("reduce_division_table", (a, b, c), ("*", "/"), high)
+        # the steps are reduce_long_division's; the quotient digit is how many multiples
+        # the number brought down reaches, its product with the divisor one of them
+        assert steps == _division_steps("reduce_long_division", (a, b, c), ("*", "/"), high)
+        for n in range(1, 2 * d + 1):
+            q = steps[n, "quotient digit"]
+            assert q == sum(m <= steps[n, "brought down"] for m in multiples)
+            assert steps[n, "quotient digit * divisor"] == ([0] + multiples)[q]
+        assert af.answer("reduce_division_table", text, high) == str(a * b // c)
+        # a quotient of two operands, and a product, are written as before
+        for ops in (("/", "+"), ("*", "*")):
+            assert af.working("reduce_division_table", (a, c, b), ops, high) == \
+                af.working("reduce_long_division", (a, c, b), ops, high)
+    longest = max(len(af.working("reduce_division_table", (high, high, v), ops, high))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2) for v in (1, high))
+    longest_chars = eq.max_result_chars(list(eq.OPERATORS), 0, high, 3)
+    assert longest <= af.working_length("reduce_division_table", high, 3, longest_chars)
+    # a wrong multiple is named as that multiple
+    truth, spans = af.working_and_steps("reduce_division_table", (high, high, 7), ("*", "/"),
+                                        high)
+    start, stop, name = [s for s in spans if s[2].endswith("divisor table: 6 * divisor")][0]
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_division_table", truth, bad, high, spans) == name
+
+
+@pytest.mark.parametrize("fmt", af.WORK_EVERY_PRODUCT)
+@pytest.mark.parametrize("high", [9, 99, 999])
+def test_the_decoder_of_every_worked_format_holds_its_longest_working_and_little_more(
+        fmt, high):
+    # every decoder step is paid for in training and serving: the bound may round each
+    # value up to the longest answer, never count a working no equation writes (the first
+    # reduction is of two operands, so never a worked quotient)
+    longest_chars = eq.max_result_chars(list(eq.OPERATORS), 0, high, 3)
+    longest = max(len(af.working(fmt, (x, y, z), ops, high))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2)
+                  for x, y, z in itertools.product((high, 1), (high, 1), (high, 1))
+                  if not ("/" in ops and 0 in (y, z)))
+    assert longest <= af.working_length(fmt, high, 3, longest_chars) <= longest + longest_chars
+
+
 def test_reduce_aligned_writes_every_step_where_it_starts_in_every_equation_of_its_pattern():
     # a * b * c: reduce_worked's working with the first product's value written as the six
     # digits a product of two operands can have
@@ -797,6 +857,10 @@ REDUCTION_CASES = [
     ("reduce_long_division", ("*", "/"),
      lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
      2, "value 2, worked: digit 1 of 4: brought down", 13 * 12),
+    # the same with the divisor's multiples first: the first character is the divisor's
+    ("reduce_division_table", ("*", "/"),
+     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+     2, "value 2, worked: divisor table: 1 * divisor", 13 * 12),
 ]
 
 
