@@ -91,6 +91,15 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 multiples the number brought down reaches, and its product with the divisor
                 is a copy of one of them. ``7 * 2 / 2``: ``2000 4000 .. 8100`` (2, 4, .. 18),
                 then reduce_long_division's steps.
+  reduce_column_division
+                reduce_long_division with each remainder written column by column: after
+                the number brought down and the quotient digit, for each column k of
+                D + 1, least significant first, the brought-down number's digit k, the
+                digit k of the quotient digit times the divisor, then the remainder's
+                digit k (their difference less the borrow): each digit of the remainder
+                is written right after the two digits it subtracts. ``7 * 2 / 2``, for
+                the 4: ``4100 7`` (14, quotient digit 7), then ``440`` ``110`` ``000``
+                ``000`` (4 - 4, 1 - 1, 0 - 0, 0 - 0).
 """
 
 from __future__ import annotations
@@ -104,26 +113,31 @@ if TYPE_CHECKING:  # the config leaf imports this module
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
            "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned",
-           "reduce_digit_products", "reduce_long_division", "reduce_division_table")
+           "reduce_digit_products", "reduce_long_division", "reduce_division_table",
+           "reduce_column_division")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
               "reduce_aligned", "reduce_digit_products", "reduce_long_division",
-              "reduce_division_table")
+              "reduce_division_table", "reduce_column_division")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product, and every quotient of an earlier value
 WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
-                      "reduce_long_division", "reduce_division_table")
+                      "reduce_long_division", "reduce_division_table", "reduce_column_division")
 UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
-DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table")
+DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table",
+                  "reduce_column_division")
 # each long division step written out: the number brought down, the quotient digit, its
 # product with the divisor, the remainder
-DIVISION_SHOWN = ("reduce_long_division", "reduce_division_table")
+DIVISION_SHOWN = ("reduce_long_division", "reduce_division_table", "reduce_column_division")
 # the divisor's multiples 1..9 written before its long division: a quotient digit is a
 # comparison with numbers written before it, its product with the divisor a copy of one
 DIVISION_TABLE = ("reduce_division_table",)
+# the remainder's subtraction written column by column: each remainder digit right after the
+# digit brought down and the digit of the quotient digit * divisor it subtracts
+DIVISION_COLUMNS = ("reduce_column_division",)
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -140,6 +154,7 @@ FORMAT_TAGS = {
     "reduce_digit_products": ("mixed",),
     "reduce_long_division": ("mixed",),
     "reduce_division_table": ("mixed",),
+    "reduce_column_division": ("mixed",),
 }
 SEPARATOR = " "  # between the values of reduce_first (the tokenizer's SPACE token)
 
@@ -241,13 +256,16 @@ def running_sums_steps(d: int, db: int | None = None,
 
 
 def long_division(a: int, b: int, d: int, db: int, shown: bool = False,
-                  table: bool = False) -> str:
+                  table: bool = False, columns: bool = False) -> str:
     """a // b as long division: a zero-padded to d digits, most significant first; for each
     digit the quotient digit, then the remainder as db digits, least significant first.
     ``shown``: each digit's step written out, all least significant first: the number
     brought down (the remainder so far times ten plus the digit, db + 1 digits), the
     quotient digit, its product with b (db + 1 digits), then the remainder. ``table``: b's
-    multiples 1 .. 9 first (db + 1 digits each, least significant first)."""
+    multiples 1 .. 9 first (db + 1 digits each, least significant first). ``columns``
+    (with ``shown``): the product with b and the remainder written as db + 1 columns, least
+    significant first, each the brought-down number's digit, the product's, the
+    remainder's."""
     if b <= 0:
         raise WorkingError("division by zero" if b == 0 else f"divisor {b} is negative")
     _operand_digits(b, db)
@@ -256,6 +274,11 @@ def long_division(a: int, b: int, d: int, db: int, shown: bool = False,
     for digit in reversed(_operand_digits(a, d)):
         brought_down = remainder * 10 + digit  # < 10 b: at most db + 1 digits
         q, remainder = divmod(brought_down, b)  # q < 10
+        if shown and columns:
+            down, product, left = (_lsb(v, db + 1) for v in (brought_down, q * b, remainder))
+            out.append(down + str(q) + "".join(down[k] + product[k] + left[k]
+                                               for k in range(db + 1)))
+            continue
         if shown:
             out.append(_lsb(brought_down, db + 1) + str(q) + _lsb(q * b, db + 1))
         else:
@@ -264,23 +287,30 @@ def long_division(a: int, b: int, d: int, db: int, shown: bool = False,
     return "".join(out)
 
 
-def long_division_length(d: int, db: int, shown: bool = False, table: bool = False) -> int:
-    """Characters of ``long_division(., ., d, db, shown, table)``: where its last step
-    ends."""
-    steps = long_division_steps(d, db, shown, table)
+def long_division_length(d: int, db: int, shown: bool = False, table: bool = False,
+                         columns: bool = False) -> int:
+    """Characters of ``long_division(., ., d, db, shown, table, columns)``: where its last
+    step ends."""
+    steps = long_division_steps(d, db, shown, table, columns)
     return steps[-1][1] if steps else 0
 
 
 @functools.lru_cache(maxsize=None)
-def long_division_steps(d: int, db: int, shown: bool = False,
-                        table: bool = False) -> tuple[tuple[int, int, str], ...]:
+def long_division_steps(d: int, db: int, shown: bool = False, table: bool = False,
+                        columns: bool = False) -> tuple[tuple[int, int, str], ...]:
     """(start, stop, name) of each step of ``long_division(., ., d, db, shown, table)``:
     per digit of the dividend its quotient digit, then the remainder (named apart: which of
     the two goes wrong first); ``shown``: the number brought down before the quotient digit
     and the quotient digit times the divisor after it; ``table``: first each multiple of
-    the divisor (``divisor table: k * divisor``)."""
+    the divisor (``divisor table: k * divisor``); ``columns``: per column k the three digits
+    (``column k: brought down``, ``column k: quotient digit * divisor``, ``column k:
+    remainder``) after the quotient digit."""
     widths = ((("brought down", db + 1),) if shown else ()) + (("quotient digit", 1),) + \
         ((("quotient digit * divisor", db + 1),) if shown else ()) + (("remainder", db),)
+    if shown and columns:
+        widths = (("brought down", db + 1), ("quotient digit", 1)) + tuple(
+            (f"column {k}: {name}", 1) for k in range(db + 1)
+            for name in ("brought down", "quotient digit * divisor", "remainder"))
     out, n = [], 0
     if table:
         for k in range(1, 10):
@@ -443,9 +473,8 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
-            shown, table = fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE
-            worked = (long_division(a, b, da, d, shown, table),
-                      long_division_steps(da, d, shown, table))
+            layout = (fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE, fmt in DIVISION_COLUMNS)
+            worked = (long_division(a, b, da, d, *layout), long_division_steps(da, d, *layout))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))
@@ -514,9 +543,10 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         # the k-th multiplies or divides a value of k D digits by an operand (sums and
         # differences are not worked); the first is of two operands, so never a worked
         # quotient (a quotient of two operands is written directly).
-        fine, shown, table = fmt in DIGIT_PRODUCTS, fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE
+        fine = fmt in DIGIT_PRODUCTS
+        layout = (fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE, fmt in DIVISION_COLUMNS)
         worked = sum(max(running_sums_length(k * d, d, fine),
-                         long_division_length(k * d, d, shown, table) if k > 1 else 0) + 1
+                         long_division_length(k * d, d, *layout) if k > 1 else 0) + 1
                      for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars

@@ -85,7 +85,9 @@ class DataConfig:
     # step written out: the number brought down, the quotient digit, its product with the
     # divisor, the remainder),
     # {"mixed": "reduce_division_table"} (reduce_long_division with the divisor's multiples
-    # 1..9 written before each long division of a value).
+    # 1..9 written before each long division of a value),
+    # {"mixed": "reduce_column_division"} (reduce_long_division with each remainder digit
+    # written right after the two digits it subtracts).
     answer_format: dict = dataclasses.field(default_factory=dict)
 
     def validate(self, path: str = "task.data") -> None:

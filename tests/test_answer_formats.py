@@ -233,7 +233,7 @@ def _division_steps(fmt, operands, operators, high):
     out = {}
     for start, stop, name in spans:
         if "worked: digit" in name:
-            digit, step = name.split("worked: digit ")[1].split(": ")
+            digit, step = name.split("worked: digit ")[1].split(": ", 1)
             out[int(digit.split(" of ")[0]), step] = int(text[start:stop][::-1])
     return out
 
@@ -332,6 +332,51 @@ def test_reduce_division_table_writes_the_divisors_multiples_before_its_long_div
     start, stop, name = [s for s in spans if s[2].endswith("divisor table: 6 * divisor")][0]
     bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
     assert af.first_wrong_step("reduce_division_table", truth, bad, high, spans) == name
+
+
+@pytest.mark.parametrize("high", [9, 99, 999])
+def test_reduce_column_division_writes_each_remainder_digit_after_the_two_it_subtracts(high):
+    # 7 * 2 / 2 on 0..999, the dividend's last digit: 14 brought down, quotient digit 7,
+    # then per column the digit of 14, of 7 * 2 = 14, of the remainder 0
+    if high == 999:
+        w = af.working("reduce_column_division", (7, 2, 2), ("*", "/"), 999)
+        assert w.split(" ")[2].endswith("4100" "7" "440" "110" "000" "000")
+    rng = np.random.default_rng(high + 2)
+    d = af.digits_of(high)
+    for _ in range(500):
+        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
+        c = max(c, 1)
+        steps = _division_steps("reduce_column_division", (a, b, c), ("*", "/"), high)
+        shown = _division_steps("reduce_long_division", (a, b, c), ("*", "/"), high)
+        for n in range(1, 2 * d + 1):
+            # the number brought down and the quotient digit are reduce_long_division's;
+            # each column's digits are those of the brought-down number, the product and the
+            # remainder, and the remainder digit is the difference less the borrow
+            for step in ("brought down", "quotient digit"):
+                assert steps[n, step] == shown[n, step]
+            borrow, product = 0, shown[n, "quotient digit * divisor"]
+            for k in range(d + 1):
+                down, times = (steps[n, f"column {k}: {name}"]
+                               for name in ("brought down", "quotient digit * divisor"))
+                assert (down, times) == (shown[n, "brought down"] // 10 ** k % 10,
+                                         product // 10 ** k % 10)
+                assert steps[n, f"column {k}: remainder"] == (down - times - borrow) % 10
+                assert steps[n, f"column {k}: remainder"] == \
+                    shown[n, "remainder"] // 10 ** k % 10
+                borrow = int(down - times - borrow < 0)
+            assert borrow == 0
+        w = af.working("reduce_column_division", (a, b, c), ("*", "/"), high)
+        assert af.answer("reduce_column_division", w, high) == str(a * b // c)
+        for ops in (("/", "+"), ("*", "*")):
+            assert af.working("reduce_column_division", (a, c, b), ops, high) == \
+                af.working("reduce_long_division", (a, c, b), ops, high)
+    # a wrong remainder digit is named as that column's
+    truth, spans = af.working_and_steps("reduce_column_division", (high, high, 7),
+                                        ("*", "/"), high)
+    start, stop, name = [s for s in spans if s[2].endswith(
+        f"digit {2 * d} of {2 * d}: column 0: remainder")][0]
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_column_division", truth, bad, high, spans) == name
 
 
 @pytest.mark.parametrize("fmt", af.WORK_EVERY_PRODUCT)
@@ -861,6 +906,11 @@ REDUCTION_CASES = [
     ("reduce_division_table", ("*", "/"),
      lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
      2, "value 2, worked: divisor table: 1 * divisor", 13 * 12),
+    # the remainder written column by column: the first character is the first number
+    # brought down, as in reduce_long_division
+    ("reduce_column_division", ("*", "/"),
+     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+     2, "value 2, worked: digit 1 of 4: brought down", 13 * 12),
 ]
 
 
