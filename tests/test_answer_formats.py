@@ -227,6 +227,14 @@ def test_reduce_digit_products_writes_each_digit_product_before_the_sum_it_joins
     assert longest == 101 + 2 * (9 + 18) <= af.working_length("reduce_digit_products", 999, 3, 10)
 
 
+def _random_quotients_of_products(high, seed, n=500):
+    """n random (a, b, c) of 0..high for a * b / c, c never 0."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
+        yield a, b, max(c, 1)
+
+
 def _division_steps(fmt, operands, operators, high):
     """{(digit, step name): the integer it writes} of the long division in a working."""
     text, spans = af.working_and_steps(fmt, operands, operators, high)
@@ -247,11 +255,8 @@ def test_reduce_long_division_writes_each_long_division_step_out(high):
         parts = af.working("reduce_long_division", (7, 2, 2), ("*", "/"), 999).split(" ")
         assert parts[1:] == ["41", ("0000" "0" "0000" "000") * 4
                              + "1000" "0" "0000" "100" "4100" "7" "4100" "000", "7"]
-    rng = np.random.default_rng(high)
     d = af.digits_of(high)
-    for _ in range(500):
-        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
-        c = max(c, 1)
+    for a, b, c in _random_quotients_of_products(high, seed=high):
         steps = _division_steps("reduce_long_division", (a, b, c), ("*", "/"), high)
         plain = _division_steps("reduce_digit_products", (a, b, c), ("*", "/"), high)
         # each step is the arithmetic its name says; the quotient digits and remainders are
@@ -298,11 +303,8 @@ def test_reduce_division_table_writes_the_divisors_multiples_before_its_long_div
         shown = af.working("reduce_long_division", (7, 2, 2), ("*", "/"), 999).split(" ")
         assert parts[2] == "2000" "4000" "6000" "8000" "0100" "2100" "4100" "6100" "8100" \
             + shown[2] and parts[3:] == shown[3:] == ["7"]
-    rng = np.random.default_rng(high + 1)
     d = af.digits_of(high)
-    for _ in range(500):
-        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
-        c = max(c, 1)
+    for a, b, c in _random_quotients_of_products(high, seed=high + 1):
         text, spans = af.working_and_steps("reduce_division_table", (a, b, c), ("*", "/"),
                                            high)
         written = {name.split("worked: ")[1]: int(text[start:stop][::-1])
@@ -341,11 +343,8 @@ def test_reduce_column_division_writes_each_remainder_digit_after_the_two_it_sub
     if high == 999:
         w = af.working("reduce_column_division", (7, 2, 2), ("*", "/"), 999)
         assert w.split(" ")[2].endswith("4100" "7" "440" "110" "000" "000")
-    rng = np.random.default_rng(high + 2)
     d = af.digits_of(high)
-    for _ in range(500):
-        a, b, c = (int(v) for v in rng.integers(0, high + 1, 3))
-        c = max(c, 1)
+    for a, b, c in _random_quotients_of_products(high, seed=high + 2):
         steps = _division_steps("reduce_column_division", (a, b, c), ("*", "/"), high)
         shown = _division_steps("reduce_long_division", (a, b, c), ("*", "/"), high)
         for n in range(1, 2 * d + 1):
@@ -881,35 +880,36 @@ def _first_sum_of_part_off(part: int, parts: list) -> list:
     return parts
 
 
+def _second_operand_7(operators):
+    """The equations of ``operators`` whose second operand is 7."""
+    return lambda e: e.operators == operators and e.operands[1] == 7
+
+
 # (format, operators, the equations given a wrong working, which part is made wrong,
 #  the step the Evaluator must name, how many equations of 0..12 that is)
 REDUCTION_CASES = [
     # b * c of 'a + b * c' worked, its first sum off where b == 7
-    ("reduce_running_sums", ("+", "*"), lambda e: e.operators == ("+", "*") and
-     e.operands[1] == 7, 0, "value 1, worked: column 0: + a0*b0", 13 * 13),
+    ("reduce_running_sums", ("+", "*"), _second_operand_7(("+", "*")),
+     0, "value 1, worked: column 0: + a0*b0", 13 * 13),
     # the second product of 'a * b * c' (a value times c) worked, its first sum off
-    ("reduce_worked", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+    ("reduce_worked", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
     # the same with the first product's value padded: the steps are where they were
-    ("reduce_aligned", ("*", "/"), lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+    ("reduce_aligned", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
     # the same with each digit product written: the first character is a product's
-    ("reduce_digit_products", ("*", "/"),
-     lambda e: e.operators == ("*", "*") and e.operands[1] == 7,
+    ("reduce_digit_products", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: a0*b0", 13 * 13),
     # the long division of 'a * b / c' with each step written: its first character is the
     # first number brought down (a zero: the product is zero-padded to four digits)
-    ("reduce_long_division", ("*", "/"),
-     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+    ("reduce_long_division", ("*", "/"), _second_operand_7(("*", "/")),
      2, "value 2, worked: digit 1 of 4: brought down", 13 * 12),
     # the same with the divisor's multiples first: the first character is the divisor's
-    ("reduce_division_table", ("*", "/"),
-     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+    ("reduce_division_table", ("*", "/"), _second_operand_7(("*", "/")),
      2, "value 2, worked: divisor table: 1 * divisor", 13 * 12),
     # the remainder written column by column: the first character is the first number
     # brought down, as in reduce_long_division
-    ("reduce_column_division", ("*", "/"),
-     lambda e: e.operators == ("*", "/") and e.operands[1] == 7,
+    ("reduce_column_division", ("*", "/"), _second_operand_7(("*", "/")),
      2, "value 2, worked: digit 1 of 4: brought down", 13 * 12),
 ]
 
