@@ -129,15 +129,16 @@ ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to it
 # each digit-pair product of a worked product written before the running sum it joins
 DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table",
                   "reduce_column_division")
-# each long division step written out: the number brought down, the quotient digit, its
-# product with the divisor, the remainder
-DIVISION_SHOWN = ("reduce_long_division", "reduce_division_table", "reduce_column_division")
-# the divisor's multiples 1..9 written before its long division: a quotient digit is a
-# comparison with numbers written before it, its product with the divisor a copy of one
-DIVISION_TABLE = ("reduce_division_table",)
-# the remainder's subtraction written column by column: each remainder digit right after the
-# digit brought down and the digit of the quotient digit * divisor it subtracts
-DIVISION_COLUMNS = ("reduce_column_division",)
+# How a worked quotient of a value is written (``long_division``'s ``layout``), by format:
+# "quotients": per dividend digit its quotient digit and the remainder; "shown": each step
+# written out (the number brought down, the quotient digit, its product with the divisor,
+# the remainder); "table": "shown" after the divisor's multiples 1..9, so a quotient digit
+# is a comparison with numbers written before it and its product a copy of one; "columns":
+# "shown" with the remainder's subtraction written column by column, each remainder digit
+# right after the digit brought down and the product's digit it subtracts.
+DIVISION_LAYOUTS = ("quotients", "shown", "table", "columns")
+DIVISION_LAYOUT = {"reduce_long_division": "shown", "reduce_division_table": "table",
+                   "reduce_column_division": "columns"}
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -255,64 +256,77 @@ def running_sums_steps(d: int, db: int | None = None,
     return tuple(out)
 
 
-def long_division(a: int, b: int, d: int, db: int, shown: bool = False,
-                  table: bool = False, columns: bool = False) -> str:
+def division_layout(fmt: str) -> str:
+    """How ``fmt`` writes a worked quotient of a value (one of DIVISION_LAYOUTS)."""
+    return DIVISION_LAYOUT.get(fmt, "quotients")
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in DIVISION_LAYOUTS:
+        raise WorkingError(f"unknown long division layout {layout!r}; choose from "
+                           f"{', '.join(DIVISION_LAYOUTS)}")
+
+
+def long_division(a: int, b: int, d: int, db: int, layout: str = "quotients") -> str:
     """a // b as long division: a zero-padded to d digits, most significant first; for each
     digit the quotient digit, then the remainder as db digits, least significant first.
-    ``shown``: each digit's step written out, all least significant first: the number
-    brought down (the remainder so far times ten plus the digit, db + 1 digits), the
-    quotient digit, its product with b (db + 1 digits), then the remainder. ``table``: b's
-    multiples 1 .. 9 first (db + 1 digits each, least significant first). ``columns``
-    (with ``shown``): the product with b and the remainder written as db + 1 columns, least
-    significant first, each the brought-down number's digit, the product's, the
-    remainder's."""
+    ``layout`` (DIVISION_LAYOUTS): "shown", each digit's step written out, all least
+    significant first: the number brought down (the remainder so far times ten plus the
+    digit, db + 1 digits), the quotient digit, its product with b (db + 1 digits), then the
+    remainder; "table", b's multiples 1 .. 9 (db + 1 digits each, least significant first)
+    before the "shown" steps; "columns", the "shown" steps with the product and the
+    remainder written as db + 1 columns, least significant first, each the brought-down
+    number's digit, the product's, the remainder's."""
+    _check_layout(layout)
     if b <= 0:
         raise WorkingError("division by zero" if b == 0 else f"divisor {b} is negative")
     _operand_digits(b, db)
-    out = [_lsb(k * b, db + 1) for k in range(1, 10)] if table else []
+    out = [_lsb(k * b, db + 1) for k in range(1, 10)] if layout == "table" else []
     remainder = 0
     for digit in reversed(_operand_digits(a, d)):
         brought_down = remainder * 10 + digit  # < 10 b: at most db + 1 digits
         q, remainder = divmod(brought_down, b)  # q < 10
-        if shown and columns:
-            down, product, left = (_lsb(v, db + 1) for v in (brought_down, q * b, remainder))
+        if layout == "quotients":
+            out.append(str(q) + _lsb(remainder, db))
+            continue
+        down, product = _lsb(brought_down, db + 1), _lsb(q * b, db + 1)
+        if layout == "columns":
+            left = _lsb(remainder, db + 1)
             out.append(down + str(q) + "".join(down[k] + product[k] + left[k]
                                                for k in range(db + 1)))
-            continue
-        if shown:
-            out.append(_lsb(brought_down, db + 1) + str(q) + _lsb(q * b, db + 1))
         else:
-            out.append(str(q))
-        out.append(_lsb(remainder, db))
+            out.append(down + str(q) + product + _lsb(remainder, db))
     return "".join(out)
 
 
-def long_division_length(d: int, db: int, shown: bool = False, table: bool = False,
-                         columns: bool = False) -> int:
-    """Characters of ``long_division(., ., d, db, shown, table, columns)``: where its last
-    step ends."""
-    steps = long_division_steps(d, db, shown, table, columns)
+def long_division_length(d: int, db: int, layout: str = "quotients") -> int:
+    """Characters of ``long_division(., ., d, db, layout)``: where its last step ends."""
+    steps = long_division_steps(d, db, layout)
     return steps[-1][1] if steps else 0
 
 
 @functools.lru_cache(maxsize=None)
-def long_division_steps(d: int, db: int, shown: bool = False, table: bool = False,
-                        columns: bool = False) -> tuple[tuple[int, int, str], ...]:
-    """(start, stop, name) of each step of ``long_division(., ., d, db, shown, table)``:
-    per digit of the dividend its quotient digit, then the remainder (named apart: which of
-    the two goes wrong first); ``shown``: the number brought down before the quotient digit
-    and the quotient digit times the divisor after it; ``table``: first each multiple of
-    the divisor (``divisor table: k * divisor``); ``columns``: per column k the three digits
-    (``column k: brought down``, ``column k: quotient digit * divisor``, ``column k:
-    remainder``) after the quotient digit."""
-    widths = ((("brought down", db + 1),) if shown else ()) + (("quotient digit", 1),) + \
-        ((("quotient digit * divisor", db + 1),) if shown else ()) + (("remainder", db),)
-    if shown and columns:
+def long_division_steps(d: int, db: int,
+                        layout: str = "quotients") -> tuple[tuple[int, int, str], ...]:
+    """(start, stop, name) of each step of ``long_division(., ., d, db, layout)``: per
+    digit of the dividend its quotient digit, then the remainder (named apart: which of the
+    two goes wrong first); "shown" (and "table"): the number brought down before the
+    quotient digit and the quotient digit times the divisor after it; "table": first each
+    multiple of the divisor (``divisor table: k * divisor``); "columns": the number brought
+    down and the quotient digit, then per column k its three digits (``column k: brought
+    down``, ``column k: quotient digit * divisor``, ``column k: remainder``)."""
+    _check_layout(layout)
+    if layout == "quotients":
+        widths = (("quotient digit", 1), ("remainder", db))
+    elif layout == "columns":
         widths = (("brought down", db + 1), ("quotient digit", 1)) + tuple(
             (f"column {k}: {name}", 1) for k in range(db + 1)
             for name in ("brought down", "quotient digit * divisor", "remainder"))
+    else:
+        widths = (("brought down", db + 1), ("quotient digit", 1),
+                  ("quotient digit * divisor", db + 1), ("remainder", db))
     out, n = [], 0
-    if table:
+    if layout == "table":
         for k in range(1, 10):
             out.append((n, n + db + 1, f"divisor table: {k} * divisor"))
             n += db + 1
@@ -473,8 +487,8 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
-            layout = (fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE, fmt in DIVISION_COLUMNS)
-            worked = (long_division(a, b, da, d, *layout), long_division_steps(da, d, *layout))
+            layout = division_layout(fmt)
+            worked = (long_division(a, b, da, d, layout), long_division_steps(da, d, layout))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))
@@ -544,9 +558,9 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         # differences are not worked); the first is of two operands, so never a worked
         # quotient (a quotient of two operands is written directly).
         fine = fmt in DIGIT_PRODUCTS
-        layout = (fmt in DIVISION_SHOWN, fmt in DIVISION_TABLE, fmt in DIVISION_COLUMNS)
+        layout = division_layout(fmt)
         worked = sum(max(running_sums_length(k * d, d, fine),
-                         long_division_length(k * d, d, *layout) if k > 1 else 0) + 1
+                         long_division_length(k * d, d, layout) if k > 1 else 0) + 1
                      for k in range(1, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     return max_result_chars

@@ -283,7 +283,7 @@ def test_reduce_long_division_writes_each_long_division_step_out(high):
     longest_chars = eq.max_result_chars(list(eq.OPERATORS), 0, high, 3)
     assert longest <= af.working_length("reduce_long_division", high, 3, longest_chars)
     if high == 9:
-        assert af.long_division_length(2, 1, shown=True) == 12 > \
+        assert af.long_division_length(2, 1, "shown") == 12 > \
             af.running_sums_length(2, 1, products=True) == 9
     # where it went wrong: the product written wrong is named apart from the remainder
     truth, spans = af.working_and_steps("reduce_long_division", (high, high, 7), ("*", "/"),
