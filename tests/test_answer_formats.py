@@ -441,6 +441,32 @@ def test_long_division_and_rectangular_running_sums_read_back_exactly(high):
         assert int("".join(reversed(list(last.values())))) == x * y  # the carry on top
 
 
+def test_every_layout_writes_the_same_long_division_and_an_unknown_one_is_refused():
+    rng = np.random.default_rng(5)
+    for _ in range(500):
+        y = int(rng.integers(1, 1000))
+        x = int(rng.integers(0, 10 ** 6))
+        texts = {lay: af.long_division(x, y, 6, 3, lay) for lay in af.DIVISION_LAYOUTS}
+        for lay, text in texts.items():  # each step's text where its steps say
+            steps = af.long_division_steps(6, 3, lay)
+            assert len(text) == af.long_division_length(6, 3, lay) == steps[-1][1]
+            quotient = "".join(text[a:b] for a, b, name in steps
+                               if name.endswith("quotient digit"))
+            assert int(quotient) == x // y, lay
+            if lay == "columns":
+                left = [text[a] for a, _, name in steps[-12:] if name.endswith(": remainder")]
+                assert int("".join(reversed(left))) == x % y
+            else:
+                assert int(text[steps[-1][0]:steps[-1][1]][::-1]) == x % y, lay
+    assert [af.division_layout(f) for f in ("reduce_long_division", "reduce_division_table",
+                                            "reduce_column_division", "reduce_worked")] == \
+        ["shown", "table", "columns", "quotients"]
+    with pytest.raises(af.WorkingError, match="unknown long division layout 'column'.*columns"):
+        af.long_division(7, 2, 1, 1, "column")
+    with pytest.raises(af.WorkingError, match="unknown long division layout"):
+        af.long_division_steps(1, 1, "Shown")
+
+
 @pytest.mark.parametrize("fmt", af.REDUCTIONS)
 def test_reductions_are_right_on_every_single_digit_equation(fmt):
     count = 0
