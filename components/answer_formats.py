@@ -46,6 +46,14 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 ``61 8`` (16, then 8); ``9 - 8 - 7`` -> ``51 6-`` (8 + 7, then 9 - 15);
                 ``a + b - c`` and every equation with at most one ``+``/``-`` reduction as
                 in reduce_running_sums.
+  reduce_fitting
+                reduce_unsigned, and every product whose two factors fit an operand's D
+                digits is worked as its running sums (operands zero-padded to D digits),
+                whether its left factor is an operand or a value the model wrote: the
+                second product of ``a * b * c`` when a * b < 10^D, and the product of
+                ``a / b * c`` (a quotient of two operands always fits). A wider product is
+                written directly, as in reduce_unsigned. ``7 * 4 * 7``: the running sums
+                of 007 * 004, ``82`` (28), the running sums of 028 * 007, ``691`` (196).
   reduce_worked reduce_first, and every product and every quotient of an earlier value is
                 worked before its value: no step multiplies or divides a value the model
                 wrote itself in one go. A product x * y (y is always one of the
@@ -112,19 +120,22 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums", "reduce_unsigned", "reduce_worked", "reduce_aligned",
-           "reduce_digit_products", "reduce_long_division", "reduce_division_table",
-           "reduce_column_division")
+           "reduce_running_sums", "reduce_unsigned", "reduce_fitting", "reduce_worked",
+           "reduce_aligned", "reduce_digit_products", "reduce_long_division",
+           "reduce_division_table", "reduce_column_division")
 # a value per reduction, the last the answer
-REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_worked",
-              "reduce_aligned", "reduce_digit_products", "reduce_long_division",
-              "reduce_division_table", "reduce_column_division")
+REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_fitting",
+              "reduce_worked", "reduce_aligned", "reduce_digit_products",
+              "reduce_long_division", "reduce_division_table", "reduce_column_division")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
+# the reductions that work every product whose factors both fit an operand's digits
+WORK_FITTING_PRODUCTS = ("reduce_fitting",)
 # the reductions that work every product, and every quotient of an earlier value
 WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
                       "reduce_long_division", "reduce_division_table", "reduce_column_division")
-UNSIGNED = ("reduce_unsigned", "reduce_aligned")  # no negative value before the answer
+# no negative value before the answer
+UNSIGNED = ("reduce_unsigned", "reduce_fitting", "reduce_aligned")
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
 DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table",
@@ -150,6 +161,7 @@ FORMAT_TAGS = {
     "reduce_first": ("mixed",),
     "reduce_running_sums": ("mixed",),
     "reduce_unsigned": ("mixed",),
+    "reduce_fitting": ("mixed",),
     "reduce_worked": ("mixed",),
     "reduce_aligned": ("mixed",),
     "reduce_digit_products": ("mixed",),
@@ -482,8 +494,10 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
     reduced = reductions(operands, operators, d, unsigned=fmt in UNSIGNED)
     for n, (a, op, b, value, of_operands, da, width) in enumerate(reduced, start=1):
         worked = None
-        if op == "*" and (fmt in WORK_EVERY_PRODUCT or
-                          (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
+        if op == "*" and fmt in WORK_FITTING_PRODUCTS and max(a, b) < 10 ** d:
+            worked = (running_sums(a, b, d), running_sums_steps(d))
+        elif op == "*" and (fmt in WORK_EVERY_PRODUCT or
+                            (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
@@ -552,6 +566,14 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
     if fmt in WORK_PRODUCTS_OF_OPERANDS:  # each worked product takes two operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
+    if fmt in WORK_FITTING_PRODUCTS:
+        # Every reduction worked: all are products, each value before the answer a factor
+        # of the next, so at most D digits, and the answer at most 2D. One fewer worked:
+        # any values.
+        worked = working_length("running_sums", high) + 1
+        every = (num_operands - 1) * worked + (num_operands - 2) * (d + 1) + 2 * d
+        fewer = (num_operands - 2) * worked + (num_operands - 1) * (max_result_chars + 1) - 1
+        return max(every, fewer)
     if fmt in WORK_EVERY_PRODUCT:
         # The longest is a chain of products or quotients, a * b * c ... or a * b / c ...:
         # the k-th multiplies or divides a value of k D digits by an operand (sums and

@@ -76,6 +76,8 @@ class DataConfig:
     # {"mixed": "reduce_running_sums"} (the same, a product of two operands worked first),
     # {"mixed": "reduce_unsigned"} (the same, sums and differences ordered so that no value
     # before the answer is negative),
+    # {"mixed": "reduce_fitting"} (reduce_unsigned, and every product whose factors fit an
+    # operand's digits worked, a value's too: 7 * 4 * 7's 28 * 7),
     # {"mixed": "reduce_worked"} (every product and every quotient of a value worked),
     # {"mixed": "reduce_aligned"} (reduce_worked in reduce_unsigned's order, every value
     # before the answer zero-padded to the digits it can have),
