@@ -4,6 +4,7 @@ reading equals the Python one, ExampleGen writes the working the input pipeline 
 the serving signature returns only the final answer in ``result`` (the working in its own
 output), and a bad format config fails fast naming the field."""
 
+import functools
 import itertools
 import os
 import re
@@ -148,6 +149,42 @@ def test_reduce_unsigned_writes_no_negative_value_before_the_answer():
     truth, spans = af.working_and_steps("reduce_unsigned", (2, 13, 1), ("-", "-"), 999)
     assert af.first_wrong_step("reduce_unsigned", truth, "31 21-", 999, spans) == "value 1"
     assert af.first_wrong_step("reduce_unsigned", truth, "41 11-", 999, spans) == "value 2"
+
+
+def test_reduce_fitting_works_every_product_whose_factors_fit_an_operand():
+    rs = functools.partial(af.running_sums, d=3)
+    # a * b * c: the second product worked exactly when a * b fits three digits
+    assert af.working("reduce_fitting", (7, 4, 7), ("*", "*"), 999) == \
+        " ".join([rs(7, 4), "82", rs(28, 7), "691"])
+    assert af.working("reduce_fitting", (999, 1, 7), ("*", "*"), 999) == \
+        " ".join([rs(999, 1), "999", rs(999, 7), "3996"])
+    assert af.working("reduce_fitting", (100, 10, 7), ("*", "*"), 999) == \
+        " ".join([rs(100, 10), "0001", "0007"])  # 1000 is wider than an operand: direct
+    # a / b * c: a quotient of two operands always fits, so its product is worked
+    assert af.working("reduce_fitting", (100, 5, 3), ("/", "*"), 999) == \
+        " ".join(["02", rs(20, 3), "06"])
+    # everything else as reduce_unsigned: quotients direct, sums unsigned
+    for values, ops in [((5, 5, 3), ("*", "/")), ((9, 8, 7), ("-", "-")),
+                        ((12, 34, 5), ("+", "*")), ((999, 999, 999), ("*", "*")),
+                        ((120, 7, 9), ("/", "/")), ((2, 13, 1), ("-", "+"))]:
+        assert af.working("reduce_fitting", values, ops, 999) == \
+            af.working("reduce_unsigned", values, ops, 999), (values, ops)
+    # two-digit operands: the factors fit two digits
+    assert af.working("reduce_fitting", (9, 9, 9), ("*", "*"), 99) == \
+        " ".join([af.running_sums(9, 9, 2), "18", af.running_sums(81, 9, 2), "927"])
+    # a wrong step inside the second product's working is named as that product's
+    truth, spans = af.working_and_steps("reduce_fitting", (7, 4, 7), ("*", "*"), 999)
+    start = len(rs(7, 4)) + 4 + 3  # the second product's second running sum
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_fitting", truth, bad, 999, spans) == \
+        "value 2, worked: column 1: + a0*b1"
+    assert af.answer("reduce_fitting", truth, 999) == "196"
+    # the longest working of three operands: both products worked (28 + 3 + 28 + 6 and
+    # 3 spaces), within the decoder's bound
+    longest = max(len(af.working("reduce_fitting", (x, y, z), ops, 999))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2)
+                  for x, y, z in [(999, 1, 999), (31, 32, 999), (999, 999, 999)])
+    assert longest == 68 <= af.working_length("reduce_fitting", 999, 3, 9)
 
 
 def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
@@ -378,7 +415,7 @@ def test_reduce_column_division_writes_each_remainder_digit_after_the_two_it_sub
     assert af.first_wrong_step("reduce_column_division", truth, bad, high, spans) == name
 
 
-@pytest.mark.parametrize("fmt", af.WORK_EVERY_PRODUCT)
+@pytest.mark.parametrize("fmt", af.WORK_FITTING_PRODUCTS + af.WORK_EVERY_PRODUCT)
 @pytest.mark.parametrize("high", [9, 99, 999])
 def test_the_decoder_of_every_worked_format_holds_its_longest_working_and_little_more(
         fmt, high):
@@ -917,6 +954,10 @@ REDUCTION_CASES = [
     # b * c of 'a + b * c' worked, its first sum off where b == 7
     ("reduce_running_sums", ("+", "*"), _second_operand_7(("+", "*")),
      0, "value 1, worked: column 0: + a0*b0", 13 * 13),
+    # the second product of 'a * 7 * c' worked where a * 7 fits two digits (every a of
+    # 0..12), its first sum off
+    ("reduce_fitting", ("*", "/"), _second_operand_7(("*", "*")),
+     2, "value 2, worked: column 0: + a0*b0", 13 * 13),
     # the second product of 'a * b * c' (a value times c) worked, its first sum off
     ("reduce_worked", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
