@@ -451,6 +451,47 @@ def test_a_warm_start_begins_from_the_trained_weights_and_a_resume_keeps_its_own
                     **trainer_kwargs(config))
 
 
+def test_a_warm_start_onto_a_longer_working_keeps_the_trained_step_rows(tmp_path):
+    """A model warm-started onto a longer decoder (a longer working format) takes every
+    trained weight, its step embedding's rows for the steps both have, and keeps its own
+    rows for the new steps; a shorter decoder is refused naming the field."""
+    from lstm_math.components.models import build_model
+    from lstm_math.components.trainer.model import warm_start_weights
+    from lstm_math.config.training import ModelHParams
+
+    hparams = ModelHParams(embedding_dim=8, encoder_units=8, decoder_units=16,
+                           step_embedding=True)
+
+    def built(steps):
+        model = build_model(hparams, steps)
+        model((tf.zeros([1, 5], tf.int32), tf.zeros([1, steps], tf.int32)))
+        return model
+
+    tf.keras.utils.set_random_seed(1)
+    trained = built(6)
+    file = str(tmp_path / "model.keras")
+    trained.save(file)
+    tf.keras.utils.set_random_seed(2)
+    longer = built(10)
+    (table,) = [w for w in longer.weights if "step_embedding" in w.path]
+    fresh_rows = table.numpy()[6:]
+    warm_start_weights(longer, file)
+    for a, b in zip(trained.weights, longer.weights):
+        if b is table:
+            np.testing.assert_array_equal(b.numpy()[:6], a.numpy())
+            np.testing.assert_array_equal(b.numpy()[6:], fresh_rows)
+        else:
+            np.testing.assert_array_equal(b.numpy(), a.numpy())
+    with pytest.raises(ConfigError, match=r"^trainer\.warm_start: weight \d+ .*step_embedding"
+                                          r".* \(6, 8\) here"):
+        warm_start_weights(built(6), str(_saved(longer, tmp_path / "longer.keras")))
+
+
+def _saved(model, path):
+    model.save(str(path))
+    return path
+
+
 def test_a_finishing_stage_trains_more_epochs_on_its_own_mix_and_rate(
         examples, tmp_path, caplog, monkeypatch):
     """trainer.finish: after trainer.epochs, finish.epochs more, each batch drawing

@@ -171,17 +171,31 @@ def warm_start_source(path: str) -> dict | None:
 def warm_start_weights(model: keras.Model, file: str) -> None:
     """Assigns every weight of the trained model in ``file`` to ``model`` (the same
     architecture: ConfigError naming ``trainer.warm_start`` and the first weight that
-    differs, before anything is assigned)."""
+    differs, before anything is assigned). One difference is allowed: a decoder step
+    embedding with more steps here (a longer working format) takes the trained rows for
+    the steps both have and keeps its initial rows for the steps after them."""
     source = keras.models.load_model(file, compile=False)
     theirs, ours = source.weights, model.weights
     if len(theirs) != len(ours):
         raise ConfigError(f"trainer.warm_start: {file} has {len(theirs)} weights, this model "
                           f"{len(ours)}: it must be the same architecture (trainer.model)")
     for n, (a, b) in enumerate(zip(theirs, ours)):
-        if tuple(a.shape) != tuple(b.shape):
+        if tuple(a.shape) != tuple(b.shape) and not _longer_steps(a, b):
             raise ConfigError(
                 f"trainer.warm_start: weight {n} ({b.path}) is {tuple(a.shape)} in {file} and "
                 f"{tuple(b.shape)} here: it must be the same architecture (trainer.model, the "
                 f"decoder length)")
     for a, b in zip(theirs, ours):
-        b.assign(a.numpy())
+        if _longer_steps(a, b):
+            value = b.numpy()
+            value[:a.shape[0]] = a.numpy()
+            b.assign(value)
+        else:
+            b.assign(a.numpy())
+
+
+def _longer_steps(theirs, ours) -> bool:
+    """Whether ``ours`` is a step embedding of the same width with more steps."""
+    return ("step_embedding" in ours.path and len(ours.shape) == 2
+            and tuple(theirs.shape[1:]) == tuple(ours.shape[1:])
+            and theirs.shape[0] < ours.shape[0])
