@@ -54,6 +54,19 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 ``a / b * c`` (a quotient of two operands always fits). A wider product is
                 written directly, as in reduce_unsigned. ``7 * 4 * 7``: the running sums
                 of 007 * 004, ``82`` (28), the running sums of 028 * 007, ``691`` (196).
+  reduce_chunked
+                reduce_fitting, and a product whose left factor is a value wider than D
+                digits is worked in D-digit chunks of that factor, least significant
+                first: for each chunk (as many as the value can have: two for a product
+                of two operands), the running sums of the chunk times the operand (both
+                zero-padded to D digits), a space, then that chunk's product as 2D digits,
+                zero-padded, least significant first; then the product's value, the chunk
+                products summed each D digits further left. Every product is then the one
+                product of two D-digit numbers the first reduction already works, and the
+                last step an addition of column-aligned values. ``123 * 456 * 789``: the
+                running sums of 123 * 456, ``88065`` (56088), the running sums of
+                088 * 789, ``234960`` (69432), those of 056 * 789, ``481440`` (44184),
+                then ``23435244`` (44184 * 1000 + 69432 = 44253432).
   reduce_worked reduce_first, and every product and every quotient of an earlier value is
                 worked before its value: no step multiplies or divides a value the model
                 wrote itself in one go. A product x * y (y is always one of the
@@ -120,22 +133,24 @@ if TYPE_CHECKING:  # the config leaf imports this module
 
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
-           "reduce_running_sums", "reduce_unsigned", "reduce_fitting", "reduce_worked",
-           "reduce_aligned", "reduce_digit_products", "reduce_long_division",
+           "reduce_running_sums", "reduce_unsigned", "reduce_fitting", "reduce_chunked",
+           "reduce_worked", "reduce_aligned", "reduce_digit_products", "reduce_long_division",
            "reduce_division_table", "reduce_column_division")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_fitting",
-              "reduce_worked", "reduce_aligned", "reduce_digit_products",
+              "reduce_chunked", "reduce_worked", "reduce_aligned", "reduce_digit_products",
               "reduce_long_division", "reduce_division_table", "reduce_column_division")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product whose factors both fit an operand's digits
-WORK_FITTING_PRODUCTS = ("reduce_fitting",)
+WORK_FITTING_PRODUCTS = ("reduce_fitting", "reduce_chunked")
+# ... and every wider product of a value in D-digit chunks of the value
+WORK_CHUNKED_PRODUCTS = ("reduce_chunked",)
 # the reductions that work every product, and every quotient of an earlier value
 WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
                       "reduce_long_division", "reduce_division_table", "reduce_column_division")
 # no negative value before the answer
-UNSIGNED = ("reduce_unsigned", "reduce_fitting", "reduce_aligned")
+UNSIGNED = ("reduce_unsigned", "reduce_fitting", "reduce_chunked", "reduce_aligned")
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
 DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table",
@@ -162,6 +177,7 @@ FORMAT_TAGS = {
     "reduce_running_sums": ("mixed",),
     "reduce_unsigned": ("mixed",),
     "reduce_fitting": ("mixed",),
+    "reduce_chunked": ("mixed",),
     "reduce_worked": ("mixed",),
     "reduce_aligned": ("mixed",),
     "reduce_digit_products": ("mixed",),
@@ -500,6 +516,15 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
                             (fmt in WORK_PRODUCTS_OF_OPERANDS and of_operands)):
             fine = fmt in DIGIT_PRODUCTS
             worked = (running_sums(a, b, da, d, fine), running_sums_steps(da, d, fine))
+        elif op == "*" and fmt in WORK_CHUNKED_PRODUCTS and b < 10 ** d:
+            chunks = -(-da // d)  # the D-digit chunks the left factor can have
+            for i in range(chunks):
+                chunk = a // 10 ** (d * i) % 10 ** d
+                name = f"value {n}, worked: chunk {i + 1} of {chunks}"
+                parts.append((running_sums(chunk, b, d),
+                              [(start, stop, f"{name}: {step}")
+                               for start, stop, step in running_sums_steps(d)]))
+                parts.append((_lsb(chunk * b, 2 * d), [(0, 2 * d, name)]))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
             layout = division_layout(fmt)
             worked = (long_division(a, b, da, d, layout), long_division_steps(da, d, layout))
@@ -565,6 +590,14 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         return (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt in WORK_PRODUCTS_OF_OPERANDS:  # each worked product takes two operands
         worked = num_operands // 2 * (working_length("running_sums", high) + 1)
+        return worked + (num_operands - 1) * (max_result_chars + 1) - 1
+    if fmt in WORK_CHUNKED_PRODUCTS:
+        # The longest is a chain of products a * b * c ...: the k-th (k > 1) multiplies a
+        # value of k D digits, so k chunks, each its running sums and 2D digits; every
+        # value at most max_result_chars.
+        chunk = working_length("running_sums", high) + 1 + 2 * d + 1
+        worked = working_length("running_sums", high) + 1 + sum(
+            k * chunk for k in range(2, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt in WORK_FITTING_PRODUCTS:
         # Every reduction worked: all are products, each value before the answer a factor

@@ -78,6 +78,8 @@ class DataConfig:
     # before the answer is negative),
     # {"mixed": "reduce_fitting"} (reduce_unsigned, and every product whose factors fit an
     # operand's digits worked, a value's too: 7 * 4 * 7's 28 * 7),
+    # {"mixed": "reduce_chunked"} (reduce_fitting, and a product of a wider value worked
+    # in chunks of an operand's digits: 123 * 456 * 789's 088 * 789 and 056 * 789),
     # {"mixed": "reduce_worked"} (every product and every quotient of a value worked),
     # {"mixed": "reduce_aligned"} (reduce_worked in reduce_unsigned's order, every value
     # before the answer zero-padded to the digits it can have),

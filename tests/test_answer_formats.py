@@ -187,6 +187,52 @@ def test_reduce_fitting_works_every_product_whose_factors_fit_an_operand():
     assert longest == 68 <= af.working_length("reduce_fitting", 999, 3, 9)
 
 
+def test_reduce_chunked_works_a_wider_product_in_chunks_of_an_operands_digits():
+    rs = functools.partial(af.running_sums, d=3)
+    # a * b * c with a * b wider than three digits: each three-digit chunk of 56088 times
+    # 789 worked and written as six digits, then the product's value
+    assert af.working("reduce_chunked", (123, 456, 789), ("*", "*"), 999) == \
+        " ".join([rs(123, 456), "88065", rs(88, 789), "234960", rs(56, 789), "481440",
+                  "23435244"])
+    assert af.working("reduce_chunked", (999, 999, 999), ("*", "*"), 999) == \
+        " ".join([rs(999, 999), "100899", rs(1, 999), "999000", rs(998, 999), "200799",
+                  "999200799"])
+    # a zero chunk is still worked: every such product has the same parts
+    assert af.working("reduce_chunked", (100, 10, 7), ("*", "*"), 999) == \
+        " ".join([rs(100, 10), "0001", rs(0, 7), "000000", rs(1, 7), "700000", "0007"])
+    # a product that fits, and everything without a wider product: reduce_fitting's working
+    for values, ops in [((7, 4, 7), ("*", "*")), ((999, 1, 7), ("*", "*")),
+                        ((100, 5, 3), ("/", "*")), ((5, 5, 3), ("*", "/")),
+                        ((9, 8, 7), ("-", "-")), ((12, 34, 5), ("+", "*")),
+                        ((999, 999, 7), ("*", "/")), ((120, 7, 9), ("/", "/"))]:
+        assert af.working("reduce_chunked", values, ops, 999) == \
+            af.working("reduce_fitting", values, ops, 999), (values, ops)
+    # the answer is the last value; a wrong step in a chunk is named by its chunk
+    truth, spans = af.working_and_steps("reduce_chunked", (123, 456, 789), ("*", "*"), 999)
+    assert af.answer("reduce_chunked", truth, 999) == str(123 * 456 * 789)
+    start = 3 * (len(rs(1, 1)) + 1) + len("88065 234960 ") + 2  # '481440': its 1
+    bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
+    assert af.first_wrong_step("reduce_chunked", truth, bad, 999, spans) == \
+        "value 2, worked: chunk 2 of 2"
+    # every equation of one-digit operands within the decoder's bound, each read back
+    longest = 0
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        for x, y, z in itertools.product(range(10), repeat=3):
+            try:
+                w = af.working("reduce_chunked", (x, y, z), ops, 9)
+            except af.WorkingError:  # division by zero
+                continue
+            value = af.reduction_values((x, y, z), ops)[-1]
+            assert af.answer("reduce_chunked", w, 9) == str(value)
+            longest = max(longest, len(w))
+    assert longest <= af.working_length("reduce_chunked", 9, 3, 3)
+    # three-digit operands: the longest is two products, the second in two chunks
+    longest = max(len(af.working("reduce_chunked", (x, y, z), ops, 999))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2)
+                  for x, y, z in [(999, 1, 999), (31, 33, 999), (999, 999, 999)])
+    assert longest == 117 <= af.working_length("reduce_chunked", 999, 3, 9)
+
+
 def test_reduce_worked_works_every_product_and_every_quotient_of_a_value():
     # a * b * c: both products as running sums, the second's left operand padded to the
     # six digits a product of two operands can have
@@ -964,6 +1010,11 @@ REDUCTION_CASES = [
     # the same with the first product's value padded: the steps are where they were
     ("reduce_aligned", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: + a0*b0", 13 * 13),
+    # the second product of 'a * b * c' where a * b is wider than two digits (11 of the
+    # pairs of 0..12), worked in two chunks: the first chunk's first sum off
+    ("reduce_chunked", ("*", "/"),
+     lambda e: e.operators == ("*", "*") and e.operands[0] * e.operands[1] >= 100,
+     2, "value 2, worked: chunk 1 of 2: column 0: + a0*b0", 11 * 13),
     # the same with each digit product written: the first character is a product's
     ("reduce_digit_products", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: a0*b0", 13 * 13),
