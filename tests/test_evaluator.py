@@ -340,6 +340,13 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     assert set(wrong_patterns) <= {"a + b + c", "a + b - c", "a + b * c", "a + b / c"}
     assert m["uniform"]["per_pattern"]["a * b - c"] == 1.0
     assert m["uniform"]["per_pattern"]["a + b * c"] < 1.0
+    # ... and among the single-digit equations, evaluated whole: '5 + b ? c', c > 0 for '/'
+    small = m["small_operands_all"]["per_pattern"]
+    assert len(small) == 16 and sum(v["count"] for v in small.values()) == \
+        m["small_operands_all"]["per_operand_count"]["3"]["count"]
+    assert small["a * b * c"]["count"] == 1000 and small["a / b / c"]["count"] == 810
+    assert {p: v["wrong"] for p, v in small.items() if v["wrong"]} == {
+        "a + b + c": 100, "a + b - c": 100, "a + b * c": 100, "a + b / c": 90}
 
     # Confidence: '*' is confidently wrong (worse than useless), 'mixed' honestly unsure.
     def conf(e, answer):
@@ -373,6 +380,7 @@ def test_mixed_model_gets_tables_per_operator_count_and_length_maps_and_confiden
     assert "per operand count" in report and "AUROC" in report and "| mixed |" in report
     assert "per operand length, *" in report and "small operands" in report
     assert "| `a + b * c` | " in report and "per operator pattern" in report
+    assert "| a + b / c | 0.90000 | 900 | 90 |" in report  # the single-digit slice's table
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["confidence"]["*"]["threshold"] > 0 and "CPU" in on_disk["hardware"]
     assert on_disk["coverage"]["min_operands"] == 2

@@ -97,8 +97,9 @@ def evaluate_small_operands(serve_fn, coverage: Coverage, batch_size: int,
                             trust_thresholds: dict | None = None, num_worst: int = 20,
                             bound: int = SMALL_OPERAND_BOUND) -> dict | None:
     """Every equation of the space whose operands are all below ``bound`` ('3 + 4', not
-    '3 + 40'): exact match overall and per operator, the wrong answers, and what
-    ``trusted`` does on them. None when the space has no such equations."""
+    '3 + 40'): exact match overall, per operator and per operator pattern of three or
+    more operands ('a * b * c'), the wrong answers, and what ``trusted`` does on them.
+    None when the space has no such equations."""
     low, high = coverage.operand_min, coverage.operand_max
     if low >= bound:
         return None
@@ -108,7 +109,8 @@ def evaluate_small_operands(serve_fn, coverage: Coverage, batch_size: int,
     full = summarize(texts, truths, answers, valid, confidence, tags, num_worst,
                      thresholds=trust_thresholds)
     out = {key: full[key] for key in ("exact_match", "count", "wrong", "per_operator",
-                                      "per_operand_count", "trust", "worst_errors")}
+                                      "per_operand_count", "per_pattern", "trust",
+                                      "worst_errors")}
     out["bound"] = bound
     out["evaluated_on"] = f"every equation whose operands are all below {bound}"
     log.info("Evaluator: every equation with operands below %d: %d equations, %d wrong "

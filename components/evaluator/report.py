@@ -79,6 +79,9 @@ def small_operands_section(small: dict | None) -> list[str]:
                        f"{', trusted' if e.get('trusted') else ''})"
                        for e in small["worst_errors"]), ""]
     lines += _table("per operator", small["per_operator"], "operator")
+    if small.get("per_pattern"):  # reports written before the slice had patterns have none
+        lines += _table("per operator pattern (three or more operands)",
+                        small["per_pattern"], "pattern")
     return lines
 
 
