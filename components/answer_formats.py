@@ -595,9 +595,9 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         # The longest is a chain of products a * b * c ...: the k-th (k > 1) multiplies a
         # value of k D digits, so k chunks, each its running sums and 2D digits; every
         # value at most max_result_chars.
-        chunk = working_length("running_sums", high) + 1 + 2 * d + 1
-        worked = working_length("running_sums", high) + 1 + sum(
-            k * chunk for k in range(2, num_operands))
+        sums = working_length("running_sums", high) + 1
+        chunk = sums + 2 * d + 1
+        worked = sums + sum(k * chunk for k in range(2, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
     if fmt in WORK_FITTING_PRODUCTS:
         # Every reduction worked: all are products, each value before the answer a factor
