@@ -80,6 +80,7 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         step_embedding=0,
         self_attention=False,
         tokens_per_step=1,
+        self_attention_heads=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -95,6 +96,7 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
             step_embedding=step_embedding,
             self_attention=self_attention,
             tokens_per_step=tokens_per_step,
+            self_attention_heads=self_attention_heads,
         )
         # tokens_per_step k > 1: each decoder step writes k tokens (k output heads, chosen
         # independently from the same state) and is fed the k it wrote at the step before
@@ -122,6 +124,12 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         self.query = layers.Dense(2 * encoder_units, use_bias=False, name="attention_query")
         # self_attention: each decoder step also attends (causally) over the decoder's own
         # states so far, and the context joins the features.
+        # self_attention_heads: each head attends over its own slice of the states.
+        self.self_heads = self_attention_heads
+        if self_attention and decoder_units % self_attention_heads:
+            raise ValueError(f"trainer.model.decoder_self_attention_heads: "
+                             f"{self_attention_heads} heads do not divide the "
+                             f"{decoder_units} decoder units")
         self.self_query = (layers.Dense(decoder_units, use_bias=False, name="self_query")
                            if self_attention else None)
         self.combine = layers.Dense(decoder_units, activation="tanh", name="combine")
@@ -191,13 +199,18 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
 
     def attend_self(self, query, states, causal=True):
         """Scaled dot-product attention of decoder queries [b, t, d] over decoder states
-        [b, s, d]; ``causal``: query t sees states 0..t only (teacher forcing, s == t)."""
-        scores = ops.einsum("btd,bsd->bts", query, states) / float(query.shape[-1]) ** 0.5
+        [b, s, d], in ``self.self_heads`` heads, each over its own d / heads slice;
+        ``causal``: query t sees states 0..t only (teacher forcing, s == t)."""
+        b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(states)[1]
+        d = query.shape[-1] // self.self_heads
+        q = ops.reshape(query, (b, t, self.self_heads, d))
+        k = ops.reshape(states, (b, s, self.self_heads, d))
+        scores = ops.einsum("bthd,bshd->bhts", q, k) / float(d) ** 0.5
         if causal:
-            t = ops.shape(query)[1]
             seen = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
-            scores = ops.where(seen[None, :, :], scores, -1e9)
-        return ops.einsum("bts,bsd->btd", ops.softmax(scores, axis=-1), states)
+            scores = ops.where(seen[None, None, :, :], scores, -1e9)
+        context = ops.einsum("bhts,bshd->bthd", ops.softmax(scores, axis=-1), k)
+        return ops.reshape(context, (b, t, self.self_heads * d))
 
     def attend(self, query, encoder_out, mask):
         """Dot-product attention of queries [b, t, d] over encoder outputs [b, s, d], in
@@ -420,6 +433,7 @@ def build_model(hparams: ModelHParams, output_length: int) -> keras.Model:
             step_embedding=(-(-output_length // hparams.tokens_per_step)
                             if hparams.step_embedding else 0),
             self_attention=hparams.decoder_self_attention,
+            self_attention_heads=hparams.decoder_self_attention_heads,
             tokens_per_step=hparams.tokens_per_step,
             name="attention_seq2seq",
         )

@@ -57,10 +57,13 @@ class ModelHParams:
     # A learned embedding of the decoder step index added to each decoder input: a fixed-
     # layout working (running_sums) knows which digit pair each step needs.
     step_embedding: bool = False
-    # Attention of each decoder step over the decoder's own earlier states (causal, one
-    # head), beside the attention over the encoder: a working that must be re-read (a
+    # Attention of each decoder step over the decoder's own earlier states (causal),
+    # beside the attention over the encoder: a working that must be re-read (a
     # reduced sub-expression, a running sum) is in reach without being carried in the state.
     decoder_self_attention: bool = False
+    # Heads of that self-attention, each over its own decoder_units / heads slice of the
+    # states: several earlier steps read at once (a value's digit and the running sum).
+    decoder_self_attention_heads: int = 1
     # Tokens the attention family's LSTM decoder writes per step (k output heads, fed back
     # the k it wrote): an answer of T tokens takes ceil(T / k) decoder steps. A fixed-layout
     # working whose steps are k tokens (running_sums' three-digit sums: 3) gets one decoder
@@ -94,6 +97,15 @@ class ModelHParams:
                 + ("; the transformer decoder attends over its own tokens always"
                    if self.family == "transformer"
                    else f"; the {self.family} family has no autoregressive decoder"))
+        require(self.decoder_self_attention_heads >= 1,
+                f"{path}.decoder_self_attention_heads", "must be positive")
+        require(self.decoder_self_attention_heads == 1 or self.decoder_self_attention,
+                f"{path}.decoder_self_attention_heads",
+                "heads of the decoder's self-attention: set decoder_self_attention: true")
+        require(self.decoder_units % self.decoder_self_attention_heads == 0,
+                f"{path}.decoder_self_attention_heads",
+                f"must divide decoder_units ({self.decoder_units}): each head attends over "
+                "an equal slice of the decoder states")
         require(self.tokens_per_step >= 1, f"{path}.tokens_per_step", "must be positive")
         require(self.tokens_per_step == 1 or self.family == "attention",
                 f"{path}.tokens_per_step", "an option of the attention family's LSTM decoder; "

@@ -132,6 +132,8 @@ def test_attention_with_dropout_exports_a_working_saved_model(tmp_path):
      "trainer.model.attention_heads=4"],
     ["trainer.model.tokens_per_step=3", "trainer.model.step_embedding=true"],
     ["trainer.model.tokens_per_step=2", "trainer.model.decoder_self_attention=true"],
+    ["trainer.model.decoder_self_attention=true",
+     "trainer.model.decoder_self_attention_heads=4", "trainer.model.step_embedding=true"],
     ["trainer.model.family=transformer", "trainer.model.attention_heads=4"],
     ["trainer.model.family=transformer", "trainer.model.attention_heads=2",
      "trainer.model.decoder_layers=2", "trainer.model.dropout=0.1"]])
@@ -188,6 +190,55 @@ def test_decoder_self_attention_is_causal_and_exports(tmp_path):
     assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
     with pytest.raises(ConfigError, match="^trainer.model.decoder_self_attention"):
         load_config("seed", ["trainer.model.decoder_self_attention=true"])
+
+
+def test_decoder_self_attention_heads_each_read_their_own_slice(tmp_path):
+    """``decoder_self_attention_heads`` h splits the self-attention into h heads, each
+    scoring and reading its own slice of the decoder states: the same weights as one head,
+    other scores (each head can look at another earlier step), still causal; one head is
+    the plain self-attention; the model keeps the field through saving and exports."""
+    config = load_config("smoke", ["trainer.model.decoder_self_attention=true",
+                                   "trainer.model.decoder_self_attention_heads=4"])
+    hp = config.trainer.model
+    coverage = model_coverage(coverage_of(config), hp)
+    keras.utils.set_random_seed(3)
+    model = compile_model(hp, coverage, 10)
+    one = compile_model(dataclasses.replace(hp, decoder_self_attention_heads=1), coverage, 10)
+    ids = tok.encode_equations(tf.constant(["31+87", "7+6"]), coverage.max_input_length)
+    width = coverage.max_result_length + 1
+    decoder_in = np.random.default_rng(0).integers(1, 12, (2, width)).astype(np.int32)
+    one((ids, tf.constant(decoder_in)))
+    model((ids, tf.constant(decoder_in)))
+    assert model.count_params() == one.count_params()
+    one.set_weights(model.get_weights())
+
+    # by hand, from the layers' own outputs: each head a softmax over its slice
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    states = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    got = model.attend_self(tf.constant(query), tf.constant(states)).numpy()
+    for h in range(4):
+        q, k = query[..., 4 * h:4 * h + 4], states[..., 4 * h:4 * h + 4]
+        scores = np.einsum("btd,bsd->bts", q, k) / 2.0
+        scores = np.where(np.tril(np.ones((5, 5), bool))[None], scores, -1e9)
+        w = np.exp(scores - scores.max(-1, keepdims=True))
+        w /= w.sum(-1, keepdims=True)
+        np.testing.assert_allclose(got[..., 4 * h:4 * h + 4], w @ k, rtol=1e-5, atol=1e-5)
+    plain = one.attend_self(tf.constant(query), tf.constant(states)).numpy()
+    assert not np.allclose(got, plain, atol=1e-3)  # one head over all 16 is another thing
+
+    a = model((ids, tf.constant(decoder_in)), training=False).numpy()
+    later = decoder_in.copy()
+    later[:, -1] = (later[:, -1] % 11) + 1
+    b = model((ids, tf.constant(later)), training=False).numpy()
+    np.testing.assert_allclose(a[:, :-1], b[:, :-1], atol=1e-6)
+    assert not np.allclose(a, one((ids, tf.constant(decoder_in)), training=False).numpy())
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    assert loaded.get_config()["self_attention_heads"] == 4
+    np.testing.assert_allclose(loaded((ids, tf.constant(decoder_in))).numpy(), a, atol=1e-5)
+    assert _export_and_serve(model, coverage, tmp_path, ["31 + 87", "1 + x"]) == [True, False]
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -296,6 +347,14 @@ def test_transformer_decoder_is_causal_learns_and_exports(tmp_path):
     (["trainer.model.family=transformer", "trainer.model.decoder_self_attention=true"],
      "trainer.model.decoder_self_attention"),
     (["trainer.model.tokens_per_step=0"], "trainer.model.tokens_per_step"),
+    (["trainer.model.decoder_self_attention_heads=2"],
+     "trainer.model.decoder_self_attention_heads"),
+    (["trainer.model.decoder_self_attention=true", "trainer.model.decoder_units=20",
+      "trainer.model.decoder_self_attention_heads=3"],
+     "trainer.model.decoder_self_attention_heads"),
+    (["trainer.model.decoder_self_attention=true",
+      "trainer.model.decoder_self_attention_heads=0"],
+     "trainer.model.decoder_self_attention_heads"),
     (["trainer.model.family=transformer", "trainer.model.tokens_per_step=2"],
      "trainer.model.tokens_per_step"),
 ])
