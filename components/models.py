@@ -62,6 +62,21 @@ class CharacterEncoder:
         return x, mask
 
 
+def sliced_attention(query, keys, heads: int, scale: float = 1.0, allowed=None):
+    """Dot-product attention of queries [b, t, d] over keys [b, s, d] (also the values) in
+    ``heads`` heads, each over its own d / heads slice of both; ``allowed``: a boolean
+    mask broadcast to [b, heads, t, s] (False: not attended). Returns [b, t, d]."""
+    b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(keys)[1]
+    d = query.shape[-1] // heads
+    q = ops.reshape(query, (b, t, heads, d))
+    k = ops.reshape(keys, (b, s, heads, d))
+    scores = ops.einsum("bthd,bshd->bhts", q, k) * scale
+    if allowed is not None:
+        scores = ops.where(allowed, scores, -1e9)
+    context = ops.einsum("bhts,bshd->bthd", ops.softmax(scores, axis=-1), k)
+    return ops.reshape(context, (b, t, heads * d))
+
+
 @keras.saving.register_keras_serializable("lstm_math")
 class AttentionSeq2Seq(CharacterEncoder, keras.Model):
     from_logits = True
@@ -201,28 +216,17 @@ class AttentionSeq2Seq(CharacterEncoder, keras.Model):
         """Scaled dot-product attention of decoder queries [b, t, d] over decoder states
         [b, s, d], in ``self.self_heads`` heads, each over its own d / heads slice;
         ``causal``: query t sees states 0..t only (teacher forcing, s == t)."""
-        b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(states)[1]
-        d = query.shape[-1] // self.self_heads
-        q = ops.reshape(query, (b, t, self.self_heads, d))
-        k = ops.reshape(states, (b, s, self.self_heads, d))
-        scores = ops.einsum("bthd,bshd->bhts", q, k) / float(d) ** 0.5
-        if causal:
-            seen = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
-            scores = ops.where(seen[None, None, :, :], scores, -1e9)
-        context = ops.einsum("bhts,bshd->bthd", ops.softmax(scores, axis=-1), k)
-        return ops.reshape(context, (b, t, self.self_heads * d))
+        t = ops.shape(query)[1]
+        seen = ops.arange(t)[:, None] >= ops.arange(t)[None, :] if causal else None
+        return sliced_attention(query, states, self.self_heads,
+                                scale=(query.shape[-1] // self.self_heads) ** -0.5,
+                                allowed=None if seen is None else seen[None, None, :, :])
 
     def attend(self, query, encoder_out, mask):
         """Dot-product attention of queries [b, t, d] over encoder outputs [b, s, d], in
         ``self.heads`` heads, each over its own d / heads slice; returns contexts [b, t, d]."""
-        b, t, s = ops.shape(query)[0], ops.shape(query)[1], ops.shape(encoder_out)[1]
-        d = query.shape[-1] // self.heads
-        q = ops.reshape(query, (b, t, self.heads, d))
-        k = ops.reshape(encoder_out, (b, s, self.heads, d))
-        scores = ops.einsum("bthd,bshd->bhts", q, k)
-        scores = ops.where(mask[:, None, None, :], scores, -1e9)
-        context = ops.einsum("bhts,bshd->bthd", ops.softmax(scores, axis=-1), k)
-        return ops.reshape(context, (b, t, self.heads * d))
+        return sliced_attention(query, encoder_out, self.heads,
+                                allowed=mask[:, None, None, :])
 
     def call(self, inputs, training=False):
         encoder_ids, decoder_ids = inputs
