@@ -67,6 +67,18 @@ A config picks a format per operator tag (``task.data.answer_format``, e.g.
                 running sums of 123 * 456, ``88065`` (56088), the running sums of
                 088 * 789, ``234960`` (69432), those of 056 * 789, ``481440`` (44184),
                 then ``23435244`` (44184 * 1000 + 69432 = 44253432).
+  reduce_fitting_division
+                reduce_fitting, and every quotient of a value the model wrote whose
+                dividend fits an operand's D digits is worked as long division with each
+                step written out (as in reduce_long_division: the number brought down, the
+                quotient digit, its product with the divisor, the remainder, all least
+                significant first), the value zero-padded to D digits: the quotient of
+                ``a * b / c`` when a * b < 10^D (every single-digit one) and the second
+                quotient of ``a / b / c``. A quotient of two operands and one of a wider
+                value are written directly. ``4 * 9 / 3``: the running sums of 004 * 009,
+                ``63`` (36), the long division of 036 by 003: ``0000 0 0000 000`` (the
+                first digit, 0), ``3000 1 3000 000`` (3: quotient digit 1), ``6000 2 6000
+                000`` (6: 2), then ``21`` (12).
   reduce_worked reduce_first, and every product and every quotient of an earlier value is
                 worked before its value: no step multiplies or divides a value the model
                 wrote itself in one go. A product x * y (y is always one of the
@@ -134,23 +146,28 @@ if TYPE_CHECKING:  # the config leaf imports this module
 DIRECT = "direct"
 FORMATS = ("direct", "msd_first", "lsd_first", "column_carry", "running_sums", "reduce_first",
            "reduce_running_sums", "reduce_unsigned", "reduce_fitting", "reduce_chunked",
-           "reduce_worked", "reduce_aligned", "reduce_digit_products", "reduce_long_division",
-           "reduce_division_table", "reduce_column_division")
+           "reduce_fitting_division", "reduce_worked", "reduce_aligned",
+           "reduce_digit_products", "reduce_long_division", "reduce_division_table",
+           "reduce_column_division")
 # a value per reduction, the last the answer
 REDUCTIONS = ("reduce_first", "reduce_running_sums", "reduce_unsigned", "reduce_fitting",
-              "reduce_chunked", "reduce_worked", "reduce_aligned", "reduce_digit_products",
-              "reduce_long_division", "reduce_division_table", "reduce_column_division")
+              "reduce_chunked", "reduce_fitting_division", "reduce_worked", "reduce_aligned",
+              "reduce_digit_products", "reduce_long_division", "reduce_division_table",
+              "reduce_column_division")
 # the reductions that work a product of two of the equation's operands, and only those
 WORK_PRODUCTS_OF_OPERANDS = ("reduce_running_sums", "reduce_unsigned")
 # the reductions that work every product whose factors both fit an operand's digits
-WORK_FITTING_PRODUCTS = ("reduce_fitting", "reduce_chunked")
+WORK_FITTING_PRODUCTS = ("reduce_fitting", "reduce_chunked", "reduce_fitting_division")
 # ... and every wider product of a value in D-digit chunks of the value
 WORK_CHUNKED_PRODUCTS = ("reduce_chunked",)
+# ... and every quotient of a value whose dividend fits an operand's digits
+WORK_FITTING_QUOTIENTS = ("reduce_fitting_division",)
 # the reductions that work every product, and every quotient of an earlier value
 WORK_EVERY_PRODUCT = ("reduce_worked", "reduce_aligned", "reduce_digit_products",
                       "reduce_long_division", "reduce_division_table", "reduce_column_division")
 # no negative value before the answer
-UNSIGNED = ("reduce_unsigned", "reduce_fitting", "reduce_chunked", "reduce_aligned")
+UNSIGNED = ("reduce_unsigned", "reduce_fitting", "reduce_chunked", "reduce_fitting_division",
+            "reduce_aligned")
 ALIGNED = ("reduce_aligned",)  # every value before the answer zero-padded to its digits
 # each digit-pair product of a worked product written before the running sum it joins
 DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_division_table",
@@ -163,8 +180,8 @@ DIGIT_PRODUCTS = ("reduce_digit_products", "reduce_long_division", "reduce_divis
 # "shown" with the remainder's subtraction written column by column, each remainder digit
 # right after the digit brought down and the product's digit it subtracts.
 DIVISION_LAYOUTS = ("quotients", "shown", "table", "columns")
-DIVISION_LAYOUT = {"reduce_long_division": "shown", "reduce_division_table": "table",
-                   "reduce_column_division": "columns"}
+DIVISION_LAYOUT = {"reduce_fitting_division": "shown", "reduce_long_division": "shown",
+                   "reduce_division_table": "table", "reduce_column_division": "columns"}
 ORDERS = ("msd_first", "lsd_first")  # the answer alone, in a fixed digit order
 # The operator tags (components.equations.OPERATOR_TAGS) each format can answer.
 FORMAT_TAGS = {
@@ -178,6 +195,7 @@ FORMAT_TAGS = {
     "reduce_unsigned": ("mixed",),
     "reduce_fitting": ("mixed",),
     "reduce_chunked": ("mixed",),
+    "reduce_fitting_division": ("mixed",),
     "reduce_worked": ("mixed",),
     "reduce_aligned": ("mixed",),
     "reduce_digit_products": ("mixed",),
@@ -525,6 +543,9 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
                               [(start, stop, f"{name}: {step}")
                                for start, stop, step in running_sums_steps(d)]))
                 parts.append((_lsb(chunk * b, 2 * d), [(0, 2 * d, name)]))
+        elif op == "/" and fmt in WORK_FITTING_QUOTIENTS and not of_operands and a < 10 ** d:
+            layout = division_layout(fmt)
+            worked = (long_division(a, b, d, d, layout), long_division_steps(d, d, layout))
         elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
             layout = division_layout(fmt)
             worked = (long_division(a, b, da, d, layout), long_division_steps(da, d, layout))
@@ -599,6 +620,17 @@ def working_length(fmt: str, high: int, num_operands: int = 3,
         chunk = sums + 2 * d + 1
         worked = sums + sum(k * chunk for k in range(2, num_operands))
         return worked + (num_operands - 1) * (max_result_chars + 1) - 1
+    if fmt in WORK_FITTING_QUOTIENTS:
+        # Every reduction but the first worked (the first is of two operands: a worked
+        # product or a quotient written directly): each value before the answer a factor
+        # or dividend of the next, so at most D digits, the answer at most 2D. One fewer
+        # worked: any values. A worked step is a product's running sums or a quotient's
+        # long division of D digits, whichever is longer.
+        sums = working_length("running_sums", high) + 1
+        step = max(sums, long_division_length(d, d, division_layout(fmt)) + 1)
+        every = sums + (num_operands - 2) * (step + d + 1) + 2 * d
+        fewer = (num_operands - 2) * step + (num_operands - 1) * (max_result_chars + 1) - 1
+        return max(every, fewer)
     if fmt in WORK_FITTING_PRODUCTS:
         # Every reduction worked: all are products, each value before the answer a factor
         # of the next, so at most D digits, and the answer at most 2D. One fewer worked:

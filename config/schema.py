@@ -80,6 +80,8 @@ class DataConfig:
     # operand's digits worked, a value's too: 7 * 4 * 7's 28 * 7),
     # {"mixed": "reduce_chunked"} (reduce_fitting, and a product of a wider value worked
     # in chunks of an operand's digits: 123 * 456 * 789's 088 * 789 and 056 * 789),
+    # {"mixed": "reduce_fitting_division"} (reduce_fitting, and every quotient of a value
+    # that fits an operand's digits worked as long division: 4 * 9 / 3's 036 / 003),
     # {"mixed": "reduce_worked"} (every product and every quotient of a value worked),
     # {"mixed": "reduce_aligned"} (reduce_worked in reduce_unsigned's order, every value
     # before the answer zero-padded to the digits it can have),

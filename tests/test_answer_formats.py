@@ -187,6 +187,59 @@ def test_reduce_fitting_works_every_product_whose_factors_fit_an_operand():
     assert longest == 68 <= af.working_length("reduce_fitting", 999, 3, 9)
 
 
+def test_reduce_fitting_division_works_every_quotient_of_a_value_that_fits_an_operand():
+    rs = functools.partial(af.running_sums, d=3)
+    ld = functools.partial(af.long_division, d=3, db=3, layout="shown")
+    # a * b / c: the product worked, then its quotient as long division of 036 by 003,
+    # each step written out: 0 (0, 0, 0), 3 (1, 3, 0), 6 (2, 6, 0)
+    assert ld(36, 3) == "0000" "0" "0000" "000" "3000" "1" "3000" "000" "6000" "2" "6000" "000"
+    assert af.working("reduce_fitting_division", (4, 9, 3), ("*", "/"), 999) == \
+        " ".join([rs(4, 9), "63", ld(36, 3), "21"])
+    # exactly when the dividend fits three digits: 999 * 1 does, 100 * 10 does not
+    assert af.working("reduce_fitting_division", (999, 1, 7), ("*", "/"), 999) == \
+        " ".join([rs(999, 1), "999", ld(999, 7), "241"])
+    assert af.working("reduce_fitting_division", (100, 10, 7), ("*", "/"), 999) == \
+        af.working("reduce_fitting", (100, 10, 7), ("*", "/"), 999) == \
+        " ".join([rs(100, 10), "0001", "241"])
+    # a / b / c: the second quotient (of a value, which always fits) worked, the first
+    # (of two operands) written directly
+    assert af.working("reduce_fitting_division", (120, 7, 9), ("/", "/"), 999) == \
+        " ".join(["71", ld(17, 9), "1"])
+    # a quotient after a sum is of two operands: everything without a quotient of a value
+    # is reduce_fitting's working
+    for values, ops in [((7, 4, 7), ("*", "*")), ((100, 5, 3), ("/", "*")),
+                        ((9, 8, 7), ("-", "-")), ((12, 34, 5), ("+", "/")),
+                        ((999, 999, 999), ("*", "*")), ((2, 13, 1), ("-", "+"))]:
+        assert af.working("reduce_fitting_division", values, ops, 999) == \
+            af.working("reduce_fitting", values, ops, 999), (values, ops)
+    # a wrong quotient digit inside the long division is named as that digit's step
+    truth, spans = af.working_and_steps("reduce_fitting_division", (4, 9, 3), ("*", "/"),
+                                        999)
+    assert af.answer("reduce_fitting_division", truth, 999) == "12"
+    start = len(rs(4, 9)) + len(" 63 ") + 12 + 4  # the second digit's quotient digit
+    bad = truth[:start] + "2" + truth[start + 1:]
+    assert af.first_wrong_step("reduce_fitting_division", truth, bad, 999, spans) == \
+        "value 2, worked: digit 2 of 3: quotient digit"
+    # every equation of one-digit operands read back, within the decoder's bound
+    longest = 0
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        for x, y, z in itertools.product(range(10), repeat=3):
+            try:
+                w = af.working("reduce_fitting_division", (x, y, z), ops, 9)
+            except af.WorkingError:  # division by zero
+                continue
+            value = af.reduction_values((x, y, z), ops)[-1]
+            assert af.answer("reduce_fitting_division", w, 9) == str(value)
+            longest = max(longest, len(w))
+    assert longest <= af.working_length("reduce_fitting_division", 9, 3, 3)
+    # three-digit operands: the longest is a product, then the long division of its value
+    # (28 + 3 + 36 + 3 and 3 spaces)
+    longest = max(len(af.working("reduce_fitting_division", (x, y, z), ops, 999))
+                  for ops in itertools.product(eq.OPERATORS, repeat=2)
+                  for x, y, z in [(999, 1, 1), (31, 32, 1), (999, 999, 999)])
+    assert longest == 73 <= af.working_length("reduce_fitting_division", 999, 3, 9)
+
+
 def test_reduce_chunked_works_a_wider_product_in_chunks_of_an_operands_digits():
     rs = functools.partial(af.running_sums, d=3)
     # a * b * c with a * b wider than three digits: each three-digit chunk of 56088 times
@@ -1015,6 +1068,11 @@ REDUCTION_CASES = [
     ("reduce_chunked", ("*", "/"),
      lambda e: e.operators == ("*", "*") and e.operands[0] * e.operands[1] >= 100,
      2, "value 2, worked: chunk 1 of 2: column 0: + a0*b0", 11 * 13),
+    # the quotient of 'a * 7 / c' (a * 7 fits two digits for every a of 0..12) worked as
+    # long division with its steps written: its first character is the first number
+    # brought down
+    ("reduce_fitting_division", ("*", "/"), _second_operand_7(("*", "/")),
+     2, "value 2, worked: digit 1 of 2: brought down", 13 * 12),
     # the same with each digit product written: the first character is a product's
     ("reduce_digit_products", ("*", "/"), _second_operand_7(("*", "*")),
      2, "value 2, worked: column 0: a0*b0", 13 * 13),
