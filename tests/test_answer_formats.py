@@ -187,6 +187,29 @@ def test_reduce_fitting_works_every_product_whose_factors_fit_an_operand():
     assert longest == 68 <= af.working_length("reduce_fitting", 999, 3, 9)
 
 
+def _read_back_every_one_digit_equation(fmt):
+    """Every equation of three one-digit operands: its working's answer is its value, and
+    the working fits the decoder's bound."""
+    longest = 0
+    for ops in itertools.product(eq.OPERATORS, repeat=2):
+        for x, y, z in itertools.product(range(10), repeat=3):
+            try:
+                w = af.working(fmt, (x, y, z), ops, 9)
+            except af.WorkingError:  # division by zero
+                continue
+            value = af.reduction_values((x, y, z), ops)[-1]
+            assert af.answer(fmt, w, 9) == str(value), (x, y, z, ops)
+            longest = max(longest, len(w))
+    assert longest <= af.working_length(fmt, 9, 3, 3)
+
+
+
+def _longest_working(fmt, operand_triples, high=999):
+    """The longest working of the given operands under every pair of operators."""
+    return max(len(af.working(fmt, values, ops, high))
+               for ops in itertools.product(eq.OPERATORS, repeat=2)
+               for values in operand_triples)
+
 def test_reduce_fitting_division_works_every_quotient_of_a_value_that_fits_an_operand():
     rs = functools.partial(af.running_sums, d=3)
     ld = functools.partial(af.long_division, d=3, db=3, layout="shown")
@@ -221,22 +244,11 @@ def test_reduce_fitting_division_works_every_quotient_of_a_value_that_fits_an_op
     assert af.first_wrong_step("reduce_fitting_division", truth, bad, 999, spans) == \
         "value 2, worked: digit 2 of 3: quotient digit"
     # every equation of one-digit operands read back, within the decoder's bound
-    longest = 0
-    for ops in itertools.product(eq.OPERATORS, repeat=2):
-        for x, y, z in itertools.product(range(10), repeat=3):
-            try:
-                w = af.working("reduce_fitting_division", (x, y, z), ops, 9)
-            except af.WorkingError:  # division by zero
-                continue
-            value = af.reduction_values((x, y, z), ops)[-1]
-            assert af.answer("reduce_fitting_division", w, 9) == str(value)
-            longest = max(longest, len(w))
-    assert longest <= af.working_length("reduce_fitting_division", 9, 3, 3)
+    _read_back_every_one_digit_equation("reduce_fitting_division")
     # three-digit operands: the longest is a product, then the long division of its value
     # (28 + 3 + 36 + 3 and 3 spaces)
-    longest = max(len(af.working("reduce_fitting_division", (x, y, z), ops, 999))
-                  for ops in itertools.product(eq.OPERATORS, repeat=2)
-                  for x, y, z in [(999, 1, 1), (31, 32, 1), (999, 999, 999)])
+    longest = _longest_working("reduce_fitting_division", [(999, 1, 1), (31, 32, 1),
+                                                           (999, 999, 999)])
     assert longest == 73 <= af.working_length("reduce_fitting_division", 999, 3, 9)
 
 
@@ -267,22 +279,11 @@ def test_reduce_chunked_works_a_wider_product_in_chunks_of_an_operands_digits():
     bad = truth[:start] + ("9" if truth[start] != "9" else "8") + truth[start + 1:]
     assert af.first_wrong_step("reduce_chunked", truth, bad, 999, spans) == \
         "value 2, worked: chunk 2 of 2"
-    # every equation of one-digit operands within the decoder's bound, each read back
-    longest = 0
-    for ops in itertools.product(eq.OPERATORS, repeat=2):
-        for x, y, z in itertools.product(range(10), repeat=3):
-            try:
-                w = af.working("reduce_chunked", (x, y, z), ops, 9)
-            except af.WorkingError:  # division by zero
-                continue
-            value = af.reduction_values((x, y, z), ops)[-1]
-            assert af.answer("reduce_chunked", w, 9) == str(value)
-            longest = max(longest, len(w))
-    assert longest <= af.working_length("reduce_chunked", 9, 3, 3)
+    # every equation of one-digit operands read back, within the decoder's bound
+    _read_back_every_one_digit_equation("reduce_chunked")
     # three-digit operands: the longest is two products, the second in two chunks
-    longest = max(len(af.working("reduce_chunked", (x, y, z), ops, 999))
-                  for ops in itertools.product(eq.OPERATORS, repeat=2)
-                  for x, y, z in [(999, 1, 999), (31, 33, 999), (999, 999, 999)])
+    longest = _longest_working("reduce_chunked", [(999, 1, 999), (31, 33, 999),
+                                                  (999, 999, 999)])
     assert longest == 117 <= af.working_length("reduce_chunked", 999, 3, 9)
 
 
