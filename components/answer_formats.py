@@ -543,12 +543,13 @@ def reduction_parts(fmt: str, operands: Sequence[int], operators: Sequence[str],
                               [(start, stop, f"{name}: {step}")
                                for start, stop, step in running_sums_steps(d)]))
                 parts.append((_lsb(chunk * b, 2 * d), [(0, 2 * d, name)]))
-        elif op == "/" and fmt in WORK_FITTING_QUOTIENTS and not of_operands and a < 10 ** d:
-            layout = division_layout(fmt)
-            worked = (long_division(a, b, d, d, layout), long_division_steps(d, d, layout))
-        elif op == "/" and fmt in WORK_EVERY_PRODUCT and not of_operands:
-            layout = division_layout(fmt)
-            worked = (long_division(a, b, da, d, layout), long_division_steps(da, d, layout))
+        elif op == "/" and not of_operands and (
+                fmt in WORK_EVERY_PRODUCT or (fmt in WORK_FITTING_QUOTIENTS and a < 10 ** d)):
+            # the dividend zero-padded to the digits its bound can have, or to D when only
+            # the quotients of a value that fits are worked
+            width, layout = (da if fmt in WORK_EVERY_PRODUCT else d), division_layout(fmt)
+            worked = (long_division(a, b, width, d, layout),
+                      long_division_steps(width, d, layout))
         if worked is not None:
             parts.append((worked[0], [(start, stop, f"value {n}, worked: {name}")
                                       for start, stop, name in worked[1]]))

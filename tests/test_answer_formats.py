@@ -181,9 +181,8 @@ def test_reduce_fitting_works_every_product_whose_factors_fit_an_operand():
     assert af.answer("reduce_fitting", truth, 999) == "196"
     # the longest working of three operands: both products worked (28 + 3 + 28 + 6 and
     # 3 spaces), within the decoder's bound
-    longest = max(len(af.working("reduce_fitting", (x, y, z), ops, 999))
-                  for ops in itertools.product(eq.OPERATORS, repeat=2)
-                  for x, y, z in [(999, 1, 999), (31, 32, 999), (999, 999, 999)])
+    longest = _longest_working("reduce_fitting", [(999, 1, 999), (31, 32, 999),
+                                                  (999, 999, 999)])
     assert longest == 68 <= af.working_length("reduce_fitting", 999, 3, 9)
 
 
@@ -203,12 +202,12 @@ def _read_back_every_one_digit_equation(fmt):
     assert longest <= af.working_length(fmt, 9, 3, 3)
 
 
-
 def _longest_working(fmt, operand_triples, high=999):
     """The longest working of the given operands under every pair of operators."""
     return max(len(af.working(fmt, values, ops, high))
                for ops in itertools.product(eq.OPERATORS, repeat=2)
                for values in operand_triples)
+
 
 def test_reduce_fitting_division_works_every_quotient_of_a_value_that_fits_an_operand():
     rs = functools.partial(af.running_sums, d=3)
