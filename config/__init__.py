@@ -31,6 +31,7 @@ from lstm_math.config.fields import (ConfigError, fingerprint_dict,  # noqa: F40
 from lstm_math.config.schema import (DataConfig, EvaluatorConfig, ExporterConfig,  # noqa: F401
                                      PipelineConfig, PusherConfig, RuntimeConfig, TaskConfig,
                                      validate)
-from lstm_math.config.training import (MODEL_FILE, FinishConfig, ModelHParams,  # noqa: F401
-                                       OptimizerConfig, TrainerConfig, TunerConfig,
-                                       searchable_fields, warm_start_file)
+from lstm_math.config.training import (MAIN_STAGE_FILE, MODEL_FILE,  # noqa: F401
+                                       FinishConfig, ModelHParams, OptimizerConfig,
+                                       TrainerConfig, TunerConfig, searchable_fields,
+                                       warm_start_file)

@@ -142,6 +142,9 @@ class OptimizerConfig:
 
 # What a Trainer output directory holds its model in (components.trainer.run writes it).
 MODEL_FILE = "model.keras"
+# The model at the end of the main epochs, kept beside MODEL_FILE when a finishing stage
+# follows: a warm start from it tries another finishing stage without the main epochs.
+MAIN_STAGE_FILE = "main_stage.keras"
 
 
 def warm_start_file(path: str) -> str:

@@ -527,12 +527,30 @@ def test_a_finishing_stage_trains_more_epochs_on_its_own_mix_and_rate(
     rates = [h["learning_rate"] for h in history]
     assert rates == pytest.approx([0.004, 0.004 * (0.02 + 0.98 * 0.5), 0.004 * 0.02], rel=0.02)
 
+    # the model the stage started from is kept: epoch 1's weights, not the final ones, and a
+    # warm start takes it (another finishing stage without the main epochs again)
+    import keras
+
+    from lstm_math.components.trainer import restore_epoch_weights
+    from lstm_math.components.trainer.model import warm_start_source
+    from lstm_math.config import MAIN_STAGE_FILE
+    main_stage = os.path.join(out, MAIN_STAGE_FILE)
+    kept = keras.models.load_model(main_stage, compile=False).get_weights()
+    final = first["model"].get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(kept, final))
+    assert restore_epoch_weights(first["model"], os.path.join(out, "checkpoints"), 1)
+    for a, b in zip(kept, first["model"].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert warm_start_source(main_stage)["path"] == main_stage
+
     # one more epoch of the stage: resumes after epoch 3 and stays in the stage
     caplog.clear()
     shares.clear()
     more = tiny_config("trainer.epochs=1", "trainer.finish.epochs=3", *base)
+    kept_digest = warm_start_source(main_stage)["digest"]
     run_trainer(more.trainer, examples, coverage_of(more), more.trainer.model, out,
                 **trainer_kwargs(more))
+    assert warm_start_source(main_stage)["digest"] == kept_digest  # not written again
     assert "after epoch 3" in caplog.text and "epoch 4/4" in caplog.text
     assert shares[-1] == 0.3 and "finishing stage, epochs 2..4" in caplog.text
     assert [h["epoch"] for h in json.load(open(os.path.join(out, "history.json")))] == [

@@ -34,7 +34,8 @@ from lstm_math.components.trainer.model import (compile_model, model_coverage, s
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
 from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
                                                    write_hparams, write_scalars)
-from lstm_math.config import MODEL_FILE, Coverage, ModelHParams, OptimizerConfig, TrainerConfig
+from lstm_math.config import (MAIN_STAGE_FILE, MODEL_FILE, Coverage, ModelHParams,
+                              OptimizerConfig, TrainerConfig)
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,9 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
             with tf.io.gfile.GFile(history_path, "w") as f:
                 f.write(json.dumps(history, indent=1))
         path = saver.save(epoch)
+        if chief and t.finish.epochs and epoch == t.epochs:
+            # the model the finishing stage starts from: another stage can warm-start from it
+            model.save(os.path.join(output_dir, MAIN_STAGE_FILE))
         train_m, val_m = record["train"], record["val"]
         log.info("epoch %d/%d: %.1fs, loss %.4f, exact_match %.4f, val_loss %.4f, "
                  "val_exact_match %.4f, lr %.2e, %.0f examples/s%s; checkpoint %s", epoch,
