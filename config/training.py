@@ -161,25 +161,51 @@ def short_draws(short_share: float, batch_size: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class FinishConfig:
-    """A last stage of training: ``epochs`` more epochs after ``trainer.epochs``, each batch
+class StageConfig:
+    """One stage of training after ``trainer.epochs``: ``epochs`` more epochs, each batch
     drawing ``short_share`` of its records from the short equations (as
     ``trainer.short_share``), at a learning rate that starts again from ``learning_rate`` and
     decays by the same cosine over the stage. The weights and Adam's moments carry on from
-    the last main epoch; the data mix and the rate change. For the short equations a uniform
-    sample rarely holds, once the rest is learned ('9 * 9 * 9' in a space of 10^9)."""
+    the epoch before; the data mix and the rate change."""
 
-    epochs: int = 0  # 0 = no finishing stage
+    epochs: int = 0  # 0 = no such stage
     short_share: float = 0.5
     learning_rate: float = 5e-4
 
-    def validate(self, path: str = "trainer.finish") -> None:
+    def validate(self, path: str) -> None:
         require(is_int(self.epochs) and self.epochs >= 0, f"{path}.epochs",
                 f"an integer >= 0 (0 = off), got {show(self.epochs)}")
         require(is_number(self.short_share) and 0.0 <= self.short_share < 1.0,
                 f"{path}.short_share", f"a fraction in [0, 1), got {show(self.short_share)}")
         require(is_finite(self.learning_rate) and self.learning_rate > 0,
                 f"{path}.learning_rate", f"must be positive, got {show(self.learning_rate)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishConfig(StageConfig):
+    """The finishing stage (a StageConfig) and, under ``then``, a second one after it: for
+    the short equations a uniform sample rarely holds, once the rest is learned ('9 * 9 * 9'
+    in a space of 10^9); a second stage can raise their share again once the first has
+    settled the rest. ``then`` is left out of the fingerprint while it is off, so a
+    training without it keeps its cached output."""
+
+    then: StageConfig = dataclasses.field(default_factory=StageConfig,
+                                          metadata={"fingerprint": "unless_default"})
+
+    def validate(self, path: str = "trainer.finish") -> None:
+        super().validate(path)
+        self.then.validate(f"{path}.then")
+        require(self.then.epochs == 0 or self.epochs > 0, f"{path}.then.epochs",
+                f"a second finishing stage ({self.then.epochs} epochs) follows the first: "
+                f"set {path}.epochs > 0 too, or this to 0")
+
+    def stages(self) -> tuple[StageConfig, ...]:
+        """The finishing stages that run, in order (none, one, or two)."""
+        return tuple(s for s in (self, self.then) if s.epochs)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +242,8 @@ class TrainerConfig:
     # The fingerprint holds the model file's content digest, not where it lives. '' = off.
     warm_start: str = runtime_field("")
     # A finishing stage after the epochs above (FinishConfig): more epochs with another share
-    # of short draws and the learning rate started again. Off by default.
+    # of short draws and the learning rate started again, and optionally a second one after
+    # it (finish.then). Off by default.
     finish: FinishConfig = dataclasses.field(default_factory=FinishConfig)
 
     def validate(self, path: str = "trainer") -> None:
@@ -250,6 +277,8 @@ class TrainerConfig:
         shares = {"short_share": self.short_share}
         if self.finish.epochs:
             shares["finish.short_share"] = self.finish.short_share
+        if self.finish.then.epochs:
+            shares["finish.then.short_share"] = self.finish.then.short_share
         for field, share in shares.items():
             draws = short_draws(share, self.batch_size)
             require(draws < self.batch_size, f"{path}.{field}",
@@ -277,14 +306,14 @@ class TrainerConfig:
                 + "); raise it or use 0 to derive it")
         fewest = data.min_operands or data.num_operands
         shortest = min_equation_chars(data.operand_min, fewest)  # '1+2', '1+2*3'
-        draws_short = self.short_share > 0 or (self.finish.epochs > 0
-                                                and self.finish.short_share > 0)
+        draws_short = self.short_share > 0 or any(s.short_share > 0
+                                                   for s in self.finish.stages())
         require(not draws_short or self.short_max_chars >= shortest,
                 f"{path}.short_max_chars",
                 f"{self.short_max_chars} characters admit no equation of task.data (the "
                 f"shortest, {fewest} operands from {data.operand_min}, has {shortest}): the "
                 f"short draws would be empty; raise it to {shortest} or more, or set "
-                f"{path}.short_share (and {path}.finish.short_share) to 0")
+                f"{path}.short_share (and the finishing stages' short_share) to 0")
         worked = {t: f for t, f in data.answer_format.items() if f != answer_formats.DIRECT}
         require(not worked or output_format_of(self.model.family) == "left",
                 "task.data.answer_format",

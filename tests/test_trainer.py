@@ -603,3 +603,102 @@ def test_the_finishing_schedule_is_saved_and_loaded_with_the_model(tmp_path):
     assert isinstance(again, FinishStage)
     for step in (0, 50, 99, 100, 120, 140):
         assert float(again(step)) == pytest.approx(float(schedule(step)))
+
+
+def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
+        examples, tmp_path, caplog, monkeypatch):
+    """trainer.finish.then: after the first finishing stage, then.epochs more, each batch
+    drawing then.short_share short equations, the rate started again from then.learning_rate;
+    still one optimizer; a resume inside the second stage stays in it."""
+    caplog.set_level("INFO")
+    shares = []
+    real = data_lib.training_dataset
+
+    def recording(*args, **kwargs):
+        if args[1] == "train":
+            shares.append(kwargs.get("short_share", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_lib, "training_dataset", recording)
+    base = ["trainer.optimizer.learning_rate=0.01", "trainer.optimizer.schedule=constant",
+            "trainer.sample_predictions=0", "trainer.short_share=0.05",
+            "trainer.finish.epochs=1", "trainer.finish.short_share=0.3",
+            "trainer.finish.learning_rate=0.004", "trainer.finish.then.short_share=0.6",
+            "trainer.finish.then.learning_rate=0.002"]
+    config = tiny_config("trainer.epochs=1", "trainer.finish.then.epochs=2", *base)
+    out = str(tmp_path / "trainer")
+    first = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model,
+                        out, keep_model=True, **trainer_kwargs(config))
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and first["epochs_run"] == 4
+    assert shares == [0.05, 0.3, 0.6]  # main, first stage, second stage
+    assert "finishing stage 1 of 2, epochs 2..2: 30% of each batch short" in caplog.text
+    assert "finishing stage 2 of 2, epochs 3..4: 60% of each batch short" in caplog.text
+    steps = -(-data_lib.read_stats(examples)["splits"]["train"]["count"] // 64)
+    assert int(first["model"].optimizer.iterations.numpy()) == 4 * steps  # one optimizer
+    # the rate after each epoch: the first stage's start (its one epoch ends at 2% of
+    # 0.004, and the next step is the second stage's first: 0.002), half-way, the end
+    rates = [h["learning_rate"] for h in history]
+    assert rates == pytest.approx(
+        [0.004, 0.002, 0.002 * (0.02 + 0.98 * 0.5), 0.002 * 0.02], rel=0.02)
+
+    # one more epoch of the second stage: resumes after epoch 4 and stays in it
+    caplog.clear()
+    shares.clear()
+    more = tiny_config("trainer.epochs=1", "trainer.finish.then.epochs=3", *base)
+    run_trainer(more.trainer, examples, coverage_of(more), more.trainer.model, out,
+                **trainer_kwargs(more))
+    assert "after epoch 4" in caplog.text and "epoch 5/5" in caplog.text
+    assert shares[-1] == 0.6 and 0.3 not in shares  # the second stage's own mix, not the first's
+    assert "finishing stage 2 of 2, epochs 3..5" in caplog.text
+    assert "stage 1 of 2" not in caplog.text
+
+
+def test_a_second_finishing_stage_is_checked_and_needs_the_first():
+    with pytest.raises(ConfigError, match=r"^trainer\.finish\.then\.epochs: a second "
+                                          r"finishing stage \(2 epochs\) follows the first"):
+        tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=2")
+    for field, value in [("epochs", -1), ("short_share", 1.0), ("learning_rate", 0)]:
+        with pytest.raises(ConfigError, match=rf"^trainer\.finish\.then\.{field}: "):
+            tiny_config("trainer.finish.epochs=1", f"trainer.finish.then.{field}={value}")
+    with pytest.raises(ConfigError,
+                       match=r"^trainer\.finish\.then\.short_share: 0.9 of a batch of 4"):
+        tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
+                    "trainer.finish.then.short_share=0.9", "trainer.batch_size=4")
+    config = tiny_config("trainer.finish.epochs=2", "trainer.finish.then.epochs=3")
+    assert [s.epochs for s in config.trainer.finish.stages()] == [2, 3]
+    assert config.trainer.finish.total_epochs == 5
+
+
+def test_a_second_finishing_stage_keys_the_cache_only_when_set():
+    """finish.then came later than the cached trainings: while it is off it is not in the
+    Trainer's fingerprint (their cached outputs keep their keys); set, it is."""
+    from lstm_math.config.fields import fingerprint_value
+
+    off = fingerprint_value(tiny_config("trainer.finish.epochs=2").trainer.finish)
+    assert off == {"epochs": 2, "short_share": 0.5, "learning_rate": 5e-4}
+    on = fingerprint_value(tiny_config("trainer.finish.epochs=2",
+                                       "trainer.finish.then.epochs=1").trainer.finish)
+    assert on["then"] == {"epochs": 1, "short_share": 0.5, "learning_rate": 5e-4}
+
+
+def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):
+    import keras
+
+    from lstm_math.components.trainer import compile_model, model_coverage
+
+    config = tiny_config("trainer.finish.epochs=2", "trainer.finish.learning_rate=0.004",
+                         "trainer.finish.then.epochs=1", "trainer.finish.then.learning_rate=0.001")
+    hp = config.trainer.model
+    model = compile_model(hp, model_coverage(coverage_of(config), hp), 100,
+                          config.trainer.optimizer, config.trainer.finish, 40, 20)
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(100)) == pytest.approx(0.004)
+    assert float(schedule(139)) < 0.05 * 0.004
+    assert float(schedule(140)) == pytest.approx(0.001)
+    assert float(schedule(160)) == pytest.approx(0.02 * 0.001)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    again = keras.models.load_model(path).optimizer._learning_rate
+    for step in (0, 99, 100, 139, 140, 150, 160):
+        assert float(again(step)) == pytest.approx(float(schedule(step)))

@@ -76,18 +76,24 @@ class FinishStage(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int,
-                           finish: FinishConfig | None = None, finish_steps: int = 0):
+                           finish: FinishConfig | None = None, finish_steps: int = 0,
+                           then_steps: int = 0):
     """The rate (a float or a schedule of the optimizer step) over a run of ``total_steps``,
     then ``finish_steps`` of the finishing stage when ``finish`` has epochs
-    (``FinishStage``).
+    (``FinishStage``), then ``then_steps`` of its second stage (``finish.then``) when that
+    has epochs: each stage's cosine starts again from its own rate.
 
     cosine: decays to 2% of the rate at ``total_steps``; with ``warmup_steps`` it first
     rises linearly from 0 and decays over the rest. constant: the rate (after warm-up).
     """
-    main = _main_schedule(optimizer, total_steps)
+    schedule = _main_schedule(optimizer, total_steps)
     if finish is None or finish_steps <= 0:
-        return main
-    return FinishStage(main, total_steps, finish.learning_rate, finish_steps)
+        return schedule
+    schedule = FinishStage(schedule, total_steps, finish.learning_rate, finish_steps)
+    if finish.then.epochs and then_steps > 0:
+        schedule = FinishStage(schedule, total_steps + finish_steps,
+                               finish.then.learning_rate, then_steps)
+    return schedule
 
 
 def _main_schedule(optimizer: OptimizerConfig, total_steps: int):
@@ -105,27 +111,30 @@ def _main_schedule(optimizer: OptimizerConfig, total_steps: int):
 
 
 def build_optimizer(optimizer: OptimizerConfig, family: str, total_steps: int,
-                    finish: FinishConfig | None = None,
-                    finish_steps: int = 0) -> keras.optimizers.Optimizer:
-    """Adam with the configured schedule (and finishing stage); gradients clipped to
+                    finish: FinishConfig | None = None, finish_steps: int = 0,
+                    then_steps: int = 0) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule (and finishing stages); gradients clipped to
     ``optimizer.clipnorm`` (null: the family's default, FAMILY_CLIPNORM: the seed model gets
     the post's plain Adam)."""
     clipnorm = optimizer.clipnorm_for(family)
     clip = {"clipnorm": clipnorm} if clipnorm else {}
     return keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(optimizer, total_steps, finish, finish_steps),
+        learning_rate=learning_rate_schedule(optimizer, total_steps, finish, finish_steps,
+                                             then_steps),
         **clip)
 
 
 def compile_model(hparams: ModelHParams, coverage: Coverage, total_steps: int,
                   optimizer: OptimizerConfig | None = None,
-                  finish: FinishConfig | None = None, finish_steps: int = 0) -> keras.Model:
+                  finish: FinishConfig | None = None, finish_steps: int = 0,
+                  then_steps: int = 0) -> keras.Model:
     """The model, built and compiled (call inside the strategy's scope): ``total_steps`` of
-    the optimizer's schedule, then ``finish_steps`` of ``finish``'s."""
+    the optimizer's schedule, then ``finish_steps`` of ``finish``'s and ``then_steps`` of
+    ``finish.then``'s."""
     model = build_model(hparams, coverage.max_result_length + 1)
     model.compile(
         optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps,
-                                  finish, finish_steps),
+                                  finish, finish_steps, then_steps),
         loss=loss_fn(from_logits=getattr(model, "from_logits", True)),
         metrics=[ExactMatch(), CharAccuracy()],
     )

@@ -135,7 +135,8 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     seed_weights(t.seed)
     with strategy.scope():
         model = compile_model(hparams, coverage, plan.steps_per_epoch * t.epochs, optimizer,
-                              t.finish, plan.steps_per_epoch * t.finish.epochs)
+                              t.finish, plan.steps_per_epoch * t.finish.epochs,
+                              plan.steps_per_epoch * t.finish.then.epochs)
         model.optimizer.build(model.trainable_variables)
     loop = TrainLoop(model, strategy)
 
@@ -168,9 +169,15 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
             trace_graph(model, coverage, train_writer)
         samples = SamplePredictions(examples_dir, coverage, t.sample_predictions)
 
-    total_epochs = t.epochs + t.finish.epochs
-    # the finishing stage's data from its first epoch in this run (a resume may start there)
-    first_finishing_epoch = max(start_epoch, t.epochs) + 1
+    total_epochs = t.epochs + t.finish.total_epochs
+    # each finishing stage's data from its first epoch in this run (a resume may start
+    # there or within it): {epoch: (stage number, its first and last epoch, the stage)}
+    stage_starts, first = {}, t.epochs + 1
+    for number, stage in enumerate(t.finish.stages(), 1):
+        last = first + stage.epochs - 1
+        if start_epoch < last:
+            stage_starts[max(start_epoch + 1, first)] = (number, first, last, stage)
+        first = last + 1
     train_iter = (iter(strategy.experimental_distribute_dataset(train_ds))
                   if start_epoch < t.epochs else None)
     val_iter = iter(strategy.experimental_distribute_dataset(val_ds))
@@ -181,14 +188,17 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     started = time.time()
     stopped_early = False
     for epoch in range(start_epoch + 1, total_epochs + 1):
-        if epoch == first_finishing_epoch:
+        if epoch in stage_starts:
             # its own share of short draws (the rate is the schedule's)
-            log.info("Trainer: finishing stage, epochs %d..%d: %.0f%% of each batch short "
-                     "equations, learning rate from %.2e", t.epochs + 1, total_epochs,
-                     100 * t.finish.short_share, t.finish.learning_rate)
+            number, first, last, stage = stage_starts[epoch]
+            stages = len(t.finish.stages())
+            log.info("Trainer: finishing stage%s, epochs %d..%d: %.0f%% of each batch short "
+                     "equations, learning rate from %.2e",
+                     f" {number} of {stages}" if stages > 1 else "", first, last,
+                     100 * stage.short_share, stage.learning_rate)
             train_iter = iter(strategy.experimental_distribute_dataset(_train_dataset(
-                t, examples_dir, coverage, plan.batch_size, shuffle_seed + 1,
-                t.finish.short_share)))
+                t, examples_dir, coverage, plan.batch_size, shuffle_seed + number,
+                stage.short_share)))
         record = _run_epoch(epoch, loop, train_iter, val_iter, plan, t.progress_every_s)
         sample_note = ""
         if samples is not None:
