@@ -186,18 +186,20 @@ class FinishConfig(StageConfig):
     """The finishing stage (a StageConfig) and, under ``then``, a second one after it: for
     the short equations a uniform sample rarely holds, once the rest is learned ('9 * 9 * 9'
     in a space of 10^9); a second stage can raise their share again once the first has
-    settled the rest. ``then`` is left out of the fingerprint while it is off, so a
-    training without it keeps its cached output."""
+    settled the rest. ``epochs`` 0 turns the finishing off, ``then`` included (it is reset
+    to its defaults). ``then`` is left out of the fingerprint while it is off, so a training
+    without it keeps its cached output."""
 
     then: StageConfig = dataclasses.field(default_factory=StageConfig,
                                           metadata={"fingerprint": "unless_default"})
 
+    def __post_init__(self):
+        if self.epochs == 0 and not isinstance(self.epochs, bool):
+            object.__setattr__(self, "then", StageConfig())
+
     def validate(self, path: str = "trainer.finish") -> None:
         super().validate(path)
         self.then.validate(f"{path}.then")
-        require(self.then.epochs == 0 or self.epochs > 0, f"{path}.then.epochs",
-                f"a second finishing stage ({self.then.epochs} epochs) follows the first: "
-                f"set {path}.epochs > 0 too, or this to 0")
 
     def stages(self) -> tuple[StageConfig, ...]:
         """The finishing stages that run, in order (none, one, or two)."""

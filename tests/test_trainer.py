@@ -492,22 +492,28 @@ def _saved(model, path):
     return path
 
 
+@pytest.fixture
+def shares(monkeypatch):
+    """The short share of every training dataset the Trainer builds, in order."""
+    recorded = []
+    real = data_lib.training_dataset
+
+    def recording(*args, **kwargs):
+        if args[1] == "train":
+            recorded.append(kwargs.get("short_share", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_lib, "training_dataset", recording)
+    return recorded
+
+
 def test_a_finishing_stage_trains_more_epochs_on_its_own_mix_and_rate(
-        examples, tmp_path, caplog, monkeypatch):
+        examples, tmp_path, caplog, shares):
     """trainer.finish: after trainer.epochs, finish.epochs more, each batch drawing
     finish.short_share from the short equations, the rate started again from
     finish.learning_rate and decaying; the weights carry on (no new optimizer); a resume in
     the stage stays in it."""
     caplog.set_level("INFO")
-    shares = []
-    real = data_lib.training_dataset
-
-    def recording(*args, **kwargs):
-        if args[1] == "train":
-            shares.append(kwargs.get("short_share", 0.0))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(data_lib, "training_dataset", recording)
     base = ["trainer.optimizer.learning_rate=0.01", "trainer.optimizer.schedule=constant",
             "trainer.sample_predictions=0", "trainer.short_share=0.05",
             "trainer.finish.short_share=0.3", "trainer.finish.learning_rate=0.004"]
@@ -606,20 +612,11 @@ def test_the_finishing_schedule_is_saved_and_loaded_with_the_model(tmp_path):
 
 
 def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
-        examples, tmp_path, caplog, monkeypatch):
+        examples, tmp_path, caplog, shares):
     """trainer.finish.then: after the first finishing stage, then.epochs more, each batch
     drawing then.short_share short equations, the rate started again from then.learning_rate;
     still one optimizer; a resume inside the second stage stays in it."""
     caplog.set_level("INFO")
-    shares = []
-    real = data_lib.training_dataset
-
-    def recording(*args, **kwargs):
-        if args[1] == "train":
-            shares.append(kwargs.get("short_share", 0.0))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(data_lib, "training_dataset", recording)
     base = ["trainer.optimizer.learning_rate=0.01", "trainer.optimizer.schedule=constant",
             "trainer.sample_predictions=0", "trainer.short_share=0.05",
             "trainer.finish.epochs=1", "trainer.finish.short_share=0.3",
@@ -654,10 +651,13 @@ def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
     assert "stage 1 of 2" not in caplog.text
 
 
-def test_a_second_finishing_stage_is_checked_and_needs_the_first():
-    with pytest.raises(ConfigError, match=r"^trainer\.finish\.then\.epochs: a second "
-                                          r"finishing stage \(2 epochs\) follows the first"):
-        tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=2")
+def test_a_second_finishing_stage_is_checked_and_goes_off_with_the_first():
+    # finish.epochs 0 turns the finishing off, its second stage too (a preset with two
+    # stages and --set trainer.finish.epochs=0 trains the main epochs only)
+    off = tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=2",
+                      "trainer.finish.then.short_share=0.8").trainer
+    assert off.finish.stages() == () and off.finish.total_epochs == 0
+    assert off.finish.then.epochs == 0  # the effective config says so too
     for field, value in [("epochs", -1), ("short_share", 1.0), ("learning_rate", 0)]:
         with pytest.raises(ConfigError, match=rf"^trainer\.finish\.then\.{field}: "):
             tiny_config("trainer.finish.epochs=1", f"trainer.finish.then.{field}={value}")
