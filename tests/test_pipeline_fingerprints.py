@@ -100,6 +100,11 @@ def test_a_field_changes_a_fingerprint_iff_the_node_is_given_it(base, name):
     wrong = []
     for path, runtime in FIELDS:
         other = _replace(base, path, _other(config_value(base, path)))
+        if config_value(other, path) == config_value(base, path):
+            # the config itself sets the value back (trainer.finish.then while the finishing
+            # is off): nothing changed, checked where it is on (test_trainer)
+            assert path.startswith("trainer.finish.then."), path
+            continue
         try:
             changed = _fingerprint(other, name) != before
         except ConfigError as e:  # a resolver refusing a made-up path, naming the field

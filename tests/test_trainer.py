@@ -680,6 +680,10 @@ def test_a_second_finishing_stage_keys_the_cache_only_when_set():
     on = fingerprint_value(tiny_config("trainer.finish.epochs=2",
                                        "trainer.finish.then.epochs=1").trainer.finish)
     assert on["then"] == {"epochs": 1, "short_share": 0.5, "learning_rate": 5e-4}
+    # with the finishing off, a second stage is dropped: the key of no finishing at all
+    dropped = fingerprint_value(tiny_config("trainer.finish.epochs=0",
+                                            "trainer.finish.then.epochs=3").trainer.finish)
+    assert dropped == fingerprint_value(tiny_config("trainer.finish.epochs=0").trainer.finish)
 
 
 def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):
