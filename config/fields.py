@@ -20,26 +20,24 @@ def runtime_field(default):
     return dataclasses.field(default=default, metadata={"fingerprint": False})
 
 
-def fingerprinted(f: dataclasses.Field, value=None) -> bool:
-    """Whether field ``f`` (holding ``value``) goes into a fingerprint: not a runtime field;
-    a field added later with ``metadata={"fingerprint": "unless_default"}`` only when it is
-    set to something else than its default (so what was cached before it keeps its key)."""
+def fingerprinted(f: dataclasses.Field, owner=None) -> bool:
+    """Whether field ``f`` of the section ``owner`` goes into a fingerprint: not a runtime
+    field; a field whose metadata ``fingerprint`` is a function of its section only where
+    that says so (a field added later, left out while it does nothing, so that what was
+    cached before it keeps its key)."""
     mark = f.metadata.get("fingerprint", True)
-    if mark == "unless_default":
-        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else f.default)
-        return value != default
+    if callable(mark):
+        return bool(mark(owner))
     return bool(mark)
 
 
 def fingerprint_value(value):
     """What of a config value goes into a fingerprint: a section as a mapping without its
-    runtime fields (``runtime_field``) and its later fields still at their defaults,
+    runtime fields (``runtime_field``) and the fields it leaves out while they do nothing,
     recursively; anything else as it is."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: fingerprint_value(getattr(value, f.name))
-                for f in dataclasses.fields(value)
-                if fingerprinted(f, getattr(value, f.name))}
+                for f in dataclasses.fields(value) if fingerprinted(f, value)}
     return value
 
 

@@ -181,21 +181,21 @@ class StageConfig:
                 f"{path}.learning_rate", f"must be positive, got {show(self.learning_rate)}")
 
 
+def _second_stage_runs(finish: "FinishConfig") -> bool:
+    return bool(finish.epochs and finish.then.epochs)
+
+
 @dataclasses.dataclass(frozen=True)
 class FinishConfig(StageConfig):
     """The finishing stage (a StageConfig) and, under ``then``, a second one after it: for
     the short equations a uniform sample rarely holds, once the rest is learned ('9 * 9 * 9'
     in a space of 10^9); a second stage can raise their share again once the first has
-    settled the rest. ``epochs`` 0 turns the finishing off, ``then`` included (it is reset
-    to its defaults). ``then`` is left out of the fingerprint while it is off, so a training
-    without it keeps its cached output."""
+    settled the rest. ``epochs`` 0 turns the finishing off, ``then`` included. ``then`` is
+    in the fingerprint only while it runs (both stages have epochs), so a training without
+    it keeps its cached output."""
 
     then: StageConfig = dataclasses.field(default_factory=StageConfig,
-                                          metadata={"fingerprint": "unless_default"})
-
-    def __post_init__(self):
-        if self.epochs == 0 and not isinstance(self.epochs, bool):
-            object.__setattr__(self, "then", StageConfig())
+                                          metadata={"fingerprint": _second_stage_runs})
 
     def validate(self, path: str = "trainer.finish") -> None:
         super().validate(path)
@@ -203,7 +203,7 @@ class FinishConfig(StageConfig):
 
     def stages(self) -> tuple[StageConfig, ...]:
         """The finishing stages that run, in order (none, one, or two)."""
-        return tuple(s for s in (self, self.then) if s.epochs)
+        return tuple(s for s in (self, self.then) if s.epochs) if self.epochs else ()
 
     @property
     def total_epochs(self) -> int:

@@ -657,7 +657,6 @@ def test_a_second_finishing_stage_is_checked_and_goes_off_with_the_first():
     off = tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=2",
                       "trainer.finish.then.short_share=0.8").trainer
     assert off.finish.stages() == () and off.finish.total_epochs == 0
-    assert off.finish.then.epochs == 0  # the effective config says so too
     for field, value in [("epochs", -1), ("short_share", 1.0), ("learning_rate", 0)]:
         with pytest.raises(ConfigError, match=rf"^trainer\.finish\.then\.{field}: "):
             tiny_config("trainer.finish.epochs=1", f"trainer.finish.then.{field}={value}")
@@ -684,6 +683,13 @@ def test_a_second_finishing_stage_keys_the_cache_only_when_set():
     dropped = fingerprint_value(tiny_config("trainer.finish.epochs=0",
                                             "trainer.finish.then.epochs=3").trainer.finish)
     assert dropped == fingerprint_value(tiny_config("trainer.finish.epochs=0").trainer.finish)
+    # a second stage of 0 epochs is off whatever else it sets: the one-stage key
+    one = tiny_config("trainer.finish.epochs=2", "trainer.finish.then.short_share=0.8",
+                      "trainer.finish.then.learning_rate=0.001").trainer.finish
+    assert fingerprint_value(one) == off and one.stages() == (one,)
+    # and a bad value in it still fails, naming the field
+    with pytest.raises(ConfigError, match=r"^trainer\.finish\.then\.short_share: "):
+        tiny_config("trainer.finish.epochs=0", "trainer.finish.then.short_share=1.5")
 
 
 def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):
