@@ -277,10 +277,8 @@ class TrainerConfig:
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
                 f"a fraction in [0, 1) (0 = off), got {show(self.short_share)}")
         shares = {"short_share": self.short_share}
-        if self.finish.epochs:
-            shares["finish.short_share"] = self.finish.short_share
-        if self.finish.then.epochs:
-            shares["finish.then.short_share"] = self.finish.then.short_share
+        for field, stage in zip(("finish", "finish.then"), self.finish.stages()):
+            shares[f"{field}.short_share"] = stage.short_share  # the stages that run
         for field, share in shares.items():
             draws = short_draws(share, self.batch_size)
             require(draws < self.batch_size, f"{path}.{field}",

@@ -664,6 +664,8 @@ def test_a_second_finishing_stage_is_checked_and_goes_off_with_the_first():
                        match=r"^trainer\.finish\.then\.short_share: 0.9 of a batch of 4"):
         tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
                     "trainer.finish.then.short_share=0.9", "trainer.batch_size=4")
+    tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=1",
+                "trainer.finish.then.short_share=0.9", "trainer.batch_size=4")  # off: not checked
     config = tiny_config("trainer.finish.epochs=2", "trainer.finish.then.epochs=3")
     assert [s.epochs for s in config.trainer.finish.stages()] == [2, 3]
     assert config.trainer.finish.total_epochs == 5
