@@ -588,12 +588,12 @@ def test_the_finishing_schedule_is_saved_and_loaded_with_the_model(tmp_path):
     import keras
 
     from lstm_math.components.trainer import compile_model, model_coverage
-    from lstm_math.components.trainer.model import FinishStage
+    from lstm_math.components.trainer.model import FinishStage, finish_stage_steps
 
     config = tiny_config("trainer.finish.epochs=2")
     hp = config.trainer.model
     model = compile_model(hp, model_coverage(coverage_of(config), hp), 100,
-                          config.trainer.optimizer, config.trainer.finish, 40)
+                          config.trainer.optimizer, finish_stage_steps(config.trainer.finish, 20))
     schedule = model.optimizer.learning_rate_schedule if hasattr(
         model.optimizer, "learning_rate_schedule") else model.optimizer._learning_rate
     assert isinstance(schedule, FinishStage)
@@ -698,12 +698,13 @@ def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):
     import keras
 
     from lstm_math.components.trainer import compile_model, model_coverage
+    from lstm_math.components.trainer.model import finish_stage_steps
 
     config = tiny_config("trainer.finish.epochs=2", "trainer.finish.learning_rate=0.004",
                          "trainer.finish.then.epochs=1", "trainer.finish.then.learning_rate=0.001")
     hp = config.trainer.model
     model = compile_model(hp, model_coverage(coverage_of(config), hp), 100,
-                          config.trainer.optimizer, config.trainer.finish, 40, 20)
+                          config.trainer.optimizer, finish_stage_steps(config.trainer.finish, 20))
     schedule = model.optimizer._learning_rate
     assert float(schedule(100)) == pytest.approx(0.004)
     assert float(schedule(139)) < 0.05 * 0.004

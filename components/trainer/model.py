@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -76,24 +77,25 @@ class FinishStage(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def learning_rate_schedule(optimizer: OptimizerConfig, total_steps: int,
-                           finish: FinishConfig | None = None, finish_steps: int = 0,
-                           then_steps: int = 0):
+                           finish_stages: Sequence[tuple[int, float]] = ()):
     """The rate (a float or a schedule of the optimizer step) over a run of ``total_steps``,
-    then ``finish_steps`` of the finishing stage when ``finish`` has epochs
-    (``FinishStage``), then ``then_steps`` of its second stage (``finish.then``) when that
-    has epochs: each stage's cosine starts again from its own rate.
+    then each of ``finish_stages`` in order, given as (steps, learning rate): each stage's
+    cosine starts again from its own rate (``FinishStage`` around the schedule before it).
 
     cosine: decays to 2% of the rate at ``total_steps``; with ``warmup_steps`` it first
     rises linearly from 0 and decays over the rest. constant: the rate (after warm-up).
     """
-    schedule = _main_schedule(optimizer, total_steps)
-    if finish is None or finish_steps <= 0:
-        return schedule
-    schedule = FinishStage(schedule, total_steps, finish.learning_rate, finish_steps)
-    if finish.then.epochs and then_steps > 0:
-        schedule = FinishStage(schedule, total_steps + finish_steps,
-                               finish.then.learning_rate, then_steps)
+    schedule, start = _main_schedule(optimizer, total_steps), total_steps
+    for steps, rate in finish_stages:
+        schedule = FinishStage(schedule, start, rate, steps)
+        start += steps
     return schedule
+
+
+def finish_stage_steps(finish: FinishConfig,
+                       steps_per_epoch: int) -> tuple[tuple[int, float], ...]:
+    """The finishing stages that run (``finish.stages()``) as (steps, learning rate)."""
+    return tuple((steps_per_epoch * s.epochs, s.learning_rate) for s in finish.stages())
 
 
 def _main_schedule(optimizer: OptimizerConfig, total_steps: int):
@@ -111,30 +113,28 @@ def _main_schedule(optimizer: OptimizerConfig, total_steps: int):
 
 
 def build_optimizer(optimizer: OptimizerConfig, family: str, total_steps: int,
-                    finish: FinishConfig | None = None, finish_steps: int = 0,
-                    then_steps: int = 0) -> keras.optimizers.Optimizer:
+                    finish_stages: Sequence[tuple[int, float]] = ()
+                    ) -> keras.optimizers.Optimizer:
     """Adam with the configured schedule (and finishing stages); gradients clipped to
     ``optimizer.clipnorm`` (null: the family's default, FAMILY_CLIPNORM: the seed model gets
     the post's plain Adam)."""
     clipnorm = optimizer.clipnorm_for(family)
     clip = {"clipnorm": clipnorm} if clipnorm else {}
     return keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(optimizer, total_steps, finish, finish_steps,
-                                             then_steps),
+        learning_rate=learning_rate_schedule(optimizer, total_steps, finish_stages),
         **clip)
 
 
 def compile_model(hparams: ModelHParams, coverage: Coverage, total_steps: int,
                   optimizer: OptimizerConfig | None = None,
-                  finish: FinishConfig | None = None, finish_steps: int = 0,
-                  then_steps: int = 0) -> keras.Model:
+                  finish_stages: Sequence[tuple[int, float]] = ()) -> keras.Model:
     """The model, built and compiled (call inside the strategy's scope): ``total_steps`` of
-    the optimizer's schedule, then ``finish_steps`` of ``finish``'s and ``then_steps`` of
-    ``finish.then``'s."""
+    the optimizer's schedule, then each finishing stage's (steps, learning rate) in order
+    (``finish_stage_steps``)."""
     model = build_model(hparams, coverage.max_result_length + 1)
     model.compile(
         optimizer=build_optimizer(optimizer or OptimizerConfig(), hparams.family, total_steps,
-                                  finish, finish_steps, then_steps),
+                                  finish_stages),
         loss=loss_fn(from_logits=getattr(model, "from_logits", True)),
         metrics=[ExactMatch(), CharAccuracy()],
     )

@@ -29,7 +29,8 @@ from lstm_math.components import data as data_lib
 from lstm_math.components import metrics as metrics_lib
 from lstm_math.components.trainer.checkpoints import CheckpointWriter, TrainState, restore_epoch_weights
 from lstm_math.components.trainer.loop import TrainLoop, steps_for
-from lstm_math.components.trainer.model import (compile_model, model_coverage, seed_weights,
+from lstm_math.components.trainer.model import (compile_model, finish_stage_steps,
+                                                model_coverage, seed_weights,
                                                 warm_start_source, warm_start_weights)
 from lstm_math.components.trainer.strategy import choose_strategy, is_chief, strategy_name
 from lstm_math.components.trainer.summaries import (SamplePredictions, trace_graph, write_best,
@@ -135,8 +136,7 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
     seed_weights(t.seed)
     with strategy.scope():
         model = compile_model(hparams, coverage, plan.steps_per_epoch * t.epochs, optimizer,
-                              t.finish, plan.steps_per_epoch * t.finish.epochs,
-                              plan.steps_per_epoch * t.finish.then.epochs)
+                              finish_stage_steps(t.finish, plan.steps_per_epoch))
         model.optimizer.build(model.trainable_variables)
     loop = TrainLoop(model, strategy)
 
