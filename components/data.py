@@ -73,6 +73,7 @@ def training_dataset(
     with_operator: bool = False,
     short_share: float = 0.0,
     short_max_chars: int = 5,
+    short_max_digits: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ((encoder ids, decoder inputs), targets[, operator index]).
 
@@ -81,7 +82,9 @@ def training_dataset(
     ``with_operator`` adds each example's operator index for per-operator metrics;
     ``short_share`` > 0 (with ``repeat``): ``short_draws(short_share, batch_size)`` records
     of every batch (that share, rounded, at least one) are drawn again from the split's
-    equations of at most ``short_max_chars`` characters (whitespace removed), after the rest.
+    equations of at most ``short_max_chars`` characters (whitespace removed), or with
+    ``short_max_digits`` > 0 those whose every operand has at most that many digits, after
+    the rest.
     """
     ds = raw_dataset(examples_dir, split, shuffle_files=shuffle_buffer > 0, seed=seed)
     if cache:
@@ -97,7 +100,7 @@ def training_dataset(
         if n_short >= batch_size:
             raise ValueError(f"short_share {short_share} leaves no record of the split in a "
                              f"batch of {batch_size}")
-        short = short_records(examples_dir, split, short_max_chars)
+        short = short_records(examples_dir, split, short_max_chars, short_max_digits)
         # Shuffled, then repeated: every pass over the short equations draws each once.
         short = short.cache().shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
         # Composed batch by batch, not record by record (sample_from_datasets): a fixed
@@ -119,14 +122,21 @@ def training_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def short_records(examples_dir: str, split: str, max_chars: int) -> tf.data.Dataset:
+def short_records(examples_dir: str, split: str, max_chars: int,
+                  max_digits: int = 0) -> tf.data.Dataset:
     """Serialized records of the split whose equation has at most ``max_chars`` characters
-    (whitespace removed), in file order; one pass over the split, parsed in batches."""
+    (whitespace removed), or with ``max_digits`` > 0 whose every operand has at most that
+    many digits; in file order; one pass over the split, parsed in batches."""
+    too_long = f".*[0-9]{{{max_digits + 1}}}.*"  # a run of more digits: a wider operand
+
     def keep(serialized):
         equations = tf.io.parse_example(serialized, {"equation": FEATURES["equation"]})
-        lengths = tf.strings.length(tokenizer.compact(equations["equation"]))
-        return tf.data.Dataset.from_tensor_slices(
-            tf.boolean_mask(serialized, lengths <= max_chars))
+        compact = tokenizer.compact(equations["equation"])
+        if max_digits > 0:
+            short = tf.logical_not(tf.strings.regex_full_match(compact, too_long))
+        else:
+            short = tf.strings.length(compact) <= max_chars
+        return tf.data.Dataset.from_tensor_slices(tf.boolean_mask(serialized, short))
 
     return raw_dataset(examples_dir, split).batch(4096).flat_map(keep)
 

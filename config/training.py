@@ -171,10 +171,21 @@ class StageConfig:
     epochs: int = 0  # 0 = no such stage
     short_share: float = 0.5
     learning_rate: float = 5e-4
+    # Which equations the stage's short draws come from: 0 = the trainer's short equations
+    # (at most trainer.short_max_chars characters); n = those whose every operand has at
+    # most n digits ('7 * 6 * 9' with 1), whatever their length: with two and three operands
+    # at most 5 characters are mostly two-digit pairs ('12+34'), and the single-digit
+    # products of three a tenth of them. In the fingerprint only when set.
+    short_operand_digits: int = dataclasses.field(
+        default=0, metadata={"fingerprint": lambda stage: bool(stage.short_operand_digits)})
 
     def validate(self, path: str) -> None:
         require(is_int(self.epochs) and self.epochs >= 0, f"{path}.epochs",
                 f"an integer >= 0 (0 = off), got {show(self.epochs)}")
+        require(is_int(self.short_operand_digits) and self.short_operand_digits >= 0,
+                f"{path}.short_operand_digits",
+                f"an integer >= 0 (0 = the trainer's short equations), got "
+                f"{show(self.short_operand_digits)}")
         require(is_number(self.short_share) and 0.0 <= self.short_share < 1.0,
                 f"{path}.short_share", f"a fraction in [0, 1), got {show(self.short_share)}")
         require(is_finite(self.learning_rate) and self.learning_rate > 0,
@@ -306,8 +317,18 @@ class TrainerConfig:
                 + "); raise it or use 0 to derive it")
         fewest = data.min_operands or data.num_operands
         shortest = min_equation_chars(data.operand_min, fewest)  # '1+2', '1+2*3'
-        draws_short = self.short_share > 0 or any(s.short_share > 0
-                                                   for s in self.finish.stages())
+        by_digits = {f"{path}.finish" + (".then" if i else ""): s
+                     for i, s in enumerate(self.finish.stages())
+                     if s.short_share > 0 and s.short_operand_digits}
+        for stage_path, stage in by_digits.items():
+            n = stage.short_operand_digits
+            require(data.operand_min < 10 ** n and data.operand_max > -(10 ** n),
+                    f"{stage_path}.short_operand_digits",
+                    f"no operand of task.data ({data.operand_min}..{data.operand_max}) has at "
+                    f"most {n} digit{'s' if n > 1 else ''}: the stage's short draws would be "
+                    f"empty; raise it, or set {stage_path}.short_operand_digits to 0")
+        draws_short = self.short_share > 0 or any(
+            s.short_share > 0 and not s.short_operand_digits for s in self.finish.stages())
         require(not draws_short or self.short_max_chars >= shortest,
                 f"{path}.short_max_chars",
                 f"{self.short_max_chars} characters admit no equation of task.data (the "

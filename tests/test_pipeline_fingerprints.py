@@ -14,7 +14,7 @@ import os
 import pytest
 
 from lstm_math.config import ConfigError, PipelineConfig, load_config
-from lstm_math.config.fields import fingerprint_value, fingerprinted
+from lstm_math.config.fields import fingerprint_value
 from lstm_math.pipeline.artifacts import Artifact
 from lstm_math.pipeline.pipeline import (Params, config_value, create_pipeline, params_of,
                                          resolve)
@@ -29,7 +29,7 @@ def _fields(obj, prefix=""):
         if dataclasses.is_dataclass(value):
             yield from _fields(value, path + ".")
         else:
-            yield path, not fingerprinted(f)
+            yield path, f.metadata.get("fingerprint", True) is False  # runtime_field
 
 
 def _other(value):

@@ -83,6 +83,34 @@ def test_short_share_draws_that_share_of_every_batch_from_short_equations(exampl
         assert len({row.tobytes() for row in drawn[start:start + 200]}) == 200
 
 
+def test_short_draws_by_operand_digits_are_every_equation_of_short_operands(examples_for):
+    """A finishing stage's short_operand_digits: the pool is the equations whose every
+    operand has at most that many digits, whatever their length; by characters, two and
+    three operands at most 5 long are mostly two-digit pairs ('12+34')."""
+    import re
+
+    mixed = examples_for("smoke", *TINY, "task.data.num_operands=3",
+                         "task.data.min_operands=2", "task.data.operators=['+', '-', '*']")
+    equations = [e.decode() for f in data_lib.features_dataset(mixed, "train", 512)
+                 for e in tokenizer.compact(f["equation"]).numpy()]
+
+    def pool(**kwargs):
+        records = data_lib.short_records(mixed, "train", **kwargs)
+        return sorted(tokenizer.compact(tf.io.parse_single_example(
+            r, {"equation": data_lib.FEATURES["equation"]})["equation"]).numpy().decode()
+            for r in records)
+
+    def widest(equation):
+        return max(len(operand) for operand in re.split(r"[-+*/]", equation) if operand)
+
+    single = pool(max_chars=5, max_digits=1)
+    assert single == sorted(e for e in equations if widest(e) == 1)
+    assert {len(re.findall(r"[-+*/]", e)) for e in single} == {1, 2}  # '7*6' and '1+2*3'
+    by_chars = pool(max_chars=5)
+    assert any(widest(e) == 2 for e in by_chars) and len(by_chars) > len(single)
+    assert pool(max_chars=3, max_digits=2) == sorted(equations)  # operands up to 99
+
+
 @pytest.mark.parametrize("share,batch,draws", [(0.1, 256, 26), (0.3, 64, 19), (0.5, 8, 4),
                                                (0.01, 8, 1), (0.0, 256, 0)])
 def test_short_draws_per_batch(share, batch, draws):
@@ -492,15 +520,25 @@ def _saved(model, path):
     return path
 
 
+class _Shares(list):
+    """Short shares, in order; ``digits``: each one's short_max_digits (0: by characters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.digits = []
+
+
 @pytest.fixture
 def shares(monkeypatch):
-    """The short share of every training dataset the Trainer builds, in order."""
-    recorded = []
+    """The short share of every training dataset the Trainer builds, in order (and
+    ``shares.digits``, the operand digits its short draws are limited to)."""
+    recorded = _Shares()
     real = data_lib.training_dataset
 
     def recording(*args, **kwargs):
         if args[1] == "train":
             recorded.append(kwargs.get("short_share", 0.0))
+            recorded.digits.append(kwargs.get("short_max_digits", 0))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(data_lib, "training_dataset", recording)
@@ -621,7 +659,8 @@ def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
             "trainer.sample_predictions=0", "trainer.short_share=0.05",
             "trainer.finish.epochs=1", "trainer.finish.short_share=0.3",
             "trainer.finish.learning_rate=0.004", "trainer.finish.then.short_share=0.6",
-            "trainer.finish.then.learning_rate=0.002"]
+            "trainer.finish.then.learning_rate=0.002",
+            "trainer.finish.then.short_operand_digits=1"]
     config = tiny_config("trainer.epochs=1", "trainer.finish.then.epochs=2", *base)
     out = str(tmp_path / "trainer")
     first = run_trainer(config.trainer, examples, coverage_of(config), config.trainer.model,
@@ -629,8 +668,10 @@ def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
     history = json.load(open(os.path.join(out, "history.json")))
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and first["epochs_run"] == 4
     assert shares == [0.05, 0.3, 0.6]  # main, first stage, second stage
+    assert shares.digits == [0, 0, 1]  # the second stage draws single-digit operands
     assert "finishing stage 1 of 2, epochs 2..2: 30% of each batch short" in caplog.text
-    assert "finishing stage 2 of 2, epochs 3..4: 60% of each batch short" in caplog.text
+    assert ("finishing stage 2 of 2, epochs 3..4: 60% of each batch equations of operands "
+            "up to 1 digit") in caplog.text
     steps = -(-data_lib.read_stats(examples)["splits"]["train"]["count"] // 64)
     assert int(first["model"].optimizer.iterations.numpy()) == 4 * steps  # one optimizer
     # the rate after each epoch: the first stage's start (its one epoch ends at 2% of
@@ -647,6 +688,7 @@ def test_a_second_finishing_stage_follows_the_first_with_its_own_mix_and_rate(
                 **trainer_kwargs(more))
     assert "after epoch 4" in caplog.text and "epoch 5/5" in caplog.text
     assert shares[-1] == 0.6 and 0.3 not in shares  # the second stage's own mix, not the first's
+    assert shares.digits[-1] == 1
     assert "finishing stage 2 of 2, epochs 3..5" in caplog.text
     assert "stage 1 of 2" not in caplog.text
 
@@ -666,6 +708,19 @@ def test_a_second_finishing_stage_is_checked_and_goes_off_with_the_first():
                     "trainer.finish.then.short_share=0.9", "trainer.batch_size=4")
     tiny_config("trainer.finish.epochs=0", "trainer.finish.then.epochs=1",
                 "trainer.finish.then.short_share=0.9", "trainer.batch_size=4")  # off: not checked
+    # short draws by operand digits: an integer, and some operand of the task must fit
+    for stage in ("trainer.finish", "trainer.finish.then"):
+        with pytest.raises(ConfigError, match=rf"^{stage}\.short_operand_digits: an integer"):
+            tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
+                        f"{stage}.short_operand_digits=-1")
+        with pytest.raises(ConfigError, match=rf"^{stage}\.short_operand_digits: no operand "
+                                              rf"of task.data \(10..99\) has at most 1 digit"):
+            tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
+                        "task.data.operand_min=10", "evaluator.small_operands_threshold=null",
+                        "trainer.short_max_chars=5", f"{stage}.short_operand_digits=1")
+    tiny_config("trainer.finish.epochs=1", "task.data.operand_min=10",
+                "evaluator.small_operands_threshold=null", "trainer.short_max_chars=5",
+                "trainer.finish.short_operand_digits=2")
     config = tiny_config("trainer.finish.epochs=2", "trainer.finish.then.epochs=3")
     assert [s.epochs for s in config.trainer.finish.stages()] == [2, 3]
     assert config.trainer.finish.total_epochs == 5
@@ -692,6 +747,14 @@ def test_a_second_finishing_stage_keys_the_cache_only_when_set():
     # and a bad value in it still fails, naming the field
     with pytest.raises(ConfigError, match=r"^trainer\.finish\.then\.short_share: "):
         tiny_config("trainer.finish.epochs=0", "trainer.finish.then.short_share=1.5")
+    # a stage's short draws by operand digits key it only when set (0: by characters, as
+    # every training cached before the field)
+    digits = fingerprint_value(tiny_config(
+        "trainer.finish.epochs=2", "trainer.finish.then.epochs=1",
+        "trainer.finish.then.short_operand_digits=1").trainer.finish)
+    assert digits["then"] == {"epochs": 1, "short_share": 0.5, "learning_rate": 5e-4,
+                              "short_operand_digits": 1}
+    assert {k: v for k, v in digits.items() if k != "then"} == off
 
 
 def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):

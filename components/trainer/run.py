@@ -71,11 +71,12 @@ def _plan(t: TrainerConfig, examples_dir: str, strategy) -> _Plan:
 
 
 def _train_dataset(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
-                   shuffle_seed: int, short_share: float):
+                   shuffle_seed: int, short_share: float, short_operand_digits: int = 0):
     return data_lib.training_dataset(
         examples_dir, "train", coverage, batch_size, shuffle_buffer=t.shuffle_buffer,
         cache=t.cache_dataset, repeat=True, seed=shuffle_seed, drop_remainder=True,
-        with_operator=True, short_share=short_share, short_max_chars=t.short_max_chars)
+        with_operator=True, short_share=short_share, short_max_chars=t.short_max_chars,
+        short_max_digits=short_operand_digits)
 
 
 def _datasets(t: TrainerConfig, examples_dir: str, coverage: Coverage, batch_size: int,
@@ -192,13 +193,16 @@ def run_trainer(t: TrainerConfig, examples_dir: str, base_coverage: Coverage,
             # its own share of short draws (the rate is the schedule's)
             number, first, last, stage = stage_starts[epoch]
             stages = len(t.finish.stages())
-            log.info("Trainer: finishing stage%s, epochs %d..%d: %.0f%% of each batch short "
-                     "equations, learning rate from %.2e",
+            digits = stage.short_operand_digits
+            log.info("Trainer: finishing stage%s, epochs %d..%d: %.0f%% of each batch %s, "
+                     "learning rate from %.2e",
                      f" {number} of {stages}" if stages > 1 else "", first, last,
-                     100 * stage.short_share, stage.learning_rate)
+                     100 * stage.short_share,
+                     f"equations of operands up to {digits} digit{'s' if digits > 1 else ''}"
+                     if digits else "short equations", stage.learning_rate)
             train_iter = iter(strategy.experimental_distribute_dataset(_train_dataset(
                 t, examples_dir, coverage, plan.batch_size, shuffle_seed + number,
-                stage.short_share)))
+                stage.short_share, digits)))
         record = _run_epoch(epoch, loop, train_iter, val_iter, plan, t.progress_every_s)
         sample_note = ""
         if samples is not None:
