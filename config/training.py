@@ -174,8 +174,8 @@ class StageConfig:
     # Which equations the stage's short draws come from: 0 = the trainer's short equations
     # (at most trainer.short_max_chars characters); n = those whose every operand has at
     # most n digits ('7 * 6 * 9' with 1), whatever their length: with two and three operands
-    # at most 5 characters are mostly two-digit pairs ('12+34'), and the single-digit
-    # products of three a tenth of them. In the fingerprint only when set.
+    # at most 5 characters are mostly two-digit pairs ('12+34'), the single-digit three an
+    # eighth of them. At most the widest operand's digits; in the fingerprint only when set.
     short_operand_digits: int = dataclasses.field(
         default=0, metadata={"fingerprint": lambda stage: bool(stage.short_operand_digits)})
 
@@ -320,13 +320,20 @@ class TrainerConfig:
         by_digits = {f"{path}.finish" + (".then" if i else ""): s
                      for i, s in enumerate(self.finish.stages())
                      if s.short_share > 0 and s.short_operand_digits}
+        # digits of the narrowest and the widest operand of task.data (no power of ten of
+        # a configured value is computed: any integer is checked at once)
+        low, high = data.operand_min, data.operand_max
+        narrowest = len(str(0 if low <= 0 <= high else min(abs(low), abs(high))))
+        widest = len(str(max(abs(low), abs(high))))
         for stage_path, stage in by_digits.items():
             n = stage.short_operand_digits
-            require(data.operand_min < 10 ** n and data.operand_max > -(10 ** n),
-                    f"{stage_path}.short_operand_digits",
-                    f"no operand of task.data ({data.operand_min}..{data.operand_max}) has at "
-                    f"most {n} digit{'s' if n > 1 else ''}: the stage's short draws would be "
-                    f"empty; raise it, or set {stage_path}.short_operand_digits to 0")
+            require(n >= narrowest, f"{stage_path}.short_operand_digits",
+                    f"no operand of task.data ({low}..{high}) has at most {n} "
+                    f"digit{'s' if n > 1 else ''}: the stage's short draws would be empty; "
+                    f"raise it to {narrowest} or more, or set it to 0")
+            require(n <= widest, f"{stage_path}.short_operand_digits",
+                    f"{show(n)} is more digits than any operand of task.data ({low}..{high}) "
+                    f"has ({widest}): every equation would be short; use {widest} or less")
         draws_short = self.short_share > 0 or any(
             s.short_share > 0 and not s.short_operand_digits for s in self.finish.stages())
         require(not draws_short or self.short_max_chars >= shortest,

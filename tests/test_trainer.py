@@ -718,6 +718,12 @@ def test_a_second_finishing_stage_is_checked_and_goes_off_with_the_first():
             tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
                         "task.data.operand_min=10", "evaluator.small_operands_threshold=null",
                         "trainer.short_max_chars=5", f"{stage}.short_operand_digits=1")
+        # more digits than any operand: refused at once, however large
+        for value in (3, 2 ** 62):
+            with pytest.raises(ConfigError, match=rf"^{stage}\.short_operand_digits: .* more "
+                                                  rf"digits than any operand of task.data"):
+                tiny_config("trainer.finish.epochs=1", "trainer.finish.then.epochs=1",
+                            f"{stage}.short_operand_digits={value}")
     tiny_config("trainer.finish.epochs=1", "task.data.operand_min=10",
                 "evaluator.small_operands_threshold=null", "trainer.short_max_chars=5",
                 "trainer.finish.short_operand_digits=2")
