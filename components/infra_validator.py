@@ -292,6 +292,34 @@ def check_model_server(binary: str, saved_model_dir: str, model_name: str,
 # The component.
 
 
+def run_with_progress(cmd: list[str], stdin_text: str, timeout_s: float, what: str,
+                      every_s: float = 30.0) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, input=stdin_text, capture_output=True, text=True,
+    timeout=timeout_s)``, with a progress line every ``every_s`` seconds while ``what``
+    runs (a large model's load and warm-up replay take minutes); past ``timeout_s`` the
+    process is killed and ``subprocess.TimeoutExpired`` raised."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pending = stdin_text  # sent by the first communicate; a retry must not send it again
+    while True:
+        left = timeout_s - (time.monotonic() - started)
+        try:
+            if left <= 0:
+                raise subprocess.TimeoutExpired(cmd, timeout_s)
+            out, err = proc.communicate(input=pending, timeout=min(every_s, left))
+            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            pending = None
+            elapsed = time.monotonic() - started
+            if elapsed >= timeout_s:
+                proc.kill()
+                proc.communicate()
+                raise subprocess.TimeoutExpired(cmd, timeout_s) from None
+            log.info("InfraValidator: %s: running for %.0fs (gives up at %.0fs)", what,
+                     elapsed, timeout_s)
+
+
 def run_infra_validator(saved_model_dir: str, coverage: Coverage, threshold: float,
                         output_dir: str, tolerance: float = 0.05, timeout_s: int = 300,
                         num_canaries: int = 24, max_latency_ms: float = 2000.0,
@@ -306,10 +334,10 @@ def run_infra_validator(saved_model_dir: str, coverage: Coverage, threshold: flo
     problems = []
     report = {}
     try:
-        proc = subprocess.run(
+        proc = run_with_progress(
             [sys.executable, "-I", CANARY_SCRIPT, "--without-keras", saved_model_dir],
-            input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s,
-        )
+            json.dumps(request), timeout_s,
+            "the SavedModel in a fresh process (loading, warm-up replay, canaries)")
         failed = proc.returncode != 0 and f"exit code {proc.returncode}: {proc.stderr[-2000:]}"
     except subprocess.TimeoutExpired:
         # No verdict on the model: nothing is recorded (so nothing cached); rerun, with more

@@ -95,6 +95,28 @@ def test_running_out_of_time_records_no_verdict_and_says_how_to_rerun(exact_expo
     assert not (out_dir / "infra_blessing.json").exists()
 
 
+def test_a_long_fresh_process_check_reports_progress_and_is_killed_at_its_limit(caplog):
+    """The fresh-process check of a large model runs for minutes: a progress line while it
+    runs, its whole output once it ends, and a process past its limit killed."""
+    import subprocess
+    import time
+
+    caplog.set_level("INFO", logger=infra_validator.log.name)
+    echo_late = [sys.executable, "-c",
+                 "import sys, time; data = sys.stdin.read(); time.sleep(1.2); print(data[::-1])"]
+    done = infra_validator.run_with_progress(echo_late, "abc" * 1000, 30, "the echo",
+                                             every_s=0.3)
+    assert done.returncode == 0 and done.stdout.strip() == ("abc" * 1000)[::-1]
+    progress = [r.getMessage() for r in caplog.records if "the echo: running for" in r.getMessage()]
+    assert 2 <= len(progress) <= 6, progress
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        infra_validator.run_with_progress(
+            [sys.executable, "-c", "import time; time.sleep(60)"], "", 1.0, "the sleeper",
+            every_s=0.4)
+    assert time.monotonic() - started < 10  # killed at its limit, not waited for
+
+
 FAKE_MODEL_SERVER = textwrap.dedent("""\
     #!{python}
     # Test double for tensorflow_model_server: same flags, served by the project's local
