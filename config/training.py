@@ -216,6 +216,10 @@ class FinishConfig(StageConfig):
         """The finishing stages that run, in order (none, one, or two)."""
         return tuple(s for s in (self, self.then) if s.epochs) if self.epochs else ()
 
+    def named_stages(self, path: str = "trainer.finish") -> tuple[tuple[str, StageConfig], ...]:
+        """``stages()`` with each one's dotted path (``path``, ``path.then``)."""
+        return tuple(zip((path, f"{path}.then"), self.stages()))
+
     @property
     def total_epochs(self) -> int:
         return sum(s.epochs for s in self.stages())
@@ -288,7 +292,7 @@ class TrainerConfig:
         require(0.0 <= self.short_share < 1.0, f"{path}.short_share",
                 f"a fraction in [0, 1) (0 = off), got {show(self.short_share)}")
         shares = {"short_share": self.short_share}
-        for field, stage in zip(("finish", "finish.then"), self.finish.stages()):
+        for field, stage in self.finish.named_stages("finish"):
             shares[f"{field}.short_share"] = stage.short_share  # the stages that run
         for field, share in shares.items():
             draws = short_draws(share, self.batch_size)
@@ -317,8 +321,7 @@ class TrainerConfig:
                 + "); raise it or use 0 to derive it")
         fewest = data.min_operands or data.num_operands
         shortest = min_equation_chars(data.operand_min, fewest)  # '1+2', '1+2*3'
-        by_digits = {f"{path}.finish" + (".then" if i else ""): s
-                     for i, s in enumerate(self.finish.stages())
+        by_digits = {p: s for p, s in self.finish.named_stages(f"{path}.finish")
                      if s.short_share > 0 and s.short_operand_digits}
         # digits of the narrowest and the widest operand of task.data (no power of ten of
         # a configured value is computed: any integer is checked at once)
