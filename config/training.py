@@ -160,6 +160,9 @@ def short_draws(short_share: float, batch_size: int) -> int:
     return max(1, round(short_share * batch_size)) if short_share > 0 else 0
 
 
+MAX_STAGE_CYCLES = 100  # a finishing stage runs at most this many times
+
+
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """One stage of training after ``trainer.epochs``: ``epochs`` more epochs, each batch
@@ -178,6 +181,11 @@ class StageConfig:
     # eighth of them. At most the widest operand's digits; in the fingerprint only when set.
     short_operand_digits: int = dataclasses.field(
         default=0, metadata={"fingerprint": lambda stage: bool(stage.short_operand_digits)})
+    # How many times the stage runs back to back, the rate started again each time (a warm
+    # restart; the data mix the same, each pass its own shuffle): 2 = the stage's epochs
+    # twice. In the fingerprint only when not 1.
+    cycles: int = dataclasses.field(
+        default=1, metadata={"fingerprint": lambda stage: stage.cycles != 1})
 
     def validate(self, path: str) -> None:
         require(is_int(self.epochs) and self.epochs >= 0, f"{path}.epochs",
@@ -186,6 +194,9 @@ class StageConfig:
                 f"{path}.short_operand_digits",
                 f"an integer >= 0 (0 = the trainer's short equations), got "
                 f"{show(self.short_operand_digits)}")
+        require(is_int(self.cycles) and 1 <= self.cycles <= MAX_STAGE_CYCLES, f"{path}.cycles",
+                f"an integer in [1, {MAX_STAGE_CYCLES}] (how many times the stage runs), got "
+                f"{show(self.cycles)}")
         require(is_number(self.short_share) and 0.0 <= self.short_share < 1.0,
                 f"{path}.short_share", f"a fraction in [0, 1), got {show(self.short_share)}")
         require(is_finite(self.learning_rate) and self.learning_rate > 0,
@@ -213,12 +224,16 @@ class FinishConfig(StageConfig):
         self.then.validate(f"{path}.then")
 
     def stages(self) -> tuple[StageConfig, ...]:
-        """The finishing stages that run, in order (none, one, or two)."""
-        return tuple(s for s in (self, self.then) if s.epochs) if self.epochs else ()
+        """The finishing stages that run, in order, each as many times as its ``cycles``
+        (none with ``epochs`` 0; the first's cycles, then the second's)."""
+        return tuple(stage for _, stage in self.named_stages())
 
     def named_stages(self, path: str = "trainer.finish") -> tuple[tuple[str, StageConfig], ...]:
         """``stages()`` with each one's dotted path (``path``, ``path.then``)."""
-        return tuple(zip((path, f"{path}.then"), self.stages()))
+        if not self.epochs:
+            return ()
+        return tuple((p, s) for p, s in ((path, self), (f"{path}.then", self.then))
+                     if s.epochs for _ in range(s.cycles))
 
     @property
     def total_epochs(self) -> int:

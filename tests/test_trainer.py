@@ -784,3 +784,44 @@ def test_two_finishing_stages_are_saved_and_loaded_with_the_model(tmp_path):
     again = keras.models.load_model(path).optimizer._learning_rate
     for step in (0, 99, 100, 139, 140, 150, 160):
         assert float(again(step)) == pytest.approx(float(schedule(step)))
+
+
+def test_a_finishing_stage_runs_again_with_its_rate_restarted_as_many_times_as_its_cycles():
+    """finish.then.cycles 2: the second stage twice, back to back, the rate started again
+    from then.learning_rate each time; in the fingerprint only when not 1 (every cached
+    training keeps its key); a bad value fails fast naming the field."""
+    from lstm_math.components.trainer.model import finish_stage_steps, learning_rate_schedule
+    from lstm_math.config.fields import fingerprint_value
+
+    base = ["trainer.finish.epochs=2", "trainer.finish.learning_rate=0.004",
+            "trainer.finish.then.epochs=1", "trainer.finish.then.learning_rate=0.001"]
+    once = tiny_config(*base).trainer
+    twice = tiny_config(*base, "trainer.finish.then.cycles=2").trainer
+    assert [(s.epochs, s.learning_rate) for s in twice.finish.stages()] == [
+        (2, 0.004), (1, 0.001), (1, 0.001)]
+    assert twice.finish.total_epochs == once.finish.total_epochs + 1 == 4
+    assert [p for p, _ in twice.finish.named_stages()] == [
+        "trainer.finish", "trainer.finish.then", "trainer.finish.then"]
+    assert finish_stage_steps(twice.finish, 20) == ((40, 0.004), (20, 0.001), (20, 0.001))
+    schedule = learning_rate_schedule(twice.optimizer, 100,
+                                      finish_stages=finish_stage_steps(twice.finish, 20))
+    for step, rate in [(140, 0.001), (159, None), (160, 0.001), (180, 0.02 * 0.001)]:
+        if rate is None:
+            assert float(schedule(step)) < 0.05 * 0.001  # the first cycle near its end
+        else:
+            assert float(schedule(step)) == pytest.approx(rate)
+    # the first stage's cycles too, and off with its epochs
+    first = tiny_config("trainer.finish.epochs=2", "trainer.finish.cycles=3").trainer.finish
+    assert [s.epochs for s in first.stages()] == [2, 2, 2]
+    assert tiny_config("trainer.finish.epochs=0", "trainer.finish.cycles=3",
+                       "trainer.finish.then.epochs=1").trainer.finish.stages() == ()
+
+    assert "cycles" not in fingerprint_value(once.finish)
+    assert "cycles" not in fingerprint_value(once.finish)["then"]
+    assert fingerprint_value(twice.finish)["then"]["cycles"] == 2
+    assert {k: v for k, v in fingerprint_value(twice.finish).items() if k != "then"} == {
+        k: v for k, v in fingerprint_value(once.finish).items() if k != "then"}
+    for stage in ("trainer.finish", "trainer.finish.then"):
+        for value in (0, -1, 1.5, "twice", 101, 2 ** 62):
+            with pytest.raises(ConfigError, match=rf"^{stage}\.cycles: .*\binteger"):
+                tiny_config(*base, f"{stage}.cycles={value}")
