@@ -5,6 +5,7 @@ the serving signature returns only the final answer in ``result`` (the working i
 output), and a bad format config fails fast naming the field."""
 
 import functools
+import collections
 import itertools
 import os
 import re
@@ -1138,6 +1139,19 @@ def test_reductions_from_example_gen_to_the_signature_and_the_evaluator(
     assert report["format"] == fmt and report["count"] == len(texts)
     assert report["wrong"] == len(wrong_at) == wrong
     assert report["first_wrong_step"] == {step: wrong}
+    # per operator pattern: every equation counted once, the wrong ones under their own
+    # pattern and the reduction the step belongs to ('value 2, worked')
+    per_pattern = report["per_pattern"]
+    assert sum(p["count"] for p in per_pattern.values()) == len(texts)
+    expected = collections.Counter(eq.operator_pattern(eq.parse(t).operators) for t in wrong_at)
+    assert {name: (p["wrong"], p["first_wrong_step"]) for name, p in per_pattern.items()
+            if p["wrong"]} == {name: (n, {step.split(":")[0]: n})
+                               for name, n in expected.items()}
+    from lstm_math.components.evaluator.report import working_errors_section
+    table = "\n".join(working_errors_section({"working_errors": {"mixed": report}}))
+    name, n = expected.most_common(1)[0]
+    assert (f"| {name} | {n} of {per_pattern[name]['count']} | {step.split(':')[0]}: {n} |"
+            in table)
 
 
 def test_data_validation_recomputes_the_working(tmp_path):

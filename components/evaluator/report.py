@@ -127,14 +127,10 @@ def section(name: str, m: dict) -> list[str]:
     return lines + [""]
 
 
-def report_markdown(metrics: dict) -> str:
-    lines = ["## Evaluation", ""]
-    lines += section("Test split", metrics)
-    if metrics.get("exhaustive"):
-        lines += section("Exhaustive: every equation of the operand space",
-                         metrics["exhaustive"])
-    elif metrics.get("exhaustive_skipped"):
-        lines += [f"Exhaustive mode skipped: {metrics['exhaustive_skipped']}", ""]
+def working_errors_section(metrics: dict) -> list[str]:
+    """Where wrong answers went wrong: per operator tag with a working, the first wrong step,
+    and for three or more operands the first wrong reduction per operator pattern."""
+    lines = []
     for tag, w in (metrics.get("working_errors") or {}).items():
         lines += [f"**where wrong answers went wrong, {tag}** ({w['format']}, "
                   f"{metrics.get('working_errors_on', '')}): the first wrong step of the "
@@ -143,6 +139,25 @@ def report_markdown(metrics: dict) -> str:
                   f"{w['right_answer_wrong_working']} right answers from a wrong working", "",
                   "| first wrong step | wrong answers |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in w["first_wrong_step"].items()] + [""]
+        if w.get("per_pattern"):  # reports written before the per-pattern table have none
+            lines += [f"**where wrong answers went wrong per pattern, {tag}**: the first "
+                      f"wrong reduction", "",
+                      "| pattern | wrong of | first wrong step |", "|---|---|---|"]
+            lines += [f"| {name} | {p['wrong']} of {p['count']} | "
+                      + (", ".join(f"{k}: {v}" for k, v in p["first_wrong_step"].items())
+                         or "-") + " |" for name, p in w["per_pattern"].items()] + [""]
+    return lines
+
+
+def report_markdown(metrics: dict) -> str:
+    lines = ["## Evaluation", ""]
+    lines += section("Test split", metrics)
+    if metrics.get("exhaustive"):
+        lines += section("Exhaustive: every equation of the operand space",
+                         metrics["exhaustive"])
+    elif metrics.get("exhaustive_skipped"):
+        lines += [f"Exhaustive mode skipped: {metrics['exhaustive_skipped']}", ""]
+    lines += working_errors_section(metrics)
     lines += small_operands_section(metrics.get("small_operands_all"))
     if metrics.get("baseline"):
         b = metrics["baseline"]

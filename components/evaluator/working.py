@@ -18,15 +18,26 @@ if TYPE_CHECKING:
     from lstm_math.config import Coverage
 
 
+def coarse_step(step: str) -> str:
+    """A step name without its detail: the reduction it belongs to ('value 2, worked' for
+    'value 2, worked: column 1: + a0*b1'), or the name itself when it has none."""
+    return step.split(":", 1)[0]
+
+
 def working_errors(texts, tags, answers, truths, valid, workings, coverage: Coverage) -> dict:
     """{operator tag: {"count", "wrong", "working_right_answer_wrong",
     "right_answer_wrong_working", "first_wrong_step": {step name: wrong answers}}} for each
-    tag of the coverage whose format has a working."""
+    tag of the coverage whose format has a working; for equations of three or more operands
+    also "per_pattern": {operator pattern ('a + b * c'): {"count", "wrong",
+    "first_wrong_step": {coarse step ('value 2'): wrong answers}}}, so that which reduction
+    of which pattern goes wrong reads at a glance."""
     formats = answer_formats.formats_of(coverage)
     high = coverage.operand_max
     out = {}
     for tag, fmt in formats.items():
         steps = collections.Counter()
+        patterns = collections.defaultdict(lambda: {"count": 0, "wrong": 0,
+                                                    "first_wrong_step": collections.Counter()})
         count = wrong = lucky = unlucky = 0
         for text, row_tag, answer, truth, ok_row, shown in zip(texts, tags, answers, truths,
                                                                valid, workings):
@@ -38,12 +49,20 @@ def working_errors(texts, tags, answers, truths, valid, workings, coverage: Cove
                 fmt, equation.operands, equation.operators, high)
             predicted = answer_formats.raw_working(fmt, shown)
             step = answer_formats.first_wrong_step(fmt, truth_working, predicted, high, spans)
+            pattern = (patterns[eq.operator_pattern(equation.operators)]
+                       if len(equation.operators) >= 2 else None)
+            if pattern is not None:
+                pattern["count"] += 1
             if answer != truth:
                 wrong += 1
                 if step is None:
                     unlucky += 1
                 else:
                     steps[step] += 1
+                if pattern is not None:
+                    pattern["wrong"] += 1
+                    pattern["first_wrong_step"][
+                        "the answer alone" if step is None else coarse_step(step)] += 1
             elif step is not None:
                 lucky += 1
         order = [name for _, _, name in answer_formats.step_spans(fmt, "", high)] \
@@ -53,4 +72,9 @@ def working_errors(texts, tags, answers, truths, valid, workings, coverage: Cove
                     "working_right_answer_wrong": unlucky,
                     "right_answer_wrong_working": lucky,
                     "first_wrong_step": {name: steps[name] for name in ranked}}
+        if patterns:
+            out[tag]["per_pattern"] = {
+                name: {"count": p["count"], "wrong": p["wrong"],
+                       "first_wrong_step": dict(sorted(p["first_wrong_step"].items()))}
+                for name, p in sorted(patterns.items())}
     return out
