@@ -4,8 +4,8 @@ reading equals the Python one, ExampleGen writes the working the input pipeline 
 the serving signature returns only the final answer in ``result`` (the working in its own
 output), and a bad format config fails fast naming the field."""
 
-import functools
 import collections
+import functools
 import itertools
 import os
 import re
